@@ -1,0 +1,332 @@
+#include "engine/catalog.h"
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "engine/limits.h"
+#include "engine/resources.h"
+#include "spdlog/spdlog.h"
+
+namespace luxdb::engine {
+namespace {
+
+// Items read from storage and inserted in parallel per step of a rebuild.
+constexpr size_t kRebuildChunk = 8192;
+// Items per storage commit during an import.
+constexpr size_t kImportBatch = 10000;
+constexpr auto kProgressInterval = std::chrono::seconds(5);
+
+bool IsKnownSpace(storage::Space space) {
+  return space == storage::Space::kL2 || space == storage::Space::kIp ||
+         space == storage::Space::kCosine;
+}
+
+absl::Status ValidateShape(const std::string& name, storage::Space space, uint32_t dim) {
+  if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
+  if (!IsKnownSpace(space)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown space ", static_cast<int>(space),
+                                                   " for index '", name,
+                                                   "'; use l2, ip or cosine"));
+  }
+  if (dim < 1 || dim > kMaxDimension) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dimension of index '", name, "' must be between 1 and ", kMaxDimension, ", got ", dim));
+  }
+  return absl::OkStatus();
+}
+
+// Logs "<what>: N items (R/s)" at most every kProgressInterval.
+class ProgressLog {
+ public:
+  explicit ProgressLog(std::string what) : what_(std::move(what)) {}
+  void Update(uint64_t done) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < kProgressInterval) return;
+    last_ = now;
+    const double seconds = std::chrono::duration<double>(now - start_).count();
+    spdlog::info("{}: {} items ({:.0f}/s)", what_, done, done / seconds);
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::string what_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_ = start_;
+};
+
+}  // namespace
+
+absl::StatusOr<storage::Space> ParseSpace(absl::string_view text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "l2") return storage::Space::kL2;
+  if (lower == "ip") return storage::Space::kIp;
+  if (lower == "cosine") return storage::Space::kCosine;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown space '", text, "'; use l2, ip or cosine"));
+}
+
+Catalog::Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool)
+    : store_(std::move(store)), pool_(std::move(pool)) {}
+
+Catalog::~Catalog() {
+  absl::MutexLock lock(&mu_);
+  indexes_.clear();  // before the pool and store they point to
+}
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
+                                                       const Options& options) {
+  absl::StatusOr<std::unique_ptr<storage::Store>> store =
+      storage::Store::Open(dir, {.sync = options.sync});
+  if (!store.ok()) return store.status();
+  const size_t threads =
+      options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::unique_ptr<Catalog> catalog(
+      new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads)));
+  for (const storage::IndexConfig& config : catalog->store_->ListIndexes()) {
+    std::unique_ptr<HnswGraph> graph;
+    if (config.initialized) {
+      absl::StatusOr<std::unique_ptr<HnswGraph>> loaded = catalog->LoadGraph(config);
+      if (!loaded.ok()) {
+        return absl::Status(loaded.status().code(), absl::StrCat("cannot load index '", config.name,
+                                                                 "': ", loaded.status().message()));
+      }
+      graph = *std::move(loaded);
+    }
+    auto index = std::make_shared<Index>(config, std::move(graph), catalog->store_.get(),
+                                         catalog->pool_.get());
+    absl::MutexLock lock(&catalog->mu_);
+    catalog->indexes_.emplace(config.name, std::move(index));
+  }
+  return catalog;
+}
+
+absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::LoadGraph(const storage::IndexConfig& config) {
+  absl::StatusOr<std::string> snapshot = store_->FindSnapshot(config.cf_id, config.version);
+  if (snapshot.ok()) {
+    absl::StatusOr<std::unique_ptr<HnswGraph>> graph =
+        HnswGraph::Load(*snapshot, config.space, config.dim, config.max_elements);
+    if (graph.ok() && (*graph)->m() == config.m) {
+      spdlog::info("index '{}': loaded graph snapshot ({} items)", config.name,
+                   (*graph)->element_count());
+      return graph;
+    }
+    spdlog::warn("index '{}': graph snapshot unusable ({}); rebuilding from stored vectors",
+                 config.name,
+                 graph.ok() ? std::string("graph parameters differ") : graph.status().ToString());
+  } else if (absl::IsNotFound(snapshot.status())) {
+    spdlog::info("index '{}': no current graph snapshot; rebuilding from stored vectors",
+                 config.name);
+  } else {
+    spdlog::warn("index '{}': graph snapshot damaged ({}); rebuilding from stored vectors",
+                 config.name, snapshot.status().ToString());
+  }
+  return RebuildGraph(config);
+}
+
+absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
+    const storage::IndexConfig& config) {
+  absl::StatusOr<std::unique_ptr<HnswGraph>> created =
+      HnswGraph::Create({config.space, config.dim, config.max_elements, config.m,
+                         config.ef_construction, config.random_seed});
+  if (!created.ok()) return created.status();
+  HnswGraph& graph = **created;
+  ProgressLog progress(absl::StrCat("index '", config.name, "': rebuilding graph"));
+
+  std::vector<uint64_t> ids;
+  std::vector<float> vectors;
+  std::vector<uint64_t> deleted;
+  uint64_t total = 0;
+  absl::Status error;
+  absl::Mutex error_mu;
+  auto insert_chunk = [&]() -> absl::Status {
+    size_t first = 0;
+    if (graph.element_count() == 0 && !ids.empty()) {  // hnswlib wants its first element alone
+      if (absl::Status s = graph.Add(vectors.data(), ids[0]); !s.ok()) return s;
+      first = 1;
+    }
+    pool_->ParallelFor(ids.size() - first, 32, [&](size_t begin, size_t end) {
+      for (size_t i = first + begin; i < first + end; ++i) {
+        absl::Status s = graph.Add(vectors.data() + i * config.dim, ids[i]);
+        if (!s.ok()) {
+          absl::MutexLock lock(&error_mu);
+          error.Update(s);
+        }
+      }
+    });
+    total += ids.size();
+    ids.clear();
+    vectors.clear();
+    progress.Update(total);
+    return error;
+  };
+  absl::Status scanned = store_->ScanItems(
+      config, [&](uint64_t id, std::span<const float> vector, bool is_deleted) -> absl::Status {
+        if (total + ids.size() >= config.max_elements) {
+          return absl::DataLossError(
+              absl::StrCat("storage holds more than max_elements ", config.max_elements, " items"));
+        }
+        ids.push_back(id);
+        vectors.insert(vectors.end(), vector.begin(), vector.end());
+        if (is_deleted) deleted.push_back(id);
+        return ids.size() == kRebuildChunk ? insert_chunk() : absl::OkStatus();
+      });
+  if (!scanned.ok()) return scanned;
+  if (absl::Status s = insert_chunk(); !s.ok()) return s;
+  for (uint64_t id : deleted) {
+    if (absl::Status s = graph.MarkDeleted(id); !s.ok()) return s;
+  }
+  spdlog::info("index '{}': rebuilt graph of {} items ({} deleted) in {:.1f} s", config.name, total,
+               deleted.size(), progress.seconds());
+  return created;
+}
+
+absl::Status Catalog::Create(const std::string& name, storage::Space space, uint32_t dim) {
+  if (absl::Status s = ValidateShape(name, space, dim); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (indexes_.contains(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
+  }
+  storage::IndexConfig config;
+  config.name = name;
+  config.space = space;
+  config.dim = dim;
+  absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
+  if (!created.ok()) return created.status();
+  indexes_.emplace(name, std::make_shared<Index>(*created, nullptr, store_.get(), pool_.get()));
+  return absl::OkStatus();
+}
+
+absl::Status Catalog::Drop(const std::string& name) {
+  if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  auto it = indexes_.find(name);
+  if (it == indexes_.end()) {
+    return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+  }
+  if (absl::Status s = it->second->Drop([&] { return store_->DropIndex(name); }); !s.ok()) {
+    return s;
+  }
+  indexes_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Index>> Catalog::Get(const std::string& name) const {
+  if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = indexes_.find(name);
+  if (it == indexes_.end()) {
+    return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+  }
+  return it->second;
+}
+
+bool Catalog::Exists(const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return indexes_.contains(name);
+}
+
+std::vector<IndexInfo> Catalog::List() const {
+  std::vector<std::shared_ptr<Index>> indexes;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, index] : indexes_) indexes.push_back(index);
+  }
+  std::vector<IndexInfo> infos;
+  infos.reserve(indexes.size());
+  for (const auto& index : indexes) infos.push_back(index->Info());
+  return infos;
+}
+
+absl::Status Catalog::Import(const std::string& path, const std::string& name, storage::Space space,
+                             uint32_t dim) {
+  if (absl::Status s = ValidateShape(name, space, dim); !s.ok()) return s;
+  if (Exists(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
+  }
+  absl::StatusOr<std::unique_ptr<HnswGraph>> loaded = HnswGraph::Load(path, space, dim, 0);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_ptr<HnswGraph> graph = *std::move(loaded);
+  if (graph->m() > kMaxM) {
+    return absl::InvalidArgumentError(absl::StrCat("hnswlib file '", path, "' has M ", graph->m(),
+                                                   "; LuxDB allows at most ", kMaxM));
+  }
+
+  storage::IndexConfig config;
+  config.name = name;
+  config.space = space;
+  config.dim = dim;
+  {
+    absl::MutexLock lock(&mu_);
+    if (indexes_.contains(name)) {
+      return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
+    }
+    absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
+    if (!created.ok()) return created.status();
+    config = *created;
+  }
+  config.initialized = true;
+  config.max_elements = graph->max_elements();
+  config.m = graph->m();
+  config.ef_construction = graph->ef_construction();
+  config.ef = kDefaultEf;
+  config.random_seed = kDefaultRandomSeed;
+
+  ProgressLog progress(absl::StrCat("importing '", path, "' as index '", name, "'"));
+  uint64_t total = 0;
+  storage::ItemWrite batch;
+  auto commit = [&]() -> absl::Status {
+    ++config.version;
+    absl::Status s = store_->Commit(config, batch);
+    batch = storage::ItemWrite();
+    progress.Update(total);
+    return s;
+  };
+  absl::Status status = store_->UpdateConfig(config);
+  graph->ForEachElement([&](uint64_t label, const float* vector, bool deleted) {
+    if (!status.ok()) return;
+    batch.Put(label, std::span<const float>(vector, dim));
+    if (deleted) batch.MarkDeleted(label);
+    ++total;
+    if (batch.size() >= kImportBatch) status = commit();
+  });
+  if (status.ok() && batch.size() > 0) status = commit();
+  if (status.ok()) status = graph->Save(store_->TempSnapshotPath(config.cf_id));
+  if (status.ok()) status = store_->PublishSnapshot(config.cf_id, config.version);
+  if (!status.ok()) {
+    if (absl::Status dropped = store_->DropIndex(name); !dropped.ok()) {
+      spdlog::error("import of '{}' failed and its partial index '{}' could not be removed: {}",
+                    path, name, dropped.ToString());
+    }
+    return status;
+  }
+  spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
+               graph->deleted_count(), progress.seconds());
+  absl::MutexLock lock(&mu_);
+  indexes_.emplace(name,
+                   std::make_shared<Index>(config, std::move(graph), store_.get(), pool_.get()));
+  return absl::OkStatus();
+}
+
+absl::Status Catalog::Close() {
+  std::vector<std::shared_ptr<Index>> indexes;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, index] : indexes_) indexes.push_back(index);
+  }
+  absl::Status status;
+  for (const auto& index : indexes) {
+    if (absl::Status s = index->SaveSnapshot(); !s.ok()) {
+      spdlog::error("index '{}': graph snapshot not saved: {}", index->name(), s.ToString());
+      status.Update(s);
+    }
+  }
+  status.Update(store_->Flush());
+  return status;
+}
+
+}  // namespace luxdb::engine

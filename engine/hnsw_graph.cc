@@ -1,0 +1,336 @@
+// The only translation unit that includes hnswlib (its header defines non-inline functions).
+#include "engine/hnsw_graph.h"
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "engine/limits.h"
+
+namespace luxdb::engine {
+namespace {
+
+using Graph = hnswlib::HierarchicalNSW<float>;
+using hnswlib::tableint;
+
+// Deepest level a sane graph reaches: with M >= 2 the chance of level 64 is below 2^-64.
+constexpr int kMaxLevel = 64;
+
+std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(storage::Space space, uint32_t dim) {
+  if (space == storage::Space::kL2) return std::make_unique<hnswlib::L2Space>(dim);
+  return std::make_unique<hnswlib::InnerProductSpace>(dim);  // cosine = IP on unit vectors
+}
+
+// The header hnswlib's saveIndex writes, field by field in file order.
+struct FileHeader {
+  size_t offset_level0;
+  size_t max_elements;
+  size_t element_count;
+  size_t size_data_per_element;
+  size_t label_offset;
+  size_t offset_data;
+  int max_level;
+  tableint entry_point;
+  size_t max_m;
+  size_t max_m0;
+  size_t m;
+  double mult;
+  size_t ef_construction;
+};
+
+template <typename T>
+bool ReadPod(std::istream& in, T* value) {
+  in.read(reinterpret_cast<char*>(value), sizeof(T));
+  return static_cast<bool>(in);
+}
+
+absl::Status Corrupt(const std::string& path, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("hnswlib file '", path, "' is invalid: ", what));
+}
+
+// Checks everything loadIndex trusts before it is trusted: sizes consistent with `dim`,
+// counts within the file, per-element link lists summing exactly to the file size.
+absl::StatusOr<FileHeader> CheckFile(const std::string& path, uint32_t dim) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open hnswlib file '", path, "'"));
+  in.seekg(0, std::ios::end);
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0, std::ios::beg);
+
+  FileHeader h{};
+  if (!ReadPod(in, &h.offset_level0) || !ReadPod(in, &h.max_elements) ||
+      !ReadPod(in, &h.element_count) || !ReadPod(in, &h.size_data_per_element) ||
+      !ReadPod(in, &h.label_offset) || !ReadPod(in, &h.offset_data) || !ReadPod(in, &h.max_level) ||
+      !ReadPod(in, &h.entry_point) || !ReadPod(in, &h.max_m) || !ReadPod(in, &h.max_m0) ||
+      !ReadPod(in, &h.m) || !ReadPod(in, &h.mult) || !ReadPod(in, &h.ef_construction)) {
+    return Corrupt(path, absl::StrCat("header truncated (file has ", file_size, " bytes)"));
+  }
+  const uint64_t header_size = static_cast<uint64_t>(in.tellg());
+
+  if (h.offset_level0 != 0) return Corrupt(path, "unsupported level-0 offset");
+  if (h.m < 2 || h.m > 10000 || h.max_m != h.m || h.max_m0 != 2 * h.m) {
+    return Corrupt(path, absl::StrCat("graph degree M=", h.m, " maxM=", h.max_m,
+                                      " maxM0=", h.max_m0, " is not one hnswlib writes"));
+  }
+  const uint64_t links0 = h.max_m0 * sizeof(tableint) + sizeof(hnswlib::linklistsizeint);
+  const uint64_t data_size = uint64_t{dim} * sizeof(float);
+  if (h.offset_data != links0 || h.label_offset != links0 + data_size ||
+      h.size_data_per_element != links0 + data_size + sizeof(hnswlib::labeltype)) {
+    // The element layout encodes the dimension: this is the usual sign of a wrong --dim.
+    const uint64_t file_dim =
+        h.label_offset > links0 ? (h.label_offset - links0) / sizeof(float) : 0;
+    return Corrupt(path, absl::StrCat("its vectors have dimension ", file_dim, ", expected ", dim));
+  }
+  if (h.element_count > h.max_elements || h.element_count > kMaxElements) {
+    return Corrupt(path, absl::StrCat("element count ", h.element_count, " exceeds its capacity ",
+                                      h.max_elements));
+  }
+  if (h.max_elements > kMaxElements) {
+    return Corrupt(path, absl::StrCat("capacity ", h.max_elements, " exceeds ", kMaxElements));
+  }
+  if (h.element_count > (file_size - header_size) / h.size_data_per_element) {
+    return Corrupt(path, absl::StrCat("it claims ", h.element_count, " elements but has only ",
+                                      file_size, " bytes"));
+  }
+  if (h.element_count > 0 &&
+      (h.entry_point >= h.element_count || h.max_level < 0 || h.max_level > kMaxLevel)) {
+    return Corrupt(path, absl::StrCat("entry point ", h.entry_point, " or top level ", h.max_level,
+                                      " is out of range"));
+  }
+  const uint64_t links_upper = h.max_m * sizeof(tableint) + sizeof(hnswlib::linklistsizeint);
+  uint64_t offset = header_size + h.element_count * h.size_data_per_element;
+  for (uint64_t i = 0; i < h.element_count; ++i) {
+    uint32_t list_size = 0;
+    in.seekg(static_cast<std::streamoff>(offset));
+    if (offset + sizeof(list_size) > file_size || !ReadPod(in, &list_size)) {
+      return Corrupt(path, absl::StrCat("truncated in the links of element ", i));
+    }
+    if (list_size % links_upper != 0 || list_size / links_upper > uint64_t(h.max_level)) {
+      return Corrupt(path, absl::StrCat("element ", i, " has a malformed link list"));
+    }
+    offset += sizeof(list_size) + list_size;
+  }
+  if (offset != file_size) {
+    return Corrupt(path, absl::StrCat("expected ", offset, " bytes, found ", file_size));
+  }
+  return h;
+}
+
+}  // namespace
+
+struct HnswGraph::Impl {
+  // Declared before graph: hnswlib keeps a pointer to the space, which must outlive it.
+  std::unique_ptr<hnswlib::SpaceInterface<float>> space;
+  std::unique_ptr<Graph> graph;
+};
+
+HnswGraph::HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim)
+    : impl_(std::move(impl)), dim_(dim) {}
+HnswGraph::~HnswGraph() = default;
+
+absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Create(const Params& params) {
+  auto impl = std::make_unique<Impl>();
+  impl->space = MakeSpace(params.space, params.dim);
+  try {
+    impl->graph = std::make_unique<Graph>(impl->space.get(), params.max_elements, params.m,
+                                          params.ef_construction, params.random_seed);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate a graph for ", params.max_elements, " elements: ", e.what()));
+  }
+  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), params.dim));
+}
+
+absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& path,
+                                                           storage::Space space, uint32_t dim,
+                                                           uint64_t max_elements) {
+  absl::StatusOr<FileHeader> header = CheckFile(path, dim);
+  if (!header.ok()) return header.status();
+  if (max_elements > kMaxElements) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_elements ", max_elements, " exceeds ", kMaxElements));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->space = MakeSpace(space, dim);
+  impl->graph = std::make_unique<Graph>(impl->space.get());
+  Graph& g = *impl->graph;
+  // The loading constructor leaves these uninitialised; the destructor and loadIndex read them.
+  g.num_deleted_ = 0;
+  g.cur_element_count = 0;
+  g.data_level0_memory_ = nullptr;
+  g.linkLists_ = nullptr;
+  g.visited_list_pool_ = nullptr;
+  g.metric_distance_computations = 0;
+  g.metric_hops = 0;
+  try {
+    g.loadIndex(path, impl->space.get(), max_elements);
+  } catch (const std::exception& e) {
+    g.cur_element_count = 0;  // the destructor must not walk half-loaded link lists
+    return absl::DataLossError(absl::StrCat("cannot load hnswlib file '", path, "': ", e.what()));
+  }
+  // Links are what a search follows blindly: every one must name an existing element.
+  const tableint count = static_cast<tableint>(g.cur_element_count);
+  for (tableint i = 0; i < count; ++i) {
+    for (int level = 0; level <= g.element_levels_[i]; ++level) {
+      hnswlib::linklistsizeint* list = g.get_linklist_at_level(i, level);
+      const size_t size = g.getListCount(list);
+      if (size > (level == 0 ? g.maxM0_ : g.maxM_)) {
+        return Corrupt(path, absl::StrCat("element ", i, " has ", size, " links at level ", level));
+      }
+      const tableint* links = reinterpret_cast<const tableint*>(list + 1);
+      for (size_t j = 0; j < size; ++j) {
+        if (links[j] >= count) {
+          return Corrupt(path, absl::StrCat("element ", i, " links to missing element ", links[j]));
+        }
+      }
+    }
+  }
+  if (count > 0 && g.element_levels_[g.enterpoint_node_] != g.maxlevel_) {
+    return Corrupt(path, "entry point is not on the top level");
+  }
+  if (g.label_lookup_.size() != count) {
+    return Corrupt(
+        path, absl::StrCat(count - g.label_lookup_.size(), " labels are stored more than once"));
+  }
+  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), dim));
+}
+
+absl::Status HnswGraph::Save(const std::string& path) const {
+  try {
+    impl_->graph->saveIndex(path);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot save graph to '", path, "': ", e.what()));
+  }
+  std::ifstream check(path, std::ios::binary | std::ios::ate);
+  if (!check) return absl::InternalError(absl::StrCat("cannot write graph to '", path, "'"));
+  return absl::OkStatus();
+}
+
+absl::Status HnswGraph::Add(const float* vector, uint64_t label) {
+  try {
+    impl_->graph->addPoint(vector, label);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot add item ", label, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HnswGraph::MarkDeleted(uint64_t label) {
+  try {
+    impl_->graph->markDelete(label);
+  } catch (const std::exception& e) {
+    return absl::NotFoundError(absl::StrCat("cannot delete item ", label, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HnswGraph::Resize(uint64_t new_max_elements) {
+  try {
+    impl_->graph->resizeIndex(new_max_elements);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot resize to ", new_max_elements, " elements: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+HnswGraph::Presence HnswGraph::Find(uint64_t label) const {
+  const Graph& g = *impl_->graph;
+  auto it = g.label_lookup_.find(label);
+  if (it == g.label_lookup_.end()) return Presence::kAbsent;
+  return g.isMarkedDeleted(it->second) ? Presence::kDeleted : Presence::kLive;
+}
+
+size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,
+                         float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (g.cur_element_count == 0 || k == 0) return 0;
+  // Greedy descent through the upper levels, as hnswlib's searchKnn does, but without its
+  // shared counters and with ef passed in rather than read from the shared ef_ field.
+  tableint current = g.enterpoint_node_;
+  float current_distance =
+      g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
+  for (int level = g.maxlevel_; level > 0; --level) {
+    bool improved = true;
+    while (improved) {
+      improved = false;
+      hnswlib::linklistsizeint* list = g.get_linklist(current, level);
+      const size_t size = g.getListCount(list);
+      const tableint* links = reinterpret_cast<const tableint*>(list + 1);
+      for (size_t i = 0; i < size; ++i) {
+        const float d = g.fstdistfunc_(query, g.getDataByInternalId(links[i]), g.dist_func_param_);
+        if (d < current_distance) {
+          current_distance = d;
+          current = links[i];
+          improved = true;
+        }
+      }
+    }
+  }
+  const size_t breadth = std::max(ef, k);
+  auto top = g.num_deleted_ ? g.searchBaseLayerST<true, false>(current, query, breadth)
+                            : g.searchBaseLayerST<false, false>(current, query, breadth);
+  while (top.size() > k) top.pop();
+  const size_t found = top.size();
+  for (size_t i = found; i-- > 0;) {  // the heap pops farthest first
+    ids[i] = g.getExternalLabel(top.top().second);
+    distances[i] = top.top().first;
+    top.pop();
+  }
+  return found;
+}
+
+bool HnswGraph::CopyVector(uint64_t label, float* out) const {
+  const Graph& g = *impl_->graph;
+  auto it = g.label_lookup_.find(label);
+  if (it == g.label_lookup_.end() || g.isMarkedDeleted(it->second)) return false;
+  std::memcpy(out, g.getDataByInternalId(it->second), size_t{dim_} * sizeof(float));
+  return true;
+}
+
+std::vector<uint64_t> HnswGraph::LiveLabels() const {
+  const Graph& g = *impl_->graph;
+  std::vector<uint64_t> labels;
+  labels.reserve(g.label_lookup_.size() - std::min(g.label_lookup_.size(), g.num_deleted_));
+  for (const auto& [label, internal] : g.label_lookup_) {
+    if (!g.isMarkedDeleted(internal)) labels.push_back(label);
+  }
+  std::sort(labels.begin(), labels.end());
+  return labels;
+}
+
+void HnswGraph::ForEachElement(
+    const std::function<void(uint64_t label, const float* vector, bool deleted)>& fn) const {
+  const Graph& g = *impl_->graph;
+  for (tableint i = 0; i < g.cur_element_count; ++i) {
+    fn(g.getExternalLabel(i), reinterpret_cast<const float*>(g.getDataByInternalId(i)),
+       g.isMarkedDeleted(i));
+  }
+}
+
+uint64_t HnswGraph::element_count() const { return impl_->graph->cur_element_count; }
+uint64_t HnswGraph::deleted_count() const { return impl_->graph->num_deleted_; }
+uint64_t HnswGraph::max_elements() const { return impl_->graph->max_elements_; }
+uint32_t HnswGraph::m() const { return static_cast<uint32_t>(impl_->graph->M_); }
+uint32_t HnswGraph::ef_construction() const {
+  return static_cast<uint32_t>(impl_->graph->ef_construction_);
+}
+
+uint64_t HnswGraph::EstimateBytes(uint32_t dim, uint32_t m, uint64_t max_elements) {
+  const uint64_t level0 = (2ull * m + 1) * sizeof(tableint) + uint64_t{dim} * sizeof(float) +
+                          sizeof(hnswlib::labeltype);
+  // Upper levels: an element reaches level l with probability M^-l, so on average it owns
+  // 1/(M-1) upper link lists of M+1 ints.
+  const uint64_t upper = (uint64_t{m} + 1) * sizeof(tableint) / std::max<uint32_t>(m - 1, 1);
+  // Per-element lock, level, visited-list slot, link-list pointer and label map entry.
+  constexpr uint64_t kBookkeeping =
+      sizeof(std::mutex) + sizeof(int) + sizeof(unsigned short) + sizeof(void*) + 48;
+  return max_elements * (level0 + upper + kBookkeeping);
+}
+
+}  // namespace luxdb::engine

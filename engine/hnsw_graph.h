@@ -1,0 +1,91 @@
+// HnswGraph: the one place that touches hnswlib. Everything else in LuxDB sees this interface.
+//
+// Thread safety follows hnswlib 0.6.2 (see shared/hnswlib.md): Add may run concurrently with
+// other Adds once the graph holds an element; Search, Find, CopyVector, ForEachElement and
+// Save may run concurrently with each other; every other combination needs the caller's
+// exclusion (Index holds a reader/writer lock for this).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "storage/index_config.h"
+
+namespace luxdb::engine {
+
+class HnswGraph {
+ public:
+  struct Params {
+    storage::Space space = storage::Space::kL2;
+    uint32_t dim = 0;
+    uint64_t max_elements = 0;
+    uint32_t m = 0;
+    uint32_t ef_construction = 0;
+    uint64_t random_seed = 0;
+  };
+
+  // Allocates an empty graph. RESOURCE_EXHAUSTED if the allocation fails.
+  static absl::StatusOr<std::unique_ptr<HnswGraph>> Create(const Params& params);
+
+  // Loads a file written by hnswlib's saveIndex (C++ or Python) after checking that its
+  // header, sizes, element count, levels and every link are consistent with `dim`: a crafted
+  // or truncated file yields DATA_LOSS naming what is wrong, never a crash. `max_elements` of
+  // 0 keeps the file's capacity; a larger one grows it.
+  static absl::StatusOr<std::unique_ptr<HnswGraph>> Load(const std::string& path,
+                                                         storage::Space space, uint32_t dim,
+                                                         uint64_t max_elements);
+
+  ~HnswGraph();
+  HnswGraph(const HnswGraph&) = delete;
+  HnswGraph& operator=(const HnswGraph&) = delete;
+
+  // Writes the graph in hnswlib's file format.
+  absl::Status Save(const std::string& path) const;
+
+  // Inserts `vector` (dim floats) under `label`, or replaces the vector of an existing label
+  // and clears its deleted mark. Capacity must have been checked by the caller.
+  absl::Status Add(const float* vector, uint64_t label);
+  // Marks an existing label deleted.
+  absl::Status MarkDeleted(uint64_t label);
+  // Grows or shrinks capacity; new_max_elements must be >= element_count().
+  absl::Status Resize(uint64_t new_max_elements);
+
+  enum class Presence { kAbsent, kLive, kDeleted };
+  Presence Find(uint64_t label) const;
+
+  // Writes the up to k nearest live elements to ids/distances, nearest first, searching with
+  // breadth max(ef, k). Returns how many were written.
+  size_t Search(const float* query, size_t k, size_t ef, uint64_t* ids, float* distances) const;
+
+  // Copies the vector of a live label into out (dim floats). False if absent or deleted.
+  bool CopyVector(uint64_t label, float* out) const;
+  // Live labels, ascending.
+  std::vector<uint64_t> LiveLabels() const;
+  // Calls fn for every element, live or deleted, in internal order.
+  void ForEachElement(
+      const std::function<void(uint64_t label, const float* vector, bool deleted)>& fn) const;
+
+  uint32_t dim() const { return dim_; }
+  // Elements stored, live and deleted: what counts against max_elements.
+  uint64_t element_count() const;
+  uint64_t deleted_count() const;
+  uint64_t max_elements() const;
+  uint32_t m() const;
+  uint32_t ef_construction() const;
+
+  // Bytes a graph of these dimensions needs at full capacity, for admission checks.
+  static uint64_t EstimateBytes(uint32_t dim, uint32_t m, uint64_t max_elements);
+
+ private:
+  struct Impl;
+  explicit HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim);
+  std::unique_ptr<Impl> impl_;
+  uint32_t dim_;
+};
+
+}  // namespace luxdb::engine

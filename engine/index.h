@@ -1,0 +1,130 @@
+// One named index: an HNSW graph, its persisted config, and the locks that order access.
+//
+// Concurrency: queries, GetVectors and Ids run in parallel under a reader lock. Every
+// mutation enters a per-index writer queue (as in LevelDB's DBImpl::Write): the writer at
+// its head becomes leader, takes the consecutive Add/Delete requests behind it, validates
+// them in order, commits them to storage in one synced write, and applies them to the graph
+// under the writer lock, spreading a batch's insertions over the thread pool. So concurrent
+// writers share one fsync, disk and memory apply writes in the same order, and queries are
+// blocked only while the graph itself changes.
+//
+// Durability: a mutation is acknowledged only after storage has committed it; a refused
+// mutation changes nothing on disk or in memory.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/hnsw_graph.h"
+#include "engine/thread_pool.h"
+#include "storage/index_config.h"
+#include "storage/store.h"
+
+namespace luxdb::engine {
+
+struct IndexInfo {
+  std::string name;
+  storage::Space space = storage::Space::kL2;
+  uint32_t dim = 0;
+  uint32_t m = 0;
+  uint32_t ef_construction = 0;
+  uint32_t ef = 0;
+  uint64_t max_elements = 0;
+  uint64_t element_count = 0;  // live items
+  uint64_t deleted_count = 0;  // marked deleted; still count against max_elements
+  bool initialized = false;
+};
+
+// Graph parameters for Index::Init; zeros select the defaults in engine/limits.h.
+struct InitParams {
+  uint64_t max_elements = 0;
+  uint32_t ef_construction = 0;
+  uint32_t m = 0;
+  uint64_t random_seed = 0;
+};
+
+class Index {
+ public:
+  // Made by Catalog. `graph` is null for an index that is not initialised. `store` and
+  // `pool` must outlive the index.
+  Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
+        ThreadPool* pool);
+  ~Index();
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  const std::string& name() const { return name_; }
+  uint32_t dim() const { return dim_; }
+  IndexInfo Info() const;
+
+  // Allocates the graph. FAILED_PRECONDITION if already initialised; INVALID_ARGUMENT for a
+  // parameter out of range; RESOURCE_EXHAUSTED if max_elements would not fit in memory.
+  absl::Status Init(const InitParams& params);
+  // Sets the default search breadth, 1..kMaxEf.
+  absl::Status SetEf(uint32_t ef);
+  // Changes capacity. FAILED_PRECONDITION below the stored count (live + deleted).
+  absl::Status Resize(uint64_t new_max_elements);
+
+  // Adds n = ids.size() vectors (vectors.size() == n * dim, row-major); an existing id has
+  // its vector replaced and its deleted mark cleared. All or nothing: INVALID_ARGUMENT for a
+  // size mismatch, NaN/Inf or an id twice in the batch; RESOURCE_EXHAUSTED if the new ids
+  // would exceed max_elements. Returns n.
+  absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids);
+  // Marks items deleted. All or nothing: NOT_FOUND naming the first id never added. Ids
+  // already deleted are accepted and not counted. Returns the number newly deleted.
+  absl::StatusOr<uint64_t> Delete(std::span<const uint64_t> ids);
+
+  // Checks a query's shape and parameters without running it (Query checks them too), so a
+  // caller can size its response first. Returns the number of query vectors.
+  absl::StatusOr<size_t> CheckQuery(size_t floats, uint32_t k, uint32_t ef) const;
+  // k-NN for n = queries.size() / dim queries, spread over the thread pool. ids_out and
+  // distances_out hold n * k entries, row-major, nearest first; rows with fewer than k live
+  // items are padded with kMissingId / kMissingDistance. ef 0 means the index's ef.
+  absl::Status Query(std::span<const float> queries, uint32_t k, uint32_t ef,
+                     std::span<uint64_t> ids_out, std::span<float> distances_out) const;
+  // Live ids, ascending.
+  absl::StatusOr<std::vector<uint64_t>> Ids() const;
+  // Copies the vectors of `ids` into out (ids.size() * dim floats) in the order asked.
+  // NOT_FOUND naming the first id that is absent or deleted.
+  absl::Status GetVectors(std::span<const uint64_t> ids, std::span<float> out) const;
+
+  // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot).
+  absl::Status SaveSnapshot() const;
+  // Waits for in-flight calls, then makes every later call fail with NOT_FOUND. Called by
+  // Catalog when the index is deleted; `drop` runs while no other call can touch the index.
+  absl::Status Drop(const std::function<absl::Status()>& drop);
+
+ private:
+  struct Writer;
+  absl::Status RunWriter(Writer* writer);
+  void CommitGroup(const std::vector<Writer*>& group);
+  absl::Status ApplyToGraph(const std::vector<Writer*>& accepted);
+  absl::Status CheckUsable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const std::string name_;
+  const uint32_t dim_;
+  const storage::Space space_;
+  storage::Store* const store_;
+  ThreadPool* const pool_;
+
+  // Writer queue: its head is the leader, the only thread that mutates graph_ or config_.
+  absl::Mutex queue_mu_;
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(queue_mu_);
+
+  // Guards graph_ and config_ against readers while the leader changes them. The leader may
+  // read both without it.
+  mutable absl::Mutex mu_;
+  storage::IndexConfig config_;
+  std::unique_ptr<HnswGraph> graph_;
+  bool dropped_ = false;
+};
+
+}  // namespace luxdb::engine

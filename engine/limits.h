@@ -1,0 +1,35 @@
+// Every limit and default of the engine, in one place. Requests are checked against these
+// before anything is allocated for them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+namespace luxdb::engine {
+
+// Index names: 1..kMaxNameBytes bytes of UTF-8 letters, digits, '-', '_' and '.'.
+inline constexpr size_t kMaxNameBytes = 255;
+// Vector dimension.
+inline constexpr uint32_t kMaxDimension = 65536;
+// Neighbours per query. A k above the live count is allowed; missing slots are padded.
+inline constexpr uint32_t kMaxK = 10000;
+// Search breadth, per index (SetEf) and per query.
+inline constexpr uint32_t kMaxEf = 100000;
+// hnswlib graph degree. Above this the graph's memory explodes without helping recall.
+inline constexpr uint32_t kMaxM = 2048;
+inline constexpr uint32_t kMaxEfConstruction = 100000;
+// hnswlib numbers elements with 32-bit internal ids.
+inline constexpr uint64_t kMaxElements = std::numeric_limits<uint32_t>::max() - 1;
+
+inline constexpr uint32_t kDefaultM = 16;
+inline constexpr uint32_t kDefaultEfConstruction = 200;
+inline constexpr uint64_t kDefaultRandomSeed = 100;
+// hnswlib's own default search breadth.
+inline constexpr uint32_t kDefaultEf = 10;
+
+// Query result padding where a row has fewer than k results.
+inline constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
+inline constexpr float kMissingDistance = std::numeric_limits<float>::infinity();
+
+}  // namespace luxdb::engine

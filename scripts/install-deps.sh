@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs LuxDB's build, test and runtime dependencies from Debian bookworm packages.
+# Runs apt only when something is missing; uses sudo when not root.
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev openssl libspdlog-dev
+  libgtest-dev libgmock-dev
+  python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio
+  python3-hnswlib
+  dataset-fashion-mnist
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

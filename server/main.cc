@@ -1,0 +1,121 @@
+// luxdb-server: serves a LuxDB data directory over gRPC, or imports an hnswlib file into it.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "engine/catalog.h"
+#include "server/options.h"
+#include "server/server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+extern char** environ;
+
+namespace {
+
+std::map<std::string, std::string> Environment() {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    absl::string_view text(*entry);
+    const size_t eq = text.find('=');
+    if (eq != absl::string_view::npos) env.emplace(text.substr(0, eq), text.substr(eq + 1));
+  }
+  return env;
+}
+
+void SetUpLogging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("luxdb");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(level == "warning" ? spdlog::level::warn
+                    : level == "error" ? spdlog::level::err
+                                       : spdlog::level::from_str(level));
+}
+
+int Import(const luxdb::server::Options& options) {
+  absl::StatusOr<luxdb::storage::Space> space = luxdb::engine::ParseSpace(options.import_space);
+  if (!space.ok()) {
+    std::cerr << "luxdb-server: --import-space: " << space.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<luxdb::engine::Catalog>> catalog = luxdb::engine::Catalog::Open(
+      options.data_dir, {.threads = options.threads, .sync = options.sync});
+  if (!catalog.ok()) {
+    std::cerr << "luxdb-server: " << catalog.status().message() << "\n";
+    return 1;
+  }
+  absl::Status imported =
+      (*catalog)->Import(options.import_path, options.import_name, *space, options.import_dim);
+  absl::Status closed = (*catalog)->Close();
+  if (!imported.ok() || !closed.ok()) {
+    std::cerr << "luxdb-server: import failed: "
+              << (imported.ok() ? closed.message() : imported.message()) << "\n";
+    return 1;
+  }
+  std::cerr << "luxdb-server: imported '" << options.import_path << "' as index '"
+            << options.import_name << "' into " << options.data_dir << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool help = false;
+  absl::StatusOr<luxdb::server::Options> options = luxdb::server::ParseOptions(
+      std::vector<std::string>(argv + 1, argv + argc), Environment(), &help);
+  if (help) {
+    std::cout << luxdb::server::UsageText();
+    return 0;
+  }
+  if (!options.ok()) {
+    std::cerr << "luxdb-server: " << options.status().message() << "\n";
+    return 2;
+  }
+  SetUpLogging(options->loglevel);
+  if (!options->import_path.empty()) return Import(*options);
+
+  // Block the shutdown signals in every thread; this thread collects them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<luxdb::server::LuxServer>> server =
+      luxdb::server::LuxServer::Start(*options);
+  if (!server.ok()) {
+    std::cerr << "luxdb-server: " << server.status().message() << "\n";
+    return 1;
+  }
+  absl::Status loaded;
+  std::thread watcher([&] {
+    loaded = (*server)->WaitUntilLoaded();
+    if (loaded.ok()) {
+      std::cerr << "luxdb-server: serving '" << options->data_dir << "' on " << options->host << ":"
+                << (*server)->port() << std::endl;
+    } else {
+      kill(getpid(), SIGTERM);  // wakes the sigwait below
+    }
+  });
+  int signal = 0;
+  sigwait(&signals, &signal);
+  watcher.join();
+  if (loaded.ok()) {
+    spdlog::warn("received {}, shutting down (grace {} s)", signal == SIGINT ? "SIGINT" : "SIGTERM",
+                 options->grace_seconds);
+  }
+  absl::Status stopped = (*server)->Shutdown(std::chrono::seconds(options->grace_seconds));
+  if (!loaded.ok()) {
+    std::cerr << "luxdb-server: " << loaded.message() << "\n";
+    return 1;
+  }
+  if (!stopped.ok()) {
+    spdlog::error("shutdown incomplete: {}", stopped.ToString());
+    return 1;
+  }
+  return 0;
+}

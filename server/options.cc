@@ -1,0 +1,192 @@
+#include "server/options.h"
+
+#include <functional>
+#include <limits>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+
+namespace luxdb::server {
+namespace {
+
+constexpr uint32_t kMaxMessageMbLimit = 2047;  // gRPC message sizes are 32-bit signed
+
+struct Flag {
+  const char* name;
+  const char* help;
+  bool boolean;
+  std::function<absl::Status(Options&, absl::string_view)> set;
+};
+
+template <typename T>
+std::function<absl::Status(Options&, absl::string_view)> Number(T Options::*field, uint64_t min,
+                                                                uint64_t max, const char* name) {
+  return [=](Options& options, absl::string_view text) -> absl::Status {
+    uint64_t value = 0;
+    if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " must be a whole number from ",
+                                                     min, " to ", max, ", got '", text, "'"));
+    }
+    options.*field = static_cast<T>(value);
+    return absl::OkStatus();
+  };
+}
+
+std::function<absl::Status(Options&, absl::string_view)> Text(std::string Options::*field) {
+  return [=](Options& options, absl::string_view text) {
+    options.*field = std::string(text);
+    return absl::OkStatus();
+  };
+}
+
+const std::vector<Flag>& Flags() {
+  static const std::vector<Flag> flags = {
+      {"host", "address to listen on (0.0.0.0 for every interface)", false, Text(&Options::host)},
+      {"port", "TCP port (0 picks a free one)", false, Number(&Options::port, 0, 65535, "port")},
+      {"loglevel", "debug, info, warning, error or critical", false,
+       [](Options& options, absl::string_view text) -> absl::Status {
+         const std::string level = absl::AsciiStrToLower(text);
+         for (const char* known :
+              {"trace", "debug", "info", "warning", "error", "critical", "off"}) {
+           if (level == known) {
+             options.loglevel = level;
+             return absl::OkStatus();
+           }
+         }
+         return absl::InvalidArgumentError(absl::StrCat(
+             "--loglevel must be debug, info, warning, error or critical, got '", text, "'"));
+       }},
+      {"threads", "worker threads for batch queries and inserts (0: one per core)", false,
+       Number(&Options::threads, 0, 1024, "threads")},
+      {"max-message-mb", "largest request or response, in MiB", false,
+       Number(&Options::max_message_mb, 1, kMaxMessageMbLimit, "max-message-mb")},
+      {"sync", "fsync every write before acknowledging it (--no-sync trades safety for speed)",
+       true,
+       [](Options& options, absl::string_view text) -> absl::Status {
+         const std::string value = absl::AsciiStrToLower(text);
+         if (value == "true" || value == "1" || value == "yes") {
+           options.sync = true;
+         } else if (value == "false" || value == "0" || value == "no") {
+           options.sync = false;
+         } else {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--sync must be true or false, got '", text, "'"));
+         }
+         return absl::OkStatus();
+       }},
+      {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
+       Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
+      {"import-path", "import this hnswlib index file into PATH, then exit", false,
+       Text(&Options::import_path)},
+      {"import-name", "name of the imported index", false, Text(&Options::import_name)},
+      {"import-space", "space of the imported index: l2, ip or cosine", false,
+       Text(&Options::import_space)},
+      {"import-dim", "dimension of the imported index", false,
+       Number(&Options::import_dim, 1, std::numeric_limits<uint32_t>::max(), "import-dim")},
+  };
+  return flags;
+}
+
+std::string EnvName(const char* flag) {
+  return absl::StrCat("LUXDB_", absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}})));
+}
+
+const Flag* FindFlag(absl::string_view name) {
+  for (const Flag& flag : Flags()) {
+    if (name == flag.name) return &flag;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string UsageText() {
+  std::string text =
+      "usage: luxdb-server [flags] PATH\n"
+      "Serves the LuxDB indexes stored in the data directory PATH (created if missing).\n\n"
+      "flags (each also read from the environment variable shown):\n";
+  for (const Flag& flag : Flags()) {
+    absl::StrAppend(&text, "  --", flag.name, flag.boolean ? "" : " VALUE", "\n      ", flag.help,
+                    " [", EnvName(flag.name), "]\n");
+  }
+  absl::StrAppend(&text, "  --help\n      print this text\n");
+  return text;
+}
+
+absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
+                                     const std::map<std::string, std::string>& env, bool* help) {
+  Options options;
+  *help = false;
+  for (const Flag& flag : Flags()) {
+    auto it = env.find(EnvName(flag.name));
+    if (it == env.end()) continue;
+    if (absl::Status s = flag.set(options, it->second); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment variable ", it->first, ": ", s.message()));
+    }
+  }
+  if (auto it = env.find("LUXDB_DATA_DIR"); it != env.end()) options.data_dir = it->second;
+
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      *help = true;
+      return options;
+    }
+    if (!arg.starts_with("--")) {
+      positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    const Flag* flag = FindFlag(name);
+    if (flag == nullptr && name.starts_with("no-") && !value) {
+      flag = FindFlag(name.substr(3));
+      if (flag != nullptr && flag->boolean)
+        value = "false";
+      else
+        flag = nullptr;
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", arg, "'; see --help"));
+    }
+    if (!value) {
+      if (flag->boolean) {
+        value = "true";
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+      }
+    }
+    if (absl::Status s = flag->set(options, *value); !s.ok()) return s;
+  }
+  if (positional.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("expected one data directory, got ",
+                                                   positional.size(), " arguments: '",
+                                                   positional[0], "', '", positional[1], "'"));
+  }
+  if (!positional.empty()) options.data_dir = positional[0];
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("missing the data directory PATH; see --help");
+  }
+  const bool importing = !options.import_path.empty() || !options.import_name.empty() ||
+                         !options.import_space.empty() || options.import_dim != 0;
+  if (importing && (options.import_path.empty() || options.import_name.empty() ||
+                    options.import_space.empty() || options.import_dim == 0)) {
+    return absl::InvalidArgumentError(
+        "import needs all of --import-path, --import-name, --import-space and --import-dim");
+  }
+  return options;
+}
+
+}  // namespace luxdb::server

@@ -1,0 +1,40 @@
+// The server's configuration: one struct, filled from flags with environment fallbacks.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace luxdb::server {
+
+struct Options {
+  std::string data_dir;  // positional PATH
+  std::string host = "127.0.0.1";
+  int port = 8484;  // 0 picks a free port
+  std::string loglevel = "warning";
+  size_t threads = 0;  // 0: one per core
+  uint32_t max_message_mb = 256;
+  bool sync = true;
+  uint32_t grace_seconds = 25;  // SIGTERM: time in-flight calls get before being cancelled
+
+  // Import mode: import an hnswlib file into data_dir and exit.
+  std::string import_path;
+  std::string import_name;
+  std::string import_space;
+  uint32_t import_dim = 0;
+};
+
+// Parses `args` (argv without the program name). Every flag also reads an environment
+// variable (from `env`) named LUXDB_ + the flag in upper case with '-' as '_', e.g.
+// LUXDB_MAX_MESSAGE_MB; a flag on the command line wins. INVALID_ARGUMENT names the flag and
+// value at fault. `*help` is set if --help was asked for.
+absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
+                                     const std::map<std::string, std::string>& env, bool* help);
+
+// The text --help prints.
+std::string UsageText();
+
+}  // namespace luxdb::server

@@ -1,0 +1,107 @@
+#include "server/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "spdlog/spdlog.h"
+
+namespace luxdb::server {
+namespace {
+
+constexpr char kServiceName[] = "luxdb.v1.LuxDB";
+
+std::string ListenAddress(const std::string& host, int port) {
+  // IPv6 literals need brackets in a gRPC address.
+  if (host.find(':') != std::string::npos && !host.starts_with("[")) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+LuxServer::LuxServer(const Options& options, std::unique_ptr<LuxDBService> service)
+    : options_(options), service_(std::move(service)) {}
+
+absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& options) {
+  const uint64_t max_message_bytes = uint64_t{options.max_message_mb} << 20;
+  std::unique_ptr<LuxServer> server(
+      new LuxServer(options, std::make_unique<LuxDBService>(max_message_bytes)));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = ListenAddress(options.host, options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, " (in use, or not an address of this host?)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+  spdlog::info("listening on {}", ListenAddress(options.host, server->port_));
+  server->loader_ = std::thread([s = server.get()] { s->Load(); });
+  return server;
+}
+
+void LuxServer::Load() {
+  engine::Catalog::Options catalog_options;
+  catalog_options.threads = options_.threads;
+  catalog_options.sync = options_.sync;
+  absl::StatusOr<std::unique_ptr<engine::Catalog>> catalog =
+      engine::Catalog::Open(options_.data_dir, catalog_options);
+  absl::MutexLock lock(&mu_);
+  loaded_ = true;
+  if (!catalog.ok()) {
+    load_status_ = catalog.status();
+    spdlog::critical("cannot open data directory '{}': {}", options_.data_dir,
+                     catalog.status().ToString());
+    return;
+  }
+  catalog_ = *std::move(catalog);
+  if (shut_down_) return;
+  service_->AttachCatalog(catalog_.get());
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+  spdlog::info("serving {} indexes from '{}'", catalog_->List().size(), options_.data_dir);
+}
+
+absl::Status LuxServer::WaitUntilLoaded() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&loaded_));
+  return load_status_;
+}
+
+absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::OkStatus();
+    shut_down_ = true;
+  }
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+  if (loader_.joinable()) loader_.join();
+  absl::MutexLock lock(&mu_);
+  if (catalog_ == nullptr) return load_status_;
+  absl::Status closed = catalog_->Close();
+  service_->AttachCatalog(nullptr);
+  catalog_.reset();
+  return closed;
+}
+
+LuxServer::~LuxServer() {
+  if (absl::Status s = Shutdown(std::chrono::milliseconds(0)); !s.ok()) {
+    spdlog::error("shutdown: {}", s.ToString());
+  }
+}
+
+}  // namespace luxdb::server

@@ -1,0 +1,53 @@
+// LuxServer: assembles and runs the gRPC server (ports, message limits, health, reflection)
+// around a Catalog. The one place where the server is put together.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/catalog.h"
+#include "grpcpp/server.h"
+#include "server/options.h"
+#include "server/service.h"
+
+namespace luxdb::server {
+
+class LuxServer {
+ public:
+  // Starts listening, reports NOT_SERVING on the health service, and loads the data
+  // directory in the background; once every index is loaded, health turns SERVING and calls
+  // are answered (until then they get UNAVAILABLE). Fails if the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<LuxServer>> Start(const Options& options);
+  ~LuxServer();
+
+  // The bound port (useful with Options::port = 0).
+  int port() const { return port_; }
+  // Blocks until loading ends; returns its outcome (e.g. the data directory is locked by
+  // another server).
+  absl::Status WaitUntilLoaded();
+  // Stops accepting calls, lets in-flight ones finish for up to `grace` (then cancels them),
+  // saves graph snapshots and flushes storage. Idempotent.
+  absl::Status Shutdown(std::chrono::milliseconds grace);
+
+ private:
+  LuxServer(const Options& options, std::unique_ptr<LuxDBService> service);
+  void Load();
+
+  const Options options_;
+  std::unique_ptr<LuxDBService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::thread loader_;
+
+  absl::Mutex mu_;
+  bool loaded_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status load_status_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<engine::Catalog> catalog_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace luxdb::server

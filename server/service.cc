@@ -1,0 +1,243 @@
+#include "server/service.h"
+
+#include <span>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace luxdb::server {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl::StatusCode uses gRPC's numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::StatusOr<storage::Space> FromProto(v1::Space space) {
+  switch (space) {
+    case v1::L2:
+      return storage::Space::kL2;
+    case v1::IP:
+      return storage::Space::kIp;
+    case v1::COSINE:
+      return storage::Space::kCosine;
+    case v1::SPACE_UNSPECIFIED:
+      return absl::InvalidArgumentError("space is unspecified; use L2, IP or COSINE");
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown space ", static_cast<int>(space), "; use L2, IP or COSINE"));
+  }
+}
+
+v1::Space ToProto(storage::Space space) {
+  switch (space) {
+    case storage::Space::kL2:
+      return v1::L2;
+    case storage::Space::kIp:
+      return v1::IP;
+    case storage::Space::kCosine:
+      return v1::COSINE;
+  }
+  return v1::SPACE_UNSPECIFIED;
+}
+
+void ToProto(const engine::IndexInfo& info, v1::IndexInfo* out) {
+  out->set_name(info.name);
+  out->set_space(ToProto(info.space));
+  out->set_dim(info.dim);
+  out->set_m(info.m);
+  out->set_ef_construction(info.ef_construction);
+  out->set_ef(info.ef);
+  out->set_max_elements(info.max_elements);
+  out->set_element_count(info.element_count);
+  out->set_deleted_count(info.deleted_count);
+  out->set_initialized(info.initialized);
+}
+
+template <typename T>
+std::span<const T> AsSpan(const google::protobuf::RepeatedField<T>& field) {
+  return {field.data(), static_cast<size_t>(field.size())};
+}
+
+// Room for a response's fixed fields and per-field framing.
+constexpr uint64_t kResponseOverhead = 64;
+
+}  // namespace
+
+LuxDBService::LuxDBService(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+
+absl::StatusOr<engine::Catalog*> LuxDBService::Ready() const {
+  engine::Catalog* catalog = catalog_.load();
+  if (catalog == nullptr) {
+    return absl::UnavailableError("LuxDB is loading its indexes; retry shortly");
+  }
+  return catalog;
+}
+
+absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(const std::string& name) const {
+  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  if (!catalog.ok()) return catalog.status();
+  return (*catalog)->Get(name);
+}
+
+absl::Status LuxDBService::CheckResponseSize(uint64_t bytes, uint64_t items,
+                                             absl::string_view what) const {
+  if (bytes + kResponseOverhead <= max_message_bytes_) return absl::OkStatus();
+  const uint64_t per_item = items == 0 ? bytes : std::max<uint64_t>(bytes / items, 1);
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the response would hold ", bytes, " bytes of ", what, ", above the server's ",
+      max_message_bytes_ >> 20, " MiB message cap (--max-message-mb); ask for at most ",
+      (max_message_bytes_ - kResponseOverhead) / per_item, " ", what, " per call"));
+}
+
+grpc::Status LuxDBService::CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest* request,
+                                       v1::CreateIndexResponse*) {
+  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  if (!catalog.ok()) return ToGrpc(catalog.status());
+  absl::StatusOr<storage::Space> space = FromProto(request->space());
+  if (!space.ok()) return ToGrpc(space.status());
+  return ToGrpc((*catalog)->Create(request->name(), *space, request->dim()));
+}
+
+grpc::Status LuxDBService::InitIndex(grpc::ServerContext*, const v1::InitIndexRequest* request,
+                                     v1::InitIndexResponse*) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  return ToGrpc((*index)->Init({.max_elements = request->max_elements(),
+                                .ef_construction = request->ef_construction(),
+                                .m = request->m(),
+                                .random_seed = request->random_seed()}));
+}
+
+grpc::Status LuxDBService::DeleteIndex(grpc::ServerContext*, const v1::DeleteIndexRequest* request,
+                                       v1::DeleteIndexResponse*) {
+  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  if (!catalog.ok()) return ToGrpc(catalog.status());
+  return ToGrpc((*catalog)->Drop(request->name()));
+}
+
+grpc::Status LuxDBService::IndexExists(grpc::ServerContext*, const v1::IndexExistsRequest* request,
+                                       v1::IndexExistsResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok() && !absl::IsNotFound(index.status())) return ToGrpc(index.status());
+  response->set_exists(index.ok());
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*,
+                                       v1::ListIndexesResponse* response) {
+  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  if (!catalog.ok()) return ToGrpc(catalog.status());
+  for (const engine::IndexInfo& info : (*catalog)->List()) ToProto(info, response->add_indexes());
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::DescribeIndex(grpc::ServerContext*,
+                                         const v1::DescribeIndexRequest* request,
+                                         v1::DescribeIndexResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  ToProto((*index)->Info(), response->mutable_info());
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::SetEf(grpc::ServerContext*, const v1::SetEfRequest* request,
+                                 v1::SetEfResponse*) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  return ToGrpc((*index)->SetEf(request->ef()));
+}
+
+grpc::Status LuxDBService::AddItems(grpc::ServerContext*, const v1::AddItemsRequest* request,
+                                    v1::AddItemsResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  absl::StatusOr<uint64_t> added =
+      (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()));
+  if (!added.ok()) return ToGrpc(added.status());
+  response->set_added(*added);
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest* request,
+                                       v1::DeleteItemsResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()));
+  if (!deleted.ok()) return ToGrpc(deleted.status());
+  response->set_deleted(*deleted);
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::QueryIndex(grpc::ServerContext*, const v1::QueryIndexRequest* request,
+                                      v1::QueryIndexResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  const uint32_t k = request->k();
+  absl::StatusOr<size_t> n = (*index)->CheckQuery(request->vectors_size(), k, request->ef());
+  if (!n.ok()) return ToGrpc(n.status());
+  const uint64_t results = uint64_t{*n} * k;
+  if (absl::Status s =
+          CheckResponseSize(results * (sizeof(uint64_t) + sizeof(float)), *n, "query results");
+      !s.ok()) {
+    return ToGrpc(s);
+  }
+  response->mutable_ids()->Resize(static_cast<int>(results), 0);
+  response->mutable_distances()->Resize(static_cast<int>(results), 0.0f);
+  absl::Status s = (*index)->Query(
+      AsSpan(request->vectors()), k, request->ef(),
+      {response->mutable_ids()->mutable_data(), static_cast<size_t>(results)},
+      {response->mutable_distances()->mutable_data(), static_cast<size_t>(results)});
+  if (!s.ok()) {
+    response->Clear();
+    return ToGrpc(s);
+  }
+  response->set_k(k);
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest* request,
+                                       v1::ResizeIndexResponse*) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  return ToGrpc((*index)->Resize(request->new_max_elements()));
+}
+
+grpc::Status LuxDBService::GetIds(grpc::ServerContext*, const v1::GetIdsRequest* request,
+                                  v1::GetIdsResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  absl::StatusOr<std::vector<uint64_t>> ids = (*index)->Ids();
+  if (!ids.ok()) return ToGrpc(ids.status());
+  // Varint-free packed fixed64 would be 8 bytes; uint64 varints take up to 10.
+  if (absl::Status s = CheckResponseSize(ids->size() * 10, ids->size(), "ids"); !s.ok()) {
+    return ToGrpc(absl::ResourceExhaustedError(
+        absl::StrCat("index '", request->name(), "' has ", ids->size(), " ids; ", s.message())));
+  }
+  response->mutable_ids()->Add(ids->begin(), ids->end());
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::GetElements(grpc::ServerContext*, const v1::GetElementsRequest* request,
+                                       v1::GetElementsResponse* response) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  const uint32_t dim = (*index)->dim();
+  const uint64_t floats = uint64_t{dim} * request->ids_size();
+  if (absl::Status s = CheckResponseSize(floats * sizeof(float), request->ids_size(), "vectors");
+      !s.ok()) {
+    return ToGrpc(s);
+  }
+  response->mutable_vectors()->Resize(static_cast<int>(floats), 0.0f);
+  absl::Status s = (*index)->GetVectors(AsSpan(request->ids()),
+                                        {response->mutable_vectors()->mutable_data(), floats});
+  if (!s.ok()) {
+    response->Clear();
+    return ToGrpc(s);
+  }
+  response->set_dim(dim);
+  return grpc::Status::OK;
+}
+
+}  // namespace luxdb::server

@@ -1,0 +1,60 @@
+// LuxDBService: translates luxdb.v1 requests into engine calls and engine statuses into gRPC
+// statuses. No logic beyond that lives here.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/catalog.h"
+#include "luxdb/v1/luxdb.grpc.pb.h"
+
+namespace luxdb::server {
+
+class LuxDBService final : public luxdb::v1::LuxDB::Service {
+ public:
+  // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
+  // they are built.
+  explicit LuxDBService(uint64_t max_message_bytes);
+
+  // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
+  // must outlive the service's last call.
+  void AttachCatalog(engine::Catalog* catalog) { catalog_.store(catalog); }
+
+  grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*,
+                           v1::CreateIndexResponse*) override;
+  grpc::Status InitIndex(grpc::ServerContext*, const v1::InitIndexRequest*,
+                         v1::InitIndexResponse*) override;
+  grpc::Status DeleteIndex(grpc::ServerContext*, const v1::DeleteIndexRequest*,
+                           v1::DeleteIndexResponse*) override;
+  grpc::Status IndexExists(grpc::ServerContext*, const v1::IndexExistsRequest*,
+                           v1::IndexExistsResponse*) override;
+  grpc::Status ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*,
+                           v1::ListIndexesResponse*) override;
+  grpc::Status DescribeIndex(grpc::ServerContext*, const v1::DescribeIndexRequest*,
+                             v1::DescribeIndexResponse*) override;
+  grpc::Status SetEf(grpc::ServerContext*, const v1::SetEfRequest*, v1::SetEfResponse*) override;
+  grpc::Status AddItems(grpc::ServerContext*, const v1::AddItemsRequest*,
+                        v1::AddItemsResponse*) override;
+  grpc::Status DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest*,
+                           v1::DeleteItemsResponse*) override;
+  grpc::Status QueryIndex(grpc::ServerContext*, const v1::QueryIndexRequest*,
+                          v1::QueryIndexResponse*) override;
+  grpc::Status ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest*,
+                           v1::ResizeIndexResponse*) override;
+  grpc::Status GetIds(grpc::ServerContext*, const v1::GetIdsRequest*, v1::GetIdsResponse*) override;
+  grpc::Status GetElements(grpc::ServerContext*, const v1::GetElementsRequest*,
+                           v1::GetElementsResponse*) override;
+
+ private:
+  // The catalog, or UNAVAILABLE while indexes are still loading.
+  absl::StatusOr<engine::Catalog*> Ready() const;
+  // The named index, or the status explaining why there is none.
+  absl::StatusOr<std::shared_ptr<engine::Index>> Find(const std::string& name) const;
+  // RESOURCE_EXHAUSTED if a response of `bytes` would exceed the message cap.
+  absl::Status CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what) const;
+
+  const uint64_t max_message_bytes_;
+  std::atomic<engine::Catalog*> catalog_{nullptr};
+};
+
+}  // namespace luxdb::server

@@ -1,0 +1,112 @@
+// Durable storage of LuxDB's catalog and items in RocksDB.
+//
+// Layout of the data directory `dir`:
+//   dir/db/       RocksDB. Column family "catalog" maps "index/<name>" to an encoded
+//                 IndexConfig and "next_cf_id" to the next column family number. Each index
+//                 has a column family "index-<cf_id>" whose keys are the item id as 8 bytes
+//                 big-endian followed by one tag byte: 'v' -> the vector (dim floats, native
+//                 byte order), 't' -> empty value marking the item deleted.
+//   dir/graphs/   graph snapshots: "<cf_id>.hnsw" with a "<cf_id>.meta" sidecar that records
+//                 the IndexConfig::version the snapshot reflects, its size and SHA-256.
+//
+// Durability: every mutating call is one atomic RocksDB write; with Options::sync (the
+// default) its WAL is fsynced before the call returns. Concurrent callers of Commit share
+// fsyncs through RocksDB's write-group leader (group commit).
+//
+// Thread safety: every method may be called concurrently from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "storage/index_config.h"
+
+namespace luxdb::storage {
+
+// An ordered set of item changes to one index, committed atomically by Store::Commit.
+class ItemWrite {
+ public:
+  // Stores `vector` under `id` and clears any deleted mark of `id`.
+  void Put(uint64_t id, std::span<const float> vector);
+  // Marks `id` deleted; its vector stays stored.
+  void MarkDeleted(uint64_t id);
+  size_t size() const { return ops_.size(); }
+
+  struct Op {
+    uint64_t id;
+    bool deleted;                   // true: MarkDeleted; false: Put
+    std::span<const float> vector;  // Put only; the caller keeps the floats alive until Commit
+  };
+  const std::vector<Op>& ops() const { return ops_; }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+class Store {
+ public:
+  struct Options {
+    // fsync the WAL before acknowledging a write. false trades crash safety for speed.
+    bool sync = true;
+  };
+
+  // Opens or creates the data directory `dir` (created with mode 0700 if missing). Column
+  // families left behind by a crash between creating and cataloguing an index, or between
+  // uncataloguing and dropping one, are dropped. Returns an error naming the directory if it
+  // cannot be opened (e.g. another server holds its lock).
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Options options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // The configs of every catalogued index, in name order.
+  std::vector<IndexConfig> ListIndexes() const;
+
+  // Creates the column family for a new index and catalogues `config` (cf_id is assigned and
+  // version set to 0). ALREADY_EXISTS if the name is catalogued.
+  absl::StatusOr<IndexConfig> CreateIndex(IndexConfig config);
+
+  // Replaces the catalogued config of config.name (e.g. after init, resize, set ef).
+  // NOT_FOUND if the name is not catalogued.
+  absl::Status UpdateConfig(const IndexConfig& config);
+
+  // Atomically applies `items` to the index and replaces its catalogued config with
+  // `config_after` (whose version the caller has bumped). Nothing is applied on error.
+  absl::Status Commit(const IndexConfig& config_after, const ItemWrite& items);
+
+  // Uncatalogues the index, drops its column family and removes its graph snapshot.
+  absl::Status DropIndex(const std::string& name);
+
+  // Calls `fn` for every stored item of the index, in ascending id order. `vector` is valid
+  // only during the call. Stops and returns the first non-OK status `fn` returns; returns
+  // DATA_LOSS if a stored vector does not have config.dim floats.
+  absl::Status ScanItems(
+      const IndexConfig& config,
+      const std::function<absl::Status(uint64_t id, std::span<const float> vector, bool deleted)>&
+          fn) const;
+
+  // Graph snapshots. The caller writes the graph to TempSnapshotPath, then PublishSnapshot
+  // fsyncs it, records `version` with a checksum and renames it into place atomically.
+  std::string TempSnapshotPath(uint64_t cf_id) const;
+  absl::Status PublishSnapshot(uint64_t cf_id, uint64_t version);
+  // The path of the snapshot of `cf_id` if one exists for exactly `version` and its size and
+  // checksum verify; NOT_FOUND if none exists or it is for another version; DATA_LOSS if it
+  // is torn or corrupt.
+  absl::StatusOr<std::string> FindSnapshot(uint64_t cf_id, uint64_t version) const;
+
+  // Flushes memtables to disk. Called on clean shutdown.
+  absl::Status Flush();
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace luxdb::storage

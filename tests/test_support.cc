@@ -1,0 +1,64 @@
+#include "tests/test_support.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace luxdb::testing {
+
+TempDir::TempDir() {
+  std::string pattern = std::filesystem::path(::testing::TempDir()) / "luxdb-test-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed for " << pattern;
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+TestServer::TestServer(const std::string& dir, server::Options options) : options_(options) {
+  options_.data_dir = dir;
+  options_.host = "127.0.0.1";
+  options_.port = 0;
+  Start();
+}
+
+TestServer::~TestServer() { Stop(); }
+
+void TestServer::Start() {
+  absl::StatusOr<std::unique_ptr<server::LuxServer>> server = server::LuxServer::Start(options_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  absl::Status loaded = server_->WaitUntilLoaded();
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  channel_ = grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::LuxDB::NewStub(channel_);
+}
+
+void TestServer::Stop() {
+  if (server_ == nullptr) return;
+  absl::Status stopped = server_->Shutdown(std::chrono::seconds(10));
+  EXPECT_TRUE(stopped.ok()) << stopped;
+  server_.reset();
+}
+
+void TestServer::Restart() {
+  Stop();
+  Start();
+}
+
+std::string TestServer::address() const { return absl::StrCat("127.0.0.1:", port()); }
+
+}  // namespace luxdb::testing
