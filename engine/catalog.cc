@@ -1,6 +1,8 @@
 #include "engine/catalog.h"
 
 #include <chrono>
+#include <mutex>
+#include <shared_mutex>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -74,7 +76,7 @@ Catalog::Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPo
     : store_(std::move(store)), pool_(std::move(pool)) {}
 
 Catalog::~Catalog() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   indexes_.clear();  // before the pool and store they point to
 }
 
@@ -99,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
     }
     auto index = std::make_shared<Index>(config, std::move(graph), catalog->store_.get(),
                                          catalog->pool_.get());
-    absl::MutexLock lock(&catalog->mu_);
+    std::unique_lock lock(catalog->mu_);
     catalog->indexes_.emplace(config.name, std::move(index));
   }
   return catalog;
@@ -142,7 +144,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
   std::vector<uint64_t> deleted;
   uint64_t total = 0;
   absl::Status error;
-  absl::Mutex error_mu;
+  std::mutex error_mu;
   auto insert_chunk = [&]() -> absl::Status {
     size_t first = 0;
     if (graph.element_count() == 0 && !ids.empty()) {  // hnswlib wants its first element alone
@@ -153,7 +155,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
       for (size_t i = first + begin; i < first + end; ++i) {
         absl::Status s = graph.Add(vectors.data() + i * config.dim, ids[i]);
         if (!s.ok()) {
-          absl::MutexLock lock(&error_mu);
+          std::lock_guard lock(error_mu);
           error.Update(s);
         }
       }
@@ -187,7 +189,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
 
 absl::Status Catalog::Create(const std::string& name, storage::Space space, uint32_t dim) {
   if (absl::Status s = ValidateShape(name, space, dim); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (indexes_.contains(name)) {
     return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
   }
@@ -203,7 +205,7 @@ absl::Status Catalog::Create(const std::string& name, storage::Space space, uint
 
 absl::Status Catalog::Drop(const std::string& name) {
   if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = indexes_.find(name);
   if (it == indexes_.end()) {
     return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
@@ -217,7 +219,7 @@ absl::Status Catalog::Drop(const std::string& name) {
 
 absl::StatusOr<std::shared_ptr<Index>> Catalog::Get(const std::string& name) const {
   if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   auto it = indexes_.find(name);
   if (it == indexes_.end()) {
     return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
@@ -226,14 +228,14 @@ absl::StatusOr<std::shared_ptr<Index>> Catalog::Get(const std::string& name) con
 }
 
 bool Catalog::Exists(const std::string& name) const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   return indexes_.contains(name);
 }
 
 std::vector<IndexInfo> Catalog::List() const {
   std::vector<std::shared_ptr<Index>> indexes;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     for (const auto& [name, index] : indexes_) indexes.push_back(index);
   }
   std::vector<IndexInfo> infos;
@@ -261,7 +263,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   config.space = space;
   config.dim = dim;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     if (indexes_.contains(name)) {
       return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
     }
@@ -306,7 +308,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   }
   spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
                graph->deleted_count(), progress.seconds());
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   indexes_.emplace(name,
                    std::make_shared<Index>(config, std::move(graph), store_.get(), pool_.get()));
   return absl::OkStatus();
@@ -315,7 +317,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
 absl::Status Catalog::Close() {
   std::vector<std::shared_ptr<Index>> indexes;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     for (const auto& [name, index] : indexes_) indexes.push_back(index);
   }
   absl::Status status;

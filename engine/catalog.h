@@ -13,8 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/index.h"
+#include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
 #include "storage/store.h"
 
@@ -64,8 +64,8 @@ class Catalog {
 
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ThreadPool> pool_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Index>> indexes_ ABSL_GUARDED_BY(mu_);
+  mutable RwLock mu_;
+  std::map<std::string, std::shared_ptr<Index>> indexes_;  // guarded by mu_
 };
 
 // Parses "l2", "ip" or "cosine" (case-insensitive); INVALID_ARGUMENT naming the value.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <mutex>
+#include <shared_mutex>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -55,7 +57,7 @@ struct Index::Writer {
   absl::Status status;
   uint64_t count = 0;  // added or newly deleted
   bool done = false;
-  absl::CondVar turn;
+  std::condition_variable turn;
 };
 
 Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
@@ -71,7 +73,7 @@ Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, stor
 Index::~Index() = default;
 
 IndexInfo Index::Info() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   IndexInfo info;
   info.name = name_;
   info.space = config_.space;
@@ -100,13 +102,10 @@ absl::Status Index::CheckUsable() const {
 }
 
 absl::Status Index::RunWriter(Writer* writer) {
-  queue_mu_.Lock();
+  std::unique_lock queue_lock(queue_mu_);
   writers_.push_back(writer);
-  while (!writer->done && writers_.front() != writer) writer->turn.Wait(&queue_mu_);
-  if (writer->done) {
-    queue_mu_.Unlock();
-    return writer->status;
-  }
+  writer->turn.wait(queue_lock, [&] { return writer->done || writers_.front() == writer; });
+  if (writer->done) return writer->status;
   std::vector<Writer*> group{writer};
   if (writer->kind != Writer::Kind::kOther) {
     size_t bytes = writer->vectors.size_bytes();
@@ -116,7 +115,7 @@ absl::Status Index::RunWriter(Writer* writer) {
       group.push_back(*it);
     }
   }
-  queue_mu_.Unlock();
+  queue_lock.unlock();
 
   if (writer->kind == Writer::Kind::kOther) {
     writer->status = writer->run();
@@ -124,16 +123,15 @@ absl::Status Index::RunWriter(Writer* writer) {
     CommitGroup(group);
   }
 
-  queue_mu_.Lock();
+  queue_lock.lock();
   for (Writer* member : group) {
     writers_.pop_front();
     if (member != writer) {
       member->done = true;
-      member->turn.Signal();
+      member->turn.notify_one();
     }
   }
-  if (!writers_.empty()) writers_.front()->turn.Signal();
-  queue_mu_.Unlock();
+  if (!writers_.empty()) writers_.front()->turn.notify_one();
   return writer->status;
 }
 
@@ -141,7 +139,7 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
   // Only the leader mutates config_ and graph_, so it reads them here without mu_.
   if (absl::Status usable =
           [&] {
-            absl::ReaderMutexLock lock(&mu_);
+            std::shared_lock lock(mu_);
             return CheckUsable();
           }();
       !usable.ok()) {
@@ -213,7 +211,7 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
     }
     return;
   }
-  absl::WriterMutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   config_ = after;
   for (Writer* writer : accepted) {
     absl::Status applied = ApplyToGraph({writer});
@@ -244,13 +242,13 @@ absl::Status Index::ApplyToGraph(const std::vector<Writer*>& accepted) {
       if (absl::Status s = graph_->Add(writer->vectors.data(), writer->ids[0]); !s.ok()) return s;
       first = 1;
     }
-    absl::Mutex error_mu;
+    std::mutex error_mu;
     absl::Status error;
     pool_->ParallelFor(n - first, kAddGrain, [&](size_t begin, size_t end) {
       for (size_t i = first + begin; i < first + end; ++i) {
         absl::Status s = graph_->Add(writer->vectors.data() + i * dim_, writer->ids[i]);
         if (!s.ok()) {
-          absl::MutexLock lock(&error_mu);
+          std::lock_guard lock(error_mu);
           error.Update(s);
         }
       }
@@ -282,7 +280,7 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
     }
   }
   if (ids.empty()) {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     if (absl::Status s = CheckUsable(); !s.ok()) return s;
     return 0;
   }
@@ -334,7 +332,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   }
   if (absl::Status s = CheckFinite(name_, queries, dim_, "query vector"); !s.ok()) return s;
 
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   if (absl::Status s = CheckUsable(); !s.ok()) return s;
   const size_t breadth = ef != 0 ? ef : config_.ef;
   const bool cosine = space_ == storage::Space::kCosine;
@@ -358,7 +356,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
 }
 
 absl::StatusOr<std::vector<uint64_t>> Index::Ids() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   if (absl::Status s = CheckUsable(); !s.ok()) return s;
   return graph_->LiveLabels();
 }
@@ -367,7 +365,7 @@ absl::Status Index::GetVectors(std::span<const uint64_t> ids, std::span<float> o
   if (out.size() != ids.size() * dim_) {
     return absl::InternalError("element output buffer has the wrong size");
   }
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   if (absl::Status s = CheckUsable(); !s.ok()) return s;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!graph_->CopyVector(ids[i], out.data() + i * dim_)) {
@@ -424,7 +422,7 @@ absl::Status Index::Init(const InitParams& params) {
     after.ef = kDefaultEf;
     after.random_seed = seed;
     if (absl::Status s = store_->UpdateConfig(after); !s.ok()) return s;
-    absl::WriterMutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     config_ = after;
     graph_ = *std::move(graph);
     return absl::OkStatus();
@@ -443,7 +441,7 @@ absl::Status Index::SetEf(uint32_t ef) {
     storage::IndexConfig after = config_;
     after.ef = ef;
     if (absl::Status s = store_->UpdateConfig(after); !s.ok()) return s;
-    absl::WriterMutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     config_ = after;
     return absl::OkStatus();
   };
@@ -477,7 +475,7 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
     }
     storage::IndexConfig after = config_;
     after.max_elements = new_max_elements;
-    absl::WriterMutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     // Graph first: if it cannot grow, nothing is persisted. If persisting fails, the graph
     // is merely larger than the capacity the config enforces.
     if (absl::Status s = graph_->Resize(new_max_elements); !s.ok()) return s;
@@ -489,7 +487,7 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 }
 
 absl::Status Index::SaveSnapshot() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   if (dropped_ || !config_.initialized) return absl::OkStatus();
   if (absl::Status s = graph_->Save(store_->TempSnapshotPath(config_.cf_id)); !s.ok()) return s;
   return store_->PublishSnapshot(config_.cf_id, config_.version);
@@ -498,7 +496,7 @@ absl::Status Index::SaveSnapshot() const {
 absl::Status Index::Drop(const std::function<absl::Status()>& drop) {
   Writer writer;
   writer.run = [&]() -> absl::Status {
-    absl::WriterMutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     if (dropped_) return CheckUsable();
     if (absl::Status s = drop(); !s.ok()) return s;
     dropped_ = true;

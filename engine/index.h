@@ -12,18 +12,20 @@
 // mutation changes nothing on disk or in memory.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/hnsw_graph.h"
+#include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
 #include "storage/index_config.h"
 #include "storage/store.h"
@@ -107,7 +109,7 @@ class Index {
   absl::Status RunWriter(Writer* writer);
   void CommitGroup(const std::vector<Writer*>& group);
   absl::Status ApplyToGraph(const std::vector<Writer*>& accepted);
-  absl::Status CheckUsable() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckUsable() const;  // needs mu_ shared, or leadership
 
   const std::string name_;
   const uint32_t dim_;
@@ -116,12 +118,12 @@ class Index {
   ThreadPool* const pool_;
 
   // Writer queue: its head is the leader, the only thread that mutates graph_ or config_.
-  absl::Mutex queue_mu_;
-  std::deque<Writer*> writers_ ABSL_GUARDED_BY(queue_mu_);
+  std::mutex queue_mu_;
+  std::deque<Writer*> writers_;  // guarded by queue_mu_
 
   // Guards graph_ and config_ against readers while the leader changes them. The leader may
   // read both without it.
-  mutable absl::Mutex mu_;
+  mutable RwLock mu_;
   storage::IndexConfig config_;
   std::unique_ptr<HnswGraph> graph_;
   bool dropped_ = false;

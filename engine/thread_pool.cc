@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-
-#include "absl/synchronization/blocking_counter.h"
+#include <latch>
 
 namespace luxdb::engine {
 
@@ -15,9 +14,10 @@ ThreadPool::ThreadPool(size_t threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
 }
 
@@ -25,12 +25,8 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     std::function<void()> task;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ThreadPool* pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool->mu_) {
-            return pool->stopping_ || !pool->queue_.empty();
-          },
-          this));
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping
       task = std::move(queue_.back().run);
       queue_.pop_back();
@@ -57,28 +53,29 @@ void ThreadPool::ParallelFor(size_t n, size_t grain,
     drain();
     return;
   }
-  absl::BlockingCounter done(static_cast<int>(helpers));
+  std::latch done(static_cast<std::ptrdiff_t>(helpers));
   uint64_t call;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     call = next_call_++;
     for (size_t i = 0; i < helpers; ++i) {
       queue_.push_back({call, [&drain, &done] {
                           drain();
-                          done.DecrementCount();
+                          done.count_down();
                         }});
     }
   }
+  wake_.notify_all();
   drain();
   // Helpers that no worker has picked up yet would only find the range exhausted: withdraw
   // them rather than wait for busy workers to reach them.
   size_t withdrawn = 0;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     withdrawn = std::erase_if(queue_, [call](const Task& task) { return task.call == call; });
   }
-  for (size_t i = 0; i < withdrawn; ++i) done.DecrementCount();
-  done.Wait();
+  if (withdrawn > 0) done.count_down(static_cast<std::ptrdiff_t>(withdrawn));
+  done.wait();
 }
 
 }  // namespace luxdb::engine

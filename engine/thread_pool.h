@@ -1,13 +1,13 @@
 // A fixed pool of worker threads for splitting one request's work across cores.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
-
-#include "absl/synchronization/mutex.h"
 
 namespace luxdb::engine {
 
@@ -27,17 +27,17 @@ class ThreadPool {
   void ParallelFor(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
  private:
-  void WorkerLoop();
-
   struct Task {
     uint64_t call;  // the ParallelFor call that queued it
     std::function<void()> run;
   };
+  void WorkerLoop();
 
-  absl::Mutex mu_;
-  std::vector<Task> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<Task> queue_;  // guarded by mu_
+  uint64_t next_call_ = 0;   // guarded by mu_
+  bool stopping_ = false;    // guarded by mu_
   std::vector<std::thread> workers_;
 };
 

@@ -57,8 +57,9 @@ void LuxServer::Load() {
   catalog_options.sync = options_.sync;
   absl::StatusOr<std::unique_ptr<engine::Catalog>> catalog =
       engine::Catalog::Open(options_.data_dir, catalog_options);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   loaded_ = true;
+  loaded_changed_.notify_all();
   if (!catalog.ok()) {
     load_status_ = catalog.status();
     spdlog::critical("cannot open data directory '{}': {}", options_.data_dir,
@@ -75,14 +76,14 @@ void LuxServer::Load() {
 }
 
 absl::Status LuxServer::WaitUntilLoaded() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&loaded_));
+  std::unique_lock lock(mu_);
+  loaded_changed_.wait(lock, [this] { return loaded_; });
   return load_status_;
 }
 
 absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (shut_down_) return absl::OkStatus();
     shut_down_ = true;
   }
@@ -90,7 +91,7 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
   if (loader_.joinable()) loader_.join();
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   if (catalog_ == nullptr) return load_status_;
   absl::Status closed = catalog_->Close();
   service_->AttachCatalog(nullptr);

@@ -3,12 +3,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
 #include "server/options.h"
@@ -43,11 +44,13 @@ class LuxServer {
   int port_ = 0;
   std::thread loader_;
 
-  absl::Mutex mu_;
-  bool loaded_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status load_status_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<engine::Catalog> catalog_ ABSL_GUARDED_BY(mu_);
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::mutex mu_;
+  std::condition_variable loaded_changed_;
+  // Guarded by mu_.
+  bool loaded_ = false;
+  absl::Status load_status_;
+  std::unique_ptr<engine::Catalog> catalog_;
+  bool shut_down_ = false;
 };
 
 }  // namespace luxdb::server

@@ -1,0 +1,48 @@
+// The graph snapshot files of every index, kept in one directory (internal to storage/).
+//
+// A snapshot of the index with column family number cf_id is "<cf_id>.hnsw", the bytes the
+// engine wrote, and "<cf_id>.meta", a text sidecar recording the IndexConfig::version the
+// graph reflects, its size and SHA-256. Both are replaced by rename, the sidecar last.
+//
+// Thread safety: calls for different cf_ids may run concurrently; calls for one cf_id must be
+// serialised by the caller.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace luxdb::storage {
+
+class GraphSnapshots {
+ public:
+  // `dir` must exist.
+  explicit GraphSnapshots(std::string dir) : dir_(std::move(dir)) {}
+
+  // Where the engine writes a new graph before Publish.
+  std::string TempPath(uint64_t cf_id) const;
+  // Fsyncs TempPath(cf_id), records its size, SHA-256 and `version` in the sidecar, and
+  // renames both into place. The directory is fsynced before returning.
+  absl::Status Publish(uint64_t cf_id, uint64_t version) const;
+  // The path of the published graph of `cf_id` if it is for exactly `version` and verifies.
+  // NOT_FOUND if there is none, it is for another version or its sidecar is of another format;
+  // DATA_LOSS if the sidecar is unparsable or the graph's size or checksum differ from it.
+  absl::StatusOr<std::string> Find(uint64_t cf_id, uint64_t version) const;
+  // Removes every file of `cf_id`, published or in progress. Missing files are not an error.
+  absl::Status Remove(uint64_t cf_id) const;
+  // Removes every temporary file and every snapshot whose cf_id is not in `live`. Returns the
+  // largest cf_id named by any snapshot file found, or 0 if there was none.
+  absl::StatusOr<uint64_t> RemoveAllExcept(const std::set<uint64_t>& live) const;
+
+ private:
+  std::string GraphPath(uint64_t cf_id) const;
+  std::string MetaPath(uint64_t cf_id) const;
+  std::string TempMetaPath(uint64_t cf_id) const;
+
+  std::string dir_;
+};
+
+}  // namespace luxdb::storage

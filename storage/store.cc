@@ -1,0 +1,611 @@
+#include "storage/store.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "storage/graph_snapshots.h"
+
+namespace luxdb::storage {
+namespace {
+
+constexpr absl::string_view kDbSubdir = "/db";
+constexpr absl::string_view kGraphsSubdir = "/graphs";
+constexpr mode_t kPrivateDirMode = 0700;
+
+constexpr char kCatalogColumnFamily[] = "catalog";
+constexpr absl::string_view kIndexColumnFamilyPrefix = "index-";
+constexpr absl::string_view kIndexKeyPrefix = "index/";
+constexpr char kNextCfIdKey[] = "next_cf_id";
+// 0 is IndexConfig's "not assigned".
+constexpr uint64_t kFirstCfId = 1;
+
+// Shared by the memtables of every column family, so memory does not grow with the number of
+// indexes.
+constexpr size_t kTotalMemtableBytes = size_t{128} << 20;
+constexpr size_t kKeptInfoLogFiles = 10;
+
+constexpr char kDeletedTag = 't';
+constexpr char kVectorTag = 'v';
+constexpr size_t kItemIdBytes = sizeof(uint64_t);
+constexpr size_t kItemKeyBytes = kItemIdBytes + 1;
+
+std::string IndexColumnFamilyName(uint64_t cf_id) {
+  return absl::StrCat(kIndexColumnFamilyPrefix, cf_id);
+}
+
+std::string CatalogKey(absl::string_view index_name) {
+  return absl::StrCat(kIndexKeyPrefix, index_name);
+}
+
+// The cf_id of a column family named "index-<cf_id>".
+std::optional<uint64_t> ParseIndexColumnFamilyName(absl::string_view name) {
+  uint64_t cf_id = 0;
+  if (!absl::ConsumePrefix(&name, kIndexColumnFamilyPrefix) || !absl::SimpleAtoi(name, &cf_id)) {
+    return std::nullopt;
+  }
+  return cf_id;
+}
+
+// Big-endian ids make RocksDB's bytewise key order the numeric id order.
+std::string ItemKey(uint64_t id, char tag) {
+  std::string key(kItemKeyBytes, '\0');
+  for (size_t i = 0; i < kItemIdBytes; ++i) {
+    key[i] = static_cast<char>(static_cast<uint8_t>(id >> (8 * (kItemIdBytes - 1 - i))));
+  }
+  key[kItemIdBytes] = tag;
+  return key;
+}
+
+uint64_t ItemKeyId(const rocksdb::Slice& key) {
+  uint64_t id = 0;
+  for (size_t i = 0; i < kItemIdBytes; ++i) id = (id << 8) | static_cast<uint8_t>(key[i]);
+  return id;
+}
+
+rocksdb::Slice VectorBytes(std::span<const float> vector) {
+  return rocksdb::Slice(reinterpret_cast<const char*>(vector.data()), vector.size_bytes());
+}
+
+absl::Status FromRocksDb(const rocksdb::Status& status, absl::string_view context) {
+  if (status.ok()) return absl::OkStatus();
+  const std::string message = absl::StrCat(context, ": ", status.ToString());
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
+  if (status.IsIOError() || status.IsBusy() || status.IsTimedOut() || status.IsTryAgain()) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+absl::Status EnsurePrivateDirectory(const std::string& path) {
+  if (::mkdir(path.c_str(), kPrivateDirMode) == 0) return absl::OkStatus();
+  if (errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot create directory '", path, "'"));
+  }
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot stat '", path, "'"));
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat("'", path, "' is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+rocksdb::DBOptions MakeDbOptions() {
+  rocksdb::DBOptions options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.db_write_buffer_size = kTotalMemtableBytes;
+  options.keep_log_file_num = kKeptInfoLogFiles;
+  return options;
+}
+
+// One catalogued index.
+struct IndexEntry {
+  IndexEntry(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, IndexConfig config)
+      : db(db), cf(cf), cf_id(config.cf_id), config(std::move(config)) {}
+  ~IndexEntry() { db->DestroyColumnFamilyHandle(cf).PermitUncheckedError(); }
+  IndexEntry(const IndexEntry&) = delete;
+  IndexEntry& operator=(const IndexEntry&) = delete;
+
+  rocksdb::DB* const db;
+  // Stays usable for reads after the column family is dropped, until this entry is destroyed.
+  rocksdb::ColumnFamilyHandle* const cf;
+  const uint64_t cf_id;
+  // Guards `config` and `dropped`. Held exclusively across every write of this index's
+  // catalog record, so `config` changes in the same order as the record on disk, and by
+  // DropIndex, so no write lands after it.
+  std::shared_mutex mu;
+  IndexConfig config;
+  bool dropped = false;
+};
+
+struct CatalogContents {
+  std::map<std::string, IndexConfig> configs;
+  std::optional<uint64_t> next_cf_id;
+};
+
+}  // namespace
+
+void ItemWrite::Put(uint64_t id, std::span<const float> vector) {
+  ops_.push_back({.id = id, .deleted = false, .vector = vector});
+}
+
+void ItemWrite::MarkDeleted(uint64_t id) {
+  ops_.push_back({.id = id, .deleted = true, .vector = {}});
+}
+
+struct Store::Impl {
+  Impl(std::string dir, Options options)
+      : dir(std::move(dir)), snapshots(this->dir + std::string(kGraphsSubdir)) {
+    write_options.sync = options.sync;
+  }
+  ~Impl();
+
+  absl::Status OpenDatabase();
+  absl::StatusOr<CatalogContents> ReadCatalog() const;
+  // Creates an entry for every catalogued index, drops uncatalogued index column families and
+  // snapshots, and sets next_cf_id above every cf_id seen.
+  absl::Status Reconcile(const CatalogContents& catalog_contents);
+
+  absl::StatusOr<std::shared_ptr<IndexEntry>> Find(const std::string& name) const;
+  // OK if `config` may replace the catalogued config of `entry`, whose mu the caller holds.
+  static absl::Status CheckReplaceable(const IndexEntry& entry, const IndexConfig& config);
+  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view what);
+
+  const std::string dir;
+  rocksdb::WriteOptions write_options;
+  const GraphSnapshots snapshots;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* catalog = nullptr;
+  // Handles not owned by an IndexEntry (default, catalog, any unknown column family).
+  std::vector<rocksdb::ColumnFamilyHandle*> other_cfs;
+
+  // Serialises CreateIndex and DropIndex; guards next_cf_id.
+  std::mutex schema_mu;
+  uint64_t next_cf_id = kFirstCfId;
+
+  // Guards `indexes`.
+  mutable std::shared_mutex mu;
+  std::map<std::string, std::shared_ptr<IndexEntry>> indexes;
+};
+
+Store::Impl::~Impl() {
+  {
+    std::lock_guard lock(mu);
+    indexes.clear();
+  }
+  if (db == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
+    db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  }
+  db->Close().PermitUncheckedError();
+}
+
+absl::Status Store::Impl::OpenDatabase() {
+  const std::string db_path = dir + std::string(kDbSubdir);
+  const rocksdb::DBOptions db_options = MakeDbOptions();
+  std::vector<std::string> cf_names = {rocksdb::kDefaultColumnFamilyName};
+  std::error_code error;
+  if (std::filesystem::exists(db_path + "/CURRENT", error)) {
+    rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, db_path, &cf_names);
+    if (!listed.ok()) {
+      return FromRocksDb(listed, absl::StrCat("cannot list column families of '", db_path, "'"));
+    }
+  }
+  if (std::find(cf_names.begin(), cf_names.end(), kCatalogColumnFamily) == cf_names.end()) {
+    cf_names.push_back(kCatalogColumnFamily);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : cf_names) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* opened = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(db_options, db_path, descriptors, &handles, &opened);
+  if (!status.ok()) {
+    return FromRocksDb(status, absl::StrCat("cannot open data directory '", dir, "'"));
+  }
+  db.reset(opened);
+  other_cfs = std::move(handles);
+  for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
+    if (cf->GetName() == kCatalogColumnFamily) catalog = cf;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CatalogContents> Store::Impl::ReadCatalog() const {
+  CatalogContents contents;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), catalog));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key(it->key().data(), it->key().size());
+    absl::string_view value(it->value().data(), it->value().size());
+    if (key == kNextCfIdKey) {
+      uint64_t next = 0;
+      if (!absl::SimpleAtoi(value, &next)) {
+        return absl::DataLossError(absl::StrCat("catalog of '", dir, "' has an invalid ",
+                                                kNextCfIdKey, " '", absl::CHexEscape(value), "'"));
+      }
+      contents.next_cf_id = next;
+      continue;
+    }
+    absl::string_view name = key;
+    if (!absl::ConsumePrefix(&name, kIndexKeyPrefix)) {
+      return absl::DataLossError(absl::StrCat("catalog of '", dir, "' has an unexpected key '",
+                                              absl::CHexEscape(key), "'"));
+    }
+    absl::StatusOr<IndexConfig> config = DecodeIndexConfig(value);
+    if (!config.ok()) {
+      return absl::DataLossError(absl::StrCat("catalog record of index '", name, "' in '", dir,
+                                              "': ", config.status().message()));
+    }
+    if (config->name != name) {
+      return absl::DataLossError(absl::StrCat("catalog record of index '", name, "' in '", dir,
+                                              "' names index '", config->name, "'"));
+    }
+    contents.configs.emplace(std::string(name), *std::move(config));
+  }
+  if (!it->status().ok()) {
+    return FromRocksDb(it->status(), absl::StrCat("cannot read the catalog of '", dir, "'"));
+  }
+  return contents;
+}
+
+absl::Status Store::Impl::Reconcile(const CatalogContents& catalog_contents) {
+  // A handle leaves `other_cfs` only when an entry takes it or it is destroyed, so none leaks
+  // or is destroyed twice on any return below.
+  std::map<uint64_t, rocksdb::ColumnFamilyHandle*> index_cfs;
+  for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
+    if (std::optional<uint64_t> cf_id = ParseIndexColumnFamilyName(cf->GetName())) {
+      index_cfs.emplace(*cf_id, cf);
+    }
+  }
+
+  uint64_t next = std::max(kFirstCfId, catalog_contents.next_cf_id.value_or(kFirstCfId));
+  if (!index_cfs.empty()) next = std::max(next, index_cfs.rbegin()->first + 1);
+
+  std::set<uint64_t> live_cf_ids;
+  std::map<std::string, std::shared_ptr<IndexEntry>> entries;
+  for (const auto& [name, config] : catalog_contents.configs) {
+    if (!live_cf_ids.insert(config.cf_id).second) {
+      return absl::DataLossError(absl::StrCat("catalog of '", dir, "' gives cf_id ", config.cf_id,
+                                              " to more than one index"));
+    }
+    auto cf = index_cfs.find(config.cf_id);
+    if (cf == index_cfs.end()) {
+      return absl::DataLossError(absl::StrCat("index '", name, "' in '", dir,
+                                              "' has no column family ",
+                                              IndexColumnFamilyName(config.cf_id)));
+    }
+    std::erase(other_cfs, cf->second);
+    entries.emplace(name, std::make_shared<IndexEntry>(db.get(), cf->second, config));
+    index_cfs.erase(cf);
+    next = std::max(next, config.cf_id + 1);
+  }
+  {
+    std::lock_guard lock(mu);
+    indexes = std::move(entries);
+  }
+
+  for (const auto& [cf_id, cf] : index_cfs) {
+    if (rocksdb::Status s = db->DropColumnFamily(cf); !s.ok()) {
+      return FromRocksDb(s, absl::StrCat("cannot drop uncatalogued column family ", cf->GetName(),
+                                         " in '", dir, "'"));
+    }
+    std::erase(other_cfs, cf);
+    db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  }
+
+  absl::StatusOr<uint64_t> max_snapshot_cf_id = snapshots.RemoveAllExcept(live_cf_ids);
+  if (!max_snapshot_cf_id.ok()) return max_snapshot_cf_id.status();
+  next = std::max(next, *max_snapshot_cf_id + 1);
+
+  std::lock_guard lock(schema_mu);
+  next_cf_id = next;
+  if (catalog_contents.next_cf_id == next) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  batch.Put(catalog, kNextCfIdKey, absl::StrCat(next));
+  return Write(&batch, absl::StrCat("cannot record ", kNextCfIdKey, " ", next));
+}
+
+absl::StatusOr<std::shared_ptr<IndexEntry>> Store::Impl::Find(const std::string& name) const {
+  std::shared_lock lock(mu);
+  auto it = indexes.find(name);
+  if (it == indexes.end()) {
+    return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+  }
+  return it->second;
+}
+
+absl::Status Store::Impl::CheckReplaceable(const IndexEntry& entry, const IndexConfig& config) {
+  if (entry.dropped) {
+    return absl::NotFoundError(absl::StrCat("index '", config.name, "' does not exist"));
+  }
+  if (config.cf_id != entry.cf_id) {
+    return absl::NotFoundError(absl::StrCat("index '", config.name, "' with cf_id ", config.cf_id,
+                                            " does not exist (the index of that name has cf_id ",
+                                            entry.cf_id, ")"));
+  }
+  if (config.dim != entry.config.dim) {
+    return absl::InvalidArgumentError(absl::StrCat("index '", config.name, "' has dimension ",
+                                                   entry.config.dim, "; it cannot change to ",
+                                                   config.dim));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, absl::string_view what) {
+  return FromRocksDb(db->Write(write_options, batch), absl::StrCat(what, " in '", dir, "'"));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Store::~Store() = default;
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Options options) {
+  if (dir.empty()) return absl::InvalidArgumentError("data directory must not be empty");
+  for (const std::string& path : {dir, dir + std::string(kGraphsSubdir)}) {
+    if (absl::Status s = EnsurePrivateDirectory(path); !s.ok()) return s;
+  }
+  auto impl = std::make_unique<Impl>(dir, options);
+  if (absl::Status s = impl->OpenDatabase(); !s.ok()) return s;
+  absl::StatusOr<CatalogContents> catalog_contents = impl->ReadCatalog();
+  if (!catalog_contents.ok()) return catalog_contents.status();
+  if (absl::Status s = impl->Reconcile(*catalog_contents); !s.ok()) return s;
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+std::vector<IndexConfig> Store::ListIndexes() const {
+  std::vector<std::shared_ptr<IndexEntry>> entries;
+  {
+    std::shared_lock lock(impl_->mu);
+    for (const auto& [name, entry] : impl_->indexes) entries.push_back(entry);
+  }
+  std::vector<IndexConfig> configs;
+  configs.reserve(entries.size());
+  for (const std::shared_ptr<IndexEntry>& entry : entries) {
+    std::shared_lock lock(entry->mu);
+    if (!entry->dropped) configs.push_back(entry->config);
+  }
+  return configs;
+}
+
+absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
+  if (config.name.empty()) return absl::InvalidArgumentError("index name must not be empty");
+  std::lock_guard schema_lock(impl_->schema_mu);
+  if (impl_->Find(config.name).ok()) {
+    return absl::AlreadyExistsError(absl::StrCat("index '", config.name, "' already exists"));
+  }
+  config.cf_id = impl_->next_cf_id;
+  config.version = 0;
+  const std::string cf_name = IndexColumnFamilyName(config.cf_id);
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  if (rocksdb::Status s =
+          impl_->db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), cf_name, &cf);
+      !s.ok()) {
+    return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
+                                       config.name, "' in '", impl_->dir, "'"));
+  }
+  impl_->next_cf_id = config.cf_id + 1;
+
+  rocksdb::WriteBatch batch;
+  batch.Put(impl_->catalog, CatalogKey(config.name), EncodeIndexConfig(config));
+  batch.Put(impl_->catalog, kNextCfIdKey, absl::StrCat(impl_->next_cf_id));
+  if (absl::Status s =
+          impl_->Write(&batch, absl::StrCat("cannot catalogue index '", config.name, "'"));
+      !s.ok()) {
+    // Uncatalogued, so Open drops the column family if this does not.
+    impl_->db->DropColumnFamily(cf).PermitUncheckedError();
+    impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    return s;
+  }
+  auto entry = std::make_shared<IndexEntry>(impl_->db.get(), cf, config);
+  std::lock_guard lock(impl_->mu);
+  impl_->indexes.emplace(config.name, std::move(entry));
+  return config;
+}
+
+absl::Status Store::UpdateConfig(const IndexConfig& config) {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> entry = impl_->Find(config.name);
+  if (!entry.ok()) return entry.status();
+  std::lock_guard lock((*entry)->mu);
+  if (absl::Status s = Impl::CheckReplaceable(**entry, config); !s.ok()) return s;
+  rocksdb::WriteBatch batch;
+  batch.Put(impl_->catalog, CatalogKey(config.name), EncodeIndexConfig(config));
+  if (absl::Status s = impl_->Write(
+          &batch, absl::StrCat("cannot update the config of index '", config.name, "'"));
+      !s.ok()) {
+    return s;
+  }
+  (*entry)->config = config;
+  return absl::OkStatus();
+}
+
+absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& items) {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(config_after.name);
+  if (!found.ok()) return found.status();
+  IndexEntry& entry = **found;
+  std::lock_guard lock(entry.mu);
+  if (absl::Status s = Impl::CheckReplaceable(entry, config_after); !s.ok()) return s;
+
+  rocksdb::WriteBatch batch;
+  // Ids known to have a vector once the ops so far are applied.
+  std::unordered_set<uint64_t> stored_ids;
+  for (const ItemWrite::Op& op : items.ops()) {
+    if (!op.deleted) {
+      if (op.vector.size() != config_after.dim) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("vector ", op.id, " has dimension ", op.vector.size(), ", index '",
+                         config_after.name, "' expects ", config_after.dim));
+      }
+      batch.Put(entry.cf, ItemKey(op.id, kVectorTag), VectorBytes(op.vector));
+      batch.Delete(entry.cf, ItemKey(op.id, kDeletedTag));
+      stored_ids.insert(op.id);
+      continue;
+    }
+    if (!stored_ids.contains(op.id)) {
+      rocksdb::PinnableSlice vector;
+      rocksdb::Status s =
+          impl_->db->Get(rocksdb::ReadOptions(), entry.cf, ItemKey(op.id, kVectorTag), &vector);
+      if (s.IsNotFound()) {
+        return absl::NotFoundError(absl::StrCat("index '", config_after.name,
+                                                "' has no item with id ", op.id, " to delete"));
+      }
+      if (!s.ok()) {
+        return FromRocksDb(
+            s, absl::StrCat("cannot read item ", op.id, " of index '", config_after.name, "'"));
+      }
+      stored_ids.insert(op.id);
+    }
+    batch.Put(entry.cf, ItemKey(op.id, kDeletedTag), rocksdb::Slice());
+  }
+  batch.Put(impl_->catalog, CatalogKey(config_after.name), EncodeIndexConfig(config_after));
+  if (absl::Status s =
+          impl_->Write(&batch, absl::StrCat("cannot commit ", items.size(),
+                                            " item changes to index '", config_after.name, "'"));
+      !s.ok()) {
+    return s;
+  }
+  entry.config = config_after;
+  return absl::OkStatus();
+}
+
+absl::Status Store::DropIndex(const std::string& name) {
+  std::lock_guard schema_lock(impl_->schema_mu);
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(name);
+  if (!found.ok()) return found.status();
+  std::shared_ptr<IndexEntry> entry = *std::move(found);
+  {
+    std::lock_guard lock(entry->mu);
+    rocksdb::WriteBatch batch;
+    batch.Delete(impl_->catalog, CatalogKey(name));
+    if (absl::Status s =
+            impl_->Write(&batch, absl::StrCat("cannot uncatalogue index '", name, "'"));
+        !s.ok()) {
+      return s;
+    }
+    entry->dropped = true;
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->indexes.erase(name);
+  }
+  // The index is gone once uncatalogued. What follows only reclaims space; Open repeats it
+  // for whatever a failure here leaves behind, so a failure is not the caller's to handle.
+  impl_->db->DropColumnFamily(entry->cf).PermitUncheckedError();
+  impl_->snapshots.Remove(entry->cf_id).IgnoreError();
+  return absl::OkStatus();
+}
+
+absl::Status Store::ScanItems(
+    const IndexConfig& config,
+    const std::function<absl::Status(uint64_t id, std::span<const float> vector, bool deleted)>& fn)
+    const {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(config.name);
+  if (!found.ok()) return found.status();
+  const std::shared_ptr<IndexEntry> entry = *std::move(found);
+  if (entry->cf_id != config.cf_id) {
+    return absl::NotFoundError(
+        absl::StrCat("index '", config.name, "' with cf_id ", config.cf_id, " does not exist"));
+  }
+  auto mark_without_vector = [&](uint64_t id) {
+    return absl::DataLossError(absl::StrCat("item ", id, " of index '", config.name,
+                                            "' is marked deleted but has no vector"));
+  };
+
+  const size_t vector_bytes = size_t{config.dim} * sizeof(float);
+  std::vector<float> vector(config.dim);
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, entry->cf));
+  // The id of a deleted mark not yet followed by its vector.
+  bool pending_mark = false;
+  uint64_t marked_id = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    const char tag = key.size() == kItemKeyBytes ? key[kItemIdBytes] : '\0';
+    if (tag != kVectorTag && tag != kDeletedTag) {
+      return absl::DataLossError(
+          absl::StrCat("index '", config.name, "' holds key '",
+                       absl::BytesToHexString(absl::string_view(key.data(), key.size())),
+                       "', which is not an item key"));
+    }
+    const uint64_t id = ItemKeyId(key);
+    if (pending_mark && (tag == kDeletedTag || marked_id != id)) {
+      return mark_without_vector(marked_id);
+    }
+    if (tag == kDeletedTag) {
+      pending_mark = true;
+      marked_id = id;
+      continue;
+    }
+    const rocksdb::Slice value = it->value();
+    if (value.size() != vector_bytes) {
+      return absl::DataLossError(absl::StrCat("item ", id, " of index '", config.name, "' has ",
+                                              value.size(), " bytes of vector; dimension ",
+                                              config.dim, " needs ", vector_bytes));
+    }
+    std::memcpy(vector.data(), value.data(), vector_bytes);
+    const bool deleted = std::exchange(pending_mark, false);
+    if (absl::Status s = fn(id, vector, deleted); !s.ok()) return s;
+  }
+  if (!it->status().ok()) {
+    return FromRocksDb(it->status(),
+                       absl::StrCat("cannot read the items of index '", config.name, "'"));
+  }
+  if (pending_mark) return mark_without_vector(marked_id);
+  return absl::OkStatus();
+}
+
+std::string Store::TempSnapshotPath(uint64_t cf_id) const {
+  return impl_->snapshots.TempPath(cf_id);
+}
+
+absl::Status Store::PublishSnapshot(uint64_t cf_id, uint64_t version) {
+  return impl_->snapshots.Publish(cf_id, version);
+}
+
+absl::StatusOr<std::string> Store::FindSnapshot(uint64_t cf_id, uint64_t version) const {
+  return impl_->snapshots.Find(cf_id, version);
+}
+
+absl::Status Store::Flush() {
+  std::vector<std::shared_ptr<IndexEntry>> entries;
+  {
+    std::shared_lock lock(impl_->mu);
+    for (const auto& [name, entry] : impl_->indexes) entries.push_back(entry);
+  }
+  // Shared locks keep DropIndex from dropping a column family while it is being flushed.
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs = {impl_->catalog};
+  for (const std::shared_ptr<IndexEntry>& entry : entries) {
+    entry->mu.lock_shared();
+    if (!entry->dropped) cfs.push_back(entry->cf);
+  }
+  rocksdb::FlushOptions flush_options;
+  flush_options.wait = true;
+  const rocksdb::Status status = impl_->db->Flush(flush_options, cfs);
+  for (const std::shared_ptr<IndexEntry>& entry : entries) entry->mu.unlock_shared();
+  return FromRocksDb(status, absl::StrCat("cannot flush '", impl_->dir, "'"));
+}
+
+}  // namespace luxdb::storage
