@@ -4,6 +4,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "engine/limits.h"
+#include "engine/resources.h"
 
 namespace luxdb::engine {
 namespace {
@@ -18,6 +20,8 @@ namespace {
 using Graph = hnswlib::HierarchicalNSW<float>;
 using hnswlib::tableint;
 
+// What saveIndex writes as the entry point of an empty graph.
+constexpr tableint kNoEntryPoint = static_cast<tableint>(-1);
 // Deepest level a sane graph reaches: with M >= 2 the chance of level 64 is below 2^-64.
 constexpr int kMaxLevel = 64;
 
@@ -97,10 +101,21 @@ absl::StatusOr<FileHeader> CheckFile(const std::string& path, uint32_t dim) {
     return Corrupt(path, absl::StrCat("it claims ", h.element_count, " elements but has only ",
                                       file_size, " bytes"));
   }
-  if (h.element_count > 0 &&
-      (h.entry_point >= h.element_count || h.max_level < 0 || h.max_level > kMaxLevel)) {
+  const bool empty_shape = h.max_level == -1 && h.entry_point == kNoEntryPoint;
+  if (h.element_count == 0
+          ? !empty_shape
+          : (h.entry_point >= h.element_count || h.max_level < 0 || h.max_level > kMaxLevel)) {
     return Corrupt(path, absl::StrCat("entry point ", h.entry_point, " or top level ", h.max_level,
-                                      " is out of range"));
+                                      " is out of range for ", h.element_count, " elements"));
+  }
+  // The level multiplier drives every later insertion; hnswlib always writes 1/ln(M).
+  const double expected_mult = 1.0 / std::log(static_cast<double>(h.m));
+  if (!(std::abs(h.mult - expected_mult) <= 1e-9 * expected_mult)) {
+    return Corrupt(path, absl::StrCat("level multiplier ", h.mult, " is not 1/ln(M) for M=", h.m));
+  }
+  if (h.ef_construction > kMaxEfConstruction) {
+    return Corrupt(
+        path, absl::StrCat("ef_construction ", h.ef_construction, " exceeds ", kMaxEfConstruction));
   }
   const uint64_t links_upper = h.max_m * sizeof(tableint) + sizeof(hnswlib::linklistsizeint);
   uint64_t offset = header_size + h.element_count * h.size_data_per_element;
@@ -155,6 +170,14 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
     return absl::InvalidArgumentError(
         absl::StrCat("max_elements ", max_elements, " exceeds ", kMaxElements));
   }
+  const uint64_t capacity = std::max<uint64_t>(
+      max_elements != 0 ? max_elements : header->max_elements, header->element_count);
+  const uint64_t needed = EstimateBytes(dim, static_cast<uint32_t>(header->m), capacity);
+  if (const uint64_t available = AvailableMemoryBytes(); needed > available) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("hnswlib file '", path, "' with capacity ", capacity, " needs about ",
+                     needed >> 20, " MiB; only ", available >> 20, " MiB of memory is available"));
+  }
   auto impl = std::make_unique<Impl>();
   impl->space = MakeSpace(space, dim);
   impl->graph = std::make_unique<Graph>(impl->space.get());
@@ -168,7 +191,8 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
   g.metric_distance_computations = 0;
   g.metric_hops = 0;
   try {
-    g.loadIndex(path, impl->space.get(), max_elements);
+    // hnswlib keeps the file's capacity only when asked for less than its element count.
+    g.loadIndex(path, impl->space.get(), capacity);
   } catch (const std::exception& e) {
     g.cur_element_count = 0;  // the destructor must not walk half-loaded link lists
     return absl::DataLossError(absl::StrCat("cannot load hnswlib file '", path, "': ", e.what()));
@@ -186,6 +210,12 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
       for (size_t j = 0; j < size; ++j) {
         if (links[j] >= count) {
           return Corrupt(path, absl::StrCat("element ", i, " links to missing element ", links[j]));
+        }
+        // A search at `level` reads the level-`level` list of every element it reaches.
+        if (g.element_levels_[links[j]] < level) {
+          return Corrupt(
+              path, absl::StrCat("element ", i, " links at level ", level, " to element ", links[j],
+                                 ", which stops at level ", g.element_levels_[links[j]]));
         }
       }
     }

@@ -218,6 +218,7 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
     if (!applied.ok()) {
       // Storage holds the write; the graph lost part of it (allocation failure). A restart
       // rebuilds the graph from storage.
+      graph_damaged_ = true;
       spdlog::critical("index '{}': committed write not applied in memory: {}", name_,
                        applied.ToString());
       writer->status = absl::InternalError(
@@ -271,6 +272,11 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
     absl::flat_hash_map<uint64_t, size_t> position;
     position.reserve(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] == kMissingId) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("id ", kMissingId, " (vector ", i, ") for index '", name_,
+                         "' is reserved: it marks missing query results"));
+      }
       auto [it, inserted] = position.emplace(ids[i], i);
       if (!inserted) {
         return absl::InvalidArgumentError(absl::StrCat("id ", ids[i], " appears twice in one ",
@@ -489,6 +495,11 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 absl::Status Index::SaveSnapshot() const {
   std::shared_lock lock(mu_);
   if (dropped_ || !config_.initialized) return absl::OkStatus();
+  if (graph_damaged_) {
+    return absl::DataLossError(absl::StrCat("index '", name_,
+                                            "': graph differs from storage after a failed write; "
+                                            "not saved, the next start rebuilds it"));
+  }
   if (absl::Status s = graph_->Save(store_->TempSnapshotPath(config_.cf_id)); !s.ok()) return s;
   return store_->PublishSnapshot(config_.cf_id, config_.version);
 }

@@ -77,8 +77,8 @@ class Index {
 
   // Adds n = ids.size() vectors (vectors.size() == n * dim, row-major); an existing id has
   // its vector replaced and its deleted mark cleared. All or nothing: INVALID_ARGUMENT for a
-  // size mismatch, NaN/Inf or an id twice in the batch; RESOURCE_EXHAUSTED if the new ids
-  // would exceed max_elements. Returns n.
+  // size mismatch, NaN/Inf, an id twice in the batch or the reserved id kMissingId;
+  // RESOURCE_EXHAUSTED if the new ids would exceed max_elements. Returns n.
   absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids);
   // Marks items deleted. All or nothing: NOT_FOUND naming the first id never added. Ids
   // already deleted are accepted and not counted. Returns the number newly deleted.
@@ -127,6 +127,10 @@ class Index {
   storage::IndexConfig config_;
   std::unique_ptr<HnswGraph> graph_;
   bool dropped_ = false;
+  // Set when a committed write could not be fully applied to the graph (allocation failure):
+  // the graph no longer matches storage, so it must never become a snapshot; the next start
+  // rebuilds it from the stored vectors.
+  bool graph_damaged_ = false;
 };
 
 }  // namespace luxdb::engine

@@ -3,6 +3,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -121,22 +122,18 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::map<std::string, std::string>& env, bool* help) {
   Options options;
   *help = false;
-  for (const Flag& flag : Flags()) {
-    auto it = env.find(EnvName(flag.name));
-    if (it == env.end()) continue;
-    if (absl::Status s = flag.set(options, it->second); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("environment variable ", it->first, ": ", s.message()));
-    }
-  }
-  if (auto it = env.find("LUXDB_DATA_DIR"); it != env.end()) options.data_dir = it->second;
-
+  // Flags given on the command line; their environment variables are not read at all, so a
+  // bad value there cannot block an explicit flag.
+  std::set<std::string> given;
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "-h" || arg == "--help") {
       *help = true;
       return options;
+    }
+    if (arg.size() > 1 && arg[0] == '-' && !arg.starts_with("--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", arg, "'; see --help"));
     }
     if (!arg.starts_with("--")) {
       positional.push_back(arg);
@@ -169,6 +166,18 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       }
     }
     if (absl::Status s = flag->set(options, *value); !s.ok()) return s;
+    given.insert(flag->name);
+  }
+  for (const Flag& flag : Flags()) {
+    auto it = env.find(EnvName(flag.name));
+    if (it == env.end() || given.contains(flag.name)) continue;
+    if (absl::Status s = flag.set(options, it->second); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment variable ", it->first, ": ", s.message()));
+    }
+  }
+  if (auto it = env.find("LUXDB_DATA_DIR"); it != env.end() && positional.empty()) {
+    options.data_dir = it->second;
   }
   if (positional.size() > 1) {
     return absl::InvalidArgumentError(absl::StrCat("expected one data directory, got ",

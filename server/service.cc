@@ -62,6 +62,8 @@ std::span<const T> AsSpan(const google::protobuf::RepeatedField<T>& field) {
 
 // Room for a response's fixed fields and per-field framing.
 constexpr uint64_t kResponseOverhead = 64;
+// A packed uint64 is a varint: up to 10 bytes (padding ids 2^64-1 take all 10).
+constexpr uint64_t kMaxIdBytes = 10;
 
 }  // namespace
 
@@ -81,14 +83,14 @@ absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(const std::str
   return (*catalog)->Get(name);
 }
 
-absl::Status LuxDBService::CheckResponseSize(uint64_t bytes, uint64_t items,
-                                             absl::string_view what) const {
+absl::Status LuxDBService::CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what,
+                                             absl::string_view item_noun) const {
   if (bytes + kResponseOverhead <= max_message_bytes_) return absl::OkStatus();
   const uint64_t per_item = items == 0 ? bytes : std::max<uint64_t>(bytes / items, 1);
   return absl::ResourceExhaustedError(absl::StrCat(
       "the response would hold ", bytes, " bytes of ", what, ", above the server's ",
       max_message_bytes_ >> 20, " MiB message cap (--max-message-mb); ask for at most ",
-      (max_message_bytes_ - kResponseOverhead) / per_item, " ", what, " per call"));
+      (max_message_bytes_ - kResponseOverhead) / per_item, " ", item_noun, " per call"));
 }
 
 grpc::Status LuxDBService::CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest* request,
@@ -96,7 +98,10 @@ grpc::Status LuxDBService::CreateIndex(grpc::ServerContext*, const v1::CreateInd
   absl::StatusOr<engine::Catalog*> catalog = Ready();
   if (!catalog.ok()) return ToGrpc(catalog.status());
   absl::StatusOr<storage::Space> space = FromProto(request->space());
-  if (!space.ok()) return ToGrpc(space.status());
+  if (!space.ok()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("index '", request->name(), "': ", space.status().message())));
+  }
   return ToGrpc((*catalog)->Create(request->name(), *space, request->dim()));
 }
 
@@ -178,8 +183,8 @@ grpc::Status LuxDBService::QueryIndex(grpc::ServerContext*, const v1::QueryIndex
   absl::StatusOr<size_t> n = (*index)->CheckQuery(request->vectors_size(), k, request->ef());
   if (!n.ok()) return ToGrpc(n.status());
   const uint64_t results = uint64_t{*n} * k;
-  if (absl::Status s =
-          CheckResponseSize(results * (sizeof(uint64_t) + sizeof(float)), *n, "query results");
+  if (absl::Status s = CheckResponseSize(results * (kMaxIdBytes + sizeof(float)), *n,
+                                         "query results", absl::StrCat("queries (at k=", k, ")"));
       !s.ok()) {
     return ToGrpc(s);
   }
@@ -210,8 +215,8 @@ grpc::Status LuxDBService::GetIds(grpc::ServerContext*, const v1::GetIdsRequest*
   if (!index.ok()) return ToGrpc(index.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*index)->Ids();
   if (!ids.ok()) return ToGrpc(ids.status());
-  // Varint-free packed fixed64 would be 8 bytes; uint64 varints take up to 10.
-  if (absl::Status s = CheckResponseSize(ids->size() * 10, ids->size(), "ids"); !s.ok()) {
+  if (absl::Status s = CheckResponseSize(ids->size() * kMaxIdBytes, ids->size(), "ids", "ids");
+      !s.ok()) {
     return ToGrpc(absl::ResourceExhaustedError(
         absl::StrCat("index '", request->name(), "' has ", ids->size(), " ids; ", s.message())));
   }
@@ -225,7 +230,8 @@ grpc::Status LuxDBService::GetElements(grpc::ServerContext*, const v1::GetElemen
   if (!index.ok()) return ToGrpc(index.status());
   const uint32_t dim = (*index)->dim();
   const uint64_t floats = uint64_t{dim} * request->ids_size();
-  if (absl::Status s = CheckResponseSize(floats * sizeof(float), request->ids_size(), "vectors");
+  if (absl::Status s =
+          CheckResponseSize(floats * sizeof(float), request->ids_size(), "vectors", "ids");
       !s.ok()) {
     return ToGrpc(s);
   }

@@ -50,8 +50,10 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   absl::StatusOr<engine::Catalog*> Ready() const;
   // The named index, or the status explaining why there is none.
   absl::StatusOr<std::shared_ptr<engine::Index>> Find(const std::string& name) const;
-  // RESOURCE_EXHAUSTED if a response of `bytes` would exceed the message cap.
-  absl::Status CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what) const;
+  // RESOURCE_EXHAUSTED if a response of `bytes` (of `what`), answering `items` requested
+  // things (`item_noun`), would exceed the message cap; the message suggests how many fit.
+  absl::Status CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what,
+                                 absl::string_view item_noun) const;
 
   const uint64_t max_message_bytes_;
   std::atomic<engine::Catalog*> catalog_{nullptr};

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "spdlog/spdlog.h"
 
 namespace luxdb::testing {
 
@@ -26,6 +27,8 @@ TempDir::~TempDir() {
 }
 
 TestServer::TestServer(const std::string& dir, server::Options options) : options_(options) {
+  // luxdb-server's main sets the level from --loglevel; tests keep the default's quiet.
+  spdlog::set_level(spdlog::level::warn);
   options_.data_dir = dir;
   options_.host = "127.0.0.1";
   options_.port = 0;

@@ -1,0 +1,255 @@
+// Tests of server/options.h: the server's flags, their environment fallbacks and the errors a
+// user sees for a bad command line.
+#include "server/options.h"
+
+#include <gtest/gtest.h>
+
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace luxdb::server {
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+absl::StatusOr<Options> Parse(const std::vector<std::string>& args, const Env& env = {},
+                              bool* help_out = nullptr) {
+  bool help = true;  // ParseOptions must reset it
+  absl::StatusOr<Options> options = ParseOptions(args, env, &help);
+  if (help_out != nullptr) *help_out = help;
+  return options;
+}
+
+// INVALID_ARGUMENT whose message contains every one of `parts`.
+::testing::AssertionResult IsInvalid(const absl::StatusOr<Options>& result,
+                                     std::initializer_list<absl::string_view> parts) {
+  if (result.ok()) return ::testing::AssertionFailure() << "parsed successfully";
+  const absl::Status& status = result.status();
+  if (status.code() != absl::StatusCode::kInvalidArgument) {
+    return ::testing::AssertionFailure() << "expected INVALID_ARGUMENT, got " << status;
+  }
+  for (absl::string_view part : parts) {
+    if (status.message().find(part) == absl::string_view::npos) {
+      return ::testing::AssertionFailure() << "message of " << status << " lacks '" << part << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ParseOptionsTest, Defaults) {
+  bool help = true;
+  absl::StatusOr<Options> options = Parse({"/data"}, {}, &help);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_FALSE(help);
+  EXPECT_EQ(options->data_dir, "/data");
+  EXPECT_EQ(options->host, "127.0.0.1");
+  EXPECT_EQ(options->port, 8484);
+  EXPECT_EQ(options->loglevel, "warning");
+  EXPECT_TRUE(options->sync);
+  EXPECT_EQ(options->max_message_mb, 256u);
+  EXPECT_EQ(options->threads, 0u);
+  EXPECT_EQ(options->grace_seconds, 25u);
+  EXPECT_TRUE(options->import_path.empty());
+  EXPECT_TRUE(options->import_name.empty());
+  EXPECT_TRUE(options->import_space.empty());
+  EXPECT_EQ(options->import_dim, 0u);
+}
+
+TEST(ParseOptionsTest, ValueAsNextArgumentOrAfterEquals) {
+  absl::StatusOr<Options> spaced = Parse({"--port", "9000", "/data"});
+  ASSERT_TRUE(spaced.ok()) << spaced.status();
+  EXPECT_EQ(spaced->port, 9000);
+  EXPECT_EQ(spaced->data_dir, "/data");
+
+  absl::StatusOr<Options> joined = Parse({"/data", "--port=9000"});
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->port, 9000);
+  EXPECT_EQ(joined->data_dir, "/data");
+
+  absl::StatusOr<Options> zero = Parse({"--port=0", "/data"});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->port, 0);
+}
+
+TEST(ParseOptionsTest, EveryFlagIsApplied) {
+  absl::StatusOr<Options> options =
+      Parse({"--host", "0.0.0.0", "--loglevel=INFO", "--threads", "3", "--max-message-mb", "64",
+             "--grace-seconds=5", "/srv/lux"});
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->host, "0.0.0.0");
+  EXPECT_EQ(options->loglevel, "info");
+  EXPECT_EQ(options->threads, 3u);
+  EXPECT_EQ(options->max_message_mb, 64u);
+  EXPECT_EQ(options->grace_seconds, 5u);
+  EXPECT_EQ(options->data_dir, "/srv/lux");
+}
+
+TEST(ParseOptionsTest, SyncForms) {
+  absl::StatusOr<Options> no_sync = Parse({"--no-sync", "/data"});
+  ASSERT_TRUE(no_sync.ok()) << no_sync.status();
+  EXPECT_FALSE(no_sync->sync);
+
+  absl::StatusOr<Options> sync_false = Parse({"--sync=false", "/data"});
+  ASSERT_TRUE(sync_false.ok()) << sync_false.status();
+  EXPECT_FALSE(sync_false->sync);
+
+  absl::StatusOr<Options> sync_zero = Parse({"--sync=0", "/data"});
+  ASSERT_TRUE(sync_zero.ok()) << sync_zero.status();
+  EXPECT_FALSE(sync_zero->sync);
+
+  // A bare boolean flag does not swallow the next argument.
+  absl::StatusOr<Options> bare = Parse({"--sync", "/data"});
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_TRUE(bare->sync);
+  EXPECT_EQ(bare->data_dir, "/data");
+
+  EXPECT_TRUE(IsInvalid(Parse({"--sync=maybe", "/data"}), {"--sync", "maybe"}));
+  // "no-" only negates boolean flags.
+  EXPECT_TRUE(IsInvalid(Parse({"--no-port", "/data"}), {"--no-port"}));
+}
+
+TEST(ParseOptionsTest, EnvironmentFallbacks) {
+  const Env env = {{"LUXDB_PORT", "9100"},         {"LUXDB_HOST", "0.0.0.0"},
+                   {"LUXDB_LOGLEVEL", "debug"},    {"LUXDB_THREADS", "4"},
+                   {"LUXDB_MAX_MESSAGE_MB", "32"}, {"LUXDB_SYNC", "false"},
+                   {"LUXDB_GRACE_SECONDS", "7"}};
+  absl::StatusOr<Options> options = Parse({"/data"}, env);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->port, 9100);
+  EXPECT_EQ(options->host, "0.0.0.0");
+  EXPECT_EQ(options->loglevel, "debug");
+  EXPECT_EQ(options->threads, 4u);
+  EXPECT_EQ(options->max_message_mb, 32u);
+  EXPECT_FALSE(options->sync);
+  EXPECT_EQ(options->grace_seconds, 7u);
+}
+
+TEST(ParseOptionsTest, FlagWinsOverEnvironment) {
+  const Env env = {{"LUXDB_PORT", "9100"}, {"LUXDB_SYNC", "false"}, {"LUXDB_HOST", "10.0.0.1"}};
+  absl::StatusOr<Options> options =
+      Parse({"--port", "9200", "--sync", "--host=192.168.1.1", "/data"}, env);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->port, 9200);
+  EXPECT_TRUE(options->sync);
+  EXPECT_EQ(options->host, "192.168.1.1");
+}
+
+TEST(ParseOptionsTest, DataDirFromEnvironmentAndPositionalWins) {
+  absl::StatusOr<Options> from_env = Parse({}, {{"LUXDB_DATA_DIR", "/env/dir"}});
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->data_dir, "/env/dir");
+
+  absl::StatusOr<Options> positional = Parse({"/arg/dir"}, {{"LUXDB_DATA_DIR", "/env/dir"}});
+  ASSERT_TRUE(positional.ok()) << positional.status();
+  EXPECT_EQ(positional->data_dir, "/arg/dir");
+}
+
+TEST(ParseOptionsTest, BadEnvironmentValueNamesVariableAndValue) {
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_PORT", "abc"}}), {"LUXDB_PORT", "abc"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_SYNC", "perhaps"}}), {"LUXDB_SYNC", "perhaps"}));
+}
+
+TEST(ParseOptionsTest, UnknownFlag) {
+  EXPECT_TRUE(IsInvalid(Parse({"--bogus", "/data"}), {"--bogus"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--bogus=1"}), {"--bogus"}));
+}
+
+TEST(ParseOptionsTest, NumbersOutOfRangeOrMalformed) {
+  EXPECT_TRUE(IsInvalid(Parse({"--port", "70000", "/data"}), {"--port", "70000"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--port", "abc", "/data"}), {"--port", "abc"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--port=-1", "/data"}), {"--port", "-1"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--port=", "/data"}), {"--port"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--max-message-mb", "0", "/data"}), {"--max-message-mb", "0"}));
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--max-message-mb", "4096", "/data"}), {"--max-message-mb", "4096"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--threads", "x", "/data"}), {"--threads", "x"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--loglevel", "loud", "/data"}), {"--loglevel", "loud"}));
+
+  absl::StatusOr<Options> max_port = Parse({"--port", "65535", "/data"});
+  ASSERT_TRUE(max_port.ok()) << max_port.status();
+  EXPECT_EQ(max_port->port, 65535);
+}
+
+TEST(ParseOptionsTest, MissingValue) {
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--port"}), {"--port"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--host"}), {"--host"}));
+}
+
+TEST(ParseOptionsTest, DataDirectoryCount) {
+  EXPECT_TRUE(IsInvalid(Parse({"/one", "/two"}), {"/one", "/two"}));
+  EXPECT_TRUE(IsInvalid(Parse({}), {"PATH"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--port", "9000"}), {"PATH"}));
+}
+
+TEST(ParseOptionsTest, ImportNeedsAllFourFlags) {
+  absl::StatusOr<Options> full = Parse({"/data", "--import-path", "/tmp/x.bin", "--import-name",
+                                        "docs", "--import-space", "cosine", "--import-dim", "128"});
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->import_path, "/tmp/x.bin");
+  EXPECT_EQ(full->import_name, "docs");
+  EXPECT_EQ(full->import_space, "cosine");
+  EXPECT_EQ(full->import_dim, 128u);
+
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--import-path", "/tmp/x.bin"}),
+                        {"--import-name", "--import-space", "--import-dim"}));
+  EXPECT_TRUE(IsInvalid(
+      Parse({"/data", "--import-path=/tmp/x.bin", "--import-name=docs", "--import-space=l2"}),
+      {"--import-dim"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--import-dim", "8"}), {"--import-path"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_IMPORT_NAME", "docs"}}), {"--import-path"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--import-dim", "0"}), {"--import-dim", "0"}));
+}
+
+TEST(ParseOptionsTest, Help) {
+  bool help = false;
+  absl::StatusOr<Options> options = Parse({"--help"}, {}, &help);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(help);
+
+  help = false;
+  options = Parse({"-h"}, {}, &help);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(help);
+
+  // --help needs no data directory and wins over what follows it.
+  help = false;
+  options = Parse({"--port", "9000", "--help", "/one", "/two"}, {}, &help);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(help);
+}
+
+TEST(UsageTextTest, ListsEveryFlagWithItsVariable) {
+  const std::string usage = UsageText();
+  for (const char* text : {"--host",
+                           "LUXDB_HOST",
+                           "--port",
+                           "LUXDB_PORT",
+                           "--loglevel",
+                           "LUXDB_LOGLEVEL",
+                           "--threads",
+                           "LUXDB_THREADS",
+                           "--max-message-mb",
+                           "LUXDB_MAX_MESSAGE_MB",
+                           "--sync",
+                           "LUXDB_SYNC",
+                           "--grace-seconds",
+                           "LUXDB_GRACE_SECONDS",
+                           "--import-path",
+                           "LUXDB_IMPORT_PATH",
+                           "--import-name",
+                           "--import-space",
+                           "--import-dim",
+                           "--help",
+                           "PATH"}) {
+    EXPECT_NE(usage.find(text), std::string::npos) << "usage text lacks " << text;
+  }
+}
+
+}  // namespace
+}  // namespace luxdb::server

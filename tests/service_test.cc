@@ -1,0 +1,1633 @@
+// End-to-end tests of the luxdb.v1.LuxDB gRPC service: a real LuxServer in this process on an
+// ephemeral port, driven through the generated stub exactly as a client would drive it. Every
+// RPC's success path, every row of the design's error table, restart with and without usable
+// graph snapshots, the message-size cap, concurrent reads and writes, health and reflection.
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "gtest/gtest.h"
+#include "luxdb/v1/luxdb.grpc.pb.h"
+#include "tests/test_support.h"
+
+namespace luxdb {
+namespace {
+
+using ::luxdb::testing::TempDir;
+using ::luxdb::testing::TestServer;
+using ::testing::HasSubstr;
+using Stub = v1::LuxDB::Stub;
+using Code = grpc::StatusCode;
+
+// The wire contract (luxdb.proto and the README), restated so that a change to it fails here.
+constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
+constexpr uint32_t kMaxK = 10000;
+constexpr uint32_t kMaxEf = 100000;
+
+constexpr auto kCallTimeout = std::chrono::seconds(60);
+
+// ---------------------------------------------------------------------------------------------
+// Calling the service.
+
+template <typename Request, typename Response>
+grpc::Status Call(Stub& stub,
+                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                  const Request& request, Response* response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  return (stub.*method)(&context, request, response);
+}
+
+grpc::Status CreateIndex(Stub& stub, const std::string& name, v1::Space space, uint32_t dim) {
+  v1::CreateIndexRequest request;
+  request.set_name(name);
+  request.set_space(space);
+  request.set_dim(dim);
+  v1::CreateIndexResponse response;
+  return Call(stub, &Stub::CreateIndex, request, &response);
+}
+
+grpc::Status InitIndex(Stub& stub, const std::string& name, uint64_t max_elements,
+                       uint32_t ef_construction = 0, uint32_t m = 0) {
+  v1::InitIndexRequest request;
+  request.set_name(name);
+  request.set_max_elements(max_elements);
+  request.set_ef_construction(ef_construction);
+  request.set_m(m);
+  v1::InitIndexResponse response;
+  return Call(stub, &Stub::InitIndex, request, &response);
+}
+
+grpc::Status DeleteIndex(Stub& stub, const std::string& name) {
+  v1::DeleteIndexRequest request;
+  request.set_name(name);
+  v1::DeleteIndexResponse response;
+  return Call(stub, &Stub::DeleteIndex, request, &response);
+}
+
+grpc::Status IndexExists(Stub& stub, const std::string& name, bool* exists) {
+  v1::IndexExistsRequest request;
+  request.set_name(name);
+  v1::IndexExistsResponse response;
+  grpc::Status status = Call(stub, &Stub::IndexExists, request, &response);
+  *exists = response.exists();
+  return status;
+}
+
+grpc::Status ListIndexes(Stub& stub, std::vector<v1::IndexInfo>* indexes) {
+  v1::ListIndexesRequest request;
+  v1::ListIndexesResponse response;
+  grpc::Status status = Call(stub, &Stub::ListIndexes, request, &response);
+  indexes->assign(response.indexes().begin(), response.indexes().end());
+  return status;
+}
+
+grpc::Status DescribeIndex(Stub& stub, const std::string& name, v1::IndexInfo* info) {
+  v1::DescribeIndexRequest request;
+  request.set_name(name);
+  v1::DescribeIndexResponse response;
+  grpc::Status status = Call(stub, &Stub::DescribeIndex, request, &response);
+  *info = response.info();
+  return status;
+}
+
+grpc::Status SetEf(Stub& stub, const std::string& name, uint32_t ef) {
+  v1::SetEfRequest request;
+  request.set_name(name);
+  request.set_ef(ef);
+  v1::SetEfResponse response;
+  return Call(stub, &Stub::SetEf, request, &response);
+}
+
+grpc::Status AddItems(Stub& stub, const std::string& name, const std::vector<float>& vectors,
+                      const std::vector<uint64_t>& ids, uint64_t* added = nullptr) {
+  v1::AddItemsRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(vectors.begin(), vectors.end());
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::AddItemsResponse response;
+  grpc::Status status = Call(stub, &Stub::AddItems, request, &response);
+  if (added != nullptr) *added = response.added();
+  return status;
+}
+
+grpc::Status DeleteItems(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         uint64_t* deleted = nullptr) {
+  v1::DeleteItemsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::DeleteItemsResponse response;
+  grpc::Status status = Call(stub, &Stub::DeleteItems, request, &response);
+  if (deleted != nullptr) *deleted = response.deleted();
+  return status;
+}
+
+struct QueryResult {
+  std::vector<uint64_t> ids;
+  std::vector<float> distances;
+  uint32_t k = 0;
+};
+
+grpc::Status QueryIndex(Stub& stub, const std::string& name, const std::vector<float>& queries,
+                        uint32_t k, uint32_t ef, QueryResult* result) {
+  v1::QueryIndexRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(queries.begin(), queries.end());
+  request.set_k(k);
+  request.set_ef(ef);
+  v1::QueryIndexResponse response;
+  grpc::Status status = Call(stub, &Stub::QueryIndex, request, &response);
+  result->ids.assign(response.ids().begin(), response.ids().end());
+  result->distances.assign(response.distances().begin(), response.distances().end());
+  result->k = response.k();
+  return status;
+}
+
+grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_elements) {
+  v1::ResizeIndexRequest request;
+  request.set_name(name);
+  request.set_new_max_elements(new_max_elements);
+  v1::ResizeIndexResponse response;
+  return Call(stub, &Stub::ResizeIndex, request, &response);
+}
+
+grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids) {
+  v1::GetIdsRequest request;
+  request.set_name(name);
+  v1::GetIdsResponse response;
+  grpc::Status status = Call(stub, &Stub::GetIds, request, &response);
+  ids->assign(response.ids().begin(), response.ids().end());
+  return status;
+}
+
+grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         std::vector<float>* vectors, uint32_t* dim = nullptr) {
+  v1::GetElementsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::GetElementsResponse response;
+  grpc::Status status = Call(stub, &Stub::GetElements, request, &response);
+  vectors->assign(response.vectors().begin(), response.vectors().end());
+  if (dim != nullptr) *dim = response.dim();
+  return status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking answers.
+
+std::string CodeName(Code code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+::testing::AssertionResult IsOk(const grpc::Status& status) {
+  if (status.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << CodeName(status.error_code()) << ": " << status.error_message();
+}
+
+// A refused call: `code`, and a message holding every fragment (the index, the bad value).
+::testing::AssertionResult IsError(const grpc::Status& status, Code code,
+                                   std::initializer_list<std::string> fragments) {
+  bool matches = status.error_code() == code;
+  for (const std::string& fragment : fragments) {
+    matches = matches && ::testing::Value(status.error_message(), HasSubstr(fragment));
+  }
+  if (matches) return ::testing::AssertionSuccess();
+  ::testing::AssertionResult failure = ::testing::AssertionFailure();
+  failure << "got " << CodeName(status.error_code()) << " \"" << status.error_message()
+          << "\"; want " << CodeName(code) << " with a message containing";
+  for (const std::string& fragment : fragments) failure << " \"" << fragment << "\"";
+  return failure;
+}
+
+std::vector<uint32_t> Bits(const std::vector<float>& floats) {
+  std::vector<uint32_t> bits;
+  bits.reserve(floats.size());
+  for (float f : floats) bits.push_back(std::bit_cast<uint32_t>(f));
+  return bits;
+}
+
+v1::IndexInfo InfoOf(Stub& stub, const std::string& name) {
+  v1::IndexInfo info;
+  EXPECT_TRUE(IsOk(DescribeIndex(stub, name, &info))) << name;
+  return info;
+}
+
+std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name) {
+  std::vector<uint64_t> ids;
+  EXPECT_TRUE(IsOk(GetIds(stub, name, &ids))) << name;
+  return ids;
+}
+
+std::vector<float> VectorsOf(Stub& stub, const std::string& name,
+                             const std::vector<uint64_t>& ids) {
+  std::vector<float> vectors;
+  EXPECT_TRUE(IsOk(GetElements(stub, name, ids, &vectors))) << name;
+  return vectors;
+}
+
+// What a client can see of an index: its description, live ids and their stored vectors.
+struct Content {
+  v1::IndexInfo info;
+  std::vector<uint64_t> ids;
+  std::vector<uint32_t> vector_bits;
+};
+
+Content ContentOf(Stub& stub, const std::string& name) {
+  Content content;
+  content.info = InfoOf(stub, name);
+  if (!content.info.initialized()) return content;
+  content.ids = IdsOf(stub, name);
+  content.vector_bits = Bits(VectorsOf(stub, name, content.ids));
+  return content;
+}
+
+::testing::AssertionResult Unchanged(const Content& before, const Content& after) {
+  if (before.info.ShortDebugString() != after.info.ShortDebugString()) {
+    return ::testing::AssertionFailure() << "description was {" << before.info.ShortDebugString()
+                                         << "}, now {" << after.info.ShortDebugString() << "}";
+  }
+  if (before.ids != after.ids) {
+    return ::testing::AssertionFailure() << "ids were [" << absl::StrJoin(before.ids, ",")
+                                         << "], now [" << absl::StrJoin(after.ids, ",") << "]";
+  }
+  if (before.vector_bits != after.vector_bits) {
+    return ::testing::AssertionFailure() << "stored vectors changed";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data.
+
+std::vector<float> RandomVectors(size_t n, uint32_t dim, uint32_t seed) {
+  std::mt19937 generator(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> vectors(n * dim);
+  for (float& x : vectors) x = uniform(generator);
+  return vectors;
+}
+
+std::vector<uint64_t> IdRange(uint64_t first, size_t n) {
+  std::vector<uint64_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = first + i;
+  return ids;
+}
+
+// The distance each space documents, in double precision.
+double Distance(v1::Space space, const float* a, const float* b, uint32_t dim) {
+  double dot = 0, squared = 0, norm_a = 0, norm_b = 0;
+  for (uint32_t i = 0; i < dim; ++i) {
+    dot += double{a[i]} * b[i];
+    squared += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
+    norm_a += double{a[i]} * a[i];
+    norm_b += double{b[i]} * b[i];
+  }
+  switch (space) {
+    case v1::L2:
+      return squared;
+    case v1::IP:
+      return 1 - dot;
+    case v1::COSINE:
+      return 1 - dot / std::sqrt(norm_a * norm_b);
+    default:
+      ADD_FAILURE() << "no distance for space " << space;
+      return 0;
+  }
+}
+
+// The k nearest of `data` (rows named by `ids`) to `query`, nearest first: (distance, id).
+std::vector<std::pair<double, uint64_t>> BruteForce(v1::Space space, const std::vector<float>& data,
+                                                    const std::vector<uint64_t>& ids, uint32_t dim,
+                                                    const float* query, size_t k) {
+  std::vector<std::pair<double, uint64_t>> all;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    all.emplace_back(Distance(space, data.data() + i * dim, query, dim), ids[i]);
+  }
+  std::sort(all.begin(), all.end());
+  all.resize(std::min(k, all.size()));
+  return all;
+}
+
+// Every row of `result` holds exactly the brute-force k nearest, nearest first, with the
+// space's distance.
+void ExpectExactNeighbours(v1::Space space, const std::vector<float>& data,
+                           const std::vector<uint64_t>& ids, uint32_t dim,
+                           const std::vector<float>& queries, uint32_t k,
+                           const QueryResult& result) {
+  const size_t n = queries.size() / dim;
+  ASSERT_EQ(result.k, k);
+  ASSERT_EQ(result.ids.size(), n * k);
+  ASSERT_EQ(result.distances.size(), n * k);
+  for (size_t q = 0; q < n; ++q) {
+    const auto expected = BruteForce(space, data, ids, dim, queries.data() + q * dim, k);
+    for (size_t j = 0; j < k; ++j) {
+      SCOPED_TRACE(absl::StrCat("space ", v1::Space_Name(space), ", query ", q, ", rank ", j));
+      EXPECT_EQ(result.ids[q * k + j], expected[j].second);
+      EXPECT_NEAR(result.distances[q * k + j], expected[j].first,
+                  1e-5 * std::max(1.0, std::abs(expected[j].first)));
+    }
+  }
+}
+
+// Fraction of queries whose first answer is the true nearest neighbour.
+double RecallAtOne(v1::Space space, const std::vector<float>& data,
+                   const std::vector<uint64_t>& ids, uint32_t dim,
+                   const std::vector<float>& queries, const QueryResult& result) {
+  const size_t n = queries.size() / dim;
+  if (result.ids.size() != n * result.k || n == 0) return 0;
+  size_t hits = 0;
+  for (size_t q = 0; q < n; ++q) {
+    hits += result.ids[q * result.k] ==
+            BruteForce(space, data, ids, dim, queries.data() + q * dim, 1)[0].second;
+  }
+  return static_cast<double>(hits) / static_cast<double>(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: one fresh server per test.
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<TestServer>(dir_.path());
+    ASSERT_FALSE(HasFatalFailure());
+  }
+
+  Stub& stub() { return server_->stub(); }
+
+  // Creates and initialises an index.
+  void MakeIndex(const std::string& name, v1::Space space, uint32_t dim, uint64_t max_elements,
+                 uint32_t ef_construction = 0, uint32_t m = 0) {
+    ASSERT_TRUE(IsOk(CreateIndex(stub(), name, space, dim)));
+    ASSERT_TRUE(IsOk(InitIndex(stub(), name, max_elements, ef_construction, m)));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestServer> server_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 1. Every RPC's success path.
+
+TEST_F(ServiceTest, ListAndDescribeReportEveryFieldInNameOrder) {
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "gamma", v1::COSINE, 5)));
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "alpha", v1::L2, 3)));
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "beta", v1::IP, 4)));
+
+  std::vector<v1::IndexInfo> list;
+  ASSERT_TRUE(IsOk(ListIndexes(stub(), &list)));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].ShortDebugString(), R"(name: "alpha" space: L2 dim: 3)");
+  EXPECT_EQ(list[1].ShortDebugString(), R"(name: "beta" space: IP dim: 4)");
+  EXPECT_EQ(list[2].ShortDebugString(), R"(name: "gamma" space: COSINE dim: 5)");
+
+  // Zeros select ef_construction 200 and m 16; every fresh index searches with ef 10.
+  ASSERT_TRUE(IsOk(InitIndex(stub(), "alpha", 50)));
+  ASSERT_TRUE(IsOk(InitIndex(stub(), "beta", 70, /*ef_construction=*/64, /*m=*/8)));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "alpha", {1, 0, 0, 0, 1, 0, 0, 0, 1}, {1, 2, 3})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "alpha", {2})));
+
+  EXPECT_EQ(InfoOf(stub(), "alpha").ShortDebugString(),
+            R"(name: "alpha" space: L2 dim: 3 m: 16 ef_construction: 200 ef: 10 )"
+            R"(max_elements: 50 element_count: 2 deleted_count: 1 initialized: true)");
+  EXPECT_EQ(InfoOf(stub(), "beta").ShortDebugString(),
+            R"(name: "beta" space: IP dim: 4 m: 8 ef_construction: 64 ef: 10 )"
+            R"(max_elements: 70 initialized: true)");
+
+  ASSERT_TRUE(IsOk(SetEf(stub(), "beta", 123)));
+  EXPECT_EQ(InfoOf(stub(), "beta").ef(), 123u);
+
+  ASSERT_TRUE(IsOk(ListIndexes(stub(), &list)));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].ShortDebugString(), InfoOf(stub(), "alpha").ShortDebugString());
+  EXPECT_EQ(list[1].ShortDebugString(),
+            R"(name: "beta" space: IP dim: 4 m: 8 ef_construction: 64 ef: 123 )"
+            R"(max_elements: 70 initialized: true)");
+  EXPECT_EQ(list[2].ShortDebugString(), R"(name: "gamma" space: COSINE dim: 5)");
+}
+
+TEST_F(ServiceTest, DeleteIndexRemovesTheIndexAndItsItems) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::L2, 2, 10));
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("keep", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 2, 3, 4}, {7, 8})));
+  bool exists = false;
+  ASSERT_TRUE(IsOk(IndexExists(stub(), "docs", &exists)));
+  EXPECT_TRUE(exists);
+  ASSERT_TRUE(IsOk(IndexExists(stub(), "nope", &exists)));
+  EXPECT_FALSE(exists);
+
+  ASSERT_TRUE(IsOk(DeleteIndex(stub(), "docs")));
+  ASSERT_TRUE(IsOk(IndexExists(stub(), "docs", &exists)));
+  EXPECT_FALSE(exists);
+  v1::IndexInfo info;
+  EXPECT_TRUE(IsError(DescribeIndex(stub(), "docs", &info), Code::NOT_FOUND, {"'docs'"}));
+  std::vector<v1::IndexInfo> list;
+  ASSERT_TRUE(IsOk(ListIndexes(stub(), &list)));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name(), "keep");
+
+  // The name is free again, and the new index starts empty.
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "docs", v1::IP, 3)));
+  EXPECT_EQ(InfoOf(stub(), "docs").ShortDebugString(), R"(name: "docs" space: IP dim: 3)");
+  ASSERT_TRUE(IsOk(InitIndex(stub(), "docs", 5)));
+  EXPECT_TRUE(IdsOf(stub(), "docs").empty());
+  std::vector<float> vectors;
+  EXPECT_TRUE(
+      IsError(GetElements(stub(), "docs", {7}, &vectors), Code::NOT_FOUND, {"'docs'", "7"}));
+}
+
+TEST_F(ServiceTest, AddItemsAddsReplacesAndRevives) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::L2, 2, 4));
+  uint64_t added = 0;
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 0, 0, 1, 1, 1}, {10, 20, 30}, &added)));
+  EXPECT_EQ(added, 3u);
+  EXPECT_EQ(InfoOf(stub(), "docs").element_count(), 3u);
+
+  // An existing id has its vector replaced; it takes no new capacity.
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {5, 5, 6, 6}, {20, 40}, &added)));
+  EXPECT_EQ(added, 2u);
+  v1::IndexInfo info = InfoOf(stub(), "docs");
+  EXPECT_EQ(info.element_count(), 4u);
+  EXPECT_EQ(info.deleted_count(), 0u);
+  EXPECT_EQ(VectorsOf(stub(), "docs", {20}), (std::vector<float>{5, 5}));
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "docs", {0, 1}, 1, 0, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{30}));  // (0,1) is no longer id 20's vector
+  EXPECT_EQ(result.distances, (std::vector<float>{1}));
+
+  // Full now. A deleted id still occupies its slot, and re-adding it revives it in place.
+  uint64_t deleted = 0;
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {30}, &deleted)));
+  EXPECT_EQ(deleted, 1u);
+  info = InfoOf(stub(), "docs");
+  EXPECT_EQ(info.element_count(), 3u);
+  EXPECT_EQ(info.deleted_count(), 1u);
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {7, 7}, {30}, &added)));
+  EXPECT_EQ(added, 1u);
+  info = InfoOf(stub(), "docs");
+  EXPECT_EQ(info.element_count(), 4u);
+  EXPECT_EQ(info.deleted_count(), 0u);
+  EXPECT_EQ(IdsOf(stub(), "docs"), (std::vector<uint64_t>{10, 20, 30, 40}));
+  EXPECT_EQ(VectorsOf(stub(), "docs", {30}), (std::vector<float>{7, 7}));
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "docs", {7, 7}, 1, 0, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{30}));
+  EXPECT_EQ(result.distances, (std::vector<float>{0}));
+
+  EXPECT_TRUE(IsError(AddItems(stub(), "docs", {9, 9}, {50}), Code::RESOURCE_EXHAUSTED,
+                      {"'docs'", "max_elements 4"}));
+
+  // An empty batch is a no-op.
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {}, {}, &added)));
+  EXPECT_EQ(added, 0u);
+}
+
+TEST_F(ServiceTest, DeletedItemsVanishFromQueriesIdsAndElements) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 0, 2, 0, 3, 0, 4, 0, 5, 0}, {1, 2, 3, 4, 5})));
+
+  uint64_t deleted = 0;
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {1, 2}, &deleted)));
+  EXPECT_EQ(deleted, 2u);
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {2, 3}, &deleted)));
+  EXPECT_EQ(deleted, 1u);  // 2 was already deleted
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {3}, &deleted)));
+  EXPECT_EQ(deleted, 0u);
+
+  v1::IndexInfo info = InfoOf(stub(), "docs");
+  EXPECT_EQ(info.element_count(), 2u);
+  EXPECT_EQ(info.deleted_count(), 3u);
+  EXPECT_EQ(IdsOf(stub(), "docs"), (std::vector<uint64_t>{4, 5}));
+  std::vector<float> vectors;
+  EXPECT_TRUE(IsError(GetElements(stub(), "docs", {2}, &vectors), Code::NOT_FOUND, {"id 2"}));
+
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "docs", {1, 0}, 5, 100, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{4, 5, kMissingId, kMissingId, kMissingId}));
+}
+
+TEST_F(ServiceTest, DistancesFollowEachSpacesDefinition) {
+  // a=(1,0) b=(0,3) c=(2,2), query q=(3,2):
+  //   l2 (squared):  c 1,  a 8,  b 10
+  //   ip (1 - dot):  c -9, b -5, a -2
+  //   cosine:        c 1-10/sqrt(104), a 1-3/sqrt(13), b 1-2/sqrt(13)
+  const std::vector<float> data = {1, 0, 0, 3, 2, 2};
+  const std::vector<uint64_t> ids = {1, 2, 3};
+  struct Case {
+    v1::Space space;
+    std::vector<uint64_t> order;
+    std::vector<double> distances;
+  };
+  const Case cases[] = {
+      {v1::L2, {3, 1, 2}, {1, 8, 10}},
+      {v1::IP, {3, 2, 1}, {-9, -5, -2}},
+      {v1::COSINE,
+       {3, 1, 2},
+       {1 - 10 / std::sqrt(104.0), 1 - 3 / std::sqrt(13.0), 1 - 2 / std::sqrt(13.0)}},
+  };
+  for (const Case& c : cases) {
+    const std::string name = absl::StrCat("space-", v1::Space_Name(c.space));
+    SCOPED_TRACE(name);
+    ASSERT_NO_FATAL_FAILURE(MakeIndex(name, c.space, 2, 10));
+    ASSERT_TRUE(IsOk(AddItems(stub(), name, data, ids)));
+    QueryResult result;
+    ASSERT_TRUE(IsOk(QueryIndex(stub(), name, {3, 2}, 3, 0, &result)));
+    EXPECT_EQ(result.k, 3u);
+    EXPECT_EQ(result.ids, c.order);
+    ASSERT_EQ(result.distances.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(result.distances[i], c.distances[i], 1e-6);
+  }
+}
+
+TEST_F(ServiceTest, QueryFindsExactNeighboursForManyQueriesInOneCall) {
+  constexpr uint32_t kDim = 8;
+  constexpr size_t kCount = 200;
+  constexpr size_t kQueries = 50;
+  constexpr uint32_t kK = 10;
+  const std::vector<float> data = RandomVectors(kCount, kDim, 1);
+  const std::vector<uint64_t> ids = IdRange(1000, kCount);
+  const std::vector<float> queries = RandomVectors(kQueries, kDim, 2);
+  for (v1::Space space : {v1::L2, v1::IP, v1::COSINE}) {
+    const std::string name = absl::StrCat("exact-", v1::Space_Name(space));
+    SCOPED_TRACE(name);
+    ASSERT_NO_FATAL_FAILURE(MakeIndex(name, space, kDim, kCount));
+    ASSERT_TRUE(IsOk(AddItems(stub(), name, data, ids)));
+    QueryResult result;
+    ASSERT_TRUE(IsOk(QueryIndex(stub(), name, queries, kK, /*ef=*/400, &result)));
+    ExpectExactNeighbours(space, data, ids, kDim, queries, kK, result);
+  }
+}
+
+TEST_F(ServiceTest, QueryPadsRowsBeyondTheLiveCount) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("few", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "few", {0, 0, 1, 0, 2, 0, 3, 0}, {1, 2, 3, 4})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "few", {2})));
+  const float inf = std::numeric_limits<float>::infinity();
+
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "few", {0, 0, 3, 0}, 5, 0, &result)));
+  EXPECT_EQ(result.k, 5u);
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{1, 3, 4, kMissingId, kMissingId,  //
+                                               4, 3, 1, kMissingId, kMissingId}));
+  EXPECT_EQ(result.distances, (std::vector<float>{0, 4, 9, inf, inf,  //
+                                                  0, 1, 9, inf, inf}));
+
+  // k may be as large as kMaxK whatever the index holds.
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "few", {0, 0}, kMaxK, 0, &result)));
+  ASSERT_EQ(result.ids.size(), kMaxK);
+  EXPECT_EQ(static_cast<size_t>(std::count(result.ids.begin(), result.ids.end(), kMissingId)),
+            size_t{kMaxK - 3});
+
+  // With every item deleted, whole rows are padding.
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "few", {1, 3, 4})));
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "few", {0, 0}, 2, 0, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{kMissingId, kMissingId}));
+  EXPECT_EQ(result.distances, (std::vector<float>{inf, inf}));
+
+  // An empty query batch has an empty answer.
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "few", {}, 2, 0, &result)));
+  EXPECT_TRUE(result.ids.empty());
+}
+
+TEST_F(ServiceTest, QueryEfComesFromTheRequestOrTheIndex) {
+  // A one-thread server builds the same graph every run, so the recall below is fixed.
+  TempDir dir;
+  server::Options options;
+  options.threads = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr uint32_t kDim = 32;
+  constexpr size_t kCount = 2000;
+  const std::vector<float> data = RandomVectors(kCount, kDim, 3);
+  const std::vector<uint64_t> ids = IdRange(0, kCount);
+  const std::vector<float> queries = RandomVectors(200, kDim, 4);
+  ASSERT_TRUE(IsOk(CreateIndex(server.stub(), "ef", v1::L2, kDim)));
+  ASSERT_TRUE(IsOk(InitIndex(server.stub(), "ef", kCount, /*ef_construction=*/40, /*m=*/4)));
+  ASSERT_TRUE(IsOk(AddItems(server.stub(), "ef", data, ids)));
+  ASSERT_TRUE(IsOk(SetEf(server.stub(), "ef", 1)));
+
+  QueryResult narrow;
+  ASSERT_TRUE(IsOk(QueryIndex(server.stub(), "ef", queries, 1, /*ef=*/0, &narrow)));
+  const double narrow_recall = RecallAtOne(v1::L2, data, ids, kDim, queries, narrow);
+  QueryResult wide;
+  ASSERT_TRUE(IsOk(QueryIndex(server.stub(), "ef", queries, 1, /*ef=*/kCount, &wide)));
+  EXPECT_EQ(RecallAtOne(v1::L2, data, ids, kDim, queries, wide), 1.0);
+  EXPECT_LT(narrow_recall, 1.0) << "ef 1 should miss some nearest neighbours";
+
+  // ef 0 means the index's ef.
+  ASSERT_TRUE(IsOk(SetEf(server.stub(), "ef", kCount)));
+  EXPECT_EQ(InfoOf(server.stub(), "ef").ef(), kCount);
+  QueryResult by_index;
+  ASSERT_TRUE(IsOk(QueryIndex(server.stub(), "ef", queries, 1, /*ef=*/0, &by_index)));
+  EXPECT_EQ(RecallAtOne(v1::L2, data, ids, kDim, queries, by_index), 1.0);
+  // A per-query ef does not change the index's.
+  EXPECT_EQ(InfoOf(server.stub(), "ef").ef(), kCount);
+}
+
+TEST_F(ServiceTest, ResizeIndexMakesRoomForMoreItems) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("grow", v1::L2, 2, 2));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "grow", {1, 1, 2, 2}, {1, 2})));
+  EXPECT_TRUE(IsError(AddItems(stub(), "grow", {3, 3}, {3}), Code::RESOURCE_EXHAUSTED,
+                      {"'grow'", "max_elements 2"}));
+  ASSERT_TRUE(IsOk(ResizeIndex(stub(), "grow", 5)));
+  EXPECT_EQ(InfoOf(stub(), "grow").max_elements(), 5u);
+  ASSERT_TRUE(IsOk(AddItems(stub(), "grow", {3, 3, 4, 4, 5, 5}, {3, 4, 5})));
+  EXPECT_EQ(IdsOf(stub(), "grow"), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "grow", {5, 5}, 1, 0, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{5}));
+
+  // Shrinking to exactly the stored count is allowed; then the index is full again.
+  ASSERT_TRUE(IsOk(ResizeIndex(stub(), "grow", 5)));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "grow", {1})));
+  EXPECT_TRUE(IsError(AddItems(stub(), "grow", {6, 6}, {6}), Code::RESOURCE_EXHAUSTED,
+                      {"'grow'", "max_elements 5"}));
+}
+
+TEST_F(ServiceTest, GetIdsListsLiveIdsAscendingOverTheWholeUint64Range) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("ids", v1::L2, 1, 10));
+  const uint64_t big = (uint64_t{1} << 63) + 5;
+  const uint64_t biggest = kMissingId - 1;
+  ASSERT_TRUE(IsOk(AddItems(stub(), "ids", {1, 2, 3, 4, 5, 6}, {big, 7, 1000, 0, biggest, 42})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "ids", {1000})));
+  EXPECT_EQ(IdsOf(stub(), "ids"), (std::vector<uint64_t>{0, 7, 42, big, biggest}));
+  EXPECT_EQ(VectorsOf(stub(), "ids", {biggest, big}), (std::vector<float>{5, 1}));
+}
+
+TEST_F(ServiceTest, GetElementsReturnsVectorsInTheOrderAsked) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("exact", v1::L2, 3, 10));
+  // Values that survive only an exact copy: -0, a denormal, and digits a text round trip loses.
+  const std::vector<float> data = {-0.0f,         1e-40f,     0.1f,         //
+                                   123456.789f,   -7.25e-30f, 3.14159265f,  //
+                                   -1.17549e-38f, 2.5f,       -1e18f};
+  ASSERT_TRUE(IsOk(AddItems(stub(), "exact", data, {1, 2, 3})));
+  std::vector<float> vectors;
+  uint32_t dim = 0;
+  ASSERT_TRUE(IsOk(GetElements(stub(), "exact", {3, 1, 2, 1}, &vectors, &dim)));
+  EXPECT_EQ(dim, 3u);
+  const std::vector<float> expected = {data[6], data[7], data[8], data[0], data[1], data[2],
+                                       data[3], data[4], data[5], data[0], data[1], data[2]};
+  EXPECT_EQ(Bits(vectors), Bits(expected));
+
+  ASSERT_TRUE(IsOk(GetElements(stub(), "exact", {}, &vectors, &dim)));
+  EXPECT_TRUE(vectors.empty());
+  EXPECT_EQ(dim, 3u);
+
+  // Cosine indexes keep (and return) unit vectors.
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("unit", v1::COSINE, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "unit", {3, 4, 0, -2}, {1, 2})));
+  ASSERT_TRUE(IsOk(GetElements(stub(), "unit", {1, 2}, &vectors, &dim)));
+  EXPECT_EQ(dim, 2u);
+  ASSERT_EQ(vectors.size(), 4u);
+  EXPECT_NEAR(vectors[0], 0.6f, 1e-6);
+  EXPECT_NEAR(vectors[1], 0.8f, 1e-6);
+  EXPECT_NEAR(vectors[2], 0.0f, 1e-6);
+  EXPECT_NEAR(vectors[3], -1.0f, 1e-6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Every error row of the design table.
+
+TEST_F(ServiceTest, UnknownIndexIsNotFoundForEveryCallThatNamesOne) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("real", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "real", {1, 2}, {1})));
+  const Content before = ContentOf(stub(), "real");
+  Stub& s = stub();
+  const std::string nope = "nope";
+  std::vector<float> vectors;
+  std::vector<uint64_t> ids;
+  v1::IndexInfo info;
+  QueryResult result;
+  EXPECT_TRUE(IsError(InitIndex(s, nope, 10), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(DeleteIndex(s, nope), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(DescribeIndex(s, nope, &info), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(SetEf(s, nope, 20), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(AddItems(s, nope, {1, 2}, {1}), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(DeleteItems(s, nope, {1}), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(QueryIndex(s, nope, {1, 2}, 1, 0, &result), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(ResizeIndex(s, nope, 20), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(GetIds(s, nope, &ids), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(IsError(GetElements(s, nope, {1}, &vectors), Code::NOT_FOUND, {"'nope'"}));
+  bool exists = true;
+  ASSERT_TRUE(IsOk(IndexExists(s, nope, &exists)));
+  EXPECT_FALSE(exists);
+  // The names are case-sensitive.
+  EXPECT_TRUE(IsError(DescribeIndex(s, "REAL", &info), Code::NOT_FOUND, {"'REAL'"}));
+  EXPECT_TRUE(IsError(DeleteItems(s, "REAL", {1}), Code::NOT_FOUND, {"'REAL'"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "real")));
+}
+
+TEST_F(ServiceTest, CreateIndexRefusesATakenName) {
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "docs", v1::L2, 4)));
+  EXPECT_TRUE(IsError(CreateIndex(stub(), "docs", v1::IP, 8), Code::ALREADY_EXISTS, {"'docs'"}));
+  EXPECT_TRUE(IsError(CreateIndex(stub(), "docs", v1::L2, 4), Code::ALREADY_EXISTS, {"'docs'"}));
+  EXPECT_EQ(InfoOf(stub(), "docs").ShortDebugString(), R"(name: "docs" space: L2 dim: 4)");
+}
+
+TEST_F(ServiceTest, UninitialisedAndTwiceInitialisedIndexesAreRefused) {
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "raw", v1::L2, 2)));
+  Stub& s = stub();
+  std::vector<float> vectors;
+  std::vector<uint64_t> ids;
+  QueryResult result;
+  const Code code = Code::FAILED_PRECONDITION;
+  EXPECT_TRUE(IsError(AddItems(s, "raw", {1, 2}, {1}), code, {"'raw'", "not initialised"}));
+  EXPECT_TRUE(IsError(AddItems(s, "raw", {}, {}), code, {"'raw'", "not initialised"}));
+  EXPECT_TRUE(IsError(QueryIndex(s, "raw", {1, 2}, 1, 0, &result), code, {"'raw'"}));
+  EXPECT_TRUE(IsError(GetElements(s, "raw", {1}, &vectors), code, {"'raw'"}));
+  EXPECT_TRUE(IsError(GetIds(s, "raw", &ids), code, {"'raw'"}));
+  EXPECT_TRUE(IsError(DeleteItems(s, "raw", {1}), code, {"'raw'"}));
+  EXPECT_TRUE(IsError(SetEf(s, "raw", 20), code, {"'raw'"}));
+  EXPECT_TRUE(IsError(ResizeIndex(s, "raw", 20), code, {"'raw'"}));
+  EXPECT_EQ(InfoOf(s, "raw").ShortDebugString(), R"(name: "raw" space: L2 dim: 2)");
+
+  ASSERT_TRUE(IsOk(InitIndex(s, "raw", 10, 50, 6)));
+  ASSERT_TRUE(IsOk(AddItems(s, "raw", {1, 2}, {1})));
+  const Content before = ContentOf(s, "raw");
+  EXPECT_TRUE(IsError(InitIndex(s, "raw", 10, 50, 6), code, {"'raw'", "already initialised"}));
+  EXPECT_TRUE(IsError(InitIndex(s, "raw", 99), code, {"'raw'", "already initialised"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "raw")));
+}
+
+TEST_F(ServiceTest, ResizeBelowTheStoredCountCountsDeletedItems) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("small", v1::L2, 1, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "small", {1, 2, 3, 4, 5, 6}, {1, 2, 3, 4, 5, 6})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "small", {1, 2})));
+  const Content before = ContentOf(stub(), "small");
+  EXPECT_EQ(before.info.element_count(), 4u);
+  // 4 live + 2 deleted = 6 stored.
+  EXPECT_TRUE(IsError(ResizeIndex(stub(), "small", 5), Code::FAILED_PRECONDITION,
+                      {"'small'", "6 items", "cannot resize to 5"}));
+  EXPECT_TRUE(IsError(ResizeIndex(stub(), "small", 4), Code::FAILED_PRECONDITION,
+                      {"'small'", "cannot resize to 4"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(stub(), "small")));
+  EXPECT_TRUE(
+      IsError(ResizeIndex(stub(), "small", 0), Code::INVALID_ARGUMENT, {"'small'", "got 0"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(stub(), "small")));
+  ASSERT_TRUE(IsOk(ResizeIndex(stub(), "small", 6)));
+  EXPECT_EQ(InfoOf(stub(), "small").max_elements(), 6u);
+}
+
+TEST_F(ServiceTest, FullIndexRefusesTheWholeBatch) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("full", v1::L2, 2, 5));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "full", {1, 1, 2, 2, 3, 3, 4, 4}, {1, 2, 3, 4})));
+  const Content before = ContentOf(stub(), "full");
+  // A replacement of id 2 plus two new ids: 4 + 2 > 5, so nothing is applied, not even the
+  // replacement.
+  EXPECT_TRUE(IsError(AddItems(stub(), "full", {9, 9, 5, 5, 6, 6}, {2, 5, 6}),
+                      Code::RESOURCE_EXHAUSTED, {"'full'", "max_elements 5"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(stub(), "full")));
+  EXPECT_EQ(VectorsOf(stub(), "full", {2}), (std::vector<float>{2, 2}));
+  // Exactly filling it is fine.
+  ASSERT_TRUE(IsOk(AddItems(stub(), "full", {9, 9, 5, 5}, {2, 5})));
+  EXPECT_EQ(InfoOf(stub(), "full").element_count(), 5u);
+}
+
+TEST_F(ServiceTest, MalformedAddItemsBatchesChangeNothing) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("shape", v1::L2, 4, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "shape", {1, 2, 3, 4, 5, 6, 7, 8}, {1, 2})));
+  const Content before = ContentOf(stub(), "shape");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const Code code = Code::INVALID_ARGUMENT;
+  Stub& s = stub();
+
+  // Vector floats not n * dim.
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4, 5, 6, 7}, {10, 11}), code,
+                      {"'shape'", "dimension 4", "got 7"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  // Whole vectors, but not as many as ids (either way).
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4, 5, 6, 7, 8}, {10, 11, 12}), code,
+                      {"'shape'", "3 ids need 12 floats, got 8"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4, 5, 6, 7, 8}, {10}), code,
+                      {"'shape'", "1 ids need 4 floats, got 8"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4}, {}), code, {"'shape'", "got 4"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  // Non-finite components, named by vector and component.
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4, 5, 6, nan, 8}, {10, 11}), code,
+                      {"'shape'", "vector 1", "nan", "component 2"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {inf, 2, 3, 4}, {10}), code,
+                      {"'shape'", "vector 0", "inf", "component 0"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, -inf}, {1}), code,
+                      {"'shape'", "-inf", "component 3"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  // The same id twice in one batch.
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}, {10, 11, 10}),
+                      code, {"'shape'", "id 10 appears twice"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+  // 2^64-1 is the padding id of query results, so it cannot name an item.
+  EXPECT_TRUE(IsError(AddItems(s, "shape", {1, 2, 3, 4}, {18446744073709551615ull}), code,
+                      {"'shape'", "18446744073709551615", "reserved"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(s, "shape")));
+}
+
+TEST_F(ServiceTest, QueryRefusesBadArguments) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("q", v1::L2, 4, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "q", {1, 2, 3, 4}, {1})));
+  Stub& s = stub();
+  QueryResult result;
+  const std::vector<float> query = {1, 2, 3, 4};
+  const Code code = Code::INVALID_ARGUMENT;
+  EXPECT_TRUE(IsError(QueryIndex(s, "q", query, 0, 0, &result), code, {"k", "got 0"}));
+  EXPECT_TRUE(
+      IsError(QueryIndex(s, "q", query, kMaxK + 1, 0, &result), code, {"k", "10000", "got 10001"}));
+  EXPECT_TRUE(
+      IsError(QueryIndex(s, "q", query, 1, kMaxEf + 1, &result), code, {"ef", "got 100001"}));
+  EXPECT_TRUE(IsError(QueryIndex(s, "q", {1, 2, 3, 4, 5}, 1, 0, &result), code,
+                      {"'q'", "5 floats", "dimension 4"}));
+  EXPECT_TRUE(IsError(QueryIndex(s, "q", {1, 2, 3, 4, 1, std::nanf(""), 3, 4}, 1, 0, &result), code,
+                      {"'q'", "query vector 1", "nan"}));
+  EXPECT_TRUE(
+      IsError(QueryIndex(s, "q", {std::numeric_limits<float>::infinity(), 2, 3, 4}, 1, 0, &result),
+              code, {"'q'", "inf"}));
+  ASSERT_TRUE(IsOk(QueryIndex(s, "q", query, 1, kMaxEf, &result)));
+  EXPECT_EQ(result.ids, (std::vector<uint64_t>{1}));
+}
+
+TEST_F(ServiceTest, CreateIndexValidatesSpaceNameAndDimension) {
+  Stub& s = stub();
+  const Code code = Code::INVALID_ARGUMENT;
+  EXPECT_TRUE(IsError(CreateIndex(s, "docs", v1::SPACE_UNSPECIFIED, 4), code, {"unspecified"}));
+  EXPECT_TRUE(
+      IsError(CreateIndex(s, "docs", static_cast<v1::Space>(7), 4), code, {"unknown space 7"}));
+  EXPECT_TRUE(IsError(CreateIndex(s, "", v1::L2, 4), code, {"empty"}));
+  EXPECT_TRUE(
+      IsError(CreateIndex(s, std::string(256, 'n'), v1::L2, 4), code, {"256 bytes", "255"}));
+  EXPECT_TRUE(IsError(CreateIndex(s, "a/b", v1::L2, 4), code, {"'a/b'", "byte 1"}));
+  EXPECT_TRUE(IsError(CreateIndex(s, "a b", v1::L2, 4), code, {"'a b'", "byte 1"}));
+  EXPECT_TRUE(IsError(CreateIndex(s, "docs", v1::L2, 0), code, {"'docs'", "got 0"}));
+  EXPECT_TRUE(IsError(CreateIndex(s, "docs", v1::L2, 65537), code, {"'docs'", "got 65537"}));
+  std::vector<v1::IndexInfo> list;
+  ASSERT_TRUE(IsOk(ListIndexes(s, &list)));
+  EXPECT_TRUE(list.empty()) << list.size() << " indexes were created by refused calls";
+
+  // Other calls check names the same way.
+  v1::IndexInfo info;
+  EXPECT_TRUE(IsError(DescribeIndex(s, "a/b", &info), code, {"'a/b'"}));
+
+  // The limits themselves are accepted.
+  const std::string longest(255, 'n');
+  ASSERT_TRUE(IsOk(CreateIndex(s, longest, v1::L2, 65536)));
+  ASSERT_TRUE(IsOk(CreateIndex(s, "vecteurs-\xc3\xa9", v1::COSINE, 1)));  // "vecteurs-é"
+  ASSERT_TRUE(IsOk(CreateIndex(s, "Docs_2.v1", v1::IP, 3)));
+  ASSERT_TRUE(IsOk(ListIndexes(s, &list)));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].name(), "Docs_2.v1");
+  EXPECT_EQ(list[1].name(), longest);
+  EXPECT_EQ(list[1].dim(), 65536u);
+  EXPECT_EQ(list[2].name(), "vecteurs-\xc3\xa9");
+  ASSERT_TRUE(IsOk(InitIndex(s, "vecteurs-\xc3\xa9", 4)));
+  ASSERT_TRUE(IsOk(AddItems(s, "vecteurs-\xc3\xa9", {2}, {1})));
+  EXPECT_EQ(IdsOf(s, "vecteurs-\xc3\xa9"), (std::vector<uint64_t>{1}));
+}
+
+// Fails today: protobuf refuses to parse a proto3 `string` field holding invalid UTF-8, so
+// the request never reaches the name check and gRPC answers INTERNAL with an empty message.
+// Names are proto3 strings: protobuf itself refuses to parse a request whose name is not
+// valid UTF-8, before LuxDB sees it (most client languages cannot even send one). What a user
+// must be able to rely on is that such a request is refused and creates nothing.
+TEST_F(ServiceTest, InvalidUtf8NameIsRefusedAndCreatesNothing) {
+  Stub& s = stub();
+  EXPECT_FALSE(CreateIndex(s, "ab\xff", v1::L2, 4).ok());
+  EXPECT_FALSE(CreateIndex(s, "ab\xc3", v1::L2, 4).ok());
+  v1::IndexInfo info;
+  EXPECT_FALSE(DescribeIndex(s, "ab\xff", &info).ok());
+  std::vector<v1::IndexInfo> list;
+  ASSERT_TRUE(IsOk(ListIndexes(s, &list)));
+  EXPECT_TRUE(list.empty());
+}
+
+TEST_F(ServiceTest, InitIndexValidatesItsParameters) {
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "init", v1::L2, 1024)));
+  Stub& s = stub();
+  const Code code = Code::INVALID_ARGUMENT;
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 0), code, {"'init'", "max_elements", "got 0"}));
+  // 10^12 is above the 32-bit element numbering of hnswlib: refused before any memory check.
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 1'000'000'000'000), code,
+                      {"'init'", "max_elements", "got 1000000000000"}));
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 10, 0, 1), code, {"m for index 'init'", "got 1"}));
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 10, 0, 2049), code, {"'init'", "got 2049"}));
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 10, 100001, 0), code,
+                      {"'init'", "ef_construction", "got 100001"}));
+  // 4e9 elements of dimension 1024 need terabytes.
+  EXPECT_TRUE(IsError(InitIndex(s, "init", 4'000'000'000), Code::RESOURCE_EXHAUSTED,
+                      {"'init'", "4000000000", "MiB"}));
+  EXPECT_EQ(InfoOf(s, "init").ShortDebugString(), R"(name: "init" space: L2 dim: 1024)");
+  ASSERT_TRUE(IsOk(InitIndex(s, "init", 10, 0, 2)));
+  EXPECT_EQ(InfoOf(s, "init").m(), 2u);
+}
+
+TEST_F(ServiceTest, SetEfValidatesItsValue) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("ef", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(SetEf(stub(), "ef", 42)));
+  EXPECT_TRUE(IsError(SetEf(stub(), "ef", 0), Code::INVALID_ARGUMENT, {"'ef'", "got 0"}));
+  EXPECT_TRUE(
+      IsError(SetEf(stub(), "ef", kMaxEf + 1), Code::INVALID_ARGUMENT, {"'ef'", "got 100001"}));
+  EXPECT_EQ(InfoOf(stub(), "ef").ef(), 42u);
+  ASSERT_TRUE(IsOk(SetEf(stub(), "ef", kMaxEf)));
+  EXPECT_EQ(InfoOf(stub(), "ef").ef(), kMaxEf);
+}
+
+TEST_F(ServiceTest, GetElementsOfAnAbsentOrDeletedIdIsNotFound) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 1, 2, 2, 3, 3}, {1, 2, 3})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {2})));
+  std::vector<float> vectors;
+  EXPECT_TRUE(IsError(GetElements(stub(), "docs", {1, 999, 3}, &vectors), Code::NOT_FOUND,
+                      {"'docs'", "id 999"}));
+  EXPECT_TRUE(vectors.empty());
+  EXPECT_TRUE(IsError(GetElements(stub(), "docs", {1, 2}, &vectors), Code::NOT_FOUND,
+                      {"'docs'", "id 2", "deleted"}));
+  EXPECT_TRUE(vectors.empty());
+}
+
+TEST_F(ServiceTest, DeleteItemsIsAllOrNothing) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::L2, 2, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 1, 2, 2, 3, 3}, {1, 2, 3})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {3})));
+  const Content before = ContentOf(stub(), "docs");
+  EXPECT_TRUE(
+      IsError(DeleteItems(stub(), "docs", {1, 999, 2}), Code::NOT_FOUND, {"'docs'", "id 999"}));
+  EXPECT_TRUE(Unchanged(before, ContentOf(stub(), "docs")));
+  EXPECT_EQ(IdsOf(stub(), "docs"), (std::vector<uint64_t>{1, 2}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Restart with every piece of state intact, whatever became of the graph snapshots.
+
+enum class Snapshots {
+  kIntact,     // clean restart: the snapshots written at shutdown are loaded
+  kDeleted,    // graphs/ emptied while the server is down: rebuild from stored vectors
+  kStale,      // graphs/ holds snapshots of an older version: rebuild
+  kTruncated,  // every graph file cut in half: rebuild
+};
+
+std::string SnapshotsName(const ::testing::TestParamInfo<Snapshots>& info) {
+  switch (info.param) {
+    case Snapshots::kIntact:
+      return "Intact";
+    case Snapshots::kDeleted:
+      return "Deleted";
+    case Snapshots::kStale:
+      return "Stale";
+    case Snapshots::kTruncated:
+      return "Truncated";
+  }
+  return "Unknown";
+}
+
+constexpr uint32_t kRestartDim = 8;
+const uint64_t kCosineFirstId = uint64_t{1} << 40;
+
+// Everything a client can observe of the server, compared bit for bit across restarts.
+struct Observation {
+  std::vector<std::string> infos;  // ListIndexes, every field
+  std::map<std::string, std::vector<uint64_t>> ids;
+  std::map<std::string, std::vector<uint32_t>> vector_bits;
+  std::map<std::string, std::vector<uint64_t>> query_ids;
+  std::map<std::string, std::vector<uint32_t>> query_distance_bits;
+};
+
+Observation Observe(Stub& stub) {
+  Observation observation;
+  std::vector<v1::IndexInfo> list;
+  EXPECT_TRUE(IsOk(ListIndexes(stub, &list)));
+  const std::vector<float> queries = RandomVectors(20, kRestartDim, 99);
+  for (const v1::IndexInfo& info : list) {
+    observation.infos.push_back(info.ShortDebugString());
+    if (!info.initialized()) continue;
+    const std::string& name = info.name();
+    observation.ids[name] = IdsOf(stub, name);
+    observation.vector_bits[name] = Bits(VectorsOf(stub, name, observation.ids[name]));
+    QueryResult result;
+    EXPECT_TRUE(IsOk(QueryIndex(stub, name, queries, 10, /*ef=*/1000, &result)));
+    observation.query_ids[name] = result.ids;
+    observation.query_distance_bits[name] = Bits(result.distances);
+  }
+  return observation;
+}
+
+void ExpectSameObservation(const Observation& before, const Observation& after) {
+  EXPECT_EQ(before.infos, after.infos);
+  EXPECT_EQ(before.ids, after.ids);
+  EXPECT_TRUE(before.vector_bits == after.vector_bits) << "stored vectors differ";
+  EXPECT_EQ(before.query_ids, after.query_ids);
+  EXPECT_TRUE(before.query_distance_bits == after.query_distance_bits) << "query distances differ";
+}
+
+class RestartTest : public ::testing::TestWithParam<Snapshots> {
+ protected:
+  std::filesystem::path graphs() const { return std::filesystem::path(dir_.path()) / "graphs"; }
+
+  // Indexes of every space and state, with deletions, replacements, a revival, a resize and
+  // a custom ef; one index created and deleted again.
+  void BuildState(Stub& s) {
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-l2", v1::L2, kRestartDim)));
+    ASSERT_TRUE(IsOk(InitIndex(s, "vec-l2", 150, /*ef_construction=*/100, /*m=*/12)));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-l2", RandomVectors(120, kRestartDim, 10), IdRange(0, 120))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-l2", {0, 10, 20, 30, 40, 50, 60, 70, 80, 90})));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-l2", RandomVectors(2, kRestartDim, 11), {5, 6})));
+    ASSERT_TRUE(IsOk(ResizeIndex(s, "vec-l2", 300)));
+    ASSERT_TRUE(IsOk(SetEf(s, "vec-l2", 77)));
+
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-ip", v1::IP, kRestartDim)));
+    ASSERT_TRUE(IsOk(InitIndex(s, "vec-ip", 100)));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-ip", RandomVectors(60, kRestartDim, 12), IdRange(500, 60))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-ip", {501, 502, 503})));
+
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-cos", v1::COSINE, kRestartDim)));
+    ASSERT_TRUE(IsOk(InitIndex(s, "vec-cos", 80, /*ef_construction=*/50, /*m=*/8)));
+    ASSERT_TRUE(IsOk(
+        AddItems(s, "vec-cos", RandomVectors(70, kRestartDim, 13), IdRange(kCosineFirstId, 70))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-cos", IdRange(kCosineFirstId, 5))));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-cos", RandomVectors(1, kRestartDim, 14), {kCosineFirstId})));
+
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-empty", v1::L2, kRestartDim)));
+    ASSERT_TRUE(IsOk(InitIndex(s, "vec-empty", 10)));
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-raw", v1::IP, 3)));
+
+    ASSERT_TRUE(IsOk(CreateIndex(s, "vec-gone", v1::L2, kRestartDim)));
+    ASSERT_TRUE(IsOk(InitIndex(s, "vec-gone", 10)));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-gone", RandomVectors(3, kRestartDim, 15), {1, 2, 3})));
+    ASSERT_TRUE(IsOk(DeleteIndex(s, "vec-gone")));
+  }
+
+  // Item writes to every index with items, so their stored version moves past any snapshot
+  // taken before.
+  void MoreWrites(Stub& s) {
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-l2", RandomVectors(10, kRestartDim, 20), IdRange(200, 10))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-l2", {1, 201})));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-l2", RandomVectors(1, kRestartDim, 21), {10})));  // revive
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-ip", RandomVectors(10, kRestartDim, 22), IdRange(600, 10))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-ip", {600, 504})));
+    ASSERT_TRUE(IsOk(SetEf(s, "vec-ip", 55)));
+    ASSERT_TRUE(IsOk(AddItems(s, "vec-cos", RandomVectors(5, kRestartDim, 23),
+                              IdRange(kCosineFirstId + 100, 5))));
+    ASSERT_TRUE(IsOk(DeleteItems(s, "vec-cos", {kCosineFirstId + 100})));
+    ASSERT_TRUE(IsOk(ResizeIndex(s, "vec-cos", 90)));
+  }
+
+  std::vector<std::filesystem::path> GraphFiles() const {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(graphs())) {
+      files.push_back(entry.path());
+    }
+    return files;
+  }
+
+  TempDir dir_;
+  TempDir backup_;
+};
+
+TEST_P(RestartTest, EveryIndexAnswersIdenticallyAfterRestart) {
+  TestServer server(dir_.path());
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_NO_FATAL_FAILURE(BuildState(server.stub()));
+
+  // A clean stop writes a snapshot of every initialised index; keep a copy of them.
+  server.Stop();
+  std::vector<std::filesystem::path> files = GraphFiles();
+  ASSERT_GE(std::count_if(files.begin(), files.end(),
+                          [](const auto& p) { return p.extension() == ".hnsw"; }),
+            4)
+      << "expected a graph snapshot per initialised index in " << graphs();
+  for (const auto& file : files) {
+    std::filesystem::copy_file(file, std::filesystem::path(backup_.path()) / file.filename());
+  }
+  server.Restart();
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_NO_FATAL_FAILURE(MoreWrites(server.stub()));
+  const Observation before = Observe(server.stub());
+  ASSERT_EQ(before.infos.size(), 5u);
+  ASSERT_EQ(before.ids.size(), 4u);
+
+  server.Stop();
+  switch (GetParam()) {
+    case Snapshots::kIntact:
+      break;
+    case Snapshots::kDeleted:
+      for (const auto& file : GraphFiles()) std::filesystem::remove(file);
+      break;
+    case Snapshots::kStale:
+      for (const auto& file : GraphFiles()) std::filesystem::remove(file);
+      for (const auto& entry : std::filesystem::directory_iterator(backup_.path())) {
+        std::filesystem::copy_file(entry.path(), graphs() / entry.path().filename());
+      }
+      break;
+    case Snapshots::kTruncated:
+      for (const auto& file : GraphFiles()) {
+        if (file.extension() != ".hnsw") continue;
+        std::filesystem::resize_file(file, std::filesystem::file_size(file) / 2);
+      }
+      break;
+  }
+  server.Restart();
+  ASSERT_FALSE(HasFatalFailure());
+  Stub& s = server.stub();
+  const Observation after = Observe(s);
+  ExpectSameObservation(before, after);
+  EXPECT_EQ(after.infos[0], R"(name: "vec-cos" space: COSINE dim: 8 m: 8 ef_construction: 50 )"
+                            R"(ef: 10 max_elements: 90 element_count: 70 deleted_count: 5 )"
+                            R"(initialized: true)");
+  EXPECT_EQ(after.infos[2], R"(name: "vec-ip" space: IP dim: 8 m: 16 ef_construction: 200 )"
+                            R"(ef: 55 max_elements: 100 element_count: 65 deleted_count: 5 )"
+                            R"(initialized: true)");
+  EXPECT_EQ(after.infos[3], R"(name: "vec-l2" space: L2 dim: 8 m: 12 ef_construction: 100 )"
+                            R"(ef: 77 max_elements: 300 element_count: 119 deleted_count: 11 )"
+                            R"(initialized: true)");
+  EXPECT_EQ(after.infos[4], R"(name: "vec-raw" space: IP dim: 3)");
+
+  // Deleted items are still deleted (and still occupy capacity), and the indexes take writes.
+  std::vector<float> vectors;
+  EXPECT_TRUE(
+      IsError(GetElements(s, "vec-l2", {20}, &vectors), Code::NOT_FOUND, {"id 20", "deleted"}));
+  EXPECT_TRUE(
+      IsError(GetElements(s, "vec-ip", {600}, &vectors), Code::NOT_FOUND, {"id 600", "deleted"}));
+  EXPECT_TRUE(
+      IsError(ResizeIndex(s, "vec-l2", 119), Code::FAILED_PRECONDITION, {"'vec-l2'", "130 items"}));
+  bool exists = true;
+  ASSERT_TRUE(IsOk(IndexExists(s, "vec-gone", &exists)));
+  EXPECT_FALSE(exists);
+  const std::vector<float> fresh = {9, 9, 9, 9, 9, 9, 9, 9};
+  ASSERT_TRUE(IsOk(AddItems(s, "vec-l2", fresh, {20})));
+  ASSERT_TRUE(IsOk(AddItems(s, "vec-empty", fresh, {1})));
+  ASSERT_TRUE(IsOk(InitIndex(s, "vec-raw", 5)));
+  ASSERT_TRUE(IsOk(AddItems(s, "vec-raw", {1, 2, 3}, {1})));
+  for (const char* name : {"vec-l2", "vec-empty"}) {
+    QueryResult result;
+    ASSERT_TRUE(IsOk(QueryIndex(s, name, fresh, 1, 0, &result)));
+    EXPECT_EQ(result.ids, (std::vector<uint64_t>{name == std::string("vec-l2") ? 20u : 1u}));
+    EXPECT_EQ(result.distances, (std::vector<float>{0}));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Snapshots, RestartTest,
+                         ::testing::Values(Snapshots::kIntact, Snapshots::kDeleted,
+                                           Snapshots::kStale, Snapshots::kTruncated),
+                         SnapshotsName);
+
+// ---------------------------------------------------------------------------------------------
+// 4. Large batches and the message cap.
+
+// Vectors of `dim` components that lie near an 8-dimensional subspace, as real embeddings
+// do, so that an HNSW graph finds their neighbours reliably.
+std::vector<float> EmbeddingLikeVectors(size_t n, uint32_t dim, uint32_t seed) {
+  constexpr uint32_t kLatent = 8;
+  const std::vector<float> basis = RandomVectors(kLatent, dim, 1234);
+  const std::vector<float> latent = RandomVectors(n, kLatent, seed);
+  std::vector<float> vectors(n * dim, 0.0f);
+  for (size_t i = 0; i < n; ++i) {
+    for (uint32_t l = 0; l < kLatent; ++l) {
+      for (uint32_t d = 0; d < dim; ++d) {
+        vectors[i * dim + d] += latent[i * kLatent + l] * basis[l * dim + d];
+      }
+    }
+  }
+  return vectors;
+}
+
+TEST_F(ServiceTest, TenThousandVectorsOfDimension784FitInOneCall) {
+  constexpr uint32_t kDim = 784;
+  constexpr size_t kCount = 10000;
+  constexpr size_t kQueries = 1000;
+  constexpr uint32_t kK = 10;
+  const std::vector<float> data = EmbeddingLikeVectors(kCount, kDim, 5);
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("big", v1::L2, kDim, kCount, /*ef_construction=*/40,
+                                    /*m=*/8));
+  uint64_t added = 0;
+  ASSERT_TRUE(IsOk(AddItems(stub(), "big", data, IdRange(0, kCount), &added)));
+  EXPECT_EQ(added, kCount);
+  EXPECT_EQ(InfoOf(stub(), "big").element_count(), kCount);
+
+  // Query with the first 1000 stored vectors: each should find itself first.
+  const std::vector<float> queries(data.begin(), data.begin() + kQueries * kDim);
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(stub(), "big", queries, kK, /*ef=*/64, &result)));
+  ASSERT_EQ(result.ids.size(), kQueries * kK);
+  size_t self_hits = 0;
+  for (size_t q = 0; q < kQueries; ++q) {
+    self_hits += result.ids[q * kK] == q;
+    for (size_t j = 0; j < kK; ++j) {
+      EXPECT_LT(result.ids[q * kK + j], kCount);
+      if (j > 0) {
+        EXPECT_LE(result.distances[q * kK + j - 1], result.distances[q * kK + j]);
+      }
+    }
+  }
+  EXPECT_GE(self_hits, kQueries * 95 / 100);
+
+  // All of it comes back in one response, bit for bit.
+  EXPECT_EQ(Bits(VectorsOf(stub(), "big", IdRange(0, kCount))), Bits(data));
+}
+
+TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
+  TempDir dir;
+  server::Options options;
+  options.max_message_mb = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  Stub& s = server.stub();
+  constexpr uint32_t kDim = 784;  // 3136 bytes a vector: at most 334 fit in 1 MiB
+  ASSERT_TRUE(IsOk(CreateIndex(s, "capped", v1::L2, kDim)));
+  ASSERT_TRUE(IsOk(InitIndex(s, "capped", 1000, 40, 8)));
+  const std::vector<float> data = RandomVectors(400, kDim, 6);
+  const std::vector<float> first(data.begin(), data.begin() + 200 * kDim);
+  const std::vector<float> second(data.begin() + 200 * kDim, data.end());
+  ASSERT_TRUE(IsOk(AddItems(s, "capped", first, IdRange(0, 200))));
+  ASSERT_TRUE(IsOk(AddItems(s, "capped", second, IdRange(200, 200))));
+
+  std::vector<float> vectors;
+  ASSERT_TRUE(IsOk(GetElements(s, "capped", IdRange(0, 300), &vectors)));
+  EXPECT_EQ(Bits(vectors), Bits(std::vector<float>(data.begin(), data.begin() + 300 * kDim)));
+  EXPECT_TRUE(IsError(GetElements(s, "capped", IdRange(0, 400), &vectors), Code::RESOURCE_EXHAUSTED,
+                      {"1 MiB message cap", "--max-message-mb", "at most 334 ids per call"}));
+
+  // 100 queries of k 1000 would answer 1.2 MB.
+  QueryResult result;
+  const std::vector<float> queries(data.begin(), data.begin() + 100 * kDim);
+  EXPECT_TRUE(IsError(QueryIndex(s, "capped", queries, 1000, 0, &result), Code::RESOURCE_EXHAUSTED,
+                      {"1 MiB message cap", "--max-message-mb"}));
+  ASSERT_TRUE(IsOk(QueryIndex(s, "capped", queries, 10, 0, &result)));
+
+  // A request above the cap is refused by gRPC itself, before any handler: nothing added.
+  const v1::IndexInfo before = InfoOf(s, "capped");
+  EXPECT_EQ(before.element_count(), 400u);
+  EXPECT_TRUE(
+      IsError(AddItems(s, "capped", data, IdRange(1000, 400)), Code::RESOURCE_EXHAUSTED, {}));
+  EXPECT_EQ(InfoOf(s, "capped").ShortDebugString(), before.ShortDebugString());
+  EXPECT_EQ(IdsOf(s, "capped"), IdRange(0, 400));
+}
+
+// Fails today: QueryIndex sizes its answer at 8 bytes an id, but ids travel as varints of up to
+// 10 bytes (padding ids and ids >= 2^63 take all 10), so this answer passes the check and then
+// exceeds the cap when gRPC sends it.
+TEST(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
+  TempDir dir;
+  server::Options options;
+  options.max_message_mb = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  Stub& s = server.stub();
+  ASSERT_TRUE(IsOk(CreateIndex(s, "padded", v1::L2, 2)));
+  ASSERT_TRUE(IsOk(InitIndex(s, "padded", 10)));
+  ASSERT_TRUE(IsOk(AddItems(s, "padded", {1, 1, 2, 2}, {1, 2})));
+  // 8 rows of k = 10000: 80000 results, 78400 of them padding; 8 + 4 bytes a result would be
+  // 960000 bytes, but the padding ids alone take 784000.
+  const std::vector<float> queries = RandomVectors(8, 2, 7);
+  QueryResult result;
+  EXPECT_TRUE(IsError(QueryIndex(s, "padded", queries, kMaxK, 0, &result), Code::RESOURCE_EXHAUSTED,
+                      {"1 MiB message cap", "--max-message-mb"}));
+  // Within the cap, the same query works.
+  ASSERT_TRUE(IsOk(QueryIndex(s, "padded", {0, 0}, kMaxK, 0, &result)));
+  EXPECT_EQ(result.ids.size(), kMaxK);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Concurrency (this test also runs under ThreadSanitizer).
+
+// The vector stored under `id` by the concurrency test.
+std::vector<float> VectorFor(uint64_t id, uint32_t dim) {
+  std::mt19937_64 generator(id);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> vector(dim);
+  for (float& x : vector) x = uniform(generator);
+  return vector;
+}
+
+std::vector<float> VectorsFor(const std::vector<uint64_t>& ids, uint32_t dim) {
+  std::vector<float> vectors;
+  vectors.reserve(ids.size() * dim);
+  for (uint64_t id : ids) {
+    const std::vector<float> v = VectorFor(id, dim);
+    vectors.insert(vectors.end(), v.begin(), v.end());
+  }
+  return vectors;
+}
+
+TEST_F(ServiceTest, QueriesRunAlongsideConcurrentAddsAndDeletes) {
+  constexpr uint32_t kDim = 16;
+  constexpr uint64_t kPreloaded = 1000;  // ids 0..999
+  constexpr uint64_t kDeletable = 500;   // ids 0..499, deleted 10 at a time
+  constexpr size_t kBatch = 100;
+  constexpr size_t kMaxBatches = 300;  // per adder
+  constexpr uint64_t kAdderFirstId[2] = {1'000'000, 2'000'000};
+  constexpr auto kDuration = std::chrono::seconds(2);
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("busy", v1::L2, kDim, kPreloaded + 2 * kMaxBatches * kBatch,
+                                    /*ef_construction=*/40, /*m=*/8));
+  ASSERT_TRUE(IsOk(
+      AddItems(stub(), "busy", VectorsFor(IdRange(0, kPreloaded), kDim), IdRange(0, kPreloaded))));
+
+  std::mutex failure_mu;
+  std::vector<std::string> failures;
+  auto fail = [&](std::string what) {
+    std::lock_guard<std::mutex> lock(failure_mu);
+    if (failures.size() < 10) failures.push_back(std::move(what));
+  };
+  auto is_known_id = [&](uint64_t id) {
+    if (id < kPreloaded) return true;
+    for (uint64_t first : kAdderFirstId) {
+      if (id >= first && id < first + kMaxBatches * kBatch) return true;
+    }
+    return false;
+  };
+
+  const auto deadline = std::chrono::steady_clock::now() + kDuration;
+  size_t batches_added[2] = {0, 0};
+  uint64_t deleted_up_to = 0;
+  std::atomic<bool> writers_done{false};
+  std::atomic<uint64_t> queries_run{0};
+
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&, t] {
+      // The first batch always runs, so the test means something however slow the machine.
+      for (size_t b = 0; b < kMaxBatches && (b == 0 || std::chrono::steady_clock::now() < deadline);
+           ++b) {
+        const std::vector<uint64_t> ids = IdRange(kAdderFirstId[t] + b * kBatch, kBatch);
+        uint64_t added = 0;
+        grpc::Status status = AddItems(stub(), "busy", VectorsFor(ids, kDim), ids, &added);
+        if (!status.ok() || added != kBatch) {
+          fail(absl::StrCat("adder ", t, " batch ", b, ": ", status.error_message(), " added ",
+                            added));
+          return;
+        }
+        batches_added[t] = b + 1;
+      }
+    });
+  }
+  writers.emplace_back([&] {
+    while (deleted_up_to < kDeletable &&
+           (deleted_up_to == 0 || std::chrono::steady_clock::now() < deadline)) {
+      uint64_t deleted = 0;
+      grpc::Status status = DeleteItems(stub(), "busy", IdRange(deleted_up_to, 10), &deleted);
+      if (!status.ok() || deleted != 10) {
+        fail(absl::StrCat("deleter at ", deleted_up_to, ": ", status.error_message(), " deleted ",
+                          deleted));
+        return;
+      }
+      deleted_up_to += 10;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&, t] {
+      constexpr uint32_t kK = 10;
+      for (uint32_t round = 0; round == 0 || !writers_done.load(); ++round) {
+        const std::vector<float> queries = RandomVectors(8, kDim, 1000 * t + round);
+        QueryResult result;
+        grpc::Status status = QueryIndex(stub(), "busy", queries, kK, 32, &result);
+        if (!status.ok() || result.ids.size() != 8 * kK) {
+          fail(absl::StrCat("reader ", t, ": ", status.error_message(), ", ", result.ids.size(),
+                            " ids"));
+          return;
+        }
+        for (size_t i = 0; i < result.ids.size(); ++i) {
+          // At least 500 items are live at any time, so no row is padded.
+          if (!is_known_id(result.ids[i]) ||
+              (i % kK > 0 && result.distances[i - 1] > result.distances[i])) {
+            fail(absl::StrCat("reader ", t, ": bad result ", result.ids[i], " at ", i));
+            return;
+          }
+        }
+        if (round % 16 == 0) {
+          v1::IndexInfo info;
+          if (grpc::Status s = DescribeIndex(stub(), "busy", &info); !s.ok()) {
+            fail(absl::StrCat("reader ", t, ": describe: ", s.error_message()));
+            return;
+          }
+        }
+        queries_run.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  writers_done.store(true);
+  for (std::thread& reader : readers) reader.join();
+
+  ASSERT_TRUE(failures.empty()) << absl::StrJoin(failures, "\n");
+  EXPECT_GT(queries_run.load(), 0u);
+  EXPECT_GT(batches_added[0] + batches_added[1], 0u);
+
+  std::vector<uint64_t> expected_ids = IdRange(deleted_up_to, kPreloaded - deleted_up_to);
+  std::vector<uint64_t> added_ids;
+  for (int t = 0; t < 2; ++t) {
+    const std::vector<uint64_t> ids = IdRange(kAdderFirstId[t], batches_added[t] * kBatch);
+    added_ids.insert(added_ids.end(), ids.begin(), ids.end());
+  }
+  expected_ids.insert(expected_ids.end(), added_ids.begin(), added_ids.end());
+  const v1::IndexInfo info = InfoOf(stub(), "busy");
+  EXPECT_EQ(info.element_count(), expected_ids.size());
+  EXPECT_EQ(info.deleted_count(), deleted_up_to);
+  EXPECT_EQ(IdsOf(stub(), "busy"), expected_ids);
+  EXPECT_EQ(Bits(VectorsOf(stub(), "busy", added_ids)), Bits(VectorsFor(added_ids, kDim)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Health and reflection, spoken with hand-encoded messages through the generic stub.
+
+grpc::ByteBuffer ToByteBuffer(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string ToBytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (!buffer.Dump(&slices).ok()) return bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return bytes;
+}
+
+// Waits for the one outstanding operation on `cq`; returns its ok flag.
+bool Await(grpc::CompletionQueue& cq, void* tag) {
+  void* got = nullptr;
+  bool ok = false;
+  if (!cq.Next(&got, &ok)) return false;
+  EXPECT_EQ(got, tag);
+  return ok;
+}
+
+void Drain(grpc::CompletionQueue& cq) {
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+grpc::Status UnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                       const std::string& request, std::string* response) {
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  grpc::ByteBuffer response_buffer;
+  grpc::Status status;
+  int tag = 0;
+  const grpc::ByteBuffer request_buffer = ToByteBuffer(request);
+  {
+    auto call = stub.PrepareUnaryCall(&context, method, request_buffer, &cq);
+    call->StartCall();
+    call->Finish(&response_buffer, &status, &tag);
+    Await(cq, &tag);
+  }
+  Drain(cq);
+  *response = ToBytes(response_buffer);
+  return status;
+}
+
+// Sends each request on one bidirectional stream and collects one response per request.
+grpc::Status StreamCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                        const std::vector<std::string>& requests,
+                        std::vector<std::string>* responses) {
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  grpc::Status status;
+  int tag = 0;
+  {
+    auto call = stub.PrepareCall(&context, method, &cq);
+    call->StartCall(&tag);
+    bool ok = Await(cq, &tag);
+    for (size_t i = 0; ok && i < requests.size(); ++i) {
+      const grpc::ByteBuffer request = ToByteBuffer(requests[i]);
+      call->Write(request, &tag);
+      ok = Await(cq, &tag);
+      grpc::ByteBuffer response;
+      if (ok) {
+        call->Read(&response, &tag);
+        ok = Await(cq, &tag);
+      }
+      if (ok) responses->push_back(ToBytes(response));
+    }
+    call->WritesDone(&tag);
+    Await(cq, &tag);
+    call->Finish(&status, &tag);
+    Await(cq, &tag);
+  }
+  Drain(cq);
+  return status;
+}
+
+// The length-delimited fields numbered `number` of an encoded message.
+std::vector<std::string> Fields(const std::string& message, int number) {
+  google::protobuf::UnknownFieldSet fields;
+  EXPECT_TRUE(fields.ParseFromString(message));
+  std::vector<std::string> values;
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& field = fields.field(i);
+    if (field.number() == number &&
+        field.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      values.push_back(field.length_delimited());
+    }
+  }
+  return values;
+}
+
+// grpc.health.v1.Health/Check: request { string service = 1 }, response { Status status = 1 }
+// with SERVING = 1. Returns the status, or -1 if the call failed.
+int HealthStatus(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                 grpc::Status* call_status) {
+  google::protobuf::UnknownFieldSet request;
+  if (!service.empty()) request.AddLengthDelimited(1, service);
+  std::string request_bytes;
+  request.SerializeToString(&request_bytes);
+  std::string response_bytes;
+  *call_status = UnaryCall(channel, "/grpc.health.v1.Health/Check", request_bytes, &response_bytes);
+  if (!call_status->ok()) return -1;
+  google::protobuf::UnknownFieldSet response;
+  EXPECT_TRUE(response.ParseFromString(response_bytes));
+  for (int i = 0; i < response.field_count(); ++i) {
+    if (response.field(i).number() == 1) return static_cast<int>(response.field(i).varint());
+  }
+  return 0;  // UNKNOWN, the proto3 default
+}
+
+TEST_F(ServiceTest, HealthReportsServingForTheServerAndTheLuxDBService) {
+  constexpr int kServing = 1;
+  grpc::Status status;
+  EXPECT_EQ(HealthStatus(server_->channel(), "", &status), kServing) << status.error_message();
+  EXPECT_EQ(HealthStatus(server_->channel(), "luxdb.v1.LuxDB", &status), kServing)
+      << status.error_message();
+  EXPECT_EQ(HealthStatus(server_->channel(), "no.such.Service", &status), -1);
+  EXPECT_EQ(status.error_code(), Code::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
+  // ServerReflectionRequest: list_services = 7, file_containing_symbol = 4.
+  google::protobuf::UnknownFieldSet list_request;
+  list_request.AddLengthDelimited(7, "");
+  google::protobuf::UnknownFieldSet symbol_request;
+  symbol_request.AddLengthDelimited(4, "luxdb.v1.LuxDB");
+  std::vector<std::string> requests(2);
+  list_request.SerializeToString(&requests[0]);
+  symbol_request.SerializeToString(&requests[1]);
+  std::vector<std::string> responses;
+  ASSERT_TRUE(IsOk(StreamCall(server_->channel(),
+                              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                              requests, &responses)));
+  ASSERT_EQ(responses.size(), 2u);
+
+  // ServerReflectionResponse.list_services_response = 6 { repeated ServiceResponse service = 1
+  // { string name = 1 } }.
+  std::set<std::string> services;
+  for (const std::string& list : Fields(responses[0], 6)) {
+    for (const std::string& service : Fields(list, 1)) {
+      for (const std::string& name : Fields(service, 1)) services.insert(name);
+    }
+  }
+  EXPECT_TRUE(services.contains("luxdb.v1.LuxDB")) << absl::StrJoin(services, ", ");
+
+  // file_descriptor_response = 4 { repeated bytes file_descriptor_proto = 1 }.
+  std::set<std::string> methods;
+  for (const std::string& files : Fields(responses[1], 4)) {
+    for (const std::string& bytes : Fields(files, 1)) {
+      google::protobuf::FileDescriptorProto file;
+      ASSERT_TRUE(file.ParseFromString(bytes));
+      if (file.package() != "luxdb.v1") continue;
+      for (const auto& service : file.service()) {
+        if (service.name() != "LuxDB") continue;
+        for (const auto& method : service.method()) methods.insert(method.name());
+      }
+    }
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"AddItems", "CreateIndex", "DeleteIndex", "DeleteItems",
+                                            "DescribeIndex", "GetElements", "GetIds", "IndexExists",
+                                            "InitIndex", "ListIndexes", "QueryIndex", "ResizeIndex",
+                                            "SetEf"}));
+}
+
+}  // namespace
+}  // namespace luxdb
