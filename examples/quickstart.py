@@ -1,17 +1,23 @@
 """LuxDB quick start: create an index, add vectors, query them and read them back.
 
-Run against a server started with ./run.sh (another terminal):
-    PYTHONPATH=build/python/luxdb_proto /usr/bin/python3 examples/quickstart.py [HOST:PORT]
+Run against a server started with ./run.sh (another terminal), which keeps its generated
+secret in data/secret:
+    LUXDB_SECRET=$(cat data/secret) PYTHONPATH=build/python /usr/bin/python3 examples/quickstart.py
+An optional argument names another HOST:PORT.
 """
+import os
 import sys
 
 import grpc
 import numpy as np
+from luxdb import auth
 from luxdb.v1 import luxdb_pb2 as pb
 from luxdb.v1 import luxdb_pb2_grpc as pb_grpc
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8484"
-db = pb_grpc.LuxDBStub(grpc.insecure_channel(address))
+key = auth.derive_key(os.environ["LUXDB_SECRET"])  # once; every call then carries a token
+channel = grpc.intercept_channel(grpc.insecure_channel(address), auth.TokenInterceptor(key))
+db = pb_grpc.LuxDBStub(channel)
 
 name = "quickstart"
 if db.IndexExists(pb.IndexExistsRequest(name=name)).exists:

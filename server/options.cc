@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "auth/token.h"
 
 namespace luxdb::server {
 namespace {
@@ -33,6 +34,22 @@ std::function<absl::Status(Options&, absl::string_view)> Number(T Options::*fiel
                                                      min, " to ", max, ", got '", text, "'"));
     }
     options.*field = static_cast<T>(value);
+    return absl::OkStatus();
+  };
+}
+
+std::function<absl::Status(Options&, absl::string_view)> Bool(bool Options::*field,
+                                                              const char* name) {
+  return [=](Options& options, absl::string_view text) -> absl::Status {
+    const std::string value = absl::AsciiStrToLower(text);
+    if (value == "true" || value == "1" || value == "yes") {
+      options.*field = true;
+    } else if (value == "false" || value == "0" || value == "no") {
+      options.*field = false;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be true or false, got '", text, "'"));
+    }
     return absl::OkStatus();
   };
 }
@@ -66,21 +83,17 @@ const std::vector<Flag>& Flags() {
       {"max-message-mb", "largest request or response, in MiB", false,
        Number(&Options::max_message_mb, 1, kMaxMessageMbLimit, "max-message-mb")},
       {"sync", "fsync every write before acknowledging it (--no-sync trades safety for speed)",
-       true,
-       [](Options& options, absl::string_view text) -> absl::Status {
-         const std::string value = absl::AsciiStrToLower(text);
-         if (value == "true" || value == "1" || value == "yes") {
-           options.sync = true;
-         } else if (value == "false" || value == "0" || value == "no") {
-           options.sync = false;
-         } else {
-           return absl::InvalidArgumentError(
-               absl::StrCat("--sync must be true or false, got '", text, "'"));
-         }
-         return absl::OkStatus();
-       }},
+       true, Bool(&Options::sync, "sync")},
       {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
        Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
+      {"secret", "shared secret clients sign their tokens with", false, Text(&Options::secret)},
+      {"insecure", "accept calls without tokens (never on a network you do not trust)", true,
+       Bool(&Options::insecure, "insecure")},
+      {"tls-cert", "PEM certificate chain: serve TLS (with --tls-key)", false,
+       Text(&Options::tls_cert)},
+      {"tls-key", "PEM private key of --tls-cert", false, Text(&Options::tls_key)},
+      {"tls-client-ca", "PEM CA bundle: require client certificates it signed (mutual TLS)", false,
+       Text(&Options::tls_client_ca)},
       {"import-path", "import this hnswlib index file into PATH, then exit", false,
        Text(&Options::import_path)},
       {"import-name", "name of the imported index", false, Text(&Options::import_name)},
@@ -178,6 +191,21 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   }
   if (auto it = env.find("LUXDB_DATA_DIR"); it != env.end() && positional.empty()) {
     options.data_dir = it->second;
+  }
+  absl::StatusOr<auth::KdfParams> kdf = auth::KdfParamsFromEnvironment(env);
+  if (!kdf.ok()) return kdf.status();
+  options.kdf = *kdf;
+  absl::StatusOr<std::chrono::milliseconds> ttl = auth::TokenVerifier::TtlFromEnvironment(env);
+  if (!ttl.ok()) return ttl.status();
+  options.token_ttl = *ttl;
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  if (options.insecure && !options.secret.empty()) {
+    return absl::InvalidArgumentError("--insecure and --secret (or LUXDB_SECRET) contradict");
   }
   if (positional.size() > 1) {
     return absl::InvalidArgumentError(absl::StrCat("expected one data directory, got ",

@@ -1,12 +1,14 @@
 // The server's configuration: one struct, filled from flags with environment fallbacks.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "auth/key.h"
 
 namespace luxdb::server {
 
@@ -19,6 +21,16 @@ struct Options {
   uint32_t max_message_mb = 256;
   bool sync = true;
   uint32_t grace_seconds = 25;  // SIGTERM: time in-flight calls get before being cancelled
+
+  // Security (README "Security"). Without a secret and without `insecure`, the server uses
+  // (creating it on first start) the secret file in the data directory.
+  std::string secret;
+  bool insecure = false;
+  auth::KdfParams kdf;  // LUXDB_SALT / LUXBD_SALT, KDF_ITERATIONS
+  std::chrono::milliseconds token_ttl = std::chrono::seconds(60);  // LUXDB_TOKEN_TTL, FERNET_TTL
+  std::string tls_cert;       // PEM files; both set: the listener speaks TLS
+  std::string tls_key;
+  std::string tls_client_ca;  // set: clients must present a certificate it signed
 
   // Import mode: import an hnswlib file into data_dir and exit.
   std::string import_path;

@@ -1,6 +1,10 @@
 #include "server/server.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
+#include "auth/secret_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -22,19 +26,88 @@ std::string ListenAddress(const std::string& host, int port) {
 
 }  // namespace
 
-LuxServer::LuxServer(const Options& options, std::unique_ptr<LuxDBService> service)
-    : options_(options), service_(std::move(service)) {}
+LuxServer::LuxServer(const Options& options) : options_(options) {}
+
+absl::Status LuxServer::SetUpAuthentication() {
+  if (options_.insecure) {
+    spdlog::warn(
+        "--insecure: calls are not authenticated; anyone who can reach {}:{} can read, change "
+        "and delete every index",
+        options_.host, options_.port);
+    return absl::OkStatus();
+  }
+  std::string secret = options_.secret;
+  if (secret.empty()) {
+    absl::StatusOr<auth::SecretFile> file = auth::LoadOrCreateSecret(options_.data_dir);
+    if (!file.ok()) return file.status();
+    if (file->created) {
+      spdlog::warn(
+          "no secret configured: generated one in {} (mode 0600); clients need it, "
+          "e.g. LUXDB_SECRET=$(cat {})",
+          file->path, file->path);
+    } else {
+      spdlog::info("using the secret in {}", file->path);
+    }
+    secret = std::move(file->secret);
+  }
+  absl::StatusOr<auth::Key> key = auth::DeriveKey(secret, options_.kdf);
+  if (!key.ok()) return key.status();
+  verifier_ = std::make_unique<auth::TokenVerifier>(
+      *key, auth::TokenVerifier::Options{.ttl = options_.token_ttl});
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Plaintext, TLS, or TLS requiring client certificates, from the --tls-* flags.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const Options& options) {
+  if (options.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  auto read = [](const std::string& path) -> absl::StatusOr<std::string> {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot read PEM file '", path, "'"));
+    }
+    return text.str();
+  };
+  grpc::SslServerCredentialsOptions ssl;
+  absl::StatusOr<std::string> cert = read(options.tls_cert);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = read(options.tls_key);
+  if (!key.ok()) return key.status();
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!options.tls_client_ca.empty()) {
+    absl::StatusOr<std::string> ca = read(options.tls_client_ca);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& options) {
   const uint64_t max_message_bytes = uint64_t{options.max_message_mb} << 20;
-  std::unique_ptr<LuxServer> server(
-      new LuxServer(options, std::make_unique<LuxDBService>(max_message_bytes)));
+  std::unique_ptr<LuxServer> server(new LuxServer(options));
+  if (absl::Status s = server->SetUpAuthentication(); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  server->service_ = std::make_unique<LuxDBService>(
+      max_message_bytes, server->verifier_ ? &server->verdicts_ : nullptr);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(address, *credentials, &server->port_);
+  if (server->verifier_ != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(
+        std::make_unique<AuthInterceptorFactory>(server->verifier_.get(), &server->verdicts_));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
   builder.RegisterService(server->service_.get());

@@ -10,8 +10,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "auth/token.h"
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
+#include "server/auth_interceptor.h"
 #include "server/options.h"
 #include "server/service.h"
 
@@ -35,10 +37,14 @@ class LuxServer {
   absl::Status Shutdown(std::chrono::milliseconds grace);
 
  private:
-  LuxServer(const Options& options, std::unique_ptr<LuxDBService> service);
+  explicit LuxServer(const Options& options);
+  // Derives the key and sets up token checking, unless options_.insecure.
+  absl::Status SetUpAuthentication();
   void Load();
 
   const Options options_;
+  std::unique_ptr<auth::TokenVerifier> verifier_;  // null when insecure
+  CallVerdicts verdicts_;
   std::unique_ptr<LuxDBService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

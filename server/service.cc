@@ -67,9 +67,13 @@ constexpr uint64_t kMaxIdBytes = 10;
 
 }  // namespace
 
-LuxDBService::LuxDBService(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+LuxDBService::LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts)
+    : max_message_bytes_(max_message_bytes), verdicts_(verdicts) {}
 
-absl::StatusOr<engine::Catalog*> LuxDBService::Ready() const {
+absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* context) const {
+  if (verdicts_ != nullptr) {
+    if (absl::Status verdict = verdicts_->Get(context); !verdict.ok()) return verdict;
+  }
   engine::Catalog* catalog = catalog_.load();
   if (catalog == nullptr) {
     return absl::UnavailableError("LuxDB is loading its indexes; retry shortly");
@@ -77,8 +81,9 @@ absl::StatusOr<engine::Catalog*> LuxDBService::Ready() const {
   return catalog;
 }
 
-absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(const std::string& name) const {
-  absl::StatusOr<engine::Catalog*> catalog = Ready();
+absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(
+    const grpc::ServerContext* context, const std::string& name) const {
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return catalog.status();
   return (*catalog)->Get(name);
 }
@@ -93,9 +98,10 @@ absl::Status LuxDBService::CheckResponseSize(uint64_t bytes, uint64_t items, abs
       (max_message_bytes_ - kResponseOverhead) / per_item, " ", item_noun, " per call"));
 }
 
-grpc::Status LuxDBService::CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest* request,
+grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
+                                       const v1::CreateIndexRequest* request,
                                        v1::CreateIndexResponse*) {
-  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   absl::StatusOr<storage::Space> space = FromProto(request->space());
   if (!space.ok()) {
@@ -105,9 +111,9 @@ grpc::Status LuxDBService::CreateIndex(grpc::ServerContext*, const v1::CreateInd
   return ToGrpc((*catalog)->Create(request->name(), *space, request->dim()));
 }
 
-grpc::Status LuxDBService::InitIndex(grpc::ServerContext*, const v1::InitIndexRequest* request,
-                                     v1::InitIndexResponse*) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+grpc::Status LuxDBService::InitIndex(grpc::ServerContext* context,
+                                     const v1::InitIndexRequest* request, v1::InitIndexResponse*) {
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->Init({.max_elements = request->max_elements(),
                                 .ef_construction = request->ef_construction(),
@@ -115,48 +121,51 @@ grpc::Status LuxDBService::InitIndex(grpc::ServerContext*, const v1::InitIndexRe
                                 .random_seed = request->random_seed()}));
 }
 
-grpc::Status LuxDBService::DeleteIndex(grpc::ServerContext*, const v1::DeleteIndexRequest* request,
+grpc::Status LuxDBService::DeleteIndex(grpc::ServerContext* context,
+                                       const v1::DeleteIndexRequest* request,
                                        v1::DeleteIndexResponse*) {
-  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   return ToGrpc((*catalog)->Drop(request->name()));
 }
 
-grpc::Status LuxDBService::IndexExists(grpc::ServerContext*, const v1::IndexExistsRequest* request,
+grpc::Status LuxDBService::IndexExists(grpc::ServerContext* context,
+                                       const v1::IndexExistsRequest* request,
                                        v1::IndexExistsResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok() && !absl::IsNotFound(index.status())) return ToGrpc(index.status());
   response->set_exists(index.ok());
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*,
+grpc::Status LuxDBService::ListIndexes(grpc::ServerContext* context, const v1::ListIndexesRequest*,
                                        v1::ListIndexesResponse* response) {
-  absl::StatusOr<engine::Catalog*> catalog = Ready();
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   for (const engine::IndexInfo& info : (*catalog)->List()) ToProto(info, response->add_indexes());
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::DescribeIndex(grpc::ServerContext*,
+grpc::Status LuxDBService::DescribeIndex(grpc::ServerContext* context,
                                          const v1::DescribeIndexRequest* request,
                                          v1::DescribeIndexResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   ToProto((*index)->Info(), response->mutable_info());
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::SetEf(grpc::ServerContext*, const v1::SetEfRequest* request,
+grpc::Status LuxDBService::SetEf(grpc::ServerContext* context, const v1::SetEfRequest* request,
                                  v1::SetEfResponse*) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->SetEf(request->ef()));
 }
 
-grpc::Status LuxDBService::AddItems(grpc::ServerContext*, const v1::AddItemsRequest* request,
+grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
+                                    const v1::AddItemsRequest* request,
                                     v1::AddItemsResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   absl::StatusOr<uint64_t> added =
       (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()));
@@ -165,9 +174,10 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext*, const v1::AddItemsRequ
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest* request,
+grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
+                                       const v1::DeleteItemsRequest* request,
                                        v1::DeleteItemsResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()));
   if (!deleted.ok()) return ToGrpc(deleted.status());
@@ -175,9 +185,10 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext*, const v1::DeleteIte
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::QueryIndex(grpc::ServerContext*, const v1::QueryIndexRequest* request,
+grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
+                                      const v1::QueryIndexRequest* request,
                                       v1::QueryIndexResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   const uint32_t k = request->k();
   absl::StatusOr<size_t> n = (*index)->CheckQuery(request->vectors_size(), k, request->ef());
@@ -202,16 +213,17 @@ grpc::Status LuxDBService::QueryIndex(grpc::ServerContext*, const v1::QueryIndex
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest* request,
+grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext* context,
+                                       const v1::ResizeIndexRequest* request,
                                        v1::ResizeIndexResponse*) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->Resize(request->new_max_elements()));
 }
 
-grpc::Status LuxDBService::GetIds(grpc::ServerContext*, const v1::GetIdsRequest* request,
+grpc::Status LuxDBService::GetIds(grpc::ServerContext* context, const v1::GetIdsRequest* request,
                                   v1::GetIdsResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*index)->Ids();
   if (!ids.ok()) return ToGrpc(ids.status());
@@ -224,9 +236,10 @@ grpc::Status LuxDBService::GetIds(grpc::ServerContext*, const v1::GetIdsRequest*
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::GetElements(grpc::ServerContext*, const v1::GetElementsRequest* request,
+grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
+                                       const v1::GetElementsRequest* request,
                                        v1::GetElementsResponse* response) {
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(request->name());
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   const uint32_t dim = (*index)->dim();
   const uint64_t floats = uint64_t{dim} * request->ids_size();

@@ -7,6 +7,7 @@
 
 #include "engine/catalog.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
+#include "server/auth_interceptor.h"
 
 namespace luxdb::server {
 
@@ -14,7 +15,9 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
-  explicit LuxDBService(uint64_t max_message_bytes);
+  // `verdicts` (null: no authentication, --insecure) holds the AuthInterceptor's verdict for
+  // each call; every handler refuses a call whose verdict is not OK before doing anything.
+  LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts);
 
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
@@ -46,16 +49,19 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
                            v1::GetElementsResponse*) override;
 
  private:
-  // The catalog, or UNAVAILABLE while indexes are still loading.
-  absl::StatusOr<engine::Catalog*> Ready() const;
+  // The catalog, if the call is authenticated; UNAUTHENTICATED, or UNAVAILABLE while indexes
+  // are still loading, otherwise. Every handler starts here (directly or through Find).
+  absl::StatusOr<engine::Catalog*> Ready(const grpc::ServerContext* context) const;
   // The named index, or the status explaining why there is none.
-  absl::StatusOr<std::shared_ptr<engine::Index>> Find(const std::string& name) const;
+  absl::StatusOr<std::shared_ptr<engine::Index>> Find(const grpc::ServerContext* context,
+                                                      const std::string& name) const;
   // RESOURCE_EXHAUSTED if a response of `bytes` (of `what`), answering `items` requested
   // things (`item_noun`), would exceed the message cap; the message suggests how many fit.
   absl::Status CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what,
                                  absl::string_view item_noun) const;
 
   const uint64_t max_message_bytes_;
+  const CallVerdicts* const verdicts_;
   std::atomic<engine::Catalog*> catalog_{nullptr};
 };
 

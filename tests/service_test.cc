@@ -616,7 +616,7 @@ TEST_F(ServiceTest, QueryPadsRowsBeyondTheLiveCount) {
 TEST_F(ServiceTest, QueryEfComesFromTheRequestOrTheIndex) {
   // A one-thread server builds the same graph every run, so the recall below is fixed.
   TempDir dir;
-  server::Options options;
+  server::Options options = TestServer::DefaultOptions();
   options.threads = 1;
   TestServer server(dir.path(), options);
   ASSERT_FALSE(HasFatalFailure());
@@ -1250,7 +1250,7 @@ TEST_F(ServiceTest, TenThousandVectorsOfDimension784FitInOneCall) {
 
 TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
   TempDir dir;
-  server::Options options;
+  server::Options options = TestServer::DefaultOptions();
   options.max_message_mb = 1;
   TestServer server(dir.path(), options);
   ASSERT_FALSE(HasFatalFailure());
@@ -1291,7 +1291,7 @@ TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
 // exceeds the cap when gRPC sends it.
 TEST(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
   TempDir dir;
-  server::Options options;
+  server::Options options = TestServer::DefaultOptions();
   options.max_message_mb = 1;
   TestServer server(dir.path(), options);
   ASSERT_FALSE(HasFatalFailure());

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
@@ -43,10 +44,9 @@ void TestServer::Start() {
   server_ = *std::move(server);
   absl::Status loaded = server_->WaitUntilLoaded();
   ASSERT_TRUE(loaded.ok()) << loaded;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetMaxSendMessageSize(-1);
-  channel_ = grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(ConnectOptions());
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  channel_ = *std::move(channel);
   stub_ = v1::LuxDB::NewStub(channel_);
 }
 
@@ -60,6 +60,23 @@ void TestServer::Stop() {
 void TestServer::Restart() {
   Stop();
   Start();
+}
+
+server::Options TestServer::DefaultOptions() {
+  server::Options options;
+  options.secret = kTestSecret;
+  options.kdf.iterations = kTestKdfIterations;
+  return options;
+}
+
+client::ConnectOptions TestServer::ConnectOptions() const {
+  client::ConnectOptions connect;
+  connect.port = port();
+  connect.secret = options_.secret;
+  connect.insecure = options_.insecure;
+  connect.kdf = options_.kdf;
+  connect.max_message_bytes = std::numeric_limits<int>::max();
+  return connect;
 }
 
 std::string TestServer::address() const { return absl::StrCat("127.0.0.1:", port()); }

@@ -5,11 +5,17 @@
 #include <string>
 
 #include "grpcpp/channel.h"
+#include "luxdb/connect.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 #include "server/options.h"
 #include "server/server.h"
 
 namespace luxdb::testing {
+
+// The secret TestServer uses unless told otherwise, and the (fast) key derivation both sides
+// use in tests; the default 2^18 iterations are exercised by the auth tests.
+inline constexpr char kTestSecret[] = "luxdb-test-secret";
+inline constexpr uint32_t kTestKdfIterations = 1000;
 
 // A fresh, empty directory under the test temp dir, removed with everything in it on
 // destruction.
@@ -30,8 +36,10 @@ class TempDir {
 // is loaded (it fails the test otherwise).
 class TestServer {
  public:
-  // `options.data_dir`, host and port are overridden.
-  explicit TestServer(const std::string& dir, server::Options options = {});
+  // `options.data_dir`, host and port are overridden. Unless `options` says --insecure or
+  // sets a secret, the server uses kTestSecret with kTestKdfIterations, and so does stub().
+  explicit TestServer(const std::string& dir, server::Options options = DefaultOptions());
+  static server::Options DefaultOptions();
   ~TestServer();
 
   // Clean shutdown (snapshots, flush) followed by a fresh start on the same directory and
@@ -42,6 +50,8 @@ class TestServer {
 
   int port() const { return server_->port(); }
   std::string address() const;
+  // Options for luxdb::client::Connect that reach this server with its secret.
+  client::ConnectOptions ConnectOptions() const;
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   v1::LuxDB::Stub& stub() { return *stub_; }
 

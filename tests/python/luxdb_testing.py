@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 try:
+    from luxdb import auth
     from luxdb.v1 import luxdb_pb2, luxdb_pb2_grpc
 except ImportError as error:  # pragma: no cover - a setup problem, not a test outcome
     raise ImportError(
@@ -31,6 +32,21 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 START_TIMEOUT_S = 60
+
+# The secret test servers run with, and a fast key derivation for both sides (the default
+# 2^18 PBKDF2 iterations cost ~0.2 s per process; the C++ auth tests cover them).
+TEST_SECRET = "luxdb-python-test-secret"
+TEST_KDF_ITERATIONS = 1000
+_TEST_KEY = auth.derive_key(TEST_SECRET, auth.DEFAULT_SALT, TEST_KDF_ITERATIONS)
+
+
+def server_environment():
+    """The environment luxdb-server (and its import mode) runs with in these tests."""
+    env = dict(os.environ)
+    env["KDF_ITERATIONS"] = str(TEST_KDF_ITERATIONS)
+    env.pop("LUXDB_SALT", None)
+    env.pop("LUXBD_SALT", None)
+    return env
 STOP_TIMEOUT_S = 30
 
 # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING. The health messages are tiny and
@@ -125,12 +141,14 @@ class LuxServer:
         with open(self._log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--loglevel", "info", self.data_dir],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                 "--loglevel", "info", "--secret", TEST_SECRET, self.data_dir],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=server_environment())
         # Connect only once the port accepts: a gRPC channel whose first attempt is refused
         # backs off for seconds before trying again.
         self._wait_until_listening(time.monotonic() + START_TIMEOUT_S)
-        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.channel = grpc.intercept_channel(
+            grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS),
+            auth.TokenInterceptor(_TEST_KEY))
         self.stub = luxdb_pb2_grpc.LuxDBStub(self.channel)
         self._wait_until_serving()
         return self

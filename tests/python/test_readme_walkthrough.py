@@ -1,9 +1,10 @@
 """The README's walk-through, examples/quickstart.py, run as a user would against a server."""
 
-import os
 import pathlib
 import subprocess
 import sys
+
+from luxdb_testing import TEST_SECRET, server_environment
 
 QUICKSTART = pathlib.Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 
@@ -11,7 +12,8 @@ QUICKSTART = pathlib.Path(__file__).resolve().parents[2] / "examples" / "quickst
 def run_quickstart(address):
     return subprocess.run(
         [sys.executable, str(QUICKSTART), address],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+        capture_output=True, text=True, timeout=60,
+        env={**server_environment(), "LUXDB_SECRET": TEST_SECRET},
     )
 
 

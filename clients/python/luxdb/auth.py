@@ -1,0 +1,74 @@
+"""LuxDB call tokens (see the README's Security section for the format).
+
+    key = derive_key(secret)                   # once: PBKDF2-HMAC-SHA256, ~0.2 s
+    token = mint_token(key, "/luxdb.v1.LuxDB/ListIndexes")
+    metadata = [("authorization", "Bearer " + token)]
+
+or let every call carry a fresh token:
+
+    channel = grpc.intercept_channel(grpc.insecure_channel(address), TokenInterceptor(key))
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import struct
+import time
+
+import grpc
+
+DEFAULT_SALT = "wYfJIy4Nx1hPcxiljwg"
+DEFAULT_ITERATIONS = 2**18
+TOKEN_VERSION = 1
+ANY_METHOD = "*"
+
+
+def kdf_params_from_environment(environ=os.environ):
+    """(salt, iterations) from LUXDB_SALT (or the misspelt LUXBD_SALT) and KDF_ITERATIONS."""
+    salt = environ.get("LUXDB_SALT", environ.get("LUXBD_SALT", DEFAULT_SALT))
+    iterations = int(environ.get("KDF_ITERATIONS", DEFAULT_ITERATIONS))
+    return salt, iterations
+
+
+def derive_key(secret, salt=None, iterations=None):
+    """The 32-byte key: PBKDF2-HMAC-SHA256(secret, salt, iterations). Defaults come from the
+    environment as the server reads them."""
+    env_salt, env_iterations = kdf_params_from_environment()
+    salt = env_salt if salt is None else salt
+    iterations = env_iterations if iterations is None else iterations
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not secret:
+        raise ValueError("the shared secret is empty")
+    return hashlib.pbkdf2_hmac("sha256", secret, salt.encode(), iterations)
+
+
+def mint_token(key, method, now=None, nonce=None):
+    """A token for one call of `method` ("/luxdb.v1.LuxDB/QueryIndex", or "*" for any)."""
+    millis = int((time.time() if now is None else now) * 1000)
+    body = bytes([TOKEN_VERSION]) + struct.pack(">q", millis) + (nonce or os.urandom(16))
+    tag = hmac.new(key, body + method.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, details, metadata):
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
+class TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
+    """Adds "authorization: Bearer <token>" for the called method to every unary call."""
+
+    def __init__(self, key):
+        self._key = key
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = list(details.metadata or [])
+        metadata.append(("authorization", "Bearer " + mint_token(self._key, details.method)))
+        return continuation(_Details(details, metadata), request)
