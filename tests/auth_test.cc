@@ -347,7 +347,7 @@ TEST(TokenVerifierTest, RefusesTokensStampedAtExtremeTimes) {
                           uint64_t{0x7fffffffffffffff}, uint64_t{0}}) {
     const std::string token = SignedToken(key, Body(1, millis, SequentialNonce()), kAddItems);
     EXPECT_TRUE(Refused(verifier.Check(token, kAddItems, kT0), token, ""))
-        << "timestamp 0x" << absl::Hex(millis);
+        << "timestamp 0x" << absl::StrCat(absl::Hex(millis));
   }
 }
 

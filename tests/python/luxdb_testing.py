@@ -21,7 +21,7 @@ try:
 except ImportError as error:  # pragma: no cover - a setup problem, not a test outcome
     raise ImportError(
         "cannot import the generated LuxDB stubs (luxdb.v1.luxdb_pb2): build the "
-        "luxdb_python_stubs target and put <build>/python/luxdb_proto on PYTHONPATH "
+        "luxdb_python target and put <build>/python on PYTHONPATH "
         f"({error})"
     ) from error
 
