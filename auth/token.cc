@@ -101,6 +101,10 @@ absl::Status TokenVerifier::Check(absl::string_view token, absl::string_view met
   }
   uint64_t millis = 0;
   for (size_t i = 0; i < kTimestampBytes; ++i) millis = (millis << 8) | bytes[1 + i];
+  // Before 1970 or after year 292 million: refused here, so the arithmetic below cannot
+  // overflow.
+  constexpr uint64_t kLatestMillis = uint64_t{1} << 62;
+  if (millis > kLatestMillis) return Unauthenticated("timestamp out of range");
   const int64_t stamped = static_cast<int64_t>(millis);
   const int64_t now_ms = UnixMillis(now);
   if (stamped > now_ms + options_.max_clock_skew.count()) {
@@ -129,11 +133,13 @@ absl::Status TokenVerifier::Remember(int64_t timestamp_ms, const Nonce& nonce, i
     remembered_ -= seen_.begin()->second.size();
     seen_.erase(seen_.begin());
   }
+  auto& bucket = seen_[second];
+  if (bucket.contains({high, low})) return Unauthenticated("replayed");
   if (remembered_ >= options_.max_remembered) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "more than ", options_.max_remembered, " calls within the token lifetime; retry shortly"));
   }
-  if (!seen_[second].insert({high, low}).second) return Unauthenticated("replayed");
+  bucket.insert({high, low});
   ++remembered_;
   return absl::OkStatus();
 }

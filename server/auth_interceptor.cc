@@ -35,9 +35,11 @@ class AuthInterceptor : public grpc::experimental::Interceptor {
           "missing 'authorization: Bearer <token>' metadata; see the README's Security section");
     } else {
       absl::string_view value(header->second.data(), header->second.size());
-      if (!absl::ConsumePrefix(&value, auth::kBearerPrefix)) {
+      // The scheme name is case-insensitive (RFC 6750 / RFC 9110).
+      if (!absl::StartsWithIgnoreCase(value, auth::kBearerPrefix)) {
         verdict = absl::UnauthenticatedError("authorization metadata is not 'Bearer <token>'");
       } else {
+        value.remove_prefix(sizeof(auth::kBearerPrefix) - 1);
         verdict = verifier_->Check(value, info_->method());
       }
     }

@@ -160,9 +160,11 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
     if (shut_down_) return absl::OkStatus();
     shut_down_ = true;
   }
-  server_->GetHealthCheckService()->SetServingStatus(false);
-  server_->Shutdown(std::chrono::system_clock::now() + grace);
-  server_->Wait();
+  if (server_ != nullptr) {  // null when Start failed before building it
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    server_->Wait();
+  }
   if (loader_.joinable()) loader_.join();
   std::lock_guard lock(mu_);
   if (catalog_ == nullptr) return load_status_;
