@@ -39,6 +39,7 @@
 #include "luxdb/connect.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 #include "server/server.h"
+#include "tests/raw_grpc.h"
 #include "tests/test_support.h"
 
 namespace luxdb {
@@ -456,121 +457,14 @@ TEST_F(AuthServiceTest, TokenStampedBeforeTheEpochIsRefusedAndCannotBeReplayed) 
 // ---------------------------------------------------------------------------------------------
 // Health and reflection need no token.
 
-grpc::ByteBuffer ToByteBuffer(const std::string& bytes) {
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string ToBytes(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (!buffer.Dump(&slices).ok()) return bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  return bytes;
-}
-
-bool Await(grpc::CompletionQueue& cq, void* tag) {
-  void* got = nullptr;
-  bool ok = false;
-  if (!cq.Next(&got, &ok)) return false;
-  EXPECT_EQ(got, tag);
-  return ok;
-}
-
-void Drain(grpc::CompletionQueue& cq) {
-  cq.Shutdown();
-  void* tag;
-  bool ok;
-  while (cq.Next(&tag, &ok)) {
-  }
-}
-
-grpc::Status UnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                       const std::string& request, std::string* response) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext context;
-  context.set_deadline(Clock::now() + kCallTimeout);
-  grpc::ByteBuffer response_buffer;
-  grpc::Status status;
-  int tag = 0;
-  const grpc::ByteBuffer request_buffer = ToByteBuffer(request);
-  {
-    auto call = stub.PrepareUnaryCall(&context, method, request_buffer, &cq);
-    call->StartCall();
-    call->Finish(&response_buffer, &status, &tag);
-    Await(cq, &tag);
-  }
-  Drain(cq);
-  *response = ToBytes(response_buffer);
-  return status;
-}
-
-// One request on a bidirectional stream, one response back.
-grpc::Status StreamCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                        const std::string& request, std::string* response) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext context;
-  context.set_deadline(Clock::now() + kCallTimeout);
-  grpc::Status status;
-  int tag = 0;
-  {
-    auto call = stub.PrepareCall(&context, method, &cq);
-    call->StartCall(&tag);
-    bool ok = Await(cq, &tag);
-    if (ok) {
-      call->Write(ToByteBuffer(request), &tag);
-      ok = Await(cq, &tag);
-    }
-    grpc::ByteBuffer buffer;
-    if (ok) {
-      call->Read(&buffer, &tag);
-      if (Await(cq, &tag)) *response = ToBytes(buffer);
-    }
-    call->WritesDone(&tag);
-    Await(cq, &tag);
-    call->Finish(&status, &tag);
-    Await(cq, &tag);
-  }
-  Drain(cq);
-  return status;
-}
-
-std::vector<std::string> Fields(const std::string& message, int number) {
-  google::protobuf::UnknownFieldSet fields;
-  EXPECT_TRUE(fields.ParseFromString(message));
-  std::vector<std::string> values;
-  for (int i = 0; i < fields.field_count(); ++i) {
-    const google::protobuf::UnknownField& field = fields.field(i);
-    if (field.number() == number &&
-        field.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
-      values.push_back(field.length_delimited());
-    }
-  }
-  return values;
-}
-
 TEST_F(AuthServiceTest, HealthAndReflectionAnswerWithoutAToken) {
   const std::shared_ptr<grpc::Channel> plain =
       grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
 
-  // grpc.health.v1.Health/Check { service = 1 } -> { status = 1 }, SERVING = 1.
   for (const std::string service : {"", "luxdb.v1.LuxDB"}) {
-    google::protobuf::UnknownFieldSet request;
-    if (!service.empty()) request.AddLengthDelimited(1, service);
-    std::string request_bytes;
-    request.SerializeToString(&request_bytes);
-    std::string response_bytes;
-    ASSERT_TRUE(
-        IsOk(UnaryCall(plain, "/grpc.health.v1.Health/Check", request_bytes, &response_bytes)))
-        << "service '" << service << "'";
-    google::protobuf::UnknownFieldSet response;
-    ASSERT_TRUE(response.ParseFromString(response_bytes));
-    ASSERT_EQ(response.field_count(), 1);
-    EXPECT_EQ(response.field(0).varint(), 1u) << "service '" << service << "'";
+    grpc::Status status;
+    EXPECT_EQ(testing::HealthStatus(plain, service, &status), 1)  // SERVING
+        << "service '" << service << "': " << status.error_message();
   }
 
   // ServerReflectionRequest { list_services = 7 } -> { list_services_response = 6 {
@@ -579,14 +473,17 @@ TEST_F(AuthServiceTest, HealthAndReflectionAnswerWithoutAToken) {
   list_request.AddLengthDelimited(7, "");
   std::string request_bytes;
   list_request.SerializeToString(&request_bytes);
-  std::string response_bytes;
-  ASSERT_TRUE(
-      IsOk(StreamCall(plain, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                      request_bytes, &response_bytes)));
+  std::vector<std::string> responses;
+  ASSERT_TRUE(IsOk(testing::RawStreamCall(
+      plain, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {request_bytes},
+      &responses)));
+  ASSERT_EQ(responses.size(), 1u);
+  const std::string& response_bytes = responses[0];
   std::set<std::string> services;
-  for (const std::string& list : Fields(response_bytes, 6)) {
-    for (const std::string& service : Fields(list, 1)) {
-      for (const std::string& name : Fields(service, 1)) services.insert(name);
+  for (const std::string& list : testing::LengthDelimitedFields(response_bytes, 6)) {
+    for (const std::string& service : testing::LengthDelimitedFields(list, 1)) {
+      for (const std::string& name : testing::LengthDelimitedFields(service, 1))
+        services.insert(name);
     }
   }
   EXPECT_TRUE(services.contains("luxdb.v1.LuxDB")) << absl::StrJoin(services, ", ");

@@ -32,6 +32,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
+#include "tests/raw_grpc.h"
 #include "tests/test_support.h"
 
 namespace luxdb {
@@ -1454,134 +1455,14 @@ TEST_F(ServiceTest, QueriesRunAlongsideConcurrentAddsAndDeletes) {
 // ---------------------------------------------------------------------------------------------
 // 6. Health and reflection, spoken with hand-encoded messages through the generic stub.
 
-grpc::ByteBuffer ToByteBuffer(const std::string& bytes) {
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string ToBytes(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (!buffer.Dump(&slices).ok()) return bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  return bytes;
-}
-
-// Waits for the one outstanding operation on `cq`; returns its ok flag.
-bool Await(grpc::CompletionQueue& cq, void* tag) {
-  void* got = nullptr;
-  bool ok = false;
-  if (!cq.Next(&got, &ok)) return false;
-  EXPECT_EQ(got, tag);
-  return ok;
-}
-
-void Drain(grpc::CompletionQueue& cq) {
-  cq.Shutdown();
-  void* tag;
-  bool ok;
-  while (cq.Next(&tag, &ok)) {
-  }
-}
-
-grpc::Status UnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                       const std::string& request, std::string* response) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  grpc::ByteBuffer response_buffer;
-  grpc::Status status;
-  int tag = 0;
-  const grpc::ByteBuffer request_buffer = ToByteBuffer(request);
-  {
-    auto call = stub.PrepareUnaryCall(&context, method, request_buffer, &cq);
-    call->StartCall();
-    call->Finish(&response_buffer, &status, &tag);
-    Await(cq, &tag);
-  }
-  Drain(cq);
-  *response = ToBytes(response_buffer);
-  return status;
-}
-
-// Sends each request on one bidirectional stream and collects one response per request.
-grpc::Status StreamCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                        const std::vector<std::string>& requests,
-                        std::vector<std::string>* responses) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  grpc::Status status;
-  int tag = 0;
-  {
-    auto call = stub.PrepareCall(&context, method, &cq);
-    call->StartCall(&tag);
-    bool ok = Await(cq, &tag);
-    for (size_t i = 0; ok && i < requests.size(); ++i) {
-      const grpc::ByteBuffer request = ToByteBuffer(requests[i]);
-      call->Write(request, &tag);
-      ok = Await(cq, &tag);
-      grpc::ByteBuffer response;
-      if (ok) {
-        call->Read(&response, &tag);
-        ok = Await(cq, &tag);
-      }
-      if (ok) responses->push_back(ToBytes(response));
-    }
-    call->WritesDone(&tag);
-    Await(cq, &tag);
-    call->Finish(&status, &tag);
-    Await(cq, &tag);
-  }
-  Drain(cq);
-  return status;
-}
-
-// The length-delimited fields numbered `number` of an encoded message.
-std::vector<std::string> Fields(const std::string& message, int number) {
-  google::protobuf::UnknownFieldSet fields;
-  EXPECT_TRUE(fields.ParseFromString(message));
-  std::vector<std::string> values;
-  for (int i = 0; i < fields.field_count(); ++i) {
-    const google::protobuf::UnknownField& field = fields.field(i);
-    if (field.number() == number &&
-        field.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
-      values.push_back(field.length_delimited());
-    }
-  }
-  return values;
-}
-
-// grpc.health.v1.Health/Check: request { string service = 1 }, response { Status status = 1 }
-// with SERVING = 1. Returns the status, or -1 if the call failed.
-int HealthStatus(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
-                 grpc::Status* call_status) {
-  google::protobuf::UnknownFieldSet request;
-  if (!service.empty()) request.AddLengthDelimited(1, service);
-  std::string request_bytes;
-  request.SerializeToString(&request_bytes);
-  std::string response_bytes;
-  *call_status = UnaryCall(channel, "/grpc.health.v1.Health/Check", request_bytes, &response_bytes);
-  if (!call_status->ok()) return -1;
-  google::protobuf::UnknownFieldSet response;
-  EXPECT_TRUE(response.ParseFromString(response_bytes));
-  for (int i = 0; i < response.field_count(); ++i) {
-    if (response.field(i).number() == 1) return static_cast<int>(response.field(i).varint());
-  }
-  return 0;  // UNKNOWN, the proto3 default
-}
-
 TEST_F(ServiceTest, HealthReportsServingForTheServerAndTheLuxDBService) {
   constexpr int kServing = 1;
   grpc::Status status;
-  EXPECT_EQ(HealthStatus(server_->channel(), "", &status), kServing) << status.error_message();
-  EXPECT_EQ(HealthStatus(server_->channel(), "luxdb.v1.LuxDB", &status), kServing)
+  EXPECT_EQ(testing::HealthStatus(server_->channel(), "", &status), kServing)
       << status.error_message();
-  EXPECT_EQ(HealthStatus(server_->channel(), "no.such.Service", &status), -1);
+  EXPECT_EQ(testing::HealthStatus(server_->channel(), "luxdb.v1.LuxDB", &status), kServing)
+      << status.error_message();
+  EXPECT_EQ(testing::HealthStatus(server_->channel(), "no.such.Service", &status), -1);
   EXPECT_EQ(status.error_code(), Code::NOT_FOUND);
 }
 
@@ -1595,25 +1476,26 @@ TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
   list_request.SerializeToString(&requests[0]);
   symbol_request.SerializeToString(&requests[1]);
   std::vector<std::string> responses;
-  ASSERT_TRUE(IsOk(StreamCall(server_->channel(),
-                              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                              requests, &responses)));
+  ASSERT_TRUE(IsOk(testing::RawStreamCall(
+      server_->channel(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      requests, &responses)));
   ASSERT_EQ(responses.size(), 2u);
 
   // ServerReflectionResponse.list_services_response = 6 { repeated ServiceResponse service = 1
   // { string name = 1 } }.
   std::set<std::string> services;
-  for (const std::string& list : Fields(responses[0], 6)) {
-    for (const std::string& service : Fields(list, 1)) {
-      for (const std::string& name : Fields(service, 1)) services.insert(name);
+  for (const std::string& list : testing::LengthDelimitedFields(responses[0], 6)) {
+    for (const std::string& service : testing::LengthDelimitedFields(list, 1)) {
+      for (const std::string& name : testing::LengthDelimitedFields(service, 1))
+        services.insert(name);
     }
   }
   EXPECT_TRUE(services.contains("luxdb.v1.LuxDB")) << absl::StrJoin(services, ", ");
 
   // file_descriptor_response = 4 { repeated bytes file_descriptor_proto = 1 }.
   std::set<std::string> methods;
-  for (const std::string& files : Fields(responses[1], 4)) {
-    for (const std::string& bytes : Fields(files, 1)) {
+  for (const std::string& files : testing::LengthDelimitedFields(responses[1], 4)) {
+    for (const std::string& bytes : testing::LengthDelimitedFields(files, 1)) {
       google::protobuf::FileDescriptorProto file;
       ASSERT_TRUE(file.ParseFromString(bytes));
       if (file.package() != "luxdb.v1") continue;
