@@ -5,7 +5,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake g++ make pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
-      protobuf-compiler librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev libspdlog-dev \
+      protobuf-compiler grpc-proto librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev libspdlog-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "auth/secret_file.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -98,6 +99,8 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
       max_message_bytes, server->verifier_ ? &server->verdicts_ : nullptr);
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Links the health messages' descriptor in, so reflection can describe the health service.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
