@@ -12,6 +12,9 @@ packages=(
   python3-hnswlib
   dataset-fashion-mnist
 )
+# Node.js and npm run the Node example's tests (clients/node). Debian's are installed only when
+# no node or npm is on PATH, so a Node.js installed some other way is left alone.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,84 +1,383 @@
-// luxdb: the LuxDB command-line tool.
+// luxdb: the LuxDB command-line tool, on top of luxdb::Client (cli/command_line.h has the
+// commands).
 //
-//   luxdb [--secret S | --secret-file F] token [--method M]
-//
-// prints a fresh call token for M ("/luxdb.v1.LuxDB/ListIndexes" or "luxdb.v1.LuxDB/ListIndexes";
-// default "*", any method), for tools such as grpcurl:
-//   grpcurl -H "authorization: Bearer $(luxdb token)" ...
-// The secret comes from --secret, --secret-file (e.g. a server's data/secret) or LUXDB_SECRET;
-// LUXDB_SALT and KDF_ITERATIONS must match the server's.
-#include <fstream>
+// Two phases keep the exit codes honest: the command line is parsed and checked completely
+// first (exit 2 on a usage error, before any file is read or the server contacted), then the
+// command runs (exit 1 on a file, connection or server error). Every error is one line on
+// stderr, "luxdb: <message>"; results go to stdout; the progress bar of `add` goes to stderr
+// and only when stderr is a terminal.
+#include <stdio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <iostream>
-#include <sstream>
+#include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "auth/token.h"
-#include "luxdb/connect.h"
+#include "cli/command_line.h"
+#include "cli/output.h"
+#include "cli/progress.h"
+#include "cli/vector_file.h"
+#include "luxdb/client.h"
 
+namespace luxdb::cli {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: luxdb [--secret S | --secret-file F] token [--method M]\n"
-    "  token   print a fresh call token (bound to method M, default any) for grpcurl:\n"
-    "          grpcurl -H \"authorization: Bearer $(luxdb token)\" ...\n"
-    "The secret comes from --secret, --secret-file or LUXDB_SECRET.\n";
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
 
-int Fail(const std::string& message) {
-  std::cerr << "luxdb: " << message << "\n";
-  return 2;
+// Batches of `add` and `query` stay far below the server's default 256 MiB message cap.
+constexpr size_t kDefaultBatchRows = 10'000;
+constexpr size_t kMaxBatchBytes = size_t{64} << 20;
+// A query answer costs up to 10 bytes per id (varint) and 4 per distance.
+constexpr size_t kQueryResultBytes = 14;
+// Ids per DeleteItems call (up to 10 MB): each call is all or nothing, the command is not.
+constexpr size_t kDeleteChunk = 1'000'000;
+
+// ---------------------------------------------------------------------------------------------
+// Phase two: the commands. Errors exit 1.
+
+// Adds context around a status's message, keeping its code.
+absl::Status WithContext(const absl::Status& status, absl::string_view before,
+                         absl::string_view after = "") {
+  return absl::Status(status.code(), absl::StrCat(before, status.message(), after));
+}
+
+absl::Status CheckDimension(const VectorReader& reader, const std::string& file,
+                            const IndexInfo& info) {
+  if (reader.dim() != info.dim) {
+    return absl::InvalidArgumentError(absl::StrCat("'", file, "' holds vectors of dimension ",
+                                                   reader.dim(), "; index '", info.name,
+                                                   "' has dimension ", info.dim));
+  }
+  return absl::OkStatus();
+}
+
+std::string InfoJson(const IndexInfo& info) {
+  return absl::StrFormat(
+      "{\"name\": %s, \"space\": \"%s\", \"dim\": %d, \"initialized\": %s, "
+      "\"element_count\": %d, \"deleted_count\": %d, \"max_elements\": %d, \"m\": %d, "
+      "\"ef_construction\": %d, \"ef\": %d}",
+      JsonString(info.name), SpaceName(info.space), info.dim, info.initialized ? "true" : "false",
+      info.element_count, info.deleted_count, info.max_elements, info.m, info.ef_construction,
+      info.ef);
+}
+
+absl::Status RunList(Client& db, const Invocation& inv) {
+  absl::StatusOr<std::vector<IndexInfo>> indexes = db.ListIndexes();
+  if (!indexes.ok()) return indexes.status();
+  if (inv.json) {
+    std::cout << "[";
+    for (size_t i = 0; i < indexes->size(); ++i) {
+      std::cout << (i == 0 ? "\n  " : ",\n  ") << InfoJson((*indexes)[i]);
+    }
+    std::cout << (indexes->empty() ? "]\n" : "\n]\n");
+    return absl::OkStatus();
+  }
+  size_t name_width = 4;
+  for (const IndexInfo& info : *indexes) name_width = std::max(name_width, info.name.size());
+  constexpr absl::string_view kRow = "%-*s  %-6s  %6s  %12s  %9s  %12s  %4s  %6s  %6s\n";
+  const int width = static_cast<int>(name_width);
+  std::cout << absl::StrFormat(kRow, width, "name", "space", "dim", "items", "deleted",
+                               "max_elements", "m", "ef_c", "ef");
+  for (const IndexInfo& info : *indexes) {
+    auto init = [&](uint64_t v) { return info.initialized ? absl::StrCat(v) : std::string("-"); };
+    std::cout << absl::StrFormat(kRow, width, info.name, SpaceName(info.space),
+                                 absl::StrCat(info.dim), init(info.element_count),
+                                 init(info.deleted_count), init(info.max_elements), init(info.m),
+                                 init(info.ef_construction), init(info.ef));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunInfo(Client& db, const Invocation& inv) {
+  absl::StatusOr<IndexInfo> info = db.DescribeIndex(inv.operands[0]);
+  if (!info.ok()) return info.status();
+  if (inv.json) {
+    std::cout << InfoJson(*info) << "\n";
+    return absl::OkStatus();
+  }
+  std::cout << "name:            " << info->name << "\n"
+            << "space:           " << SpaceName(info->space) << "\n"
+            << "dim:             " << info->dim << "\n"
+            << "initialized:     " << (info->initialized ? "yes" : "no (run luxdb init)") << "\n";
+  if (info->initialized) {
+    std::cout << "items:           " << info->element_count << "\n"
+              << "deleted:         " << info->deleted_count << "\n"
+              << "max_elements:    " << info->max_elements << "\n"
+              << "m:               " << info->m << "\n"
+              << "ef_construction: " << info->ef_construction << "\n"
+              << "ef:              " << info->ef << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader) {
+  const std::string& name = inv.operands[0];
+  const std::string& file = inv.operands[1];
+  absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
+  if (!info.ok()) return info.status();
+  if (absl::Status s = CheckDimension(reader, file, *info); !s.ok()) return s;
+  if (!info->initialized) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "index '", name, "' is not initialised: run luxdb init ", name, " --max-elements N"));
+  }
+  if (reader.rows() > 0 && reader.rows() - 1 > kMissingId - 1 - inv.ids_from) {
+    return absl::InvalidArgumentError(absl::StrCat("'", file, "' has ", reader.rows(),
+                                                   " rows: ids from ", inv.ids_from,
+                                                   " would pass the largest id ", kMissingId - 1));
+  }
+  const size_t batch =
+      inv.batch != 0 ? inv.batch
+                     : std::clamp<size_t>(kMaxBatchBytes / (size_t{reader.dim()} * sizeof(float)),
+                                          1, kDefaultBatchRows);
+  const bool terminal = ProgressBar::IsTerminal(STDERR_FILENO);
+  ProgressBar bar(stderr, terminal, reader.rows(), ProgressBar::TerminalWidth(STDERR_FILENO));
+  std::vector<float> vectors;
+  std::vector<uint64_t> ids;
+  uint64_t added = 0;
+  auto done_so_far = [&](uint64_t first) {
+    return first == 0 ? std::string(" (nothing was added)")
+                      : absl::StrCat(" (rows 0-", first - 1, " were added)");
+  };
+  while (true) {
+    const uint64_t first = reader.rows_read();
+    absl::StatusOr<size_t> rows = reader.ReadBatch(batch, &vectors);
+    if (!rows.ok()) {
+      bar.Finish();
+      return WithContext(rows.status(), "", done_so_far(first));
+    }
+    if (*rows == 0) break;
+    ids.resize(*rows);
+    std::iota(ids.begin(), ids.end(), inv.ids_from + first);
+    absl::StatusOr<uint64_t> result = db.AddItems(name, vectors, ids);
+    if (!result.ok()) {
+      bar.Finish();
+      return WithContext(result.status(),
+                         absl::StrCat("rows ", first, "-", first + *rows - 1, " of '", file, "': "),
+                         done_so_far(first));
+    }
+    added += *result;
+    bar.Update(reader.rows_read());
+  }
+  bar.Finish();
+  const double seconds = bar.elapsed_seconds();
+  std::fprintf(
+      stderr, "%s\n",
+      absl::StrCat(
+          "added ", WithThousands(added), " vectors from '", file, "' to index '", name, "'",
+          reader.rows_read() > 0 ? absl::StrCat(" (ids ", inv.ids_from, "-",
+                                                inv.ids_from + reader.rows_read() - 1, ")")
+                                 : std::string(),
+          " in ", absl::StrFormat("%.1f", seconds), " s",
+          seconds > 0 && added > 0
+              ? absl::StrCat(": ", WithThousands(std::llround(added / seconds)), " vectors/s")
+              : std::string())
+          .c_str());
+  return absl::OkStatus();
+}
+
+absl::Status RunQuery(Client& db, const Invocation& inv, VectorReader& reader) {
+  const std::string& name = inv.operands[0];
+  absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
+  if (!info.ok()) return info.status();
+  if (absl::Status s = CheckDimension(reader, inv.operands[1], *info); !s.ok()) return s;
+  const size_t batch =
+      inv.batch != 0
+          ? inv.batch
+          : std::clamp<size_t>(std::min(kMaxBatchBytes / (size_t{reader.dim()} * sizeof(float)),
+                                        kMaxBatchBytes / (size_t{inv.k} * kQueryResultBytes)),
+                               1, kDefaultBatchRows);
+  std::vector<float> vectors;
+  bool first_row = true;
+  // Output starts with the first answer, so that a refused query prints nothing on stdout.
+  bool started = false;
+  auto start = [&] {
+    if (started) return;
+    started = true;
+    std::cout << (inv.json
+                      ? "["
+                      : absl::StrFormat("%-8s%-6s%-22s%s\n", "query", "rank", "id", "distance"));
+  };
+  while (true) {
+    const uint64_t first = reader.rows_read();
+    absl::StatusOr<size_t> rows = reader.ReadBatch(batch, &vectors);
+    if (!rows.ok()) return rows.status();
+    if (*rows == 0) break;
+    absl::StatusOr<QueryResult> result = db.QueryIndex(name, vectors, inv.k, inv.ef);
+    if (!result.ok()) return result.status();
+    if (result->rows() != *rows) {
+      return absl::InternalError(
+          absl::StrCat("the server answered ", result->rows(), " rows for ", *rows, " queries"));
+    }
+    start();
+    for (size_t r = 0; r < *rows; ++r) {
+      std::span<const uint64_t> ids = result->row_ids(r);
+      std::span<const float> distances = result->row_distances(r);
+      if (inv.json) {
+        std::cout << (first_row ? "\n  " : ",\n  ") << "{\"ids\": [";
+        for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? ", " : "") << JsonId(ids[i]);
+        std::cout << "], \"distances\": " << JsonFloats(distances) << "}";
+      } else {
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const bool missing = ids[i] == kMissingId;
+          std::cout << absl::StrFormat("%-8d%-6d%-22s%s\n", first + r, i + 1,
+                                       missing ? "-" : absl::StrCat(ids[i]),
+                                       missing ? "-" : FormatFloat(distances[i]));
+        }
+      }
+      first_row = false;
+    }
+  }
+  start();
+  if (inv.json) std::cout << (first_row ? "]\n" : "\n]\n");
+  return absl::OkStatus();
+}
+
+absl::Status RunGet(Client& db, const Invocation& inv) {
+  const std::string& name = inv.operands[0];
+  absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
+  if (!info.ok()) return info.status();
+  const size_t chunk = std::max<size_t>(1, kMaxBatchBytes / (size_t{info->dim} * sizeof(float)));
+  std::span<const uint64_t> all(inv.ids);
+  for (size_t start = 0; start < all.size(); start += chunk) {
+    std::span<const uint64_t> ids = all.subspan(start, std::min(chunk, all.size() - start));
+    absl::StatusOr<Vectors> vectors = db.GetElements(name, ids);
+    if (!vectors.ok()) return vectors.status();
+    // Output starts with the first answer, so that a refused call prints nothing on stdout.
+    if (inv.json && start == 0) std::cout << "[";
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (inv.json) {
+        std::cout << (start + i == 0 ? "\n  " : ",\n  ") << "{\"id\": " << ids[i]
+                  << ", \"vector\": " << JsonFloats(vectors->row(i)) << "}";
+      } else {
+        std::cout << ids[i] << ":";
+        for (float v : vectors->row(i)) std::cout << " " << FormatFloat(v);
+        std::cout << "\n";
+      }
+    }
+  }
+  if (inv.json) std::cout << (all.empty() ? "[]\n" : "\n]\n");
+  return absl::OkStatus();
+}
+
+absl::Status RunIds(Client& db, const Invocation& inv) {
+  absl::StatusOr<std::vector<uint64_t>> ids = db.GetIds(inv.operands[0]);
+  if (!ids.ok()) return ids.status();
+  if (inv.json) {
+    std::cout << "[";
+    for (size_t i = 0; i < ids->size(); ++i) std::cout << (i ? ", " : "") << (*ids)[i];
+    std::cout << "]\n";
+  } else {
+    for (uint64_t id : *ids) std::cout << id << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunDelete(Client& db, const Invocation& inv) {
+  const std::string& name = inv.operands[0];
+  std::span<const uint64_t> all(inv.ids);
+  uint64_t deleted = 0;
+  for (size_t start = 0; start < all.size(); start += kDeleteChunk) {
+    std::span<const uint64_t> ids = all.subspan(start, std::min(kDeleteChunk, all.size() - start));
+    absl::StatusOr<uint64_t> result = db.DeleteItems(name, ids);
+    if (!result.ok()) {
+      return start == 0 ? result.status()
+                        : WithContext(result.status(),
+                                      absl::StrCat("after deleting ", deleted,
+                                                   " items of the first ", start, " ids: "));
+    }
+    deleted += *result;
+  }
+  std::cout << "deleted " << deleted << " item" << (deleted == 1 ? "" : "s") << " from '" << name
+            << "'";
+  if (deleted < all.size()) std::cout << " (" << all.size() - deleted << " already deleted)";
+  std::cout << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunToken(const Invocation& inv) {
+  absl::StatusOr<auth::Key> key = auth::DeriveKey(inv.connect.secret, inv.connect.kdf);
+  if (!key.ok()) return key.status();
+  std::cout << auth::MintToken(*key, inv.method) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Run(const Invocation& inv) {
+  if (inv.command == "token") return RunToken(inv);
+  // Files are checked before the server is contacted.
+  std::unique_ptr<VectorReader> reader;
+  if (inv.command == "add" || inv.command == "query") {
+    absl::StatusOr<std::unique_ptr<VectorReader>> opened = VectorReader::Open(inv.operands[1]);
+    if (!opened.ok()) return opened.status();
+    reader = *std::move(opened);
+  }
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(inv.connect);
+  if (!db.ok()) return db.status();
+  const std::string& name = inv.operands.empty() ? inv.command : inv.operands[0];
+  if (inv.command == "list") return RunList(**db, inv);
+  if (inv.command == "info") return RunInfo(**db, inv);
+  if (inv.command == "add") return RunAdd(**db, inv, *reader);
+  if (inv.command == "query") return RunQuery(**db, inv, *reader);
+  if (inv.command == "get") return RunGet(**db, inv);
+  if (inv.command == "ids") return RunIds(**db, inv);
+  if (inv.command == "delete") return RunDelete(**db, inv);
+  if (inv.command == "create") {
+    if (absl::Status s = (*db)->CreateIndex(name, inv.space, inv.dim); !s.ok()) return s;
+    std::cout << "created index '" << name << "' (" << SpaceName(inv.space) << ", dim " << inv.dim
+              << ")\n";
+  } else if (inv.command == "init") {
+    if (absl::Status s = (*db)->InitIndex(name, inv.init); !s.ok()) return s;
+    absl::StatusOr<IndexInfo> info = (*db)->DescribeIndex(name);
+    if (!info.ok()) return info.status();
+    std::cout << "initialised index '" << name << "': max_elements " << info->max_elements << ", m "
+              << info->m << ", ef_construction " << info->ef_construction << "\n";
+  } else if (inv.command == "set-ef") {
+    if (absl::Status s = (*db)->SetEf(name, static_cast<uint32_t>(inv.number)); !s.ok()) return s;
+    std::cout << "set ef of index '" << name << "' to " << inv.number << "\n";
+  } else if (inv.command == "resize") {
+    if (absl::Status s = (*db)->ResizeIndex(name, inv.number); !s.ok()) return s;
+    std::cout << "resized index '" << name << "' to max_elements " << inv.number << "\n";
+  } else if (inv.command == "drop") {
+    if (absl::Status s = (*db)->DeleteIndex(name); !s.ok()) return s;
+    std::cout << "dropped index '" << name << "'\n";
+  }
+  return absl::OkStatus();
+}
+
+int Fail(int code, absl::string_view message) {
+  std::cout.flush();
+  std::fprintf(stderr, "luxdb: %s\n", std::string(message).c_str());
+  return code;
 }
 
 }  // namespace
+}  // namespace luxdb::cli
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  luxdb::client::ConnectOptions options;
-  std::string command;
-  std::string method = luxdb::auth::kAnyMethod;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+  std::ios::sync_with_stdio(false);
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
     if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
+      std::cout << luxdb::cli::kUsage;
       return 0;
-    } else if (arg == "--secret" || arg == "--secret-file" || arg == "--method") {
-      const std::string* v = value();
-      if (v == nullptr) return Fail(absl::StrCat(arg, " needs a value"));
-      if (arg == "--secret") {
-        options.secret = *v;
-      } else if (arg == "--method") {
-        method = *v;
-      } else {
-        std::ifstream in(*v);
-        std::stringstream text;
-        text << in.rdbuf();
-        if (!in) return Fail(absl::StrCat("cannot read secret file '", *v, "'"));
-        options.secret = std::string(absl::StripAsciiWhitespace(text.str()));
-      }
-    } else if (command.empty() && !absl::StartsWith(arg, "-")) {
-      command = arg;
-    } else {
-      return Fail(absl::StrCat("unexpected argument '", arg, "'\n", kUsage));
     }
   }
-  if (command != "token") {
-    return Fail(command.empty() ? std::string("missing command\n") + kUsage
-                                : absl::StrCat("unknown command '", command, "'\n", kUsage));
+  absl::StatusOr<luxdb::cli::Invocation> invocation = luxdb::cli::ParseCommandLine(args);
+  if (!invocation.ok()) {
+    return luxdb::cli::Fail(luxdb::cli::kExitUsage, invocation.status().message());
   }
-  absl::StatusOr<luxdb::client::ConnectOptions> resolved = luxdb::client::WithEnvironment(options);
-  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
-  if (resolved->secret.empty()) {
-    return Fail("no secret: use --secret, --secret-file or LUXDB_SECRET");
+  if (absl::Status s = luxdb::cli::Run(*invocation); !s.ok()) {
+    return luxdb::cli::Fail(luxdb::cli::kExitError, s.message());
   }
-  if (method != luxdb::auth::kAnyMethod && !absl::StartsWith(method, "/")) {
-    method = "/" + method;  // grpcurl spells methods without the leading slash
-  }
-  absl::StatusOr<luxdb::auth::Key> key = luxdb::auth::DeriveKey(resolved->secret, resolved->kdf);
-  if (!key.ok()) return Fail(std::string(key.status().message()));
-  std::cout << luxdb::auth::MintToken(*key, method) << "\n";
   return 0;
 }

@@ -7,6 +7,7 @@
 or let every call carry a fresh token:
 
     channel = grpc.intercept_channel(grpc.insecure_channel(address), TokenInterceptor(key))
+    channel = grpc.aio.insecure_channel(address, interceptors=[AsyncTokenInterceptor(key)])
 """
 
 import base64
@@ -17,6 +18,7 @@ import struct
 import time
 
 import grpc
+import grpc.aio
 
 DEFAULT_SALT = "wYfJIy4Nx1hPcxiljwg"
 DEFAULT_ITERATIONS = 2**18
@@ -72,3 +74,18 @@ class TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
         metadata = list(details.metadata or [])
         metadata.append(("authorization", "Bearer " + mint_token(self._key, details.method)))
         return continuation(_Details(details, metadata), request)
+
+
+class AsyncTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """TokenInterceptor for grpc.aio channels (`interceptors=[AsyncTokenInterceptor(key)]`)."""
+
+    def __init__(self, key):
+        self._key = key
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        method = details.method
+        if isinstance(method, bytes):  # grpc.aio hands the method over encoded
+            method = method.decode()
+        metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
+        metadata.add("authorization", "Bearer " + mint_token(self._key, method))
+        return await continuation(details._replace(metadata=metadata), request)

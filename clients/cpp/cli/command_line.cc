@@ -1,0 +1,363 @@
+#include "cli/command_line.h"
+
+#include <algorithm>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "auth/token.h"
+#include "cli/id_list.h"
+
+namespace luxdb::cli {
+
+const char kUsage[] =
+    R"usage(usage: luxdb [OPTIONS] COMMAND [ARGS]
+
+Commands:
+  list                                  every index, with its size and parameters
+  info NAME                             one index's configuration and counts
+  create NAME --space l2|ip|cosine --dim D
+                                        create an empty index of D-dimensional vectors
+  init NAME --max-elements N [--m M] [--ef-construction E]
+                                        give an index its capacity and graph parameters
+  add NAME FILE [--ids-from N] [--batch B]
+                                        add the vectors of FILE; row i gets id N + i
+                                        (N defaults to 0), sent B rows per call
+  query NAME FILE -k K [--ef E] [--json] [--batch B]
+                                        the K nearest neighbours of each row of FILE
+  get NAME IDS [--json]                 the vectors of IDS
+  ids NAME [--json]                     the ids of an index's live items
+  delete NAME IDS                       mark IDS deleted
+  set-ef NAME EF                        set an index's default search breadth
+  resize NAME N                         change an index's capacity to N items
+  drop NAME                             delete an index and everything in it
+  token [--method M]                    print a call token for grpcurl (below)
+
+FILE is .npy (2-D float32 or float64, C order), .fvecs, or .csv (one vector per line).
+IDS is a comma-separated list of ids and ranges, e.g. 1,5,10-20.
+list, info, ids, get and query print a table, or JSON with --json; in query's JSON, a slot
+the index could not fill (fewer than K live items) has id and distance null, "-" in tables.
+
+Options:
+  --host H          server address (default 127.0.0.1)
+  --port P          server port (default 8484)
+  --secret S        the server's shared secret (default: $LUXDB_SECRET); visible to other
+                    users in the process list, so prefer LUXDB_SECRET or --secret-file
+  --secret-file F   read the secret from file F (e.g. a server's data/secret)
+  --tls-ca FILE     connect with TLS, verifying the server's certificate against FILE (PEM)
+  --tls-cert FILE, --tls-key FILE
+                    client certificate and key, for a server that requires mutual TLS
+  --insecure        no secret, for a server run with --insecure
+  --timeout S       give up on any call after S seconds (default: connect 10 s, calls none)
+  -h, --help        this help
+LUXDB_SALT and KDF_ITERATIONS, if the server sets them, must be set alike here.
+
+token prints a fresh single-use token, bound to method M ("luxdb.v1.LuxDB/QueryIndex") or,
+by default, valid for any method:
+  grpcurl -plaintext -H "authorization: Bearer $(luxdb token)" ...
+
+Exit status: 0 on success, 1 on a file, connection or server error, 2 on a usage error.
+)usage";
+
+namespace {
+
+// Where an option may appear: everywhere (global) or with the commands listed.
+struct OptionSpec {
+  const char* name;
+  bool takes_value;
+  std::vector<std::string> commands;  // empty: a global option
+};
+
+const std::vector<OptionSpec>& Options() {
+  static const auto* options = new std::vector<OptionSpec>{
+      {"--host", true, {}},
+      {"--port", true, {}},
+      {"--secret", true, {}},
+      {"--secret-file", true, {}},
+      {"--tls-ca", true, {}},
+      {"--tls-cert", true, {}},
+      {"--tls-key", true, {}},
+      {"--insecure", false, {}},
+      {"--timeout", true, {}},
+      {"--space", true, {"create"}},
+      {"--dim", true, {"create"}},
+      {"--max-elements", true, {"init"}},
+      {"--m", true, {"init"}},
+      {"--ef-construction", true, {"init"}},
+      {"--ids-from", true, {"add"}},
+      {"--batch", true, {"add", "query"}},
+      {"-k", true, {"query"}},
+      {"--ef", true, {"query"}},
+      {"--json", false, {"list", "info", "ids", "get", "query"}},
+      {"--method", true, {"token"}},
+  };
+  return *options;
+}
+
+// Other spellings of options.
+const std::map<std::string, std::string>& Aliases() {
+  static const auto* aliases =
+      new std::map<std::string, std::string>{{"--k", "-k"}, {"-M", "--m"}, {"--M", "--m"}};
+  return *aliases;
+}
+
+// Commands and their operands, for usage errors.
+const std::map<std::string, std::vector<std::string>>& Commands() {
+  static const auto* commands = new std::map<std::string, std::vector<std::string>>{
+      {"list", {}},
+      {"info", {"NAME"}},
+      {"create", {"NAME"}},
+      {"init", {"NAME"}},
+      {"add", {"NAME", "FILE"}},
+      {"query", {"NAME", "FILE"}},
+      {"get", {"NAME", "IDS"}},
+      {"ids", {"NAME"}},
+      {"delete", {"NAME", "IDS"}},
+      {"set-ef", {"NAME", "EF"}},
+      {"resize", {"NAME", "N"}},
+      {"drop", {"NAME"}},
+      {"token", {}},
+  };
+  return *commands;
+}
+
+absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+constexpr char kSeeHelp[] = " (see luxdb --help)";
+
+template <typename T>
+absl::StatusOr<T> ParseNumber(absl::string_view what, const std::string& text, uint64_t min,
+                              uint64_t max) {
+  uint64_t value = 0;
+  if (text.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(text[0])) ||
+      !absl::SimpleAtoi(text, &value) || value < min || value > max) {
+    return Usage(
+        absl::StrCat(what, " needs a whole number from ", min, " to ", max, ", got '", text, "'"));
+  }
+  return static_cast<T>(value);
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return Usage(absl::StrCat("cannot read secret file '", path, "'"));
+  return std::string(absl::StripAsciiWhitespace(text.str()));
+}
+
+absl::StatusOr<Space> ParseSpace(const std::string& text) {
+  const std::string space = absl::AsciiStrToLower(text);
+  if (space == "l2") return Space::kL2;
+  if (space == "ip") return Space::kIp;
+  if (space == "cosine") return Space::kCosine;
+  return Usage(absl::StrCat("--space must be l2, ip or cosine, got '", text, "'"));
+}
+
+}  // namespace
+
+absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args) {
+  Invocation inv;
+  std::map<std::string, std::string> given;  // every option given, by canonical name
+  bool options_end = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (options_end || arg.size() < 2 || arg[0] != '-') {
+      inv.operands.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_end = true;
+      continue;
+    }
+    std::optional<std::string> value;
+    if (const size_t eq = arg.find('='); absl::StartsWith(arg, "--") && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    if (auto alias = Aliases().find(arg); alias != Aliases().end()) arg = alias->second;
+    const auto spec = std::find_if(Options().begin(), Options().end(),
+                                   [&](const OptionSpec& s) { return arg == s.name; });
+    if (spec == Options().end()) return Usage(absl::StrCat("unknown option '", arg, "'", kSeeHelp));
+    if (spec->takes_value && !value) {
+      if (i + 1 >= args.size()) return Usage(absl::StrCat(arg, " needs a value"));
+      value = args[++i];
+    } else if (!spec->takes_value && value) {
+      return Usage(absl::StrCat(arg, " takes no value"));
+    }
+    given[arg] = value.value_or("");
+  }
+
+  if (inv.operands.empty()) return Usage(absl::StrCat("missing command", kSeeHelp));
+  inv.command = inv.operands.front();
+  inv.operands.erase(inv.operands.begin());
+  const auto command = Commands().find(inv.command);
+  if (command == Commands().end()) {
+    return Usage(absl::StrCat("unknown command '", inv.command, "'", kSeeHelp));
+  }
+  std::string synopsis = inv.command;
+  for (const std::string& operand : command->second) absl::StrAppend(&synopsis, " ", operand);
+  if (inv.operands.size() != command->second.size()) {
+    return Usage(absl::StrCat(
+        "'", inv.command, "' takes ",
+        command->second.empty() ? "no arguments" : synopsis.substr(inv.command.size() + 1),
+        ", got ", inv.operands.size(), " argument", inv.operands.size() == 1 ? "" : "s", ": luxdb ",
+        synopsis));
+  }
+
+  // Global options.
+  for (const auto& [name, value] : given) {
+    const auto spec = std::find_if(Options().begin(), Options().end(),
+                                   [&](const OptionSpec& s) { return name == s.name; });
+    if (!spec->commands.empty()) {
+      if (std::find(spec->commands.begin(), spec->commands.end(), inv.command) ==
+          spec->commands.end()) {
+        return Usage(absl::StrCat(name, " is not an option of '", inv.command, "'"));
+      }
+      inv.options[name] = value;
+      continue;
+    }
+    if (name == "--host") {
+      if (value.empty()) return Usage("--host is empty");
+      inv.connect.host = value;
+    } else if (name == "--port") {
+      absl::StatusOr<int> port = ParseNumber<int>("--port", value, 1, 65535);
+      if (!port.ok()) return port.status();
+      inv.connect.port = *port;
+    } else if (name == "--tls-ca") {
+      inv.connect.tls_ca_file = value;
+    } else if (name == "--tls-cert") {
+      inv.connect.tls_cert_file = value;
+    } else if (name == "--tls-key") {
+      inv.connect.tls_key_file = value;
+    } else if (name == "--insecure") {
+      inv.connect.insecure = true;
+    } else if (name == "--timeout") {
+      double seconds = 0;
+      if (!absl::SimpleAtod(value, &seconds) || !(seconds > 0) || seconds > 86400 * 365) {
+        return Usage(
+            absl::StrCat("--timeout needs a positive number of seconds, got '", value, "'"));
+      }
+      const auto timeout =
+          std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000)));
+      inv.connect.connect_timeout = timeout;
+      inv.connect.call_timeout = timeout;
+    }
+  }
+  if (given.contains("--tls-cert") != given.contains("--tls-key")) {
+    return Usage("--tls-cert and --tls-key go together");
+  }
+  if ((given.contains("--tls-cert") || given.contains("--tls-key")) &&
+      !given.contains("--tls-ca")) {
+    return Usage("--tls-cert and --tls-key need --tls-ca");
+  }
+  // The secret: --secret, else --secret-file, else LUXDB_SECRET.
+  if (given.contains("--secret")) {
+    inv.connect.secret = given["--secret"];
+    if (inv.connect.secret.empty()) return Usage("--secret is empty");
+  } else if (given.contains("--secret-file")) {
+    absl::StatusOr<std::string> secret = ReadSecretFile(given["--secret-file"]);
+    if (!secret.ok()) return secret.status();
+    if (secret->empty()) {
+      return Usage(absl::StrCat("secret file '", given["--secret-file"], "' is empty"));
+    }
+    inv.connect.secret = *secret;
+  }
+  absl::StatusOr<ConnectOptions> resolved = client::WithEnvironment(inv.connect);
+  if (!resolved.ok()) return Usage(resolved.status().message());
+  inv.connect = *std::move(resolved);
+  if (inv.connect.secret.empty() && !(inv.connect.insecure && inv.command != "token")) {
+    return Usage(inv.command == "token"
+                     ? "no secret: use --secret, --secret-file or LUXDB_SECRET"
+                     : "no secret: use --secret, --secret-file or LUXDB_SECRET (or --insecure "
+                       "for a server run with --insecure)");
+  }
+
+  // Command options and operands.
+  auto option = [&](const std::string& name) -> const std::string* {
+    auto it = inv.options.find(name);
+    return it == inv.options.end() ? nullptr : &it->second;
+  };
+  auto require = [&](const std::string& name) -> absl::StatusOr<std::string> {
+    if (const std::string* v = option(name)) return *v;
+    return Usage(absl::StrCat("'", inv.command, "' needs ", name));
+  };
+  inv.json = option("--json") != nullptr;
+  if (inv.command != "list" && inv.command != "token" && inv.operands[0].empty()) {
+    return Usage("NAME is empty");
+  }
+  if (inv.command == "create") {
+    absl::StatusOr<std::string> space = require("--space");
+    if (!space.ok()) return space.status();
+    absl::StatusOr<Space> parsed = ParseSpace(*space);
+    if (!parsed.ok()) return parsed.status();
+    inv.space = *parsed;
+    absl::StatusOr<std::string> dim = require("--dim");
+    if (!dim.ok()) return dim.status();
+    absl::StatusOr<uint32_t> d = ParseNumber<uint32_t>("--dim", *dim, 1, UINT32_MAX);
+    if (!d.ok()) return d.status();
+    inv.dim = *d;
+  } else if (inv.command == "init") {
+    absl::StatusOr<std::string> max = require("--max-elements");
+    if (!max.ok()) return max.status();
+    absl::StatusOr<uint64_t> n = ParseNumber<uint64_t>("--max-elements", *max, 1, UINT64_MAX);
+    if (!n.ok()) return n.status();
+    inv.init.max_elements = *n;
+    if (const std::string* m = option("--m")) {
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--m", *m, 1, UINT32_MAX);
+      if (!v.ok()) return v.status();
+      inv.init.m = *v;
+    }
+    if (const std::string* e = option("--ef-construction")) {
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--ef-construction", *e, 1, UINT32_MAX);
+      if (!v.ok()) return v.status();
+      inv.init.ef_construction = *v;
+    }
+  } else if (inv.command == "add" || inv.command == "query") {
+    if (const std::string* from = option("--ids-from")) {
+      absl::StatusOr<uint64_t> v = ParseNumber<uint64_t>("--ids-from", *from, 0, kMissingId - 1);
+      if (!v.ok()) return v.status();
+      inv.ids_from = *v;
+    }
+    if (const std::string* batch = option("--batch")) {
+      absl::StatusOr<size_t> v = ParseNumber<size_t>("--batch", *batch, 1, 100'000'000);
+      if (!v.ok()) return v.status();
+      inv.batch = *v;
+    }
+    if (inv.command == "query") {
+      absl::StatusOr<std::string> k = require("-k");
+      if (!k.ok()) return k.status();
+      absl::StatusOr<uint32_t> kv = ParseNumber<uint32_t>("-k", *k, 1, UINT32_MAX);
+      if (!kv.ok()) return kv.status();
+      inv.k = *kv;
+      if (const std::string* ef = option("--ef")) {
+        absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--ef", *ef, 1, UINT32_MAX);
+        if (!v.ok()) return v.status();
+        inv.ef = *v;
+      }
+    }
+  } else if (inv.command == "get" || inv.command == "delete") {
+    absl::StatusOr<std::vector<uint64_t>> ids = ParseIdList(inv.operands[1]);
+    if (!ids.ok()) return Usage(ids.status().message());
+    inv.ids = *std::move(ids);
+  } else if (inv.command == "resize") {
+    absl::StatusOr<uint64_t> n = ParseNumber<uint64_t>("N", inv.operands[1], 1, UINT64_MAX);
+    if (!n.ok()) return n.status();
+    inv.number = *n;
+  } else if (inv.command == "set-ef") {
+    absl::StatusOr<uint32_t> n = ParseNumber<uint32_t>("EF", inv.operands[1], 1, UINT32_MAX);
+    if (!n.ok()) return n.status();
+    inv.number = *n;
+  } else if (inv.command == "token") {
+    if (const std::string* method = option("--method")) inv.method = *method;
+    if (inv.method != auth::kAnyMethod && !absl::StartsWith(inv.method, "/")) {
+      inv.method = "/" + inv.method;  // grpcurl spells methods without the leading slash
+    }
+  }
+  return inv;
+}
+
+}  // namespace luxdb::cli

@@ -1,0 +1,304 @@
+#include "luxdb/client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/client_context.h"
+#include "luxdb/connect.h"
+#include "luxdb/v1/luxdb.grpc.pb.h"
+
+namespace luxdb {
+namespace {
+
+using Stub = v1::LuxDB::Stub;
+
+// absl::StatusCode uses gRPC's numbering.
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+v1::Space ToProto(Space space) {
+  switch (space) {
+    case Space::kL2:
+      return v1::L2;
+    case Space::kIp:
+      return v1::IP;
+    case Space::kCosine:
+      return v1::COSINE;
+  }
+  return v1::SPACE_UNSPECIFIED;
+}
+
+absl::StatusOr<Space> FromProto(v1::Space space) {
+  switch (space) {
+    case v1::L2:
+      return Space::kL2;
+    case v1::IP:
+      return Space::kIp;
+    case v1::COSINE:
+      return Space::kCosine;
+    default:
+      return absl::InternalError(
+          absl::StrCat("the server reported unknown space ", static_cast<int>(space)));
+  }
+}
+
+absl::StatusOr<IndexInfo> FromProto(const v1::IndexInfo& info) {
+  absl::StatusOr<Space> space = FromProto(info.space());
+  if (!space.ok()) return space.status();
+  return IndexInfo{.name = info.name(),
+                   .space = *space,
+                   .dim = info.dim(),
+                   .m = info.m(),
+                   .ef_construction = info.ef_construction(),
+                   .ef = info.ef(),
+                   .max_elements = info.max_elements(),
+                   .element_count = info.element_count(),
+                   .deleted_count = info.deleted_count(),
+                   .initialized = info.initialized()};
+}
+
+std::string Target(const ConnectOptions& options) {
+  return options.host.find(':') != std::string::npos
+             ? absl::StrCat("[", options.host, "]:", options.port)
+             : absl::StrCat(options.host, ":", options.port);
+}
+
+}  // namespace
+
+const char* SpaceName(Space space) {
+  switch (space) {
+    case Space::kL2:
+      return "l2";
+    case Space::kIp:
+      return "ip";
+    case Space::kCosine:
+      return "cosine";
+  }
+  return "unknown";
+}
+
+class Client::Impl {
+ public:
+  Impl(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds default_timeout,
+       std::string target)
+      : channel_(std::move(channel)),
+        stub_(v1::LuxDB::NewStub(channel_)),
+        default_timeout_(default_timeout),
+        target_(std::move(target)) {}
+
+  // Runs one unary call with the deadline `call` (or the client's default) asks for.
+  template <typename Request, typename Response>
+  absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                    const Request& request, Response* response, const CallOptions& call) {
+    grpc::ClientContext context;
+    const std::chrono::milliseconds timeout =
+        call.timeout.count() > 0 ? call.timeout : default_timeout_;
+    if (timeout.count() > 0) context.set_deadline(std::chrono::system_clock::now() + timeout);
+    return FromGrpc((stub_.get()->*method)(&context, request, response));
+  }
+
+  const std::string& target() const { return target_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<Stub> stub_;
+  const std::chrono::milliseconds default_timeout_;
+  const std::string target_;
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+const std::string& Client::target() const { return impl_->target(); }
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectOptions& options) {
+  const std::string target = Target(options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(options);
+  if (!channel.ok()) {
+    return absl::Status(channel.status().code(), absl::StrCat("cannot connect to ", target, ": ",
+                                                              channel.status().message()));
+  }
+  std::unique_ptr<Client> db(
+      new Client(std::make_unique<Impl>(*std::move(channel), options.call_timeout, target)));
+  // One cheap call proves that the server is there and accepts our tokens.
+  absl::StatusOr<std::vector<IndexInfo>> probe =
+      db->ListIndexes({.timeout = options.connect_timeout});
+  if (!probe.ok()) {
+    if (absl::IsUnauthenticated(probe.status())) {
+      return absl::UnauthenticatedError(
+          absl::StrCat(target, " refused the secret: ", probe.status().message(),
+                       "; check the secret, and that LUXDB_SALT and KDF_ITERATIONS match the "
+                       "server's"));
+    }
+    if (absl::IsDeadlineExceeded(probe.status())) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cannot reach ", target, ": no answer within ", options.connect_timeout.count(), " ms"));
+    }
+    return absl::Status(probe.status().code(),
+                        absl::StrCat("cannot reach ", target, ": ", probe.status().message()));
+  }
+  return db;
+}
+
+absl::Status Client::CreateIndex(const std::string& name, Space space, uint32_t dim,
+                                 const CallOptions& call) {
+  v1::CreateIndexRequest request;
+  request.set_name(name);
+  request.set_space(ToProto(space));
+  request.set_dim(dim);
+  v1::CreateIndexResponse response;
+  return impl_->Call(&Stub::CreateIndex, request, &response, call);
+}
+
+absl::Status Client::InitIndex(const std::string& name, const InitOptions& init,
+                               const CallOptions& call) {
+  v1::InitIndexRequest request;
+  request.set_name(name);
+  request.set_max_elements(init.max_elements);
+  request.set_ef_construction(init.ef_construction);
+  request.set_m(init.m);
+  request.set_random_seed(init.random_seed);
+  v1::InitIndexResponse response;
+  return impl_->Call(&Stub::InitIndex, request, &response, call);
+}
+
+absl::Status Client::DeleteIndex(const std::string& name, const CallOptions& call) {
+  v1::DeleteIndexRequest request;
+  request.set_name(name);
+  v1::DeleteIndexResponse response;
+  return impl_->Call(&Stub::DeleteIndex, request, &response, call);
+}
+
+absl::StatusOr<bool> Client::IndexExists(const std::string& name, const CallOptions& call) {
+  v1::IndexExistsRequest request;
+  request.set_name(name);
+  v1::IndexExistsResponse response;
+  if (absl::Status s = impl_->Call(&Stub::IndexExists, request, &response, call); !s.ok()) {
+    return s;
+  }
+  return response.exists();
+}
+
+absl::StatusOr<std::vector<IndexInfo>> Client::ListIndexes(const CallOptions& call) {
+  v1::ListIndexesRequest request;
+  v1::ListIndexesResponse response;
+  if (absl::Status s = impl_->Call(&Stub::ListIndexes, request, &response, call); !s.ok()) {
+    return s;
+  }
+  std::vector<IndexInfo> indexes;
+  indexes.reserve(response.indexes_size());
+  for (const v1::IndexInfo& info : response.indexes()) {
+    absl::StatusOr<IndexInfo> converted = FromProto(info);
+    if (!converted.ok()) return converted.status();
+    indexes.push_back(*std::move(converted));
+  }
+  return indexes;
+}
+
+absl::StatusOr<IndexInfo> Client::DescribeIndex(const std::string& name, const CallOptions& call) {
+  v1::DescribeIndexRequest request;
+  request.set_name(name);
+  v1::DescribeIndexResponse response;
+  if (absl::Status s = impl_->Call(&Stub::DescribeIndex, request, &response, call); !s.ok()) {
+    return s;
+  }
+  return FromProto(response.info());
+}
+
+absl::Status Client::SetEf(const std::string& name, uint32_t ef, const CallOptions& call) {
+  v1::SetEfRequest request;
+  request.set_name(name);
+  request.set_ef(ef);
+  v1::SetEfResponse response;
+  return impl_->Call(&Stub::SetEf, request, &response, call);
+}
+
+absl::StatusOr<uint64_t> Client::AddItems(const std::string& name, std::span<const float> vectors,
+                                          std::span<const uint64_t> ids, const CallOptions& call) {
+  v1::AddItemsRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(vectors.begin(), vectors.end());
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::AddItemsResponse response;
+  if (absl::Status s = impl_->Call(&Stub::AddItems, request, &response, call); !s.ok()) return s;
+  return response.added();
+}
+
+absl::StatusOr<uint64_t> Client::DeleteItems(const std::string& name, std::span<const uint64_t> ids,
+                                             const CallOptions& call) {
+  v1::DeleteItemsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::DeleteItemsResponse response;
+  if (absl::Status s = impl_->Call(&Stub::DeleteItems, request, &response, call); !s.ok()) {
+    return s;
+  }
+  return response.deleted();
+}
+
+absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
+                                               std::span<const float> queries, uint32_t k,
+                                               uint32_t ef, const CallOptions& call) {
+  v1::QueryIndexRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(queries.begin(), queries.end());
+  request.set_k(k);
+  request.set_ef(ef);
+  v1::QueryIndexResponse response;
+  if (absl::Status s = impl_->Call(&Stub::QueryIndex, request, &response, call); !s.ok()) {
+    return s;
+  }
+  if (response.ids_size() != response.distances_size() ||
+      (response.k() == 0 ? response.ids_size() != 0 : response.ids_size() % response.k() != 0)) {
+    return absl::InternalError(
+        absl::StrCat("malformed QueryIndex answer from ", target(), ": ", response.ids_size(),
+                     " ids, ", response.distances_size(), " distances, k ", response.k()));
+  }
+  QueryResult result;
+  result.k = response.k();
+  result.ids.assign(response.ids().begin(), response.ids().end());
+  result.distances.assign(response.distances().begin(), response.distances().end());
+  return result;
+}
+
+absl::Status Client::ResizeIndex(const std::string& name, uint64_t new_max_elements,
+                                 const CallOptions& call) {
+  v1::ResizeIndexRequest request;
+  request.set_name(name);
+  request.set_new_max_elements(new_max_elements);
+  v1::ResizeIndexResponse response;
+  return impl_->Call(&Stub::ResizeIndex, request, &response, call);
+}
+
+absl::StatusOr<std::vector<uint64_t>> Client::GetIds(const std::string& name,
+                                                     const CallOptions& call) {
+  v1::GetIdsRequest request;
+  request.set_name(name);
+  v1::GetIdsResponse response;
+  if (absl::Status s = impl_->Call(&Stub::GetIds, request, &response, call); !s.ok()) return s;
+  return std::vector<uint64_t>(response.ids().begin(), response.ids().end());
+}
+
+absl::StatusOr<Vectors> Client::GetElements(const std::string& name, std::span<const uint64_t> ids,
+                                            const CallOptions& call) {
+  v1::GetElementsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::GetElementsResponse response;
+  if (absl::Status s = impl_->Call(&Stub::GetElements, request, &response, call); !s.ok()) {
+    return s;
+  }
+  if (static_cast<uint64_t>(response.vectors_size()) != uint64_t{response.dim()} * ids.size()) {
+    return absl::InternalError(absl::StrCat("malformed GetElements answer from ", target(), ": ",
+                                            response.vectors_size(), " floats for ", ids.size(),
+                                            " ids of dimension ", response.dim()));
+  }
+  Vectors vectors;
+  vectors.dim = response.dim();
+  vectors.data.assign(response.vectors().begin(), response.vectors().end());
+  return vectors;
+}
+
+}  // namespace luxdb

@@ -1,0 +1,192 @@
+// luxdb::Client: the C++ client of a LuxDB server, one method per RPC of luxdb.v1.LuxDB.
+//
+//   luxdb::ConnectOptions options;
+//   options.secret = "...";                      // the server's shared secret
+//   absl::StatusOr<std::unique_ptr<luxdb::Client>> db = luxdb::Client::Connect(options);
+//   if (!db.ok()) ...                            // UNAUTHENTICATED for a wrong secret
+//   absl::Status s = (*db)->CreateIndex("docs", luxdb::Space::kL2, 16);
+//
+// Every call carries a fresh token minted from the secret (see README "Security"). Errors are
+// the server's: the absl::StatusCode has gRPC's numeric value (NOT_FOUND, ALREADY_EXISTS,
+// INVALID_ARGUMENT, ...) and the message is the server's, naming the index and the offending
+// value. Transport failures arrive as UNAVAILABLE, missed deadlines as DEADLINE_EXCEEDED.
+//
+// Vectors are row-major: n vectors of an index of dimension d are n*d floats, in and out.
+//
+// A Client is thread-safe: any number of threads may call it at once (the server runs
+// queries in parallel and serialises writes per index).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "luxdb/connect_options.h"
+
+namespace luxdb {
+
+using ConnectOptions = client::ConnectOptions;
+
+// Distance metric of an index. kL2 is the squared Euclidean distance, kIp is 1 - a.b, kCosine
+// is 1 - cos(a, b) (vectors are normalised on insert and on query).
+enum class Space { kL2, kIp, kCosine };
+
+// "l2", "ip" or "cosine".
+const char* SpaceName(Space space);
+
+// What DescribeIndex and ListIndexes report about an index.
+struct IndexInfo {
+  std::string name;
+  Space space = Space::kL2;
+  uint32_t dim = 0;
+  uint32_t m = 0;
+  uint32_t ef_construction = 0;
+  uint32_t ef = 0;
+  uint64_t max_elements = 0;
+  uint64_t element_count = 0;  // live items
+  uint64_t deleted_count = 0;  // items marked deleted; they still occupy capacity
+  bool initialized = false;
+};
+
+// InitIndex's parameters; zero means the server's default (m 16, ef_construction 200,
+// random_seed 100).
+struct InitOptions {
+  uint64_t max_elements = 0;
+  uint32_t ef_construction = 0;
+  uint32_t m = 0;
+  uint64_t random_seed = 0;
+};
+
+// Where a query row has fewer than k live results, its remaining slots hold these.
+inline constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
+inline constexpr float kMissingDistance = std::numeric_limits<float>::infinity();
+
+// The answer to QueryIndex: rows() rows of k results each, nearest first, row-major.
+struct QueryResult {
+  std::vector<uint64_t> ids;     // rows() * k; kMissingId pads a short row
+  std::vector<float> distances;  // rows() * k; kMissingDistance pads a short row
+  uint32_t k = 0;
+
+  size_t rows() const { return k == 0 ? 0 : ids.size() / k; }
+  std::span<const uint64_t> row_ids(size_t row) const {
+    return std::span<const uint64_t>(ids).subspan(row * k, k);
+  }
+  std::span<const float> row_distances(size_t row) const {
+    return std::span<const float>(distances).subspan(row * k, k);
+  }
+};
+
+// Vectors read back by GetElements: rows() vectors of dimension dim, row-major.
+struct Vectors {
+  std::vector<float> data;
+  uint32_t dim = 0;
+
+  size_t rows() const { return dim == 0 ? 0 : data.size() / dim; }
+  std::span<const float> row(size_t i) const {
+    return std::span<const float>(data).subspan(i * dim, dim);
+  }
+};
+
+// Per-call settings.
+struct CallOptions {
+  // The call fails with DEADLINE_EXCEEDED if it takes longer; zero means the Client's
+  // ConnectOptions::call_timeout (itself zero, no deadline, by default).
+  std::chrono::milliseconds timeout{0};
+};
+
+class Client {
+ public:
+  // Derives the key from options.secret (PBKDF2, ~0.2 s at the default iterations), then
+  // proves it with one ListIndexes call within options.connect_timeout. Errors:
+  // UNAUTHENTICATED for a wrong secret (or KDF settings that differ from the server's),
+  // UNAVAILABLE or DEADLINE_EXCEEDED when the server cannot be reached, INVALID_ARGUMENT
+  // without a secret (unless options.insecure), NOT_FOUND for an unreadable TLS file. The
+  // message names the address.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ConnectOptions& options);
+
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Creates an empty, uninitialised index `name` of `dim`-dimensional vectors.
+  // ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT for a bad name or dimension.
+  absl::Status CreateIndex(const std::string& name, Space space, uint32_t dim,
+                           const CallOptions& call = {});
+
+  // Gives index `name` its capacity and graph parameters; once per index.
+  // NOT_FOUND for an unknown index; FAILED_PRECONDITION if already initialised;
+  // INVALID_ARGUMENT for parameters out of range; RESOURCE_EXHAUSTED if the capacity would
+  // not fit in the server's memory.
+  absl::Status InitIndex(const std::string& name, const InitOptions& init,
+                         const CallOptions& call = {});
+
+  // Deletes index `name` and all its items, durably. NOT_FOUND for an unknown index.
+  absl::Status DeleteIndex(const std::string& name, const CallOptions& call = {});
+
+  // Whether index `name` exists. INVALID_ARGUMENT for a name no index can have (see
+  // CreateIndex); otherwise fails only for transport or authentication errors.
+  absl::StatusOr<bool> IndexExists(const std::string& name, const CallOptions& call = {});
+
+  // Every index, by name.
+  absl::StatusOr<std::vector<IndexInfo>> ListIndexes(const CallOptions& call = {});
+
+  // Index `name`'s configuration and counts. NOT_FOUND for an unknown index.
+  absl::StatusOr<IndexInfo> DescribeIndex(const std::string& name, const CallOptions& call = {});
+
+  // Sets the search breadth queries use by default. NOT_FOUND, FAILED_PRECONDITION (not
+  // initialised), INVALID_ARGUMENT (out of range).
+  absl::Status SetEf(const std::string& name, uint32_t ef, const CallOptions& call = {});
+
+  // Adds ids.size() vectors (`vectors` holds ids.size() * dim floats, row-major); an id that
+  // exists is replaced (and revived if deleted). All or nothing. Returns the number added.
+  // NOT_FOUND, FAILED_PRECONDITION (not initialised), RESOURCE_EXHAUSTED (index full, or the
+  // request is over the server's message cap: send smaller batches), INVALID_ARGUMENT (wrong
+  // dimension, NaN/Inf, duplicate id, id kMissingId).
+  absl::StatusOr<uint64_t> AddItems(const std::string& name, std::span<const float> vectors,
+                                    std::span<const uint64_t> ids, const CallOptions& call = {});
+
+  // Marks `ids` deleted; all or nothing. Returns how many were newly deleted (ids already
+  // deleted count zero). NOT_FOUND for an unknown index or an id never added.
+  absl::StatusOr<uint64_t> DeleteItems(const std::string& name, std::span<const uint64_t> ids,
+                                       const CallOptions& call = {});
+
+  // The k nearest neighbours of each of the queries (row-major, a multiple of the index's
+  // dimension), searched with breadth `ef` (0: the index's ef). A row with fewer than k live
+  // results is padded with kMissingId / kMissingDistance. NOT_FOUND, FAILED_PRECONDITION,
+  // INVALID_ARGUMENT (k or ef out of range, wrong dimension, NaN/Inf), RESOURCE_EXHAUSTED
+  // (answer over the message cap: query fewer rows per call).
+  absl::StatusOr<QueryResult> QueryIndex(const std::string& name, std::span<const float> queries,
+                                         uint32_t k, uint32_t ef = 0, const CallOptions& call = {});
+
+  // Changes index `name`'s capacity. NOT_FOUND, FAILED_PRECONDITION (below the stored item
+  // count, or not initialised), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (memory).
+  absl::Status ResizeIndex(const std::string& name, uint64_t new_max_elements,
+                           const CallOptions& call = {});
+
+  // The ids of index `name`'s live items, ascending. NOT_FOUND; RESOURCE_EXHAUSTED if they
+  // do not fit in one message.
+  absl::StatusOr<std::vector<uint64_t>> GetIds(const std::string& name,
+                                               const CallOptions& call = {});
+
+  // The vectors of `ids`, in the order asked (normalised for cosine indexes). NOT_FOUND for
+  // an unknown index or an id that is absent or deleted (the message names it).
+  absl::StatusOr<Vectors> GetElements(const std::string& name, std::span<const uint64_t> ids,
+                                      const CallOptions& call = {});
+
+  // "host:port" this client talks to.
+  const std::string& target() const;
+
+ private:
+  class Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace luxdb

@@ -1,0 +1,220 @@
+// Runs the Node example against the real luxdb-server binary (path in LUXDB_SERVER_BIN) on a
+// free loopback port: `node --test test.mjs`, or CTest's node_tests through run-tests.sh.
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import grpc from "@grpc/grpc-js";
+import { LuxDB, connect, deriveKey, mintToken, runExample } from "./example.mjs";
+
+const SECRET = "luxdb-node-test-secret";
+// The default 2^18 PBKDF2 iterations cost ~0.2 s per derivation; both sides use 1000 here.
+const KDF_ITERATIONS = "1000";
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
+const UNAUTHENTICATED = grpc.status.UNAUTHENTICATED; // 16
+process.env.KDF_ITERATIONS = KDF_ITERATIONS;
+delete process.env.LUXDB_SALT;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+// grpc.health.v1.Health/Check for service "" without a token; the request is empty and a
+// SERVING reply is the two bytes 08 01, so no health stubs are needed.
+function healthCheck(address) {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      "/grpc.health.v1.Health/Check",
+      (request) => request,
+      (bytes) => bytes,
+      Buffer.alloc(0),
+      { deadline: Date.now() + 2000 },
+      (error, reply) => {
+        client.close();
+        resolve(!error && reply.equals(Buffer.from([0x08, 0x01])));
+      },
+    );
+  });
+}
+
+// luxdb-server on a fresh data directory; start() returns once it is listening and SERVING.
+class LuxServer {
+  constructor(binary) {
+    this.binary = binary;
+    this.dir = mkdtempSync(join(tmpdir(), "luxdb-node-test-"));
+    this.log = "";
+  }
+
+  async start() {
+    this.port = await freePort();
+    this.address = `127.0.0.1:${this.port}`;
+    const args = ["--host", "127.0.0.1", "--port", String(this.port), "--loglevel", "info"];
+    this.process = spawn(this.binary, [...args, "--secret", SECRET, join(this.dir, "data")], {
+      env: { ...process.env, KDF_ITERATIONS },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.process.stdout.on("data", (chunk) => (this.log += chunk));
+    this.process.stderr.on("data", (chunk) => (this.log += chunk));
+    this.exited = new Promise((resolve) =>
+      this.process.once("exit", (code, signal) => resolve({ code, signal })),
+    );
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const code = this.process.exitCode;
+      if (code !== null) this.fail(`exited with ${code} while starting`);
+      if ((await canConnect(this.port)) && (await healthCheck(this.address))) return;
+      await sleep(50);
+    }
+    this.fail(`not SERVING on ${this.address} within ${START_TIMEOUT_MS} ms`);
+  }
+
+  // SIGTERM; resolves to the exit code (null if it had to be killed after STOP_TIMEOUT_MS).
+  async stop() {
+    this.process.kill("SIGTERM");
+    let timer;
+    const timeout = new Promise((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS, null)));
+    const exit = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
+    if (exit === null) {
+      this.process.kill("SIGKILL");
+      await this.exited;
+      return null;
+    }
+    return exit.code;
+  }
+
+  fail(message) {
+    throw new Error(`luxdb-server ${message}\n--- its output ---\n${this.log}`);
+  }
+
+  cleanUp() {
+    if (this.process && this.process.exitCode === null && this.process.signalCode === null) {
+      this.process.kill("SIGKILL");
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// Calls a LuxDB method with the metadata given, bypassing the example's token interceptor.
+function rawCall(address, method, request, metadata) {
+  const client = new LuxDB(address, grpc.credentials.createInsecure());
+  return promisify(client[method])
+    .call(client, request, metadata)
+    .finally(() => client.close());
+}
+
+function bearer(token) {
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", `Bearer ${token}`);
+  return metadata;
+}
+
+describe("Node example against luxdb-server", () => {
+  const binary = process.env.LUXDB_SERVER_BIN;
+  let server;
+  let db;
+
+  before(async () => {
+    assert.ok(binary, "set LUXDB_SERVER_BIN to the built luxdb-server (ctest -R node_tests does)");
+    server = new LuxServer(binary);
+    await server.start();
+    db = connect(server.address, SECRET);
+  });
+
+  after(() => {
+    db?.close();
+    server?.cleanUp();
+  });
+
+  it("mints 76-character unpadded base64url tokens: version 1, current time in ms", () => {
+    const token = mintToken(deriveKey(SECRET), "/luxdb.v1.LuxDB/ListIndexes");
+    assert.match(token, /^[A-Za-z0-9_-]{76}$/);
+    const bytes = Buffer.from(token, "base64url");
+    assert.equal(bytes.length, 57);
+    assert.equal(bytes[0], 1);
+    const age = Date.now() - Number(bytes.readBigInt64BE(1));
+    assert.ok(age >= 0 && age < 5000, `timestamp is ${age} ms old`);
+  });
+
+  it("runs create/init/add/query and gets the nearest ids, nearest first", async () => {
+    const { ids, distances } = await runExample(db);
+    assert.deepEqual(ids, [["10", "40"], ["30", "20"]]);
+    // Squared L2: [.9,.1,0] is .02 from id 10 and .82 from id 40; [0,.2,.9] is .05 from 30.
+    const expected = [[0.02, 0.82], [0.05, 1.45]];
+    distances.flat().forEach((d, i) => assert.ok(Math.abs(d - expected.flat()[i]) < 1e-5, `${d}`));
+    const { info } = await db.DescribeIndex({ name: "node-example" });
+    assert.equal(info.element_count, "4");
+    assert.equal(info.space, "L2");
+  });
+
+  it("runs as a script (LUXDB_ADDRESS, LUXDB_SECRET); a rerun recreates the index", async () => {
+    const script = fileURLToPath(new URL("./example.mjs", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, [script], {
+      env: { ...process.env, LUXDB_ADDRESS: server.address, LUXDB_SECRET: SECRET },
+      timeout: 60_000,
+    });
+    assert.match(stdout, /nearest ids: \[ \[ '10', '40' \], \[ '30', '20' \] \]/);
+    assert.match(stdout, /squared L2 distances: \[ \[ 0\.02, 0\.82 \], \[ 0\.05, 1\.45 \] \]/);
+  });
+
+  it("is refused with UNAUTHENTICATED under a wrong secret, and nothing is created", async () => {
+    const intruder = connect(server.address, "not-the-secret");
+    try {
+      const call = intruder.CreateIndex({ name: "intruder", space: "L2", dim: 2 });
+      await assert.rejects(call, (error) => {
+        assert.equal(error.code, UNAUTHENTICATED, error.message);
+        return true;
+      });
+    } finally {
+      intruder.close();
+    }
+    assert.equal((await db.IndexExists({ name: "intruder" })).exists, false);
+  });
+
+  it("binds each token to its method: a ListIndexes token cannot create an index", async () => {
+    const token = mintToken(deriveKey(SECRET), "/luxdb.v1.LuxDB/ListIndexes");
+    const request = { name: "rebound", space: "L2", dim: 2 };
+    await assert.rejects(rawCall(server.address, "CreateIndex", request, bearer(token)), {
+      code: UNAUTHENTICATED,
+    });
+    assert.equal((await db.IndexExists({ name: "rebound" })).exists, false);
+    // The same kind of token on its own method works, once.
+    const reply = await rawCall(server.address, "ListIndexes", {}, bearer(token));
+    assert.deepEqual(reply.indexes.map((index) => index.name), ["node-example"]);
+    await assert.rejects(rawCall(server.address, "ListIndexes", {}, bearer(token)), {
+      code: UNAUTHENTICATED,
+    });
+  });
+
+  it("exits 0 on SIGTERM", async () => {
+    db.close();
+    db = undefined;
+    assert.equal(await server.stop(), 0, `luxdb-server output:\n${server.log}`);
+  });
+});

@@ -1,0 +1,402 @@
+"""What the async and the sync client share: every operation's request and reply handling, the
+channel setup, the call tokens and the error mapping. A client adds only how a call is made
+(`_call`: awaited with grpc.aio, or blocking with grpc) and how it connects and quits."""
+
+import functools
+import re
+from typing import Any, Callable, NamedTuple, Optional
+
+import grpc
+import numpy as np
+
+from luxdb import _wire, auth
+from luxdb.exceptions import (AuthenticationError, InvalidArgumentError, LuxDBError,
+                              UnknownSpaceException, error_from_rpc)
+from luxdb.v1 import luxdb_pb2 as pb
+
+SERVICE_PATH = "/luxdb.v1.LuxDB/"
+SPACES = {"l2": pb.L2, "ip": pb.IP, "cosine": pb.COSINE}
+_SPACE_NAMES = {value: name for name, value in SPACES.items()}
+
+# The server caps messages (--max-message-mb, 256 MiB by default) and answers
+# RESOURCE_EXHAUSTED above it (ClientBase._error then names a batch size that fits); the
+# client adds no lower cap of its own.
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+)
+# A name that passes the server's name check: connect() asks whether it exists, which proves
+# the token without touching any index.
+_CONNECT_PROBE_NAME = "luxdb-connect-probe"
+# gRPC's own refusal of a request above the server's --max-message-mb.
+_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
+
+
+class Call(NamedTuple):
+    """One unary call: full method path, serialised request, reply bytes -> result."""
+    method: str
+    request: bytes
+    decode: Callable[[bytes], Any]
+    name: Optional[str] = None  # the index the call is about, for errors
+    batch: Optional[tuple] = None  # (count, noun) of the items the request carries
+
+
+def _message_call(rpc, request, read=lambda reply: None):
+    reply_type = getattr(pb, rpc + "Response")
+    return Call(SERVICE_PATH + rpc, request.SerializeToString(),
+                lambda data: read(reply_type.FromString(data)), getattr(request, "name", None))
+
+
+def _whole(value, what, bits):
+    """`value` as an int in [0, 2**bits), or InvalidArgumentError naming `what`."""
+    try:
+        number = int(value)
+        if number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{what} must be a whole number, got {value!r}",
+                                   code=grpc.StatusCode.INVALID_ARGUMENT) from None
+    if not 0 <= number < 1 << bits:
+        raise InvalidArgumentError(
+            f"{what} must be between 0 and {(1 << bits) - 1}, got {number}",
+            code=grpc.StatusCode.INVALID_ARGUMENT)
+    return number
+
+
+def _as_vectors(data, what, name):
+    """`data` (one vector or n vectors, any array-like) as a float32 (n, dim) array."""
+    try:
+        array = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(f"{what} for index '{name}' are not an array of numbers: "
+                                   f"{error}", code=grpc.StatusCode.INVALID_ARGUMENT,
+                                   name=name) from None
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise InvalidArgumentError(
+            f"{what} for index '{name}' must be one vector or a 2-D array of vectors, got an "
+            f"array of shape {array.shape}", code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
+    return array
+
+
+def _as_ids(ids, name):
+    """`ids` (one id or any array-like of them) as a flat uint64 array."""
+    array = np.asarray(ids)
+    if array.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    if array.dtype.kind == "u":
+        return array.astype(np.uint64, copy=False).ravel()
+    if array.dtype.kind == "i":
+        if (array < 0).any():
+            raise InvalidArgumentError(
+                f"ids for index '{name}' must not be negative, got {int(array.min())}",
+                code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
+        return array.astype(np.uint64).ravel()
+    # Floats, or Python ints that numpy could not fit in one integer type (it turns
+    # [1, 2**64 - 2] into floats): check the original values one by one.
+    if not isinstance(ids, np.ndarray):
+        array = np.asarray(ids, dtype=object)
+    return np.array([_whole(v, f"id for index '{name}'", 64) for v in array.ravel()],
+                    dtype=np.uint64)
+
+
+def _space_value(space, name):
+    value = SPACES.get(space.lower()) if isinstance(space, str) else None
+    if value is None:
+        raise UnknownSpaceException(
+            f"index '{name}': unknown space {space!r}; use 'l2', 'ip' or 'cosine'",
+            code=grpc.StatusCode.INVALID_ARGUMENT, space=space, name=name)
+    return value
+
+
+def _info_dict(info):
+    return {
+        "space": _SPACE_NAMES.get(info.space, str(info.space)),
+        "dim": info.dim,
+        "M": info.m,
+        "ef_construction": info.ef_construction,
+        "ef": info.ef,
+        "max_elements": info.max_elements,
+        "element_count": info.element_count,
+        "deleted_count": info.deleted_count,
+        "initialized": info.initialized,
+    }
+
+
+class Operations:
+    """The LuxDB operations of the original Python client. Each builds its request and says
+    how to read the reply; the client's `_call` performs it (and the async client awaits it).
+    Errors the server answers raise luxdb.exceptions.LuxDBError subclasses."""
+
+    def _call(self, call):
+        raise NotImplementedError
+
+    def index_exists(self, name):
+        """True if an index called `name` exists."""
+        return self._call(_message_call("IndexExists", pb.IndexExistsRequest(name=name),
+                                        lambda reply: reply.exists))
+
+    def create_index(self, name, space, dim):
+        """Creates an index of `dim`-dimensional vectors compared by `space` ("l2", "ip" or
+        "cosine"); returns True. It takes items once init_index has sized it."""
+        request = pb.CreateIndexRequest(name=name, space=_space_value(space, name),
+                                        dim=_whole(dim, "dim", 32))
+        return self._call(_message_call("CreateIndex", request, lambda reply: True))
+
+    def init_index(self, name, max_elements, ef_construction=200, M=16, random_seed=100):
+        """Sizes the index for `max_elements` items and fixes its HNSW graph parameters
+        (see hnswlib's ALGO_PARAMS.md)."""
+        request = pb.InitIndexRequest(
+            name=name, max_elements=_whole(max_elements, "max_elements", 64),
+            ef_construction=_whole(ef_construction, "ef_construction", 32),
+            m=_whole(M, "M", 32), random_seed=_whole(random_seed, "random_seed", 64))
+        return self._call(_message_call("InitIndex", request))
+
+    def delete_index(self, name):
+        """Deletes the index and all its items."""
+        return self._call(_message_call("DeleteIndex", pb.DeleteIndexRequest(name=name)))
+
+    def add_items(self, name, data, ids):
+        """Adds (or replaces) items: `data` is one vector or an (n, dim) array-like, `ids` one
+        id or n ids. The batch is applied whole or not at all."""
+        vectors = _as_vectors(data, "vectors", name)
+        labels = _as_ids(ids, name)
+        if vectors.shape[0] != labels.size:
+            raise InvalidArgumentError(
+                f"{vectors.shape[0]} vectors but {labels.size} ids for index '{name}'",
+                code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
+        request = _wire.request(pb.AddItemsRequest(name=name), _wire.packed_floats(2, vectors),
+                                _wire.packed_uint64s(3, labels))
+        return self._call(Call(SERVICE_PATH + "AddItems", request, lambda data: None, name,
+                               (labels.size, "vectors")))
+
+    def set_ef(self, name, new_ef):
+        """Sets the size of the candidate list queries use (at least k for good recall)."""
+        request = pb.SetEfRequest(name=name, ef=_whole(new_ef, "ef", 32))
+        return self._call(_message_call("SetEf", request))
+
+    def get_ef(self, name):
+        """The index's query-time ef."""
+        return self._describe(name, lambda info: info.ef)
+
+    def get_ef_construction(self, name):
+        """The index's ef_construction."""
+        return self._describe(name, lambda info: info.ef_construction)
+
+    def query_index(self, name, vector, k=1):
+        """The k nearest items of each query vector: (labels, distances), numpy arrays of shape
+        (n, k) (uint64 and float32), nearest first; one 1-D vector gives n = 1. A row with
+        fewer than k matches is padded with label 2**64-1 and distance inf."""
+        queries = _as_vectors(vector, "query vectors", name)
+        k = _whole(k, "k", 32)
+        n = queries.shape[0]
+        request = _wire.request(pb.QueryIndexRequest(name=name, k=k),
+                                _wire.packed_floats(2, queries))
+
+        def decode(data):
+            fields = _wire.scan(data)
+            labels = _wire.uint64_field(fields, 1)
+            distances = _wire.float_field(fields, 2)
+            if labels.size != n * k or distances.size != n * k:
+                raise InvalidArgumentError(
+                    f"query vectors of dimension {queries.shape[1]} do not match index "
+                    f"'{name}': the server read {labels.size // max(k, 1)} queries, not {n}",
+                    code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
+            return labels.reshape(n, k), distances.reshape(n, k)
+
+        return self._call(Call(SERVICE_PATH + "QueryIndex", request, decode, name,
+                               (n, "query vectors")))
+
+    def delete_item(self, name, label):
+        """Marks the item deleted: queries no longer return it (it keeps its capacity)."""
+        return self._call(self._delete_call(name, label, lambda deleted: None))
+
+    def delete_items(self, name, labels):
+        """Marks every item of `labels` deleted (all or none); returns how many were live."""
+        return self._call(self._delete_call(name, labels, lambda deleted: deleted))
+
+    def resize_index(self, name, new_size):
+        """Changes max_elements (not below the items stored, deleted ones included)."""
+        request = pb.ResizeIndexRequest(name=name,
+                                        new_max_elements=_whole(new_size, "new_size", 64))
+        return self._call(_message_call("ResizeIndex", request))
+
+    def count(self, name):
+        """The number of live items (added and not deleted)."""
+        return self._describe(name, lambda info: info.element_count)
+
+    def max_elements(self, name):
+        """The index's capacity."""
+        return self._describe(name, lambda info: info.max_elements)
+
+    def info(self, name):
+        """A dict with space, dim, M, ef_construction, ef, max_elements, element_count (live
+        items), deleted_count and initialized."""
+        return self._describe(name, _info_dict)
+
+    def get_indexes(self):
+        """The names of all indexes."""
+        return self._call(_message_call("ListIndexes", pb.ListIndexesRequest(),
+                                        lambda reply: [info.name for info in reply.indexes]))
+
+    def get_items(self, name, ids):
+        """The stored vectors of `ids` (one id or many): a float32 array of shape (n, dim).
+        Cosine indexes return the normalised vectors."""
+        labels = _as_ids(ids, name)
+        request = _wire.request(pb.GetElementsRequest(name=name), _wire.packed_uint64s(2, labels))
+
+        def decode(data):
+            fields = _wire.scan(data)
+            return _wire.float_field(fields, 1).reshape(labels.size, _wire.int_field(fields, 2))
+
+        return self._call(Call(SERVICE_PATH + "GetElements", request, decode, name))
+
+    def get_ids(self, name):
+        """The ids of all live items, ascending: a uint64 array."""
+        request = pb.GetIdsRequest(name=name).SerializeToString()
+        return self._call(Call(SERVICE_PATH + "GetIds", request,
+                               lambda data: _wire.uint64_field(_wire.scan(data), 1), name))
+
+    def _describe(self, name, read):
+        return self._call(_message_call("DescribeIndex", pb.DescribeIndexRequest(name=name),
+                                        lambda reply: read(reply.info)))
+
+    @staticmethod
+    def _delete_call(name, labels, read):
+        request = _wire.request(pb.DeleteItemsRequest(name=name),
+                                _wire.packed_uint64s(2, _as_ids(labels, name)))
+        return Call(SERVICE_PATH + "DeleteItems", request,
+                    lambda data: read(pb.DeleteItemsResponse.FromString(data).deleted), name)
+
+
+OPERATION_NAMES = tuple(name for name in vars(Operations) if not name.startswith("_"))
+
+
+def _read_pem(value):
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+def channel_credentials(tls_ca=None, tls_cert=None, tls_key=None):
+    """grpc.ChannelCredentials for TLS, or None for a plaintext channel. Each argument is a
+    PEM file path or PEM bytes; tls_ca=True trusts the system's roots."""
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        return None
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together (mutual TLS)")
+    return grpc.ssl_channel_credentials(
+        root_certificates=None if tls_ca is True else _read_pem(tls_ca),
+        private_key=_read_pem(tls_key), certificate_chain=_read_pem(tls_cert))
+
+
+class ClientBase(Operations):
+    """Connection settings, call tokens and channel of a client (see Client and SyncClient).
+
+    secret:        the server's shared secret (None for a server run with --insecure). The key
+                   is derived from it once, here, with LUXDB_SALT and KDF_ITERATIONS from the
+                   environment unless `salt` / `iterations` are given.
+    tls_ca:        PEM file or bytes of the CA that signed the server's certificate (or True
+                   for the system's roots): the channel then speaks TLS.
+    tls_cert, tls_key: the client's certificate and key, for a server with --tls-client-ca.
+    timeout:       seconds each call may take (None: no deadline).
+    """
+
+    def __init__(self, host, port, secret, *, tls_ca=None, tls_cert=None, tls_key=None,
+                 timeout=None, salt=None, iterations=None, channel_options=()):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._key = None if secret is None else auth.derive_key(secret, salt, iterations)
+        self._credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+        self._channel_options = CHANNEL_OPTIONS + tuple(channel_options)
+        self._channel = None
+        self._callables = {}
+
+    @property
+    def address(self):
+        """"host:port" as gRPC takes it (IPv6 literals in brackets)."""
+        host = str(self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    @property
+    def connected(self):
+        """True between connect() and quit()."""
+        return self._channel is not None
+
+    def _open_channel(self, grpc_module):
+        """A channel of `grpc_module` (grpc or grpc.aio) to the server."""
+        if self._credentials is None:
+            return grpc_module.insecure_channel(self.address, options=self._channel_options)
+        return grpc_module.secure_channel(self.address, self._credentials,
+                                          options=self._channel_options)
+
+    def _callable(self, method):
+        """The channel's bytes-in, bytes-out callable for `method`."""
+        if self._channel is None:
+            raise LuxDBError("the client is not connected: call connect() first")
+        callable_ = self._callables.get(method)
+        if callable_ is None:
+            callable_ = self._callables[method] = self._channel.unary_unary(method)
+        return callable_
+
+    def _call_arguments(self, call):
+        metadata = None
+        if self._key is not None:
+            metadata = (("authorization", "Bearer " + auth.mint_token(self._key, call.method)),)
+        return {"timeout": self.timeout, "metadata": metadata}
+
+    def _forget_channel(self):
+        channel, self._channel, self._callables = self._channel, None, {}
+        return channel
+
+    @staticmethod
+    def _error(error, call):
+        """The LuxDBError for `error` (a grpc.RpcError) of `call`; a batch above the server's
+        message cap gets a batch size that fits."""
+        mapped = error_from_rpc(error, call.name)
+        too_large = _TOO_LARGE.search(mapped.details)
+        if mapped.code == grpc.StatusCode.RESOURCE_EXHAUSTED and too_large and call.batch:
+            size, cap = int(too_large.group(1)), int(too_large.group(2))
+            count, noun = call.batch
+            fits = max(1, count * (cap - 1024) // size)
+            mapped = LuxDBError(
+                f"RESOURCE_EXHAUSTED: {count} {noun} for index '{call.name}' make a "
+                f"{size}-byte request, above the server's {cap}-byte message cap "
+                f"(--max-message-mb); send at most {fits} {noun} per call",
+                code=mapped.code, details=mapped.details, name=call.name)
+        return mapped
+
+    @staticmethod
+    def _connect_probe():
+        return _message_call("IndexExists", pb.IndexExistsRequest(name=_CONNECT_PROBE_NAME))
+
+    def _connect_error(self, error):
+        """The error connect() raises for `error` (a LuxDBError of the probe call)."""
+        if isinstance(error, AuthenticationError):
+            message = (f"connection to LuxDB at {self.address} failed, make sure your secret "
+                       f"is correct (and LUXDB_SALT / KDF_ITERATIONS match the server's): "
+                       f"{error.details}")
+        else:
+            message = f"cannot connect to LuxDB at {self.address}: {error}"
+        return type(error)(message, code=error.code, details=error.details)
+
+
+def awaitable_operations(cls):
+    """Class decorator: every operation of `cls` becomes a coroutine function (its `_call`
+    returns an awaitable), keeping the operation's name, docstring and signature."""
+
+    def make(operation):
+        @functools.wraps(operation)
+        async def method(self, *args, **kwargs):
+            return await operation(self, *args, **kwargs)
+
+        return method
+
+    for name in OPERATION_NAMES:
+        setattr(cls, name, make(getattr(Operations, name)))
+    return cls

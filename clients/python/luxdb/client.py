@@ -1,0 +1,67 @@
+"""The asyncio LuxDB client (grpc.aio), with the original LuxDB client's API:
+
+    async with luxdb.client.connect("127.0.0.1", 8484, secret) as client:
+        await client.create_index("docs", "cosine", 384)
+        await client.init_index("docs", max_elements=100_000)
+        await client.add_items("docs", vectors, ids)
+        labels, distances = await client.query_index("docs", queries, k=10)
+
+Every operation is a coroutine; see luxdb._base.Operations for what each one does and
+luxdb.exceptions for the errors they raise. luxdb.sync_client has the same API, blocking.
+"""
+
+import contextlib
+
+import grpc
+import grpc.aio
+
+from luxdb._base import ClientBase, awaitable_operations
+from luxdb.exceptions import LuxDBError
+
+
+@awaitable_operations
+class Client(ClientBase):
+    """An asyncio LuxDB client: Client(host, port, secret, **options) (options: see
+    luxdb._base.ClientBase), then `await connect()` inside the event loop that will use it."""
+
+    async def connect(self):
+        """Opens the channel and proves the secret with one cheap call: a wrong secret raises
+        AuthenticationError (a RuntimeError) here, an unreachable server LuxDBError."""
+        if self._channel is None:
+            self._channel = self._open_channel(grpc.aio)
+        try:
+            await self._call(self._connect_probe())
+        except LuxDBError as error:
+            await self.quit()
+            raise self._connect_error(error) from None
+        return self
+
+    async def quit(self):
+        """Closes the channel (calls in flight are cancelled). connect() may follow."""
+        channel = self._forget_channel()
+        if channel is not None:
+            await channel.close()
+
+    async def _call(self, call):
+        try:
+            reply = await self._callable(call.method)(call.request, **self._call_arguments(call))
+        except grpc.RpcError as error:
+            raise self._error(error, call) from None
+        return call.decode(reply)
+
+    async def __aenter__(self):
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info):
+        await self.quit()
+
+
+@contextlib.asynccontextmanager
+async def connect(host, port, secret, **options):
+    """`async with connect(host, port, secret) as client:` a connected Client, quit on exit."""
+    client = Client(host, port, secret, **options)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.quit()

@@ -1,0 +1,65 @@
+"""The blocking LuxDB client (grpc), with the original LuxDB SyncClient's API:
+
+    with luxdb.sync_client.connect("127.0.0.1", 8484, secret) as client:
+        client.create_index("docs", "cosine", 384)
+        client.init_index("docs", max_elements=100_000)
+        client.add_items("docs", vectors, ids)
+        labels, distances = client.query_index("docs", queries, k=10)
+
+See luxdb._base.Operations for what each operation does and luxdb.exceptions for the errors
+they raise. A SyncClient may be shared by threads. luxdb.client is the asyncio version.
+"""
+
+import contextlib
+
+import grpc
+
+from luxdb._base import ClientBase
+from luxdb.exceptions import LuxDBError
+
+
+class SyncClient(ClientBase):
+    """A blocking LuxDB client: SyncClient(host, port, secret, **options) (options: see
+    luxdb._base.ClientBase), then connect()."""
+
+    def connect(self):
+        """Opens the channel and proves the secret with one cheap call: a wrong secret raises
+        AuthenticationError (a RuntimeError) here, an unreachable server LuxDBError."""
+        if self._channel is None:
+            self._channel = self._open_channel(grpc)
+        try:
+            self._call(self._connect_probe())
+        except LuxDBError as error:
+            self.quit()
+            raise self._connect_error(error) from None
+        return self
+
+    def quit(self):
+        """Closes the channel (calls in flight are cancelled). connect() may follow."""
+        channel = self._forget_channel()
+        if channel is not None:
+            channel.close()
+
+    def _call(self, call):
+        try:
+            reply = self._callable(call.method)(call.request, **self._call_arguments(call))
+        except grpc.RpcError as error:
+            raise self._error(error, call) from None
+        return call.decode(reply)
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc_info):
+        self.quit()
+
+
+@contextlib.contextmanager
+def connect(host, port, secret, **options):
+    """`with connect(host, port, secret) as client:` a connected SyncClient, quit on exit."""
+    client = SyncClient(host, port, secret, **options)
+    client.connect()
+    try:
+        yield client
+    finally:
+        client.quit()

@@ -1,0 +1,41 @@
+"""LuxDB's Python clients: luxdb.client (asyncio) and luxdb.sync_client (blocking).
+
+Against a server started with ./run.sh, which keeps its generated secret in data/secret:
+    LUXDB_SECRET=$(cat data/secret) PYTHONPATH=build/python /usr/bin/python3 examples/python_client.py
+Optional arguments: HOST PORT.
+"""
+import asyncio
+import os
+import sys
+
+import numpy as np
+
+import luxdb.client
+import luxdb.sync_client
+from luxdb.exceptions import IndexDoesNotExistException
+
+host, port = (sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2 else ("127.0.0.1", 8484)
+secret = os.environ["LUXDB_SECRET"]
+vectors = np.random.default_rng(7).random((1000, 16), dtype=np.float32)
+
+
+async def main():
+    async with luxdb.client.connect(host, port, secret) as client:
+        if await client.index_exists("example"):
+            await client.delete_index("example")
+        await client.create_index("example", "cosine", 16)
+        await client.init_index("example", max_elements=10_000)
+        await client.add_items("example", vectors, np.arange(1000))
+        labels, distances = await client.query_index("example", vectors[:2], k=3)
+        print("nearest:", labels.tolist())  # each vector finds itself first
+
+
+asyncio.run(main())
+
+with luxdb.sync_client.connect(host, port, secret) as client:
+    print("count:", client.count("example"), "info:", client.info("example"))
+    print("vector 0 starts", client.get_items("example", [0])[0, :3])
+    try:
+        client.count("missing")
+    except IndexDoesNotExistException as error:  # a RuntimeError, as in the original client
+        print("error:", error)

@@ -1,0 +1,793 @@
+// Tests of the C++ client: luxdb::Client against a real LuxServer in this process (every
+// method's success path, errors arriving with the server's code and message, the secret proved
+// at Connect, deadlines), and the pieces of the `luxdb` tool that are a library: the vector
+// file readers, the IDS parser, the number and JSON formatting and the progress line.
+#include "luxdb/client.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "cli/command_line.h"
+#include "cli/id_list.h"
+#include "cli/output.h"
+#include "cli/progress.h"
+#include "cli/vector_file.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_support.h"
+
+namespace luxdb {
+namespace {
+
+using ::luxdb::testing::TempDir;
+using ::luxdb::testing::TestServer;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::FloatEq;
+using ::testing::HasSubstr;
+using ::testing::Pointwise;
+
+// Deterministic vectors: row i of dimension `dim`, distinct per row.
+std::vector<float> Rows(size_t n, uint32_t dim, float scale = 1.0f) {
+  std::vector<float> out(n * dim);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = scale * static_cast<float>(std::sin(0.37 * static_cast<double>(i) + 0.11 * (i / dim)));
+  }
+  return out;
+}
+
+std::vector<uint64_t> Iota(size_t n, uint64_t first = 0) {
+  std::vector<uint64_t> ids(n);
+  std::iota(ids.begin(), ids.end(), first);
+  return ids;
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<TestServer>(dir_.path());
+    absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(server_->ConnectOptions());
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+  }
+
+  // A created and initialised index.
+  void MakeIndex(const std::string& name, Space space, uint32_t dim, uint64_t max_elements) {
+    ASSERT_TRUE(db_->CreateIndex(name, space, dim).ok());
+    ASSERT_TRUE(db_->InitIndex(name, {.max_elements = max_elements}).ok());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Client> db_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Connect
+
+TEST_F(ClientTest, ConnectWithAWrongSecretFailsAtConnectWithUnauthenticated) {
+  ConnectOptions options = server_->ConnectOptions();
+  options.secret = "not-the-secret";
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnauthenticated) << db.status();
+  EXPECT_THAT(db.status().message(),
+              AllOf(HasSubstr(server_->address()), HasSubstr("refused the secret"),
+                    HasSubstr("bad signature")));
+}
+
+TEST_F(ClientTest, ConnectWithOtherKdfIterationsFailsAtConnect) {
+  ConnectOptions options = server_->ConnectOptions();
+  options.kdf.iterations += 1;
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnauthenticated) << db.status();
+}
+
+TEST_F(ClientTest, ConnectWithoutASecretIsInvalidArgument) {
+  ConnectOptions options = server_->ConnectOptions();
+  options.secret.clear();
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kInvalidArgument) << db.status();
+  EXPECT_THAT(db.status().message(), HasSubstr("no secret"));
+}
+
+TEST_F(ClientTest, ConnectWithAnUnreadableTlsCaIsNotFound) {
+  ConnectOptions options = server_->ConnectOptions();
+  options.tls_ca_file = dir_.path() + "/no-such-ca.pem";
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kNotFound) << db.status();
+  EXPECT_THAT(db.status().message(), HasSubstr("no-such-ca.pem"));
+}
+
+// A loopback TCP port that accepts connections and never answers.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, 8), 0);
+    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(ClientTest, ConnectToAServerThatNeverAnswersGivesUpAfterConnectTimeout) {
+  SilentListener silent;
+  ConnectOptions options = server_->ConnectOptions();
+  options.port = silent.port();
+  options.connect_timeout = std::chrono::milliseconds(300);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kDeadlineExceeded) << db.status();
+  EXPECT_THAT(db.status().message(), HasSubstr("no answer within 300 ms"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ClientTest, ConnectToAClosedPortIsUnavailableNamingTheAddress) {
+  int port = 0;
+  {
+    SilentListener closed_soon;  // a port that was free a moment ago
+    port = closed_soon.port();
+  }
+  ConnectOptions options = server_->ConnectOptions();
+  options.port = port;
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
+  EXPECT_THAT(db.status().message(), HasSubstr(absl::StrCat("127.0.0.1:", port)));
+}
+
+// TLS: a throw-away CA and a server certificate for 127.0.0.1, made by the openssl command.
+TEST(ClientTlsTest, ConnectVerifiesTheServerAgainstTheCaAtConnect) {
+  TempDir certs;
+  const std::string d = certs.path();
+  std::ofstream(d + "/server.ext") << "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n";
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  for (const std::string& command : {
+           absl::StrCat("openssl req -x509 ", ec, " -keyout ca.key -out ca.pem -days 2 ",
+                        "-subj '/CN=LuxDB client test CA'"),
+           absl::StrCat("openssl req -x509 ", ec, " -keyout other.key -out other.pem -days 2 ",
+                        "-subj '/CN=Unrelated CA'"),
+           absl::StrCat("openssl req -new ", ec, " -keyout server.key -out server.csr ",
+                        "-subj '/CN=127.0.0.1'"),
+           std::string("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+                       "-CAcreateserial -out server.pem -days 2 -extfile server.ext"),
+       }) {
+    ASSERT_EQ(std::system(absl::StrCat("cd '", d, "' && ", command, " >>openssl.log 2>&1").c_str()),
+              0)
+        << command;
+  }
+  TempDir data;
+  server::Options options = TestServer::DefaultOptions();
+  options.tls_cert = d + "/server.pem";
+  options.tls_key = d + "/server.key";
+  TestServer server(data.path(), options);
+
+  ConnectOptions trusting = server.ConnectOptions();
+  trusting.tls_ca_file = d + "/ca.pem";
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(trusting);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_TRUE((*db)->CreateIndex("over-tls", Space::kL2, 2).ok());
+
+  // A client trusting another CA, and a plaintext one, fail at Connect, not later.
+  ConnectOptions distrustful = trusting;
+  distrustful.tls_ca_file = d + "/other.pem";
+  distrustful.connect_timeout = std::chrono::seconds(5);
+  EXPECT_EQ(Client::Connect(distrustful).status().code(), absl::StatusCode::kUnavailable);
+  ConnectOptions plaintext = server.ConnectOptions();
+  plaintext.connect_timeout = std::chrono::seconds(5);
+  absl::Status refused = Client::Connect(plaintext).status();
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.message(), HasSubstr(server.address()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every method's success path
+
+TEST_F(ClientTest, CreateInitDescribeListExistsAndDelete) {
+  ASSERT_TRUE(db_->CreateIndex("b-docs", Space::kCosine, 8).ok());
+  ASSERT_TRUE(db_->CreateIndex("a-docs", Space::kIp, 3).ok());
+  EXPECT_EQ(db_->IndexExists("b-docs").value_or(false), true);
+  EXPECT_EQ(db_->IndexExists("nope").value_or(true), false);
+
+  absl::StatusOr<IndexInfo> fresh = db_->DescribeIndex("b-docs");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->name, "b-docs");
+  EXPECT_EQ(fresh->space, Space::kCosine);
+  EXPECT_EQ(fresh->dim, 8u);
+  EXPECT_FALSE(fresh->initialized);
+
+  ASSERT_TRUE(db_->InitIndex("b-docs", {.max_elements = 500, .ef_construction = 50, .m = 8}).ok());
+  absl::StatusOr<IndexInfo> info = db_->DescribeIndex("b-docs");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->initialized);
+  EXPECT_EQ(info->max_elements, 500u);
+  EXPECT_EQ(info->ef_construction, 50u);
+  EXPECT_EQ(info->m, 8u);
+  EXPECT_EQ(info->element_count, 0u);
+
+  absl::StatusOr<std::vector<IndexInfo>> all = db_->ListIndexes();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "a-docs");
+  EXPECT_EQ((*all)[0].space, Space::kIp);
+  EXPECT_EQ((*all)[0].dim, 3u);
+  EXPECT_EQ((*all)[1].name, "b-docs");
+  EXPECT_EQ((*all)[1].m, 8u);
+
+  ASSERT_TRUE(db_->DeleteIndex("b-docs").ok());
+  EXPECT_EQ(db_->IndexExists("b-docs").value_or(true), false);
+  EXPECT_EQ(db_->ListIndexes()->size(), 1u);
+}
+
+TEST_F(ClientTest, AddQueryGetIdsAndGetElements) {
+  constexpr uint32_t kDim = 8;
+  constexpr size_t kRows = 300;
+  MakeIndex("docs", Space::kL2, kDim, 1000);
+  const std::vector<float> vectors = Rows(kRows, kDim);
+  absl::StatusOr<uint64_t> added = db_->AddItems("docs", vectors, Iota(kRows, 1000));
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(*added, kRows);
+  EXPECT_EQ(db_->DescribeIndex("docs")->element_count, kRows);
+
+  // Each of the first 50 rows finds itself, at distance 0, then something farther.
+  std::span<const float> queries(vectors.data(), 50 * kDim);
+  absl::StatusOr<QueryResult> result = db_->QueryIndex("docs", queries, 5, /*ef=*/100);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->k, 5u);
+  ASSERT_EQ(result->rows(), 50u);
+  for (size_t row = 0; row < 50; ++row) {
+    EXPECT_EQ(result->row_ids(row)[0], 1000 + row);
+    EXPECT_FLOAT_EQ(result->row_distances(row)[0], 0.0f);
+    EXPECT_TRUE(
+        std::is_sorted(result->row_distances(row).begin(), result->row_distances(row).end()));
+  }
+
+  absl::StatusOr<std::vector<uint64_t>> ids = db_->GetIds("docs");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, Iota(kRows, 1000));
+
+  const std::vector<uint64_t> wanted = {1007, 1000, 1299};
+  absl::StatusOr<Vectors> back = db_->GetElements("docs", wanted);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->dim, kDim);
+  ASSERT_EQ(back->rows(), 3u);
+  std::span<const float> all(vectors);
+  EXPECT_THAT(back->row(0), ElementsAreArray(all.subspan(7 * kDim, kDim)));
+  EXPECT_THAT(back->row(1), ElementsAreArray(all.subspan(0, kDim)));
+  EXPECT_THAT(back->row(2), ElementsAreArray(all.subspan(299 * kDim, kDim)));
+}
+
+TEST_F(ClientTest, QueryPadsMissingSlotsWithTheDocumentedValues) {
+  MakeIndex("small", Space::kL2, 2, 10);
+  const std::vector<float> vectors = {0, 0, 1, 0};
+  ASSERT_TRUE(db_->AddItems("small", vectors, Iota(2, 7)).ok());
+  absl::StatusOr<QueryResult> result = db_->QueryIndex("small", std::vector<float>{0, 0}, 4);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->ids, ElementsAre(7, 8, kMissingId, kMissingId));
+  EXPECT_EQ(result->distances[0], 0.0f);
+  EXPECT_EQ(result->distances[1], 1.0f);
+  EXPECT_EQ(result->distances[2], kMissingDistance);
+  EXPECT_TRUE(std::isinf(result->distances[3]));
+}
+
+TEST_F(ClientTest, CosineIndexesReturnNormalisedVectors) {
+  MakeIndex("cos", Space::kCosine, 2, 10);
+  ASSERT_TRUE(db_->AddItems("cos", std::vector<float>{3, 4}, std::vector<uint64_t>{1}).ok());
+  absl::StatusOr<Vectors> back = db_->GetElements("cos", std::vector<uint64_t>{1});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_THAT(back->data, Pointwise(FloatEq(), std::vector<float>{0.6f, 0.8f}));
+}
+
+TEST_F(ClientTest, SetEfDeleteItemsAndResize) {
+  MakeIndex("docs", Space::kL2, 4, 20);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(10, 4), Iota(10)).ok());
+
+  ASSERT_TRUE(db_->SetEf("docs", 77).ok());
+  EXPECT_EQ(db_->DescribeIndex("docs")->ef, 77u);
+
+  absl::StatusOr<uint64_t> deleted = db_->DeleteItems("docs", std::vector<uint64_t>{2, 3});
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 2u);
+  // Deleting them again deletes nothing new.
+  EXPECT_EQ(db_->DeleteItems("docs", std::vector<uint64_t>{2, 3}).value_or(99), 0u);
+  EXPECT_THAT(*db_->GetIds("docs"), ElementsAre(0, 1, 4, 5, 6, 7, 8, 9));
+  absl::StatusOr<IndexInfo> info = db_->DescribeIndex("docs");
+  EXPECT_EQ(info->element_count, 8u);
+  EXPECT_EQ(info->deleted_count, 2u);
+
+  ASSERT_TRUE(db_->ResizeIndex("docs", 5000).ok());
+  EXPECT_EQ(db_->DescribeIndex("docs")->max_elements, 5000u);
+}
+
+TEST_F(ClientTest, ManyThreadsShareOneClient) {
+  MakeIndex("docs", Space::kL2, 4, 10000);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures = 0;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int batch = 0; batch < 5; ++batch) {
+        const uint64_t first = (t * 5 + batch) * 100;
+        if (!db_->AddItems("docs", Rows(100, 4, 1.0f + first), Iota(100, first)).ok()) ++failures;
+        if (!db_->QueryIndex("docs", Rows(3, 4), 2).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(db_->DescribeIndex("docs")->element_count, 2000u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: the server's code and message, unchanged
+
+TEST_F(ClientTest, EveryMethodNamingAnUnknownIndexIsNotFoundNamingIt) {
+  const std::string name = "missing-index";
+  const std::vector<float> one = {1, 2};
+  const std::vector<uint64_t> id = {1};
+  const std::vector<absl::Status> statuses = {
+      db_->InitIndex(name, {.max_elements = 10}),
+      db_->DeleteIndex(name),
+      db_->DescribeIndex(name).status(),
+      db_->SetEf(name, 10),
+      db_->AddItems(name, one, id).status(),
+      db_->DeleteItems(name, id).status(),
+      db_->QueryIndex(name, one, 1).status(),
+      db_->ResizeIndex(name, 10),
+      db_->GetIds(name).status(),
+      db_->GetElements(name, id).status(),
+  };
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    EXPECT_EQ(statuses[i].code(), absl::StatusCode::kNotFound)
+        << "call " << i << ": " << statuses[i];
+    EXPECT_EQ(statuses[i].message(), "index 'missing-index' does not exist") << "call " << i;
+  }
+}
+
+TEST_F(ClientTest, ServerErrorsKeepTheirCodeAndMessage) {
+  ASSERT_TRUE(db_->CreateIndex("docs", Space::kL2, 3).ok());
+  absl::Status taken = db_->CreateIndex("docs", Space::kIp, 3);
+  EXPECT_EQ(taken.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(taken.message(), "index 'docs' already exists");
+
+  absl::Status uninitialised =
+      db_->AddItems("docs", std::vector<float>{1, 2, 3}, std::vector<uint64_t>{1}).status();
+  EXPECT_EQ(uninitialised.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(uninitialised.message(), HasSubstr("index 'docs' is not initialised"));
+
+  ASSERT_TRUE(db_->InitIndex("docs", {.max_elements = 2}).ok());
+  absl::Status twice = db_->InitIndex("docs", {.max_elements = 2});
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(twice.message(), HasSubstr("already initialised"));
+
+  absl::Status short_vector =
+      db_->AddItems("docs", std::vector<float>{1, 2}, std::vector<uint64_t>{1}).status();
+  EXPECT_EQ(short_vector.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(short_vector.message(), "index 'docs' has dimension 3: 1 ids need 3 floats, got 2");
+
+  absl::Status full = db_->AddItems("docs", Rows(3, 3), std::vector<uint64_t>{1, 2, 3}).status();
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("index 'docs' is full"));
+
+  absl::Status bad_k = db_->QueryIndex("docs", std::vector<float>{1, 2, 3}, 0).status();
+  EXPECT_EQ(bad_k.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad_k.message(), "k must be between 1 and 10000, got 0");
+
+  absl::Status absent = db_->GetElements("docs", std::vector<uint64_t>{42}).status();
+  EXPECT_EQ(absent.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(absent.message(), HasSubstr("has no item with id 42"));
+
+  ASSERT_TRUE(db_->AddItems("docs", Rows(2, 3), std::vector<uint64_t>{1, 2}).ok());
+  absl::Status shrink = db_->ResizeIndex("docs", 1);
+  EXPECT_EQ(shrink.code(), absl::StatusCode::kFailedPrecondition) << shrink;
+
+  absl::Status bad_name = db_->CreateIndex("bad name!", Space::kL2, 3);
+  EXPECT_EQ(bad_name.code(), absl::StatusCode::kInvalidArgument) << bad_name;
+}
+
+TEST_F(ClientTest, CallsFailWithUnavailableOnceTheServerIsGone) {
+  server_->Stop();
+  absl::Status gone = db_->ListIndexes().status();
+  EXPECT_EQ(gone.code(), absl::StatusCode::kUnavailable) << gone;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines
+
+TEST_F(ClientTest, PerCallTimeoutEndsASlowCallWithDeadlineExceeded) {
+  constexpr uint32_t kDim = 64;
+  MakeIndex("slow", Space::kL2, kDim, 4000);
+  ASSERT_TRUE(db_->AddItems("slow", Rows(4000, kDim), Iota(4000)).ok());
+  const std::vector<float> queries = Rows(4000, kDim, 0.5f);
+  // 4,000 queries at k=100, ef=1000 take far longer than a millisecond.
+  absl::Status late =
+      db_->QueryIndex("slow", queries, 100, 1000, {.timeout = std::chrono::milliseconds(1)})
+          .status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kDeadlineExceeded) << late;
+  // Without the deadline the same call succeeds.
+  EXPECT_TRUE(db_->QueryIndex("slow", std::span(queries).subspan(0, kDim), 100, 1000).ok());
+}
+
+TEST_F(ClientTest, ConnectOptionsCallTimeoutIsEveryCallsDefault) {
+  ConnectOptions options = server_->ConnectOptions();
+  options.call_timeout = std::chrono::milliseconds(1);
+  options.connect_timeout = std::chrono::seconds(10);
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(options);
+  ASSERT_TRUE(db.ok()) << db.status();
+  constexpr uint32_t kDim = 64;
+  MakeIndex("slow", Space::kL2, kDim, 4000);
+  ASSERT_TRUE(db_->AddItems("slow", Rows(4000, kDim), Iota(4000)).ok());
+  absl::Status late = (*db)->QueryIndex("slow", Rows(4000, kDim, 0.5f), 100, 1000).status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kDeadlineExceeded) << late;
+  // A call's own timeout wins over the default.
+  EXPECT_TRUE((*db)->ListIndexes({.timeout = std::chrono::seconds(30)}).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector files
+
+class VectorFileTest : public ::testing::Test {
+ protected:
+  std::string Write(const std::string& name, const std::string& bytes) {
+    const std::string path = dir_.path() + "/" + name;
+    std::ofstream out(path, std::ios::binary);
+    out << bytes;
+    return path;
+  }
+
+  // A .npy file as numpy writes it: format 1.0 (2-byte header length) or 2.0 (4-byte), the
+  // header padded so that the data starts at a multiple of 64 bytes.
+  std::string WriteNpy(const std::string& name, const std::string& descr, const std::string& shape,
+                       const std::string& data, bool fortran = false, int version = 1) {
+    const size_t prefix = version == 1 ? 10 : 12;
+    std::string header =
+        absl::StrCat("{'descr': '", descr, "', 'fortran_order': ", fortran ? "True" : "False",
+                     ", 'shape': ", shape, ", }");
+    while ((prefix + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::string bytes = "\x93NUMPY";
+    bytes += static_cast<char>(version);
+    bytes += '\x00';
+    for (size_t i = 0; i < prefix - 8; ++i) bytes += static_cast<char>(header.size() >> (8 * i));
+    return Write(name, bytes + header + data);
+  }
+
+  template <typename T>
+  static std::string Bytes(const std::vector<T>& values) {
+    return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+  }
+
+  static std::string Fvecs(const std::vector<std::vector<float>>& rows) {
+    std::string bytes;
+    for (const std::vector<float>& row : rows) {
+      const int32_t dim = static_cast<int32_t>(row.size());
+      bytes.append(reinterpret_cast<const char*>(&dim), sizeof(dim));
+      bytes += Bytes(row);
+    }
+    return bytes;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(VectorFileTest, NpyFloat32IsReadAsIs) {
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6.5f};
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(WriteNpy("a.npy", "<f4", "(2, 3)", Bytes(values)));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->dim, 3u);
+  EXPECT_EQ(file->rows, 2u);
+  EXPECT_EQ(file->data, values);
+}
+
+TEST_F(VectorFileTest, NpyFormatVersion2IsRead) {
+  const std::vector<float> values = {1, 2, 3, 4};
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(WriteNpy("v2.npy", "<f4", "(1, 4)", Bytes(values), false, 2));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->data, values);
+  file = cli::ReadVectorFile(WriteNpy("v9.npy", "<f4", "(1, 4)", Bytes(values), false, 9));
+  EXPECT_THAT(file.status().message(), HasSubstr("has .npy format version 9.0"));
+}
+
+TEST_F(VectorFileTest, NpyFloat64IsConvertedToFloat32) {
+  const std::vector<double> values = {0.1, -2, 1e-3, 4};
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(WriteNpy("a.npy", "<f8", "(2, 2)", Bytes(values)));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->dim, 2u);
+  EXPECT_THAT(file->data, ElementsAre(0.1f, -2.0f, 1e-3f, 4.0f));
+}
+
+TEST_F(VectorFileTest, NpyFloat64BeyondFloat32RangeIsRefusedNamingTheRow) {
+  const std::vector<double> values = {1, 2, 3, 1e300};
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(WriteNpy("a.npy", "<f8", "(2, 2)", Bytes(values)));
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(), HasSubstr("row 1 component 1"));
+}
+
+TEST_F(VectorFileTest, NpyOfOtherDtypesShapesAndOrdersIsRefusedNamingThem) {
+  struct Case {
+    std::string descr, shape, data;
+    bool fortran;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"<i8", "(2, 2)", std::string(32, '\0'), false, "dtype int64 ('<i8')"},
+      {"|u1", "(2, 2)", std::string(4, '\0'), false, "dtype uint8 ('|u1')"},
+      {"<f2", "(2, 2)", std::string(8, '\0'), false, "dtype float16 ('<f2')"},
+      {">f4", "(2, 2)", std::string(16, '\0'), false, "big-endian float32 ('>f4')"},
+      {"<f4", "(4,)", std::string(16, '\0'), false, "shape (4,)"},
+      {"<f4", "(2, 2, 2)", std::string(32, '\0'), false, "shape (2, 2, 2)"},
+      {"<f4", "(2, 3)", std::string(24, '\0'), true, "Fortran-order"},
+      {"<f4", "(2, 3)", std::string(20, '\0'), false,
+       "truncated or damaged: shape (2, 3) float32 needs 2 x 12 bytes of data, the file holds "
+       "20"},
+      {"<f4", "(2, 0)", "", false, "shape (2, 0) has dimension 0"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<cli::VectorFile> file =
+        cli::ReadVectorFile(WriteNpy("bad.npy", c.descr, c.shape, c.data, c.fortran));
+    EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_THAT(file.status().message(), AllOf(HasSubstr("bad.npy"), HasSubstr(c.expected)));
+  }
+  absl::StatusOr<cli::VectorFile> not_npy = cli::ReadVectorFile(Write("x.npy", "hello world!"));
+  EXPECT_THAT(not_npy.status().message(), HasSubstr("is not a .npy file"));
+}
+
+TEST_F(VectorFileTest, NonFiniteValuesAreRefusedNamingTheRow) {
+  const std::vector<float> values = {1, 2, 3, std::numeric_limits<float>::quiet_NaN()};
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(WriteNpy("a.npy", "<f4", "(2, 2)", Bytes(values)));
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(), HasSubstr("row 1 component 1 is nan"));
+}
+
+TEST_F(VectorFileTest, FvecsIsRead) {
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(Write("a.fvecs", Fvecs({{1, 2, 3}, {4, 5, 6}, {7, 8, 9}})));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->dim, 3u);
+  EXPECT_EQ(file->rows, 3u);
+  EXPECT_THAT(file->data, ElementsAre(1, 2, 3, 4, 5, 6, 7, 8, 9));
+}
+
+TEST_F(VectorFileTest, MalformedFvecsIsRefusedNamingTheProblem) {
+  // Same size as two rows of dimension 3, but the second row claims dimension 2.
+  std::string ragged = Fvecs({{1, 2, 3}, {4, 5, 6}});
+  const int32_t two = 2;
+  std::memcpy(ragged.data() + 16, &two, sizeof(two));
+  absl::StatusOr<cli::VectorFile> file = cli::ReadVectorFile(Write("r.fvecs", ragged));
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(), HasSubstr("row 1 has dimension 2, row 0 has 3"));
+
+  const std::string whole = Fvecs({{1, 2, 3}, {4, 5, 6}});
+  file = cli::ReadVectorFile(Write("t.fvecs", whole.substr(0, whole.size() - 1)));
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(),
+              HasSubstr("31 bytes are not a whole number of rows of dimension 3"));
+
+  file = cli::ReadVectorFile(Write("e.fvecs", ""));
+  EXPECT_THAT(file.status().message(), HasSubstr("is empty"));
+}
+
+TEST_F(VectorFileTest, CsvIsReadSkippingBlankLinesAndCarriageReturns) {
+  absl::StatusOr<cli::VectorFile> file =
+      cli::ReadVectorFile(Write("a.csv", "1, 2,3\r\n\n  -4.5,+5e-1, 6\n7,8,9"));
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->dim, 3u);
+  EXPECT_EQ(file->rows, 3u);
+  EXPECT_THAT(file->data, ElementsAre(1, 2, 3, -4.5f, 0.5f, 6, 7, 8, 9));
+}
+
+TEST_F(VectorFileTest, MalformedCsvIsRefusedNamingTheLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"1,2,3\n4,5\n", "line 2 has 2 values, line 1 has 3"},
+      {"1,2\n\n3,x\n", "line 3 column 2: 'x' is not a number"},
+      {"a,b\n1,2\n", "line 1 column 1: 'a' is not a number (a CSV file holds no header row)"},
+      {"1,,2\n", "line 1 column 2 is empty"},
+      {"1,nan\n", "line 1 column 2: 'nan' is not finite"},
+      {"1,1e39\n", "line 1 column 2: '1e39' is beyond float32's range"},
+      {"\n\n", "holds no vectors"},
+  };
+  for (const auto& [text, expected] : cases) {
+    absl::StatusOr<cli::VectorFile> file = cli::ReadVectorFile(Write("bad.csv", text));
+    EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument) << expected;
+    EXPECT_THAT(file.status().message(), AllOf(HasSubstr("bad.csv"), HasSubstr(expected)));
+  }
+}
+
+TEST_F(VectorFileTest, UnknownExtensionsAndMissingFilesAreRefused) {
+  absl::StatusOr<cli::VectorFile> file = cli::ReadVectorFile(Write("a.bin", "1,2"));
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(), HasSubstr(".npy, .fvecs and .csv"));
+  file = cli::ReadVectorFile(dir_.path() + "/absent.npy");
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(file.status().message(), HasSubstr("absent.npy"));
+}
+
+TEST_F(VectorFileTest, ReadBatchStreamsEveryRowOnceInOrder) {
+  std::vector<float> values(7 * 2);
+  std::iota(values.begin(), values.end(), 0.0f);
+  for (const std::string& path :
+       {WriteNpy("s.npy", "<f4", "(7, 2)", Bytes(values)),
+        Write("s.fvecs", Fvecs({{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}})),
+        Write("s.csv", "0,1\n2,3\n4,5\n6,7\n8,9\n10,11\n12,13\n")}) {
+    absl::StatusOr<std::unique_ptr<cli::VectorReader>> reader = cli::VectorReader::Open(path);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    EXPECT_EQ((*reader)->rows(), 7u) << path;
+    std::vector<float> all;
+    std::vector<size_t> sizes;
+    std::vector<float> batch;
+    while (true) {
+      absl::StatusOr<size_t> n = (*reader)->ReadBatch(3, &batch);
+      ASSERT_TRUE(n.ok()) << n.status();
+      if (*n == 0) break;
+      sizes.push_back(*n);
+      all.insert(all.end(), batch.begin(), batch.end());
+    }
+    EXPECT_THAT(sizes, ElementsAre(3, 3, 1)) << path;
+    EXPECT_EQ(all, values) << path;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tool's small pieces
+
+TEST(CommandLineTest, GlobalOptionsGoAnywhereAndArgumentsAreTyped) {
+  absl::StatusOr<cli::Invocation> inv =
+      cli::ParseCommandLine({"query", "docs", "--port=9000", "q.npy", "-k", "5", "--secret", "s",
+                             "--host", "db.example", "--json", "--ef", "40", "--timeout", "2.5"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->command, "query");
+  EXPECT_THAT(inv->operands, ElementsAre("docs", "q.npy"));
+  EXPECT_EQ(inv->connect.host, "db.example");
+  EXPECT_EQ(inv->connect.port, 9000);
+  EXPECT_EQ(inv->connect.secret, "s");
+  EXPECT_EQ(inv->connect.call_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(inv->k, 5u);
+  EXPECT_EQ(inv->ef, 40u);
+  EXPECT_TRUE(inv->json);
+
+  inv = cli::ParseCommandLine({"--secret", "s", "init", "docs", "--max-elements", "100", "-M", "8",
+                               "--ef-construction=50"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->init.max_elements, 100u);
+  EXPECT_EQ(inv->init.m, 8u);
+  EXPECT_EQ(inv->init.ef_construction, 50u);
+
+  inv = cli::ParseCommandLine({"--secret", "s", "delete", "docs", "3,7-9"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_THAT(inv->ids, ElementsAre(3, 7, 8, 9));
+
+  inv = cli::ParseCommandLine({"--secret", "s", "token", "--method", "luxdb.v1.LuxDB/GetIds"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->method, "/luxdb.v1.LuxDB/GetIds");
+}
+
+TEST(CommandLineTest, UsageErrorsAreRefusedNamingTheProblem) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--secret", "s"}, "missing command"},
+      {{"--secret", "s", "vacuum"}, "unknown command 'vacuum'"},
+      {{"--secret", "s", "list", "--frob"}, "unknown option '--frob'"},
+      {{"--secret", "s", "list", "--dim", "3"}, "--dim is not an option of 'list'"},
+      {{"--secret", "s", "info"}, "'info' takes NAME, got 0 arguments"},
+      {{"--secret", "s", "add", "docs"}, "luxdb add NAME FILE"},
+      {{"--secret", "s", "create", "docs", "--dim", "3"}, "'create' needs --space"},
+      {{"--secret", "s", "create", "docs", "--space", "hamming", "--dim", "3"},
+       "--space must be l2, ip or cosine, got 'hamming'"},
+      {{"--secret", "s", "create", "docs", "--space", "l2", "--dim", "-3"},
+       "--dim needs a whole number"},
+      {{"--secret", "s", "resize", "docs", "lots"}, "N needs a whole number"},
+      {{"--secret", "s", "--port", "70000", "list"}, "--port needs a whole number from 1 to 65535"},
+      {{"--secret", "s", "get", "docs", "9-1"}, "range '9-1' in IDS goes down"},
+      {{"--secret", "s", "query", "docs", "q.npy"}, "'query' needs -k"},
+      {{"--secret", "s", "list", "--host"}, "--host needs a value"},
+      {{"--secret", "s", "list", "--json=yes"}, "--json takes no value"},
+      {{"--secret", "s", "--tls-cert", "c.pem", "list"}, "--tls-cert and --tls-key go together"},
+      {{"--secret-file", "/nonexistent/secret", "list"}, "cannot read secret file"},
+  };
+  for (const auto& [args, expected] : cases) {
+    absl::StatusOr<cli::Invocation> inv = cli::ParseCommandLine(args);
+    EXPECT_EQ(inv.status().code(), absl::StatusCode::kInvalidArgument) << expected;
+    EXPECT_THAT(inv.status().message(), HasSubstr(expected));
+  }
+}
+
+TEST(CommandLineTest, TheSecretComesFromTheFlagTheFileOrTheEnvironment) {
+  TempDir dir;
+  const std::string file = dir.path() + "/secret";
+  std::ofstream(file) << "  from-file\n";
+  ASSERT_EQ(setenv("LUXDB_SECRET", "from-env", 1), 0);
+  EXPECT_EQ(cli::ParseCommandLine({"list"})->connect.secret, "from-env");
+  EXPECT_EQ(cli::ParseCommandLine({"--secret-file", file, "list"})->connect.secret, "from-file");
+  EXPECT_EQ(
+      cli::ParseCommandLine({"--secret", "flag", "--secret-file", file, "list"})->connect.secret,
+      "flag");
+  ASSERT_EQ(unsetenv("LUXDB_SECRET"), 0);
+  absl::StatusOr<cli::Invocation> none = cli::ParseCommandLine({"list"});
+  EXPECT_THAT(none.status().message(), HasSubstr("no secret"));
+  EXPECT_TRUE(cli::ParseCommandLine({"--insecure", "list"}).ok());
+}
+
+TEST(IdListTest, ParsesIdsAndRangesInOrder) {
+  EXPECT_THAT(*cli::ParseIdList("1,5,10-13"), ElementsAre(1, 5, 10, 11, 12, 13));
+  EXPECT_THAT(*cli::ParseIdList(" 7 , 3-3 "), ElementsAre(7, 3));
+  EXPECT_THAT(*cli::ParseIdList("18446744073709551614"), ElementsAre(18446744073709551614u));
+}
+
+TEST(IdListTest, RefusesMalformedListsNamingTheItem) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "IDS is empty"},
+      {"1,,2", "has an empty item"},
+      {"1,x", "'x' in IDS is not an id"},
+      {"-3", "'-3' in IDS is not an id"},
+      {"5-3", "range '5-3' in IDS goes down"},
+      {"1-2-3", "'1-2-3' in IDS is not an id"},
+      {"0-18446744073709551615", "more than 10000000 ids"},
+  };
+  for (const auto& [text, expected] : cases) {
+    absl::StatusOr<std::vector<uint64_t>> ids = cli::ParseIdList(text);
+    EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(ids.status().message(), HasSubstr(expected)) << text;
+  }
+  EXPECT_THAT(cli::ParseIdList("1-5,7", 5).status().message(), HasSubstr("more than 5 ids"));
+  EXPECT_TRUE(cli::ParseIdList("1-5", 5).ok());
+}
+
+TEST(OutputTest, PaddingSlotsAreNullInJsonAndFloatsRoundTrip) {
+  EXPECT_EQ(cli::JsonId(kMissingId), "null");
+  EXPECT_EQ(cli::JsonId(17), "17");
+  EXPECT_EQ(cli::JsonFloat(kMissingDistance), "null");
+  EXPECT_EQ(cli::JsonFloat(std::numeric_limits<float>::quiet_NaN()), "null");
+  EXPECT_EQ(cli::JsonFloat(0.1f), "0.1");
+  EXPECT_EQ(cli::FormatFloat(0.57161224f), "0.57161224");
+  EXPECT_EQ(cli::FormatFloat(kMissingDistance), "inf");
+  EXPECT_EQ(cli::JsonFloats(std::vector<float>{1, 2.5f, kMissingDistance}), "[1, 2.5, null]");
+  EXPECT_EQ(cli::JsonString("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+}
+
+TEST(ProgressTest, LineShowsPercentRateAndEta) {
+  const std::string mid = cli::RenderProgress(2500, 10000, 2.0, 100);
+  EXPECT_THAT(mid, AllOf(HasSubstr(" 25%"), HasSubstr("2,500/10,000 vectors"),
+                         HasSubstr("1,250 vectors/s"), HasSubstr("ETA 0:06"), HasSubstr("[##")));
+  EXPECT_LE(mid.size(), 99u);
+  const std::string done = cli::RenderProgress(10000, 10000, 65.0, 100);
+  EXPECT_THAT(done, AllOf(HasSubstr("100%"), HasSubstr("in 1:05")));
+  EXPECT_LE(cli::RenderProgress(1, 10, 1.0, 30).size(), 29u);
+  EXPECT_EQ(cli::FormatDuration(3725), "1:02:05");
+  EXPECT_EQ(cli::WithThousands(1234567), "1,234,567");
+}
+
+}  // namespace
+}  // namespace luxdb

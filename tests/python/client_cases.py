@@ -1,0 +1,253 @@
+"""Scenarios that both Python clients must pass, written once against awaitable methods:
+test_client_async.py runs them on luxdb.client.Client, test_client_sync.py on
+luxdb.sync_client.SyncClient seen through `Awaitable`.
+"""
+
+import math
+
+import grpc
+import numpy as np
+import pytest
+
+from luxdb.exceptions import (IndexAlreadyExistsException, IndexDoesNotExistException,
+                              IndexNotInitializedException, InvalidArgumentError,
+                              ItemDoesNotExistException, KNNBaseException, LuxDBError,
+                              UnknownSpaceException)
+
+MISSING_LABEL = 2**64 - 1
+
+
+class Awaitable:
+    """A SyncClient whose methods return awaitables, so the scenarios below drive it too."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        async def call(*args, **kwargs):
+            return method(*args, **kwargs)
+
+        return call
+
+
+def assert_server_error(info, cls, code, *fragments):
+    """`info` (a pytest.raises result) holds a `cls` with gRPC `code` whose message holds
+    every fragment; every LuxDB error is a RuntimeError."""
+    error = info.value
+    assert type(error) is cls, f"{type(error).__name__}: {error}"
+    assert isinstance(error, LuxDBError) and isinstance(error, KNNBaseException)
+    assert isinstance(error, RuntimeError)
+    assert error.code == code
+    for fragment in fragments:
+        assert fragment in error.details, error.details
+        assert fragment in str(error)
+
+
+async def index_lifecycle(db):
+    assert await db.get_indexes() == []
+    assert await db.index_exists("docs") is False
+    assert await db.create_index("docs", "ip", 8) is True
+    assert await db.index_exists("docs") is True
+    assert await db.get_indexes() == ["docs"]
+    before = await db.info("docs")
+    assert (before["space"], before["dim"], before["initialized"]) == ("ip", 8, False)
+
+    assert await db.init_index("docs", 50, ef_construction=40, M=6) is None
+    assert await db.info("docs") == {
+        "space": "ip", "dim": 8, "M": 6, "ef_construction": 40, "ef": 10, "max_elements": 50,
+        "element_count": 0, "deleted_count": 0, "initialized": True,
+    }
+    assert await db.get_ef_construction("docs") == 40
+    assert await db.max_elements("docs") == 50
+    assert await db.count("docs") == 0
+    assert await db.get_ef("docs") == 10
+    assert await db.set_ef("docs", 77) is None
+    assert await db.get_ef("docs") == 77
+    assert await db.resize_index("docs", 500) is None
+    assert await db.max_elements("docs") == 500
+
+    assert await db.create_index("other", "cosine", 3) is True
+    await db.init_index("other", 10)  # ef_construction and M default to hnswlib's 200 and 16
+    assert (await db.get_ef_construction("other"), (await db.info("other"))["M"]) == (200, 16)
+    assert sorted(await db.get_indexes()) == ["docs", "other"]
+    assert await db.delete_index("docs") is None
+    assert await db.index_exists("docs") is False
+    assert await db.get_indexes() == ["other"]
+
+
+POINTS = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 4]],
+                  dtype=np.float32)
+
+
+async def add_query_read_delete(db):
+    await db.create_index("pts", "l2", 4)
+    await db.init_index("pts", 10)
+    assert await db.add_items("pts", POINTS[0], 10) is None  # one vector, one id
+    await db.add_items("pts", POINTS[1:].tolist(), [11, 12, 13, 14])  # Python lists
+    assert await db.count("pts") == 5
+
+    labels, distances = await db.query_index("pts", [0.9, 0, 0, 0], 2)  # one 1-D vector
+    assert labels.shape == distances.shape == (1, 2)
+    assert labels.dtype == np.uint64 and distances.dtype == np.float32
+    assert labels.tolist() == [[11, 10]]
+    np.testing.assert_allclose(distances, [[0.01, 0.81]], rtol=1e-5)  # squared L2
+
+    labels, distances = await db.query_index("pts", POINTS[[3, 4, 1]], k=1)  # many
+    assert labels.shape == (3, 1) and labels.tolist() == [[13], [14], [11]]
+    assert distances.tolist() == [[0.0], [0.0], [0.0]]
+
+    # More neighbours than items: the row is padded.
+    labels, distances = await db.query_index("pts", POINTS[0], k=7)
+    assert sorted(labels[0, :5].tolist()) == [10, 11, 12, 13, 14]
+    assert labels[0, 5:].tolist() == [MISSING_LABEL] * 2
+    assert all(math.isinf(d) for d in distances[0, 5:])
+
+    labels, distances = await db.query_index("pts", np.empty((0, 4)), 3)  # no queries
+    assert labels.shape == distances.shape == (0, 3)
+    assert await db.add_items("pts", np.empty((0, 4)), []) is None
+
+    items = await db.get_items("pts", [14, 10])
+    assert items.dtype == np.float32 and items.shape == (2, 4)
+    np.testing.assert_array_equal(items, POINTS[[4, 0]])
+    np.testing.assert_array_equal(await db.get_items("pts", np.uint64(12)), POINTS[[2]])
+    assert (await db.get_items("pts", [])).shape == (0, 4)
+
+    ids = await db.get_ids("pts")
+    assert ids.dtype == np.uint64 and ids.tolist() == [10, 11, 12, 13, 14]
+
+    assert await db.delete_item("pts", 12) is None
+    assert await db.count("pts") == 4
+    assert (await db.info("pts"))["deleted_count"] == 1
+    assert (await db.get_ids("pts")).tolist() == [10, 11, 13, 14]
+    labels, _ = await db.query_index("pts", POINTS[2], 1)
+    assert labels[0, 0] != 12
+
+    # Adding an id again replaces its vector; ids up to 2**64 - 2 are allowed.
+    await db.add_items("pts", [[5, 5, 5, 5], [1, 1, 1, 1]], np.array([11, 2**64 - 2], np.uint64))
+    np.testing.assert_array_equal(await db.get_items("pts", [11, 2**64 - 2]),
+                                  [[5, 5, 5, 5], [1, 1, 1, 1]])
+    assert await db.count("pts") == 5
+    assert await db.delete_items("pts", [10, 13]) == 2
+
+
+async def cosine_and_inner_product(db):
+    await db.create_index("cos", "cosine", 2)
+    await db.init_index("cos", 5)
+    await db.add_items("cos", [[3, 4]], [1])
+    np.testing.assert_allclose(await db.get_items("cos", [1]), [[0.6, 0.8]], rtol=1e-6)
+    _, distances = await db.query_index("cos", [2, 0], 1)
+    np.testing.assert_allclose(distances, [[0.4]], rtol=1e-5)  # 1 - cos
+
+    await db.create_index("dot", "IP", 2)  # spaces are case-insensitive
+    await db.init_index("dot", 5)
+    await db.add_items("dot", [[1, 2]], [5])
+    labels, distances = await db.query_index("dot", [[3, 1]], 1)
+    assert labels.tolist() == [[5]] and distances.tolist() == [[-4.0]]  # 1 - dot
+    assert (await db.info("dot"))["space"] == "ip"
+
+
+async def errors_map_to_exception_classes(db):
+    code = grpc.StatusCode
+    assert await db.create_index("e", "l2", 3) is True
+    with pytest.raises(IndexAlreadyExistsException) as info:
+        await db.create_index("e", "cosine", 5)
+    assert_server_error(info, IndexAlreadyExistsException, code.ALREADY_EXISTS, "'e'")
+    assert info.value.name == "e"
+
+    with pytest.raises(UnknownSpaceException) as info:  # refused before any call
+        await db.create_index("f", "euclid", 3)
+    assert_server_error(info, UnknownSpaceException, code.INVALID_ARGUMENT, "'euclid'")
+    assert info.value.space == "euclid" and isinstance(info.value, ValueError)
+    assert await db.index_exists("f") is False
+
+    with pytest.raises(IndexNotInitializedException) as info:
+        await db.add_items("e", [[1, 2, 3]], [1])
+    assert_server_error(info, IndexNotInitializedException, code.FAILED_PRECONDITION,
+                        "'e'", "not initialised")
+    with pytest.raises(IndexNotInitializedException):
+        await db.query_index("e", [1, 2, 3], 1)
+
+    await db.init_index("e", 2)
+    with pytest.raises(LuxDBError) as info:
+        await db.init_index("e", 2)
+    assert_server_error(info, LuxDBError, code.FAILED_PRECONDITION, "already initialised")
+
+    for call, args in [("count", ()), ("info", ()), ("get_ids", ()), ("delete_index", ()),
+                       ("init_index", (5,)), ("set_ef", (5,)), ("get_items", ([1],)),
+                       ("add_items", ([1, 2, 3], 1)), ("query_index", ([1, 2, 3], 1)),
+                       ("delete_item", (1,)), ("resize_index", (9,)), ("get_ef", ())]:
+        with pytest.raises(IndexDoesNotExistException) as info:
+            await getattr(db, call)("nope", *args)
+        assert_server_error(info, IndexDoesNotExistException, code.NOT_FOUND,
+                            "index 'nope' does not exist")
+        assert info.value.name == "nope"
+
+    await db.add_items("e", [[1, 2, 3]], [1])
+    with pytest.raises(ItemDoesNotExistException) as info:
+        await db.delete_item("e", 99)
+    assert_server_error(info, ItemDoesNotExistException, code.NOT_FOUND, "id 99")
+    with pytest.raises(ItemDoesNotExistException) as info:
+        await db.get_items("e", [1, 98])
+    assert_server_error(info, ItemDoesNotExistException, code.NOT_FOUND, "id 98")
+
+    invalid = code.INVALID_ARGUMENT
+    with pytest.raises(InvalidArgumentError) as info:  # the server checks the dimension
+        await db.add_items("e", [[1, 2]], [2])
+    assert_server_error(info, InvalidArgumentError, invalid, "'e'", "dimension 3")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(InvalidArgumentError) as info:  # the client checks ids against rows
+        await db.add_items("e", [[1, 2, 3], [4, 5, 6]], [2])
+    assert_server_error(info, InvalidArgumentError, invalid, "2 vectors but 1 ids")
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.add_items("e", [[1, 2, math.nan]], [2])
+    assert_server_error(info, InvalidArgumentError, invalid, "nan", "component 2")
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.add_items("e", [[1, 2, 3]], [-4])
+    assert_server_error(info, InvalidArgumentError, invalid, "-4")
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.query_index("e", [1, 2, 3], 0)
+    assert_server_error(info, InvalidArgumentError, invalid, "k must be between 1 and")
+    with pytest.raises(InvalidArgumentError) as info:  # 2 rows of 6 read as 4 of dimension 3
+        await db.query_index("e", np.zeros((2, 6)), 1)
+    assert_server_error(info, InvalidArgumentError, invalid, "dimension 6", "'e'")
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.index_exists("no spaces")
+    assert_server_error(info, InvalidArgumentError, invalid, "index name")
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.init_index("e", 10, M=-1)
+    assert_server_error(info, InvalidArgumentError, invalid, "M must be")
+
+    await db.add_items("e", [[4, 5, 6]], [2])
+    with pytest.raises(LuxDBError) as info:
+        await db.add_items("e", [[7, 8, 9]], [3])
+    assert_server_error(info, LuxDBError, code.RESOURCE_EXHAUSTED, "'e' is full")
+    await db.resize_index("e", 3)
+    await db.add_items("e", [[7, 8, 9]], [3])
+    with pytest.raises(LuxDBError) as info:
+        await db.resize_index("e", 1)
+    assert_server_error(info, LuxDBError, code.FAILED_PRECONDITION, "'e'")
+    assert await db.count("e") == 3  # refused writes changed nothing
+
+
+async def batch_of_10000(db):
+    rng = np.random.default_rng(2024)
+    data = rng.random((10_000, 96), dtype=np.float32)
+    ids = np.arange(10_000, dtype=np.uint64) * 7 + 3
+    await db.create_index("big", "l2", 96)
+    await db.init_index("big", 10_000, ef_construction=100, M=16)
+    await db.add_items("big", data, ids)  # one call
+    assert await db.count("big") == 10_000
+    await db.set_ef("big", 64)
+    labels, distances = await db.query_index("big", data, k=2)
+    assert labels.shape == distances.shape == (10_000, 2)
+    assert labels.dtype == np.uint64 and distances.dtype == np.float32
+    assert (labels[:, 0] == ids).mean() > 0.99  # each vector finds itself (hnswlib: 0.997)
+    assert (distances[:, 0] <= distances[:, 1]).all()
+    np.testing.assert_array_equal(await db.get_items("big", ids[::-1]), data[::-1])
+    np.testing.assert_array_equal(await db.get_ids("big"), ids)
+
+
+SCENARIOS = [index_lifecycle, add_query_read_delete, cosine_and_inner_product,
+             errors_map_to_exception_classes, batch_of_10000]

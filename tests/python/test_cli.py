@@ -1,0 +1,363 @@
+"""The `luxdb` command-line tool against a real luxdb-server, run as a user would run it.
+
+Environment (CTest's python_tests sets it): LUXDB_CLI_BIN, the built `luxdb` binary; the
+C++ README example `luxdb-cpp-quickstart` is built beside it.
+"""
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+
+import numpy as np
+import pytest
+
+from luxdb_testing import TEST_SECRET, server_environment
+
+MISSING_ID = 2**64 - 1
+
+
+def cli_binary():
+    binary = os.environ.get("LUXDB_CLI_BIN")
+    if not binary:
+        pytest.fail("LUXDB_CLI_BIN is not set: run through CTest (ctest -R python_tests)",
+                    pytrace=False)
+    return binary
+
+
+def cli_environment():
+    return {**server_environment(), "LUXDB_SECRET": TEST_SECRET}
+
+
+def luxdb(server, *args, check=True, env=None):
+    """Runs `luxdb --port P ARGS` with stdout and stderr piped; returns the CompletedProcess."""
+    result = subprocess.run([cli_binary(), "--port", str(server.port), *map(str, args)],
+                            capture_output=True, text=True, timeout=60,
+                            env=env or cli_environment())
+    if check:
+        assert result.returncode == 0, f"luxdb {' '.join(map(str, args))}: {result.stderr}"
+    return result
+
+
+def vectors(n, dim, seed=1):
+    return np.random.default_rng(seed).random((n, dim), dtype=np.float32)
+
+
+def parse_table(text):
+    """The query table -> {query row: [(id or None, distance or None), ...]} in rank order."""
+    lines = text.splitlines()
+    assert lines[0].split() == ["query", "rank", "id", "distance"]
+    rows = {}
+    for line in lines[1:]:
+        query, rank, ident, distance = line.split()
+        hits = rows.setdefault(int(query), [])
+        assert int(rank) == len(hits) + 1
+        hits.append((None if ident == "-" else int(ident),
+                     None if distance == "-" else float(distance)))
+    return rows
+
+
+@pytest.fixture
+def data(tmp_path):
+    """5,000 x 16 float32 vectors saved with numpy as data.npy."""
+    array = vectors(5000, 16)
+    path = tmp_path / "data.npy"
+    np.save(path, array)
+    return path, array
+
+
+def test_every_command_on_an_npy_file(luxdb_server, data, tmp_path):
+    path, array = data
+    created = luxdb(luxdb_server, "create", "docs", "--space", "l2", "--dim", "16")
+    assert created.stdout == "created index 'docs' (l2, dim 16)\n"
+    initialised = luxdb(luxdb_server, "init", "docs", "--max-elements", "6000", "--m", "12",
+                        "--ef-construction", "100")
+    assert "max_elements 6000, m 12, ef_construction 100" in initialised.stdout
+
+    added = luxdb(luxdb_server, "add", "docs", path)
+    assert re.fullmatch(r"added 5,000 vectors from '.*data.npy' to index 'docs' \(ids 0-4999\) "
+                        r"in [0-9.]+ s: [0-9,]+ vectors/s\n", added.stderr), added.stderr
+    assert added.stdout == ""
+
+    # Every row is its own nearest neighbour, at distance 0, in the table and in JSON.
+    queries = tmp_path / "queries.npy"
+    np.save(queries, array[:300])
+    table = parse_table(luxdb(luxdb_server, "query", "docs", queries, "-k", "3",
+                              "--ef", "200").stdout)
+    assert sorted(table) == list(range(300))
+    for row, hits in table.items():
+        assert len(hits) == 3
+        assert hits[0] == (row, 0.0)
+        assert hits[1][1] <= hits[2][1]
+    answers = json.loads(luxdb(luxdb_server, "query", "docs", queries, "-k", "2", "--ef", "200",
+                               "--json").stdout)
+    assert len(answers) == 300
+    for row, answer in enumerate(answers):
+        assert answer["ids"][0] == row
+        assert answer["distances"][0] == 0
+        assert len(answer["ids"]) == len(answer["distances"]) == 2
+    # Distances are the squared L2 distances of the vectors.
+    second = answers[7]["ids"][1]
+    expected = float(np.sum((array[7] - array[second]) ** 2))
+    assert answers[7]["distances"][1] == pytest.approx(expected, rel=1e-5)
+
+    # get: the stored vectors, exactly, in the order asked.
+    got = json.loads(luxdb(luxdb_server, "get", "docs", "4999,0,10-12", "--json").stdout)
+    assert [item["id"] for item in got] == [4999, 0, 10, 11, 12]
+    np.testing.assert_array_equal(np.array([item["vector"] for item in got], dtype=np.float32),
+                                  array[[4999, 0, 10, 11, 12]])
+    text = luxdb(luxdb_server, "get", "docs", "3").stdout
+    ident, values = text.split(":")
+    assert ident == "3"
+    np.testing.assert_array_equal(np.array(values.split(), dtype=np.float32), array[3])
+
+    ids = luxdb(luxdb_server, "ids", "docs").stdout.split()
+    assert [int(i) for i in ids] == list(range(5000))
+
+    deleted = luxdb(luxdb_server, "delete", "docs", "1,2,100-109")
+    assert deleted.stdout == "deleted 12 items from 'docs'\n"
+    again = luxdb(luxdb_server, "delete", "docs", "1,3")
+    assert again.stdout == "deleted 1 item from 'docs' (1 already deleted)\n"
+    assert json.loads(luxdb(luxdb_server, "ids", "docs", "--json").stdout)[:5] == [0, 4, 5, 6, 7]
+    gone = luxdb(luxdb_server, "get", "docs", "2", check=False)
+    assert gone.returncode == 1
+    assert gone.stderr == "luxdb: index 'docs' has no item with id 2 (it was deleted)\n"
+
+    resized = luxdb(luxdb_server, "resize", "docs", "20000")
+    assert resized.stdout == "resized index 'docs' to max_elements 20000\n"
+    luxdb(luxdb_server, "set-ef", "docs", "64")
+
+    info = json.loads(luxdb(luxdb_server, "info", "docs", "--json").stdout)
+    assert info == {"name": "docs", "space": "l2", "dim": 16, "initialized": True,
+                    "element_count": 4987, "deleted_count": 13, "max_elements": 20000, "m": 12,
+                    "ef_construction": 100, "ef": 64}
+    info_text = luxdb(luxdb_server, "info", "docs").stdout
+    assert "items:           4987\n" in info_text
+    assert "max_elements:    20000\n" in info_text
+
+    luxdb(luxdb_server, "create", "empty", "--space", "cosine", "--dim", "3")
+    listed = luxdb(luxdb_server, "list").stdout.splitlines()
+    assert listed[0].split() == ["name", "space", "dim", "items", "deleted", "max_elements", "m",
+                                 "ef_c", "ef"]
+    assert listed[1].split() == ["docs", "l2", "16", "4987", "13", "20000", "12", "100", "64"]
+    assert listed[2].split() == ["empty", "cosine", "3", "-", "-", "-", "-", "-", "-"]
+    assert [i["name"] for i in json.loads(luxdb(luxdb_server, "list", "--json").stdout)] == [
+        "docs", "empty"]
+
+    assert luxdb(luxdb_server, "drop", "docs").stdout == "dropped index 'docs'\n"
+    missing = luxdb(luxdb_server, "info", "docs", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr == "luxdb: index 'docs' does not exist\n"
+    assert [i["name"] for i in json.loads(luxdb(luxdb_server, "list", "--json").stdout)] == [
+        "empty"]
+
+
+def test_fvecs_and_csv_files_and_ids_from(luxdb_server, tmp_path):
+    luxdb(luxdb_server, "create", "mixed", "--space", "ip", "--dim", "8")
+    luxdb(luxdb_server, "init", "mixed", "--max-elements", "100")
+    fvecs_rows = vectors(20, 8, seed=2)
+    fvecs = tmp_path / "rows.fvecs"
+    with open(fvecs, "wb") as f:
+        for row in fvecs_rows:
+            f.write(struct.pack("<i", 8))
+            f.write(row.astype("<f4").tobytes())
+    csv_rows = vectors(10, 8, seed=3)
+    csv = tmp_path / "rows.csv"
+    np.savetxt(csv, csv_rows, delimiter=",", fmt="%.9g")
+
+    assert "added 20 vectors" in luxdb(luxdb_server, "add", "mixed", fvecs).stderr
+    added = luxdb(luxdb_server, "add", "mixed", csv, "--ids-from", "1000", "--batch", "3")
+    assert "added 10 vectors from" in added.stderr
+    assert "(ids 1000-1009)" in added.stderr
+
+    ids = [int(i) for i in luxdb(luxdb_server, "ids", "mixed").stdout.split()]
+    assert ids == list(range(20)) + list(range(1000, 1010))
+    got = json.loads(luxdb(luxdb_server, "get", "mixed", "0-19,1000-1009", "--json").stdout)
+    np.testing.assert_array_equal(np.array([g["vector"] for g in got], dtype=np.float32),
+                                  np.concatenate([fvecs_rows, csv_rows]))
+    # A float64 .npy file is accepted and converted.
+    doubles = tmp_path / "doubles.npy"
+    np.save(doubles, csv_rows.astype(np.float64))
+    assert "added 10 vectors" in luxdb(luxdb_server, "add", "mixed", doubles,
+                                       "--ids-from", "2000").stderr
+    got = json.loads(luxdb(luxdb_server, "get", "mixed", "2000-2009", "--json").stdout)
+    np.testing.assert_array_equal(np.array([g["vector"] for g in got], dtype=np.float32),
+                                  csv_rows)
+    # Queries read the same formats.
+    answers = json.loads(luxdb(luxdb_server, "query", "mixed", csv, "-k", "1", "--json").stdout)
+    assert len(answers) == 10
+
+
+def test_padding_slots_are_shown_honestly(luxdb_server, tmp_path):
+    luxdb(luxdb_server, "create", "tiny", "--space", "l2", "--dim", "2")
+    luxdb(luxdb_server, "init", "tiny", "--max-elements", "10")
+    points = tmp_path / "points.csv"
+    points.write_text("0,0\n3,4\n")
+    luxdb(luxdb_server, "add", "tiny", points)
+    query = tmp_path / "query.csv"
+    query.write_text("0,0\n")
+    answer = json.loads(luxdb(luxdb_server, "query", "tiny", query, "-k", "4", "--json").stdout)
+    assert answer == [{"ids": [0, 1, None, None], "distances": [0, 25, None, None]}]
+    table = parse_table(luxdb(luxdb_server, "query", "tiny", query, "-k", "4").stdout)
+    assert table == {0: [(0, 0.0), (1, 25.0), (None, None), (None, None)]}
+    assert str(MISSING_ID) not in luxdb(luxdb_server, "query", "tiny", query, "-k", "4").stdout
+
+
+def test_malformed_files_are_refused_before_anything_is_sent(luxdb_server, tmp_path):
+    luxdb(luxdb_server, "create", "docs", "--space", "l2", "--dim", "4")
+    luxdb(luxdb_server, "init", "docs", "--max-elements", "100")
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.zeros((3, 4), dtype=np.int64))
+    result = luxdb(luxdb_server, "add", "docs", ints, check=False)
+    assert result.returncode == 1
+    assert "dtype int64 ('<i8')" in result.stderr
+    assert result.stderr.startswith("luxdb: ")
+
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros(4, dtype=np.float32))
+    result = luxdb(luxdb_server, "add", "docs", flat, check=False)
+    assert result.returncode == 1
+    assert "shape (4,)" in result.stderr
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2,3,4\n5,6,7,8\n9,10,11\n")
+    result = luxdb(luxdb_server, "add", "docs", ragged, check=False)
+    assert result.returncode == 1
+    assert "line 3 has 3 values, line 1 has 4" in result.stderr
+
+    wrong_dim = tmp_path / "wide.npy"
+    np.save(wrong_dim, np.zeros((2, 5), dtype=np.float32))
+    result = luxdb(luxdb_server, "query", "docs", wrong_dim, "-k", "1", check=False)
+    assert result.returncode == 1
+    assert "holds vectors of dimension 5; index 'docs' has dimension 4" in result.stderr
+    assert result.stdout == ""
+    assert luxdb(luxdb_server, "ids", "docs").stdout == ""
+
+
+def test_errors_and_exit_codes(luxdb_server, tmp_path):
+    usage = luxdb(luxdb_server, "create", "x", "--space", "l3", "--dim", "2", check=False)
+    assert (usage.returncode, usage.stderr) == (
+        2, "luxdb: --space must be l2, ip or cosine, got 'l3'\n")
+    for args, message in [
+        (["frobnicate"], "unknown command 'frobnicate'"),
+        (["query", "docs", "f.npy"], "'query' needs -k"),
+        (["get", "docs", "5-1"], "range '5-1' in IDS goes down"),
+        (["list", "--dim", "3"], "--dim is not an option of 'list'"),
+        (["info"], "'info' takes NAME"),
+    ]:
+        result = luxdb(luxdb_server, *args, check=False)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith("luxdb: ") and message in result.stderr, result.stderr
+
+    server_error = luxdb(luxdb_server, "init", "nope", "--max-elements", "5", check=False)
+    assert (server_error.returncode, server_error.stderr) == (
+        1, "luxdb: index 'nope' does not exist\n")
+
+    # A refused batch names its rows and what was added before it.
+    luxdb(luxdb_server, "create", "small", "--space", "l2", "--dim", "4")
+    rows = tmp_path / "rows.npy"
+    np.save(rows, vectors(30, 4))
+    uninitialised = luxdb(luxdb_server, "add", "small", rows, check=False)
+    assert (uninitialised.returncode, uninitialised.stderr) == (
+        1, "luxdb: index 'small' is not initialised: run luxdb init small --max-elements N\n")
+    luxdb(luxdb_server, "init", "small", "--max-elements", "25")
+    full = luxdb(luxdb_server, "add", "small", rows, "--batch", "10", check=False)
+    assert full.returncode == 1
+    assert full.stderr.startswith("luxdb: rows 20-29 of '")
+    assert "index 'small' is full" in full.stderr
+    assert full.stderr.endswith("(rows 0-19 were added)\n")
+    assert luxdb(luxdb_server, "ids", "small").stdout.split() == [str(i) for i in range(20)]
+
+    wrong = luxdb(luxdb_server, "--secret", "wrong", "list", check=False)
+    assert wrong.returncode == 1
+    assert "refused the secret" in wrong.stderr
+
+    no_secret = {k: v for k, v in cli_environment().items() if k != "LUXDB_SECRET"}
+    missing = luxdb(luxdb_server, "list", check=False, env=no_secret)
+    assert missing.returncode == 2
+    assert "no secret" in missing.stderr
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(TEST_SECRET + "\n")
+    assert luxdb(luxdb_server, "--secret-file", secret_file, "list", env=no_secret).returncode == 0
+
+    helped = subprocess.run([cli_binary(), "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0
+    assert "query NAME FILE -k K" in helped.stdout
+    assert "Exit status" in helped.stdout
+
+
+def run_with_stderr_on_a_terminal(args, env, timeout=60):
+    """Runs `args` with stderr on a pseudo-terminal (120 columns); returns (code, stderr)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=slave, env=env)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    return code, output.decode()
+
+
+def test_progress_bar_only_on_a_terminal(luxdb_server, data):
+    path, _ = data
+    luxdb(luxdb_server, "create", "piped", "--space", "l2", "--dim", "16")
+    luxdb(luxdb_server, "init", "piped", "--max-elements", "5000")
+    piped = luxdb(luxdb_server, "add", "piped", path, "--batch", "500")
+    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr
+    assert "ETA" not in piped.stderr and "%" not in piped.stderr
+    assert len(piped.stderr.splitlines()) == 1
+    assert piped.stderr.startswith("added 5,000 vectors")
+
+    luxdb(luxdb_server, "create", "tty", "--space", "l2", "--dim", "16")
+    luxdb(luxdb_server, "init", "tty", "--max-elements", "5000")
+    code, terminal = run_with_stderr_on_a_terminal(
+        [cli_binary(), "--port", str(luxdb_server.port), "add", "tty", str(path),
+         "--batch", "500"],
+        cli_environment())
+    assert code == 0, terminal
+    assert "\r[" in terminal and "\x1b[K" in terminal  # redrawn in place
+    assert "ETA" in terminal
+    assert re.search(r"100%  5,000/5,000 vectors  [0-9,]+ vectors/s  in 0:\d\d", terminal), terminal
+    assert "added 5,000 vectors" in terminal
+    info = json.loads(luxdb(luxdb_server, "info", "tty", "--json").stdout)
+    assert info["element_count"] == 5000
+
+
+def test_cpp_readme_example_runs(luxdb_server):
+    example = os.path.join(os.path.dirname(cli_binary()), "luxdb-cpp-quickstart")
+    if not os.access(example, os.X_OK):
+        pytest.fail(f"{example} is not built (target luxdb-cpp-quickstart)", pytrace=False)
+    for _ in range(2):  # a second run replaces the example's index
+        result = subprocess.run([example, "127.0.0.1", str(luxdb_server.port)],
+                                capture_output=True, text=True, timeout=60,
+                                env=cli_environment())
+        assert result.returncode == 0, result.stderr
+        assert "query 0: nearest id 1000 at distance 0" in result.stdout
+        assert "query 1: nearest id 1001 at distance 0" in result.stdout
+        assert "added 100 vectors; read back 2 of dimension 4; index: 100 items" in result.stdout
