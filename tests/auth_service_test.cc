@@ -45,6 +45,8 @@
 namespace luxdb {
 namespace {
 
+using ::luxdb::testing::CodeName;
+using ::luxdb::testing::IsOk;
 using ::luxdb::testing::kTestKdfIterations;
 using ::luxdb::testing::kTestSecret;
 using ::luxdb::testing::TempDir;
@@ -59,16 +61,6 @@ constexpr char kMethodPrefix[] = "/luxdb.v1.LuxDB/";
 constexpr uint32_t kDim = 3;
 
 std::string FullMethod(absl::string_view rpc) { return absl::StrCat(kMethodPrefix, rpc); }
-
-std::string CodeName(Code code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
-::testing::AssertionResult IsOk(const grpc::Status& status) {
-  if (status.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << CodeName(status.error_code()) << ": " << status.error_message();
-}
 
 ::testing::AssertionResult IsUnauthenticated(const grpc::Status& status) {
   if (status.error_code() == Code::UNAUTHENTICATED) return ::testing::AssertionSuccess();

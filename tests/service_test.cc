@@ -38,6 +38,8 @@
 namespace luxdb {
 namespace {
 
+using ::luxdb::testing::CodeName;
+using ::luxdb::testing::IsOk;
 using ::luxdb::testing::TempDir;
 using ::luxdb::testing::TestServer;
 using ::testing::HasSubstr;
@@ -199,16 +201,6 @@ grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<
 
 // ---------------------------------------------------------------------------------------------
 // Checking answers.
-
-std::string CodeName(Code code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
-::testing::AssertionResult IsOk(const grpc::Status& status) {
-  if (status.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << CodeName(status.error_code()) << ": " << status.error_message();
-}
 
 // A refused call: `code`, and a message holding every fragment (the index, the bad value).
 ::testing::AssertionResult IsError(const grpc::Status& status, Code code,

@@ -7,12 +7,23 @@
 #include <filesystem>
 #include <limits>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "spdlog/spdlog.h"
 
 namespace luxdb::testing {
+
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+::testing::AssertionResult IsOk(const grpc::Status& status) {
+  if (status.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << CodeName(status.error_code()) << ": " << status.error_message();
+}
 
 TempDir::TempDir() {
   std::string pattern = std::filesystem::path(::testing::TempDir()) / "luxdb-test-XXXXXX";

@@ -1,10 +1,13 @@
 // Helpers shared by the C++ test suites.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 
 #include "grpcpp/channel.h"
+#include "grpcpp/support/status.h"
 #include "luxdb/connect.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 #include "server/options.h"
@@ -16,6 +19,11 @@ namespace luxdb::testing {
 // use in tests; the default 2^18 iterations are exercised by the auth tests.
 inline constexpr char kTestSecret[] = "luxdb-test-secret";
 inline constexpr uint32_t kTestKdfIterations = 1000;
+
+// "NOT_FOUND", "UNAUTHENTICATED", ... for a gRPC status code.
+std::string CodeName(grpc::StatusCode code);
+// Succeeds for an OK status; otherwise fails showing the code and message.
+::testing::AssertionResult IsOk(const grpc::Status& status);
 
 // A fresh, empty directory under the test temp dir, removed with everything in it on
 // destruction.
