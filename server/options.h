@@ -28,7 +28,7 @@ struct Options {
   bool insecure = false;
   auth::KdfParams kdf;  // LUXDB_SALT / LUXBD_SALT, KDF_ITERATIONS
   std::chrono::milliseconds token_ttl = std::chrono::seconds(60);  // LUXDB_TOKEN_TTL, FERNET_TTL
-  std::string tls_cert;       // PEM files; both set: the listener speaks TLS
+  std::string tls_cert;  // PEM files; both set: the listener speaks TLS
   std::string tls_key;
   std::string tls_client_ca;  // set: clients must present a certificate it signed
 

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -111,7 +112,11 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
         std::make_unique<AuthInterceptorFactory>(server->verifier_.get(), &server->verdicts_));
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
-  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  // Requests up to twice the cap reach the handlers, which refuse those above it with a
+  // message naming the cap and a batch size that fits (gRPC's own refusal names neither).
+  constexpr uint64_t kGrpcMessageLimit = uint64_t{2047} << 20;
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min(2 * max_message_bytes, kGrpcMessageLimit)));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();

@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <chrono>
 #include <span>
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +63,10 @@ std::span<const T> AsSpan(const google::protobuf::RepeatedField<T>& field) {
 
 // Room for a response's fixed fields and per-field framing.
 constexpr uint64_t kResponseOverhead = 64;
+// A call that arrives while the indexes load waits this long for them before it is answered
+// UNAVAILABLE: loading a small data directory takes milliseconds, and gRPC's health service
+// briefly reports SERVING right after the server starts, before LuxDB can mark it loading.
+constexpr auto kLoadingWait = std::chrono::seconds(2);
 // A packed uint64 is a varint: up to 10 bytes (padding ids 2^64-1 take all 10).
 constexpr uint64_t kMaxIdBytes = 10;
 
@@ -76,9 +81,21 @@ absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* 
   }
   engine::Catalog* catalog = catalog_.load();
   if (catalog == nullptr) {
+    std::unique_lock lock(attach_mu_);
+    attached_.wait_for(lock, kLoadingWait, [&] { return (catalog = catalog_.load()) != nullptr; });
+  }
+  if (catalog == nullptr) {
     return absl::UnavailableError("LuxDB is loading its indexes; retry shortly");
   }
   return catalog;
+}
+
+void LuxDBService::AttachCatalog(engine::Catalog* catalog) {
+  {
+    std::lock_guard lock(attach_mu_);
+    catalog_.store(catalog);
+  }
+  attached_.notify_all();
 }
 
 absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(
@@ -90,12 +107,27 @@ absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(
 
 absl::Status LuxDBService::CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what,
                                              absl::string_view item_noun) const {
+  return CheckSize("response would hold", "ask for", 0, bytes, items, what, item_noun);
+}
+
+absl::Status LuxDBService::CheckRequestSize(const google::protobuf::Message& request,
+                                            uint64_t items, absl::string_view what,
+                                            absl::string_view item_noun) const {
+  // Kept spare: later ids of a batch may be longer varints than the average.
+  return CheckSize("request holds", "send", max_message_bytes_ / 64, request.ByteSizeLong(), items,
+                   what, item_noun);
+}
+
+absl::Status LuxDBService::CheckSize(absl::string_view message, absl::string_view advice,
+                                     uint64_t spare, uint64_t bytes, uint64_t items,
+                                     absl::string_view what, absl::string_view item_noun) const {
   if (bytes + kResponseOverhead <= max_message_bytes_) return absl::OkStatus();
-  const uint64_t per_item = items == 0 ? bytes : std::max<uint64_t>(bytes / items, 1);
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "the response would hold ", bytes, " bytes of ", what, ", above the server's ",
-      max_message_bytes_ >> 20, " MiB message cap (--max-message-mb); ask for at most ",
-      (max_message_bytes_ - kResponseOverhead) / per_item, " ", item_noun, " per call"));
+  const uint64_t per_item = items == 0 ? bytes : std::max<uint64_t>((bytes + items - 1) / items, 1);
+  const uint64_t usable = max_message_bytes_ - kResponseOverhead - spare;
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the ", message, " ", bytes, " bytes of ", what, ", above the server's ",
+                   max_message_bytes_ >> 20, " MiB message cap (--max-message-mb); ", advice,
+                   " at most ", usable / per_item, " ", item_noun, " per call"));
 }
 
 grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
@@ -167,6 +199,11 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
                                     v1::AddItemsResponse* response) {
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
+  if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "vectors",
+                                        absl::StrCat("vectors of dimension ", (*index)->dim()));
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   absl::StatusOr<uint64_t> added =
       (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()));
   if (!added.ok()) return ToGrpc(added.status());
@@ -179,6 +216,9 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
                                        v1::DeleteItemsResponse* response) {
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
+  if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "ids", "ids"); !s.ok()) {
+    return ToGrpc(s);
+  }
   absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()));
   if (!deleted.ok()) return ToGrpc(deleted.status());
   response->set_deleted(*deleted);
@@ -193,6 +233,9 @@ grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
   const uint32_t k = request->k();
   absl::StatusOr<size_t> n = (*index)->CheckQuery(request->vectors_size(), k, request->ef());
   if (!n.ok()) return ToGrpc(n.status());
+  if (absl::Status s = CheckRequestSize(*request, *n, "query vectors", "query vectors"); !s.ok()) {
+    return ToGrpc(s);
+  }
   const uint64_t results = uint64_t{*n} * k;
   if (absl::Status s = CheckResponseSize(results * (kMaxIdBytes + sizeof(float)), *n,
                                          "query results", absl::StrCat("queries (at k=", k, ")"));
@@ -241,6 +284,9 @@ grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
                                        v1::GetElementsResponse* response) {
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
+  if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "ids", "ids"); !s.ok()) {
+    return ToGrpc(s);
+  }
   const uint32_t dim = (*index)->dim();
   const uint64_t floats = uint64_t{dim} * request->ids_size();
   if (absl::Status s =

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 
 #include "engine/catalog.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
@@ -21,7 +23,7 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
 
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
-  void AttachCatalog(engine::Catalog* catalog) { catalog_.store(catalog); }
+  void AttachCatalog(engine::Catalog* catalog);
 
   grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*,
                            v1::CreateIndexResponse*) override;
@@ -59,10 +61,19 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   // things (`item_noun`), would exceed the message cap; the message suggests how many fit.
   absl::Status CheckResponseSize(uint64_t bytes, uint64_t items, absl::string_view what,
                                  absl::string_view item_noun) const;
+  // The same for a request that arrived: gRPC accepts requests up to twice the cap so that
+  // this check, not gRPC's own terse refusal, answers a batch that is too large.
+  absl::Status CheckRequestSize(const google::protobuf::Message& request, uint64_t items,
+                                absl::string_view what, absl::string_view item_noun) const;
+  absl::Status CheckSize(absl::string_view message, absl::string_view advice, uint64_t spare,
+                         uint64_t bytes, uint64_t items, absl::string_view what,
+                         absl::string_view item_noun) const;
 
   const uint64_t max_message_bytes_;
   const CallVerdicts* const verdicts_;
   std::atomic<engine::Catalog*> catalog_{nullptr};
+  mutable std::mutex attach_mu_;
+  mutable std::condition_variable attached_;
 };
 
 }  // namespace luxdb::server

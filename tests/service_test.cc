@@ -1270,11 +1270,18 @@ TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
                       {"1 MiB message cap", "--max-message-mb"}));
   ASSERT_TRUE(IsOk(QueryIndex(s, "capped", queries, 10, 0, &result)));
 
-  // A request above the cap is refused by gRPC itself, before any handler: nothing added.
+  // A request above the cap is refused naming the cap and a batch that fits
+  // (3138 bytes a vector in this request, 1/64 of the cap kept spare): nothing added.
   const v1::IndexInfo before = InfoOf(s, "capped");
   EXPECT_EQ(before.element_count(), 400u);
+  EXPECT_TRUE(IsError(AddItems(s, "capped", data, IdRange(1000, 400)), Code::RESOURCE_EXHAUSTED,
+                      {"1 MiB message cap", "--max-message-mb",
+                       "send at most 328 vectors of "
+                       "dimension 784 per call"}));
+  // Far above the cap, gRPC itself refuses it before any handler runs.
+  const std::vector<float> huge = RandomVectors(800, kDim, 7);
   EXPECT_TRUE(
-      IsError(AddItems(s, "capped", data, IdRange(1000, 400)), Code::RESOURCE_EXHAUSTED, {}));
+      IsError(AddItems(s, "capped", huge, IdRange(1000, 800)), Code::RESOURCE_EXHAUSTED, {}));
   EXPECT_EQ(InfoOf(s, "capped").ShortDebugString(), before.ShortDebugString());
   EXPECT_EQ(IdsOf(s, "capped"), IdRange(0, 400));
 }
