@@ -100,7 +100,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
       graph = *std::move(loaded);
     }
     auto index = std::make_shared<Index>(config, std::move(graph), catalog->store_.get(),
-                                         catalog->pool_.get());
+                                         catalog->pool_.get(), &catalog->aborting_);
     std::unique_lock lock(catalog->mu_);
     catalog->indexes_.emplace(config.name, std::move(index));
   }
@@ -199,7 +199,8 @@ absl::Status Catalog::Create(const std::string& name, storage::Space space, uint
   config.dim = dim;
   absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
   if (!created.ok()) return created.status();
-  indexes_.emplace(name, std::make_shared<Index>(*created, nullptr, store_.get(), pool_.get()));
+  indexes_.emplace(
+      name, std::make_shared<Index>(*created, nullptr, store_.get(), pool_.get(), &aborting_));
   return absl::OkStatus();
 }
 
@@ -309,8 +310,8 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
                graph->deleted_count(), progress.seconds());
   std::unique_lock lock(mu_);
-  indexes_.emplace(name,
-                   std::make_shared<Index>(config, std::move(graph), store_.get(), pool_.get()));
+  indexes_.emplace(name, std::make_shared<Index>(config, std::move(graph), store_.get(),
+                                                 pool_.get(), &aborting_));
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 // valid while held; once their index is deleted their calls fail with NOT_FOUND.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -53,6 +54,11 @@ class Catalog {
   absl::Status Import(const std::string& path, const std::string& name, storage::Space space,
                       uint32_t dim);
 
+  // Makes running and later writes and queries stop between items and fail with UNAVAILABLE
+  // (for a shutdown whose grace period ran out). A write stopped halfway is already stored;
+  // its index's graph is then not saved by Close, and the next Open rebuilds it.
+  void AbortWork() { aborting_ = true; }
+
   // Saves a graph snapshot of every index and flushes storage, so the next Open loads
   // graphs instead of rebuilding them. Call once no more requests arrive.
   absl::Status Close();
@@ -64,6 +70,7 @@ class Catalog {
 
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ThreadPool> pool_;
+  std::atomic<bool> aborting_ = false;
   mutable RwLock mu_;
   std::map<std::string, std::shared_ptr<Index>> indexes_;  // guarded by mu_
 };

@@ -32,6 +32,11 @@ void Normalize(std::span<float> v) {
 }
 
 // INVALID_ARGUMENT naming the first non-finite component.
+absl::Status ShuttingDown(absl::string_view index, absl::string_view what) {
+  return absl::UnavailableError(
+      absl::StrCat("server shutting down, grace period over; index '", index, "': ", what));
+}
+
 absl::Status CheckFinite(absl::string_view index, std::span<const float> vectors, uint32_t dim,
                          absl::string_view what) {
   for (size_t i = 0; i < vectors.size(); ++i) {
@@ -61,12 +66,13 @@ struct Index::Writer {
 };
 
 Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
-             ThreadPool* pool)
+             ThreadPool* pool, const std::atomic<bool>* aborting)
     : name_(config.name),
       dim_(config.dim),
       space_(config.space),
       store_(store),
       pool_(pool),
+      aborting_(aborting),
       config_(std::move(config)),
       graph_(std::move(graph)) {}
 
@@ -139,6 +145,7 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
   // Only the leader mutates config_ and graph_, so it reads them here without mu_.
   if (absl::Status usable =
           [&] {
+            if (aborting_->load()) return ShuttingDown(name_, "nothing written");
             std::shared_lock lock(mu_);
             return CheckUsable();
           }();
@@ -215,7 +222,11 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
   config_ = after;
   for (Writer* writer : accepted) {
     absl::Status applied = ApplyToGraph({writer});
-    if (!applied.ok()) {
+    if (absl::IsUnavailable(applied)) {
+      // Shutdown past its grace period: storage holds the write, the graph only part of it.
+      graph_damaged_ = graph_aborted_ = true;
+      writer->status = applied;
+    } else if (!applied.ok()) {
       // Storage holds the write; the graph lost part of it (allocation failure). A restart
       // rebuilds the graph from storage.
       graph_damaged_ = true;
@@ -247,6 +258,11 @@ absl::Status Index::ApplyToGraph(const std::vector<Writer*>& accepted) {
     absl::Status error;
     pool_->ParallelFor(n - first, kAddGrain, [&](size_t begin, size_t end) {
       for (size_t i = first + begin; i < first + end; ++i) {
+        if (aborting_->load(std::memory_order_relaxed)) {
+          std::lock_guard lock(error_mu);
+          error.Update(ShuttingDown(name_, "the write is stored and is searchable after restart"));
+          return;
+        }
         absl::Status s = graph_->Add(writer->vectors.data() + i * dim_, writer->ids[i]);
         if (!s.ok()) {
           std::lock_guard lock(error_mu);
@@ -342,9 +358,14 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   if (absl::Status s = CheckUsable(); !s.ok()) return s;
   const size_t breadth = ef != 0 ? ef : config_.ef;
   const bool cosine = space_ == storage::Space::kCosine;
+  std::atomic<bool> aborted = false;
   pool_->ParallelFor(*n, QueryGrain(*n, pool_->threads()), [&](size_t begin, size_t end) {
     std::vector<float> normalized(cosine ? dim_ : 0);
     for (size_t i = begin; i < end; ++i) {
+      if (aborting_->load(std::memory_order_relaxed)) {
+        aborted = true;
+        return;
+      }
       const float* query = queries.data() + i * dim_;
       if (cosine) {
         std::copy(query, query + dim_, normalized.begin());
@@ -358,6 +379,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       std::fill(distances + found, distances + k, kMissingDistance);
     }
   });
+  if (aborted) return ShuttingDown(name_, "query not finished");
   return absl::OkStatus();
 }
 
@@ -495,6 +517,13 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 absl::Status Index::SaveSnapshot() const {
   std::shared_lock lock(mu_);
   if (dropped_ || !config_.initialized) return absl::OkStatus();
+  if (graph_aborted_) {
+    spdlog::warn(
+        "index '{}': insertion was stopped by the shutdown; graph not saved, the next "
+        "start rebuilds it from storage",
+        name_);
+    return absl::OkStatus();
+  }
   if (graph_damaged_) {
     return absl::DataLossError(absl::StrCat("index '", name_,
                                             "': graph differs from storage after a failed write; "

@@ -12,6 +12,7 @@
 // mutation changes nothing on disk or in memory.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -55,10 +56,11 @@ struct InitParams {
 
 class Index {
  public:
-  // Made by Catalog. `graph` is null for an index that is not initialised. `store` and
-  // `pool` must outlive the index.
+  // Made by Catalog. `graph` is null for an index that is not initialised. `store`, `pool`
+  // and `aborting` must outlive the index. Once `aborting` is set (the server's shutdown
+  // grace period ran out), writes and queries stop between items and fail with UNAVAILABLE.
   Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
-        ThreadPool* pool);
+        ThreadPool* pool, const std::atomic<bool>* aborting);
   ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
@@ -116,6 +118,7 @@ class Index {
   const storage::Space space_;
   storage::Store* const store_;
   ThreadPool* const pool_;
+  const std::atomic<bool>* const aborting_;
 
   // Writer queue: its head is the leader, the only thread that mutates graph_ or config_.
   std::mutex queue_mu_;
@@ -127,10 +130,11 @@ class Index {
   storage::IndexConfig config_;
   std::unique_ptr<HnswGraph> graph_;
   bool dropped_ = false;
-  // Set when a committed write could not be fully applied to the graph (allocation failure):
-  // the graph no longer matches storage, so it must never become a snapshot; the next start
-  // rebuilds it from the stored vectors.
+  // Set when a committed write could not be fully applied to the graph (allocation failure,
+  // or insertion stopped by a shutdown past its grace period): the graph no longer matches
+  // storage, so it must never become a snapshot; the next start rebuilds it from storage.
   bool graph_damaged_ = false;
+  bool graph_aborted_ = false;  // the cause was the shutdown, not a failure
 };
 
 }  // namespace luxdb::engine

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <fstream>
 #include <sstream>
 
@@ -170,8 +171,27 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
   }
   if (server_ != nullptr) {  // null when Start failed before building it
     server_->GetHealthCheckService()->SetServingStatus(false);
-    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    // gRPC cancels the calls still running at the deadline, but a handler inserting a large
+    // batch would go on; the catalog makes it stop between items then.
+    const auto deadline = std::chrono::system_clock::now() + grace;
+    std::mutex drained_mu;
+    std::condition_variable drained_cv;
+    bool drained = false;
+    std::thread aborter([&] {
+      std::unique_lock lock(drained_mu);
+      if (drained_cv.wait_until(lock, deadline, [&] { return drained; })) return;
+      spdlog::warn("grace period of {} ms over: stopping the calls still running", grace.count());
+      std::lock_guard catalog_lock(mu_);
+      if (catalog_ != nullptr) catalog_->AbortWork();
+    });
+    server_->Shutdown(deadline);
     server_->Wait();
+    {
+      std::lock_guard lock(drained_mu);
+      drained = true;
+    }
+    drained_cv.notify_one();
+    aborter.join();
   }
   if (loader_.joinable()) loader_.join();
   std::lock_guard lock(mu_);

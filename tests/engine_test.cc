@@ -1565,6 +1565,20 @@ TEST_F(PersistenceTest, ReopenRebuildsWhenASnapshotIsTruncated) {
 // ---------------------------------------------------------------------------------------------
 // Concurrency (also run under ThreadSanitizer)
 
+TEST_F(PersistenceTest, AbortWorkStopsCallsAndTheNextOpenRebuildsFromStorage) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  const std::map<std::string, IndexState> before = CaptureAll();
+  catalog_->AbortWork();
+  std::shared_ptr<engine::Index> l2 = GetIndex("l2");
+  EXPECT_TRUE(StatusIs(l2->Add(RandomVectors(1, 8, 48), std::vector<uint64_t>{7000}).status(),
+                       absl::StatusCode::kUnavailable, {"shutting down", "nothing written"}));
+  EXPECT_TRUE(StatusIs(RunQuery(*l2, RandomVectors(1, 8, 49), 1).status(),
+                       absl::StatusCode::kUnavailable, {"shutting down"}));
+  ASSERT_TRUE(catalog_->Close().ok());
+  ASSERT_NO_FATAL_FAILURE(Open());
+  ASSERT_NO_FATAL_FAILURE(ExpectRestored(before));
+}
+
 TEST_F(CatalogTest, ConcurrentAddsAndQueries) {
   constexpr uint32_t dim = 8;
   constexpr int kWriters = 4;

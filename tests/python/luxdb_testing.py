@@ -107,8 +107,9 @@ class LuxServer:
     stop() sends SIGTERM and fails the test unless the process exits 0 within 30 s.
     """
 
-    def __init__(self, binary, data_dir, log_dir=None):
+    def __init__(self, binary, data_dir, log_dir=None, extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)  # more luxdb-server flags
         self.data_dir = str(data_dir)
         self.log_dir = str(log_dir) if log_dir else os.path.dirname(self.data_dir.rstrip("/"))
         self.process = None
@@ -134,6 +135,8 @@ class LuxServer:
 
     def start(self):
         assert self.process is None, "server already running"
+        if self.channel is not None:  # left open by signal_and_wait
+            self.channel.close()
         self._starts += 1
         self.port = free_port()
         self._log_path = os.path.join(
@@ -141,7 +144,8 @@ class LuxServer:
         with open(self._log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--loglevel", "info", "--secret", TEST_SECRET, self.data_dir],
+                 "--loglevel", "info", "--secret", TEST_SECRET, *self.extra_args,
+                 self.data_dir],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=server_environment())
         # Connect only once the port accepts: a gRPC channel whose first attempt is refused
         # backs off for seconds before trying again.
@@ -227,6 +231,21 @@ class LuxServer:
     def restart(self):
         self.stop()
         return self.start()
+
+    def signal_and_wait(self, sig, timeout=STOP_TIMEOUT_S):
+        """Sends `sig` and waits for the process to end; returns (exit code, seconds taken).
+        The channel stays open, so clients see the server go away; start() replaces it."""
+        assert self.process is not None, "server not running"
+        process, self.process = self.process, None
+        started = time.monotonic()
+        process.send_signal(sig)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            self._fail(f"luxdb-server did not exit within {timeout} s of signal {sig}")
+        return code, time.monotonic() - started
 
     def abandon(self):
         """Kills the process without checks (teardown after a failure already reported)."""
