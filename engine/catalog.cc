@@ -1,10 +1,13 @@
 #include "engine/catalog.h"
 
 #include <chrono>
+#include <cstring>
+#include <future>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -20,6 +23,8 @@ constexpr size_t kRebuildChunk = 8192;
 // Items per storage commit during an import.
 constexpr size_t kImportBatch = 10000;
 constexpr auto kProgressInterval = std::chrono::seconds(5);
+// How often the background thread looks for indexes due a snapshot.
+constexpr auto kSnapshotPollInterval = std::chrono::milliseconds(200);
 
 bool IsKnownSpace(storage::Space space) {
   return space == storage::Space::kL2 || space == storage::Space::kIp ||
@@ -72,12 +77,43 @@ absl::StatusOr<storage::Space> ParseSpace(absl::string_view text) {
       absl::StrCat("unknown space '", text, "'; use l2, ip or cosine"));
 }
 
-Catalog::Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool)
-    : store_(std::move(store)), pool_(std::move(pool)) {}
+Catalog::Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool,
+                 const Options& options)
+    : store_(std::move(store)), pool_(std::move(pool)), options_(options) {}
 
 Catalog::~Catalog() {
+  {
+    std::lock_guard lock(snapshotter_mu_);
+    snapshotter_stop_ = true;
+  }
+  snapshotter_cv_.notify_all();
+  if (snapshotter_.joinable()) snapshotter_.join();
   std::unique_lock lock(mu_);
   indexes_.clear();  // before the pool and store they point to
+}
+
+std::vector<std::shared_ptr<Index>> Catalog::AllIndexes() const {
+  std::vector<std::shared_ptr<Index>> indexes;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, index] : indexes_) indexes.push_back(index);
+  return indexes;
+}
+
+void Catalog::SnapshotLoop() {
+  std::unique_lock lock(snapshotter_mu_);
+  while (!snapshotter_cv_.wait_for(lock, kSnapshotPollInterval,
+                                   [this] { return snapshotter_stop_; })) {
+    lock.unlock();
+    for (const std::shared_ptr<Index>& index : AllIndexes()) {
+      if (aborting_) break;
+      if (index->UnsnapshottedItems() < options_.snapshot_every) continue;
+      if (absl::Status s = index->SaveSnapshot(); !s.ok()) {
+        spdlog::error("index '{}': background graph snapshot failed: {}", index->name(),
+                      s.ToString());
+      }
+    }
+    lock.lock();
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
@@ -88,46 +124,154 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
   const size_t threads =
       options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::unique_ptr<Catalog> catalog(
-      new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads)));
+      new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads), options));
   for (const storage::IndexConfig& config : catalog->store_->ListIndexes()) {
-    std::unique_ptr<HnswGraph> graph;
+    Loaded loaded;
     if (config.initialized) {
-      absl::StatusOr<std::unique_ptr<HnswGraph>> loaded = catalog->LoadGraph(config);
-      if (!loaded.ok()) {
-        return absl::Status(loaded.status().code(), absl::StrCat("cannot load index '", config.name,
-                                                                 "': ", loaded.status().message()));
+      absl::StatusOr<Loaded> graph = catalog->LoadGraph(config);
+      if (!graph.ok()) {
+        return absl::Status(graph.status().code(), absl::StrCat("cannot load index '", config.name,
+                                                                "': ", graph.status().message()));
       }
-      graph = *std::move(loaded);
+      loaded = *std::move(graph);
     }
-    auto index = std::make_shared<Index>(config, std::move(graph), catalog->store_.get(),
+    auto index = std::make_shared<Index>(config, std::move(loaded.graph), catalog->store_.get(),
                                          catalog->pool_.get(), &catalog->aborting_);
+    index->SetSnapshotState(loaded.snapshot_version, loaded.unsnapshotted_items);
     std::unique_lock lock(catalog->mu_);
     catalog->indexes_.emplace(config.name, std::move(index));
+  }
+  if (options.snapshot_every > 0) {
+    catalog->snapshotter_ = std::thread([c = catalog.get()] { c->SnapshotLoop(); });
   }
   return catalog;
 }
 
-absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::LoadGraph(const storage::IndexConfig& config) {
-  absl::StatusOr<std::string> snapshot = store_->FindSnapshot(config.cf_id, config.version);
-  if (snapshot.ok()) {
+absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& config) {
+  const auto started = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  std::string why_rebuild;
+  absl::StatusOr<storage::SnapshotFile> snapshot = store_->FindSnapshot(config.cf_id);
+  if (snapshot.ok() && snapshot->version > config.version) {
+    why_rebuild = absl::StrCat("its graph snapshot is of version ", snapshot->version,
+                               ", newer than the stored data (", config.version, ")");
+  } else if (snapshot.ok()) {
+    // The checksum is computed on another core while the graph loads; both read the file.
+    std::future<absl::Status> verified =
+        std::async(std::launch::async, [&] { return store_->VerifySnapshot(*snapshot); });
     absl::StatusOr<std::unique_ptr<HnswGraph>> graph =
-        HnswGraph::Load(*snapshot, config.space, config.dim, config.max_elements);
-    if (graph.ok() && (*graph)->m() == config.m) {
-      spdlog::info("index '{}': loaded graph snapshot ({} items)", config.name,
-                   (*graph)->element_count());
-      return graph;
+        HnswGraph::Load(snapshot->path, config.space, config.dim, config.max_elements);
+    const absl::Status verify = verified.get();
+    if (!verify.ok()) {
+      why_rebuild = absl::StrCat("its graph snapshot is damaged (", verify.message(), ")");
+    } else if (!graph.ok()) {
+      why_rebuild = absl::StrCat("its graph snapshot is unusable (", graph.status().message(), ")");
+    } else if ((*graph)->m() != config.m) {
+      why_rebuild = absl::StrCat("its graph snapshot has M ", (*graph)->m(), ", not ", config.m);
+    } else if (snapshot->version == config.version) {
+      spdlog::info("index '{}': loaded graph snapshot ({} items) in {:.2f} s", config.name,
+                   (*graph)->element_count(), seconds());
+      return Loaded{*std::move(graph), snapshot->version, 0};
+    } else {
+      absl::StatusOr<uint64_t> replayed = Replay(config, snapshot->version, **graph);
+      if (replayed.ok()) {
+        spdlog::info(
+            "index '{}': loaded graph snapshot of version {} and replayed {} writes ({} items) "
+            "up to version {} in {:.2f} s",
+            config.name, snapshot->version, config.version - snapshot->version, *replayed,
+            config.version, seconds());
+        return Loaded{*std::move(graph), snapshot->version, *replayed};
+      }
+      why_rebuild = absl::StrCat("the writes after its graph snapshot cannot be replayed (",
+                                 replayed.status().message(), ")");
     }
-    spdlog::warn("index '{}': graph snapshot unusable ({}); rebuilding from stored vectors",
-                 config.name,
-                 graph.ok() ? std::string("graph parameters differ") : graph.status().ToString());
   } else if (absl::IsNotFound(snapshot.status())) {
-    spdlog::info("index '{}': no current graph snapshot; rebuilding from stored vectors",
-                 config.name);
+    why_rebuild = "it has no graph snapshot";
   } else {
-    spdlog::warn("index '{}': graph snapshot damaged ({}); rebuilding from stored vectors",
-                 config.name, snapshot.status().ToString());
+    why_rebuild = absl::StrCat("its graph snapshot is damaged (", snapshot.status().message(), ")");
   }
-  return RebuildGraph(config);
+  spdlog::warn("index '{}': {}; rebuilding the graph from the stored vectors", config.name,
+               why_rebuild);
+  absl::StatusOr<std::unique_ptr<HnswGraph>> rebuilt = RebuildGraph(config);
+  if (!rebuilt.ok()) return rebuilt.status();
+  const uint64_t items = (*rebuilt)->element_count();
+  return Loaded{*std::move(rebuilt), std::nullopt, items};
+}
+
+absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
+                                         uint64_t snapshot_version, HnswGraph& graph) {
+  // Every id touched after the snapshot, once, in first-touch order; its stored state is
+  // its final state, which is what the graph must show.
+  std::vector<uint64_t> touched;
+  absl::flat_hash_set<uint64_t> seen;
+  absl::Status scanned =
+      store_->ScanHistory(config, snapshot_version, [&](uint64_t, std::span<const uint64_t> ids) {
+        for (uint64_t id : ids) {
+          if (seen.insert(id).second) touched.push_back(id);
+        }
+        return absl::OkStatus();
+      });
+  if (!scanned.ok()) return scanned;
+  seen.clear();
+
+  std::vector<uint64_t> add_ids;
+  std::vector<float> add_vectors;
+  uint64_t fresh = 0;  // ids in add_ids the graph does not hold yet
+  std::vector<uint64_t> to_delete;
+  std::vector<float> current(config.dim);
+  absl::Status error;
+  std::mutex error_mu;
+  auto insert = [&]() -> absl::Status {
+    size_t first = 0;
+    if (graph.element_count() == 0 && !add_ids.empty()) {  // hnswlib wants its first alone
+      if (absl::Status s = graph.Add(add_vectors.data(), add_ids[0]); !s.ok()) return s;
+      first = 1;
+    }
+    pool_->ParallelFor(add_ids.size() - first, 32, [&](size_t begin, size_t end) {
+      for (size_t i = first + begin; i < first + end; ++i) {
+        absl::Status s = graph.Add(add_vectors.data() + i * config.dim, add_ids[i]);
+        if (!s.ok()) {
+          std::lock_guard lock(error_mu);
+          error.Update(s);
+        }
+      }
+    });
+    add_ids.clear();
+    add_vectors.clear();
+    fresh = 0;
+    return error;
+  };
+  for (uint64_t id : touched) {
+    absl::StatusOr<storage::StoredItem> item = store_->GetItem(config, id);
+    if (!item.ok()) return item.status();
+    const HnswGraph::Presence presence = graph.Find(id);
+    bool add = presence == HnswGraph::Presence::kAbsent;
+    if (!item->deleted && presence != HnswGraph::Presence::kAbsent) {
+      // Live in storage: re-add unless the graph already holds this vector, live.
+      add = presence == HnswGraph::Presence::kDeleted || !graph.CopyVector(id, current.data()) ||
+            std::memcmp(current.data(), item->vector.data(), current.size() * sizeof(float)) != 0;
+    }
+    if (add) {
+      if (presence == HnswGraph::Presence::kAbsent &&
+          graph.element_count() + ++fresh > graph.max_elements()) {
+        return absl::DataLossError(
+            absl::StrCat("storage holds more than max_elements ", graph.max_elements(), " items"));
+      }
+      add_ids.push_back(id);
+      add_vectors.insert(add_vectors.end(), item->vector.begin(), item->vector.end());
+    }
+    if (item->deleted && presence != HnswGraph::Presence::kDeleted) to_delete.push_back(id);
+    if (add_ids.size() == kRebuildChunk) {
+      if (absl::Status s = insert(); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = insert(); !s.ok()) return s;
+  for (uint64_t id : to_delete) {
+    if (absl::Status s = graph.MarkDeleted(id); !s.ok()) return s;
+  }
+  return touched.size();
 }
 
 absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
@@ -300,6 +444,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   if (status.ok() && batch.size() > 0) status = commit();
   if (status.ok()) status = graph->Save(store_->TempSnapshotPath(config.cf_id));
   if (status.ok()) status = store_->PublishSnapshot(config.cf_id, config.version);
+  if (status.ok()) status = store_->TrimHistory(config, config.version);
   if (!status.ok()) {
     if (absl::Status dropped = store_->DropIndex(name); !dropped.ok()) {
       spdlog::error("import of '{}' failed and its partial index '{}' could not be removed: {}",
@@ -309,20 +454,23 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   }
   spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
                graph->deleted_count(), progress.seconds());
+  auto index =
+      std::make_shared<Index>(config, std::move(graph), store_.get(), pool_.get(), &aborting_);
+  index->SetSnapshotState(config.version, 0);
   std::unique_lock lock(mu_);
-  indexes_.emplace(name, std::make_shared<Index>(config, std::move(graph), store_.get(),
-                                                 pool_.get(), &aborting_));
+  indexes_.emplace(name, std::move(index));
   return absl::OkStatus();
 }
 
 absl::Status Catalog::Close() {
-  std::vector<std::shared_ptr<Index>> indexes;
   {
-    std::shared_lock lock(mu_);
-    for (const auto& [name, index] : indexes_) indexes.push_back(index);
+    std::lock_guard lock(snapshotter_mu_);
+    snapshotter_stop_ = true;
   }
+  snapshotter_cv_.notify_all();
+  if (snapshotter_.joinable()) snapshotter_.join();
   absl::Status status;
-  for (const auto& index : indexes) {
+  for (const auto& index : AllIndexes()) {
     if (absl::Status s = index->SaveSnapshot(); !s.ok()) {
       spdlog::error("index '{}': graph snapshot not saved: {}", index->name(), s.ToString());
       status.Update(s);

@@ -5,10 +5,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,10 +32,15 @@ class Catalog {
     size_t threads = 0;
     // fsync every acknowledged write (see storage::Store::Options).
     bool sync = true;
+    // Snapshot an index's graph in the background once this many items were written to it
+    // since its last snapshot; 0: only at Close. A restart after a crash loads the last
+    // snapshot and replays at most about this many items.
+    uint64_t snapshot_every = 100'000;
   };
 
-  // Opens the data directory and loads every index: from its graph snapshot when one matches
-  // the stored data, otherwise by rebuilding the graph from the stored vectors (logged).
+  // Opens the data directory and loads every index: from its latest graph snapshot plus the
+  // writes after it (replayed from the history), or, if the snapshot is missing, torn,
+  // corrupt or its history is gone, by rebuilding the graph from the stored vectors (logged).
   static absl::StatusOr<std::unique_ptr<Catalog>> Open(const std::string& dir,
                                                        const Options& options);
   ~Catalog();
@@ -59,18 +68,38 @@ class Catalog {
   // its index's graph is then not saved by Close, and the next Open rebuilds it.
   void AbortWork() { aborting_ = true; }
 
-  // Saves a graph snapshot of every index and flushes storage, so the next Open loads
-  // graphs instead of rebuilding them. Call once no more requests arrive.
+  // Stops the background snapshots, saves a graph snapshot of every index and flushes
+  // storage, so the next Open loads graphs with nothing to replay. Call once no more
+  // requests arrive.
   absl::Status Close();
 
  private:
-  Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool);
-  absl::StatusOr<std::unique_ptr<HnswGraph>> LoadGraph(const storage::IndexConfig& config);
+  struct Loaded {
+    std::unique_ptr<HnswGraph> graph;
+    std::optional<uint64_t> snapshot_version;  // none: rebuilt
+    uint64_t unsnapshotted_items = 0;          // replayed or rebuilt
+  };
+  Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool,
+          const Options& options);
+  absl::StatusOr<Loaded> LoadGraph(const storage::IndexConfig& config);
+  // Brings a graph loaded from the snapshot of `snapshot_version` up to config.version.
+  // Returns the number of items replayed; NOT_FOUND if the history no longer reaches back.
+  absl::StatusOr<uint64_t> Replay(const storage::IndexConfig& config, uint64_t snapshot_version,
+                                  HnswGraph& graph);
   absl::StatusOr<std::unique_ptr<HnswGraph>> RebuildGraph(const storage::IndexConfig& config);
+  void SnapshotLoop();
+  std::vector<std::shared_ptr<Index>> AllIndexes() const;
 
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ThreadPool> pool_;
   std::atomic<bool> aborting_ = false;
+  const Options options_;
+
+  // The background snapshot thread, stopped by Close.
+  std::mutex snapshotter_mu_;
+  std::condition_variable snapshotter_cv_;
+  bool snapshotter_stop_ = false;  // guarded by snapshotter_mu_
+  std::thread snapshotter_;
   mutable RwLock mu_;
   std::map<std::string, std::shared_ptr<Index>> indexes_;  // guarded by mu_
 };

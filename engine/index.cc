@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 #include <shared_mutex>
@@ -220,6 +221,7 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
   }
   std::unique_lock lock(mu_);
   config_ = after;
+  unsnapshotted_items_ += items.size();
   for (Writer* writer : accepted) {
     absl::Status applied = ApplyToGraph({writer});
     if (absl::IsUnavailable(applied)) {
@@ -514,23 +516,52 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
   return RunWriter(&writer);
 }
 
-absl::Status Index::SaveSnapshot() const {
-  std::shared_lock lock(mu_);
-  if (dropped_ || !config_.initialized) return absl::OkStatus();
-  if (graph_aborted_) {
-    spdlog::warn(
-        "index '{}': insertion was stopped by the shutdown; graph not saved, the next "
-        "start rebuilds it from storage",
-        name_);
-    return absl::OkStatus();
+void Index::SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items) {
+  std::lock_guard lock(snapshot_mu_);
+  snapshot_version_ = version;
+  unsnapshotted_items_ = unsnapshotted_items;
+}
+
+absl::Status Index::SaveSnapshot() {
+  std::lock_guard snapshot_lock(snapshot_mu_);
+  storage::IndexConfig config;
+  uint64_t items = 0;
+  const auto started = std::chrono::steady_clock::now();
+  {
+    std::shared_lock lock(mu_);
+    if (dropped_ || !config_.initialized) return absl::OkStatus();
+    if (graph_aborted_) {
+      spdlog::warn(
+          "index '{}': insertion was stopped by the shutdown; graph not saved, the next "
+          "start recovers it from the last snapshot and storage",
+          name_);
+      return absl::OkStatus();
+    }
+    if (graph_damaged_) {
+      return absl::DataLossError(absl::StrCat("index '", name_,
+                                              "': graph differs from storage after a failed "
+                                              "write; not saved, the next start recovers it"));
+    }
+    if (snapshot_version_ == config_.version) return absl::OkStatus();
+    if (absl::Status s = graph_->Save(store_->TempSnapshotPath(config_.cf_id)); !s.ok()) return s;
+    config = config_;
+    items = unsnapshotted_items_.exchange(0);
   }
-  if (graph_damaged_) {
-    return absl::DataLossError(absl::StrCat("index '", name_,
-                                            "': graph differs from storage after a failed write; "
-                                            "not saved, the next start rebuilds it"));
+  absl::Status published = store_->PublishSnapshot(config.cf_id, config.version);
+  if (!published.ok()) {
+    unsnapshotted_items_ += items;
+    return published;
   }
-  if (absl::Status s = graph_->Save(store_->TempSnapshotPath(config_.cf_id)); !s.ok()) return s;
-  return store_->PublishSnapshot(config_.cf_id, config_.version);
+  snapshot_version_ = config.version;
+  spdlog::info("index '{}': graph snapshot at version {} ({} items since the last) in {:.2f} s",
+               name_, config.version, items,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  // The snapshot covers the history up to its version. A failure to trim costs disk, not
+  // correctness, and the next snapshot trims again.
+  if (absl::Status s = store_->TrimHistory(config, config.version); !s.ok()) {
+    spdlog::warn("index '{}': history not trimmed: {}", name_, s.ToString());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Index::Drop(const std::function<absl::Status()>& drop) {

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,8 +101,16 @@ class Index {
   // NOT_FOUND naming the first id that is absent or deleted.
   absl::Status GetVectors(std::span<const uint64_t> ids, std::span<float> out) const;
 
-  // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot).
-  absl::Status SaveSnapshot() const;
+  // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot),
+  // unless the last one is already of this version, then trims the history it covers. Queries
+  // go on meanwhile; writes wait while the graph is being written out (not while it is
+  // fsynced and checksummed).
+  absl::Status SaveSnapshot();
+  // Items written since the last snapshot: the work a restart after a crash would replay.
+  uint64_t UnsnapshottedItems() const { return unsnapshotted_items_.load(); }
+  // Called by Catalog once at load: the version of the snapshot the graph came from (none:
+  // rebuilt) and the items replayed or rebuilt on top of it.
+  void SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items);
   // Waits for in-flight calls, then makes every later call fail with NOT_FOUND. Called by
   // Catalog when the index is deleted; `drop` runs while no other call can touch the index.
   absl::Status Drop(const std::function<absl::Status()>& drop);
@@ -135,6 +144,12 @@ class Index {
   // storage, so it must never become a snapshot; the next start rebuilds it from storage.
   bool graph_damaged_ = false;
   bool graph_aborted_ = false;  // the cause was the shutdown, not a failure
+
+  // Serialises SaveSnapshot. Guards snapshot_version_.
+  std::mutex snapshot_mu_;
+  std::optional<uint64_t> snapshot_version_;
+  // Written under mu_ exclusively (with config_.version), read anywhere.
+  std::atomic<uint64_t> unsnapshotted_items_ = 0;
 };
 
 }  // namespace luxdb::engine

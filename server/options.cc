@@ -86,6 +86,10 @@ const std::vector<Flag>& Flags() {
        true, Bool(&Options::sync, "sync")},
       {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
        Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
+      {"snapshot-every",
+       "snapshot an index's graph after this many item writes (0: only at shutdown); a restart "
+       "after a crash replays at most about this many",
+       false, Number(&Options::snapshot_every, 0, uint64_t{1} << 40, "snapshot-every")},
       {"secret", "shared secret clients sign their tokens with", false, Text(&Options::secret)},
       {"insecure", "accept calls without tokens (never on a network you do not trust)", true,
        Bool(&Options::insecure, "insecure")},

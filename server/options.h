@@ -21,6 +21,9 @@ struct Options {
   uint32_t max_message_mb = 256;
   bool sync = true;
   uint32_t grace_seconds = 25;  // SIGTERM: time in-flight calls get before being cancelled
+  // Snapshot an index's graph once this many items were written since its last snapshot (0:
+  // only at shutdown); bounds what a restart after a crash replays.
+  uint64_t snapshot_every = 100'000;
 
   // Security (README "Security"). Without a secret and without `insecure`, the server uses
   // (creating it on first start) the secret file in the data directory.

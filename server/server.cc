@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
 void LuxServer::Load() {
   engine::Catalog::Options catalog_options;
   catalog_options.threads = options_.threads;
+  catalog_options.snapshot_every = options_.snapshot_every;
   catalog_options.sync = options_.sync;
   absl::StatusOr<std::unique_ptr<engine::Catalog>> catalog =
       engine::Catalog::Open(options_.data_dir, catalog_options);

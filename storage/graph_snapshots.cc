@@ -281,7 +281,7 @@ absl::Status GraphSnapshots::Publish(uint64_t cf_id, uint64_t version) const {
   return SyncDirectory(dir_);
 }
 
-absl::StatusOr<std::string> GraphSnapshots::Find(uint64_t cf_id, uint64_t version) const {
+absl::StatusOr<SnapshotFile> GraphSnapshots::Find(uint64_t cf_id) const {
   const std::string meta_path = MetaPath(cf_id);
   absl::StatusOr<std::string> meta_text = ReadSmallFile(meta_path, kMaxMetaBytes);
   if (absl::IsNotFound(meta_text.status())) {
@@ -295,11 +295,6 @@ absl::StatusOr<std::string> GraphSnapshots::Find(uint64_t cf_id, uint64_t versio
     return absl::DataLossError(
         absl::StrCat("graph snapshot sidecar '", meta_path, "' belongs to cf_id ", meta->cf_id));
   }
-  if (meta->version != version) {
-    return absl::NotFoundError(absl::StrCat("graph snapshot of cf_id ", cf_id, " is for version ",
-                                            meta->version, ", the index is at version ", version));
-  }
-
   const std::string graph_path = GraphPath(cf_id);
   absl::StatusOr<File> graph = File::Open(graph_path, O_RDONLY);
   if (!graph.ok()) {
@@ -312,13 +307,22 @@ absl::StatusOr<std::string> GraphSnapshots::Find(uint64_t cf_id, uint64_t versio
     return absl::DataLossError(absl::StrCat("graph snapshot '", graph_path, "' has ", *size,
                                             " bytes; its sidecar records ", meta->graph.size));
   }
-  absl::StatusOr<FileDigest> digest = DigestFile(*graph, graph_path);
+  return SnapshotFile{.path = graph_path,
+                      .version = meta->version,
+                      .size = meta->graph.size,
+                      .sha256_hex = meta->graph.sha256_hex};
+}
+
+absl::Status GraphSnapshots::Verify(const SnapshotFile& snapshot) const {
+  absl::StatusOr<File> graph = File::Open(snapshot.path, O_RDONLY);
+  if (!graph.ok()) return absl::DataLossError(graph.status().message());
+  absl::StatusOr<FileDigest> digest = DigestFile(*graph, snapshot.path);
   if (!digest.ok()) return digest.status();
-  if (digest->size != meta->graph.size || digest->sha256_hex != meta->graph.sha256_hex) {
-    return absl::DataLossError(absl::StrCat("graph snapshot '", graph_path,
+  if (digest->size != snapshot.size || digest->sha256_hex != snapshot.sha256_hex) {
+    return absl::DataLossError(absl::StrCat("graph snapshot '", snapshot.path,
                                             "' does not match the SHA-256 in its sidecar"));
   }
-  return graph_path;
+  return absl::OkStatus();
 }
 
 absl::Status GraphSnapshots::Remove(uint64_t cf_id) const {

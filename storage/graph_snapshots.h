@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "storage/store.h"
 
 namespace luxdb::storage {
 
@@ -27,10 +28,12 @@ class GraphSnapshots {
   // Fsyncs TempPath(cf_id), records its size, SHA-256 and `version` in the sidecar, and
   // renames both into place. The directory is fsynced before returning.
   absl::Status Publish(uint64_t cf_id, uint64_t version) const;
-  // The path of the published graph of `cf_id` if it is for exactly `version` and verifies.
-  // NOT_FOUND if there is none, it is for another version or its sidecar is of another format;
-  // DATA_LOSS if the sidecar is unparsable or the graph's size or checksum differ from it.
-  absl::StatusOr<std::string> Find(uint64_t cf_id, uint64_t version) const;
+  // The published graph of `cf_id`, once its sidecar parses and its size matches. NOT_FOUND
+  // if there is none or its sidecar is of another format; DATA_LOSS if the sidecar is
+  // unparsable or the graph's size differs from it.
+  absl::StatusOr<SnapshotFile> Find(uint64_t cf_id) const;
+  // DATA_LOSS if the graph's SHA-256 (or size) differs from the sidecar's.
+  absl::Status Verify(const SnapshotFile& snapshot) const;
   // Removes every file of `cf_id`, published or in progress. Missing files are not an error.
   absl::Status Remove(uint64_t cf_id) const;
   // Removes every temporary file and every snapshot whose cf_id is not in `live`. Returns the

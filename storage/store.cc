@@ -31,6 +31,7 @@ constexpr absl::string_view kGraphsSubdir = "/graphs";
 constexpr mode_t kPrivateDirMode = 0700;
 
 constexpr char kCatalogColumnFamily[] = "catalog";
+constexpr char kHistoryColumnFamily[] = "history";
 constexpr absl::string_view kIndexColumnFamilyPrefix = "index-";
 constexpr absl::string_view kIndexKeyPrefix = "index/";
 constexpr char kNextCfIdKey[] = "next_cf_id";
@@ -72,6 +73,24 @@ std::string ItemKey(uint64_t id, char tag) {
   }
   key[kItemIdBytes] = tag;
   return key;
+}
+
+// History keys: cf_id then version, both big-endian, so one index's history is one key range
+// in version order.
+std::string HistoryKey(uint64_t cf_id, uint64_t version) {
+  std::string key(2 * sizeof(uint64_t), '\0');
+  for (size_t i = 0; i < sizeof(uint64_t); ++i) {
+    key[i] = static_cast<char>(static_cast<uint8_t>(cf_id >> (8 * (7 - i))));
+    key[8 + i] = static_cast<char>(static_cast<uint8_t>(version >> (8 * (7 - i))));
+  }
+  return key;
+}
+
+uint64_t BigEndian64(const char* bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < sizeof(uint64_t); ++i)
+    value = (value << 8) | static_cast<uint8_t>(bytes[i]);
+  return value;
 }
 
 uint64_t ItemKeyId(const rocksdb::Slice& key) {
@@ -178,6 +197,7 @@ struct Store::Impl {
   const GraphSnapshots snapshots;
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* catalog = nullptr;
+  rocksdb::ColumnFamilyHandle* history = nullptr;
   // Handles not owned by an IndexEntry (default, catalog, any unknown column family).
   std::vector<rocksdb::ColumnFamilyHandle*> other_cfs;
 
@@ -213,8 +233,10 @@ absl::Status Store::Impl::OpenDatabase() {
       return FromRocksDb(listed, absl::StrCat("cannot list column families of '", db_path, "'"));
     }
   }
-  if (std::find(cf_names.begin(), cf_names.end(), kCatalogColumnFamily) == cf_names.end()) {
-    cf_names.push_back(kCatalogColumnFamily);
+  for (const char* name : {kCatalogColumnFamily, kHistoryColumnFamily}) {
+    if (std::find(cf_names.begin(), cf_names.end(), name) == cf_names.end()) {
+      cf_names.push_back(name);
+    }
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : cf_names) {
@@ -230,6 +252,7 @@ absl::Status Store::Impl::OpenDatabase() {
   other_cfs = std::move(handles);
   for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
     if (cf->GetName() == kCatalogColumnFamily) catalog = cf;
+    if (cf->GetName() == kHistoryColumnFamily) history = cf;
   }
   return absl::OkStatus();
 }
@@ -314,6 +337,32 @@ absl::Status Store::Impl::Reconcile(const CatalogContents& catalog_contents) {
     }
     std::erase(other_cfs, cf);
     db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  }
+
+  // History of indexes no longer catalogued (a crash during DropIndex).
+  {
+    rocksdb::WriteBatch batch;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), history));
+    for (it->SeekToFirst(); it->Valid();) {
+      if (it->key().size() != 2 * sizeof(uint64_t)) {
+        return absl::DataLossError(
+            absl::StrCat("history of '", dir, "' holds a key of ", it->key().size(), " bytes"));
+      }
+      const uint64_t cf_id = BigEndian64(it->key().data());
+      if (!live_cf_ids.contains(cf_id)) {
+        batch.DeleteRange(history, HistoryKey(cf_id, 0), HistoryKey(cf_id + 1, 0));
+      }
+      if (cf_id == UINT64_MAX) break;
+      it->Seek(HistoryKey(cf_id + 1, 0));
+    }
+    if (!it->status().ok()) {
+      return FromRocksDb(it->status(), absl::StrCat("cannot read the history of '", dir, "'"));
+    }
+    if (batch.Count() > 0) {
+      if (absl::Status s = Write(&batch, "cannot remove the history of dropped indexes"); !s.ok()) {
+        return s;
+      }
+    }
   }
 
   absl::StatusOr<uint64_t> max_snapshot_cf_id = snapshots.RemoveAllExcept(live_cf_ids);
@@ -480,6 +529,13 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
     batch.Put(entry.cf, ItemKey(op.id, kDeletedTag), rocksdb::Slice());
   }
   batch.Put(impl_->catalog, CatalogKey(config_after.name), EncodeIndexConfig(config_after));
+  // The history record: the ids this version touched, 8 bytes each, native order.
+  std::string touched;
+  touched.reserve(items.size() * sizeof(uint64_t));
+  for (const ItemWrite::Op& op : items.ops()) {
+    touched.append(reinterpret_cast<const char*>(&op.id), sizeof(op.id));
+  }
+  batch.Put(impl_->history, HistoryKey(entry.cf_id, config_after.version), touched);
   if (absl::Status s =
           impl_->Write(&batch, absl::StrCat("cannot commit ", items.size(),
                                             " item changes to index '", config_after.name, "'"));
@@ -499,6 +555,7 @@ absl::Status Store::DropIndex(const std::string& name) {
     std::lock_guard lock(entry->mu);
     rocksdb::WriteBatch batch;
     batch.Delete(impl_->catalog, CatalogKey(name));
+    batch.DeleteRange(impl_->history, HistoryKey(entry->cf_id, 0), HistoryKey(entry->cf_id + 1, 0));
     if (absl::Status s =
             impl_->Write(&batch, absl::StrCat("cannot uncatalogue index '", name, "'"));
         !s.ok()) {
@@ -585,8 +642,85 @@ absl::Status Store::PublishSnapshot(uint64_t cf_id, uint64_t version) {
   return impl_->snapshots.Publish(cf_id, version);
 }
 
-absl::StatusOr<std::string> Store::FindSnapshot(uint64_t cf_id, uint64_t version) const {
-  return impl_->snapshots.Find(cf_id, version);
+absl::StatusOr<SnapshotFile> Store::FindSnapshot(uint64_t cf_id) const {
+  return impl_->snapshots.Find(cf_id);
+}
+
+absl::Status Store::VerifySnapshot(const SnapshotFile& snapshot) const {
+  return impl_->snapshots.Verify(snapshot);
+}
+
+absl::Status Store::ScanHistory(
+    const IndexConfig& config, uint64_t after_version,
+    const std::function<absl::Status(uint64_t version, std::span<const uint64_t> ids)>& fn) const {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(config.name);
+  if (!found.ok()) return found.status();
+  const uint64_t cf_id = (*found)->cf_id;
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;
+  const std::string end = HistoryKey(cf_id, config.version + 1);
+  const rocksdb::Slice end_slice(end);
+  read_options.iterate_upper_bound = &end_slice;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->history));
+  uint64_t expected = after_version + 1;
+  std::vector<uint64_t> ids;
+  for (it->Seek(HistoryKey(cf_id, expected)); it->Valid(); it->Next(), ++expected) {
+    const uint64_t version = BigEndian64(it->key().data() + sizeof(uint64_t));
+    if (version != expected) break;
+    const rocksdb::Slice value = it->value();
+    if (value.size() % sizeof(uint64_t) != 0) {
+      return absl::DataLossError(absl::StrCat("history record ", version, " of index '",
+                                              config.name, "' has ", value.size(), " bytes"));
+    }
+    ids.resize(value.size() / sizeof(uint64_t));
+    std::memcpy(ids.data(), value.data(), value.size());
+    if (absl::Status s = fn(version, ids); !s.ok()) return s;
+  }
+  if (!it->status().ok()) {
+    return FromRocksDb(it->status(),
+                       absl::StrCat("cannot read the history of index '", config.name, "'"));
+  }
+  if (expected != config.version + 1) {
+    return absl::NotFoundError(absl::StrCat("history of index '", config.name,
+                                            "' has no record of version ", expected, " (trimmed)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::TrimHistory(const IndexConfig& config, uint64_t up_to_version) {
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(impl_->history, HistoryKey(config.cf_id, 0),
+                    HistoryKey(config.cf_id, up_to_version + 1));
+  return impl_->Write(&batch, absl::StrCat("cannot trim the history of index '", config.name, "'"));
+}
+
+absl::StatusOr<StoredItem> Store::GetItem(const IndexConfig& config, uint64_t id) const {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(config.name);
+  if (!found.ok()) return found.status();
+  const IndexEntry& entry = **found;
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), entry.cf, ItemKey(id, kVectorTag), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("index '", config.name, "' has no stored item ", id));
+  }
+  if (!s.ok()) {
+    return FromRocksDb(s, absl::StrCat("cannot read item ", id, " of index '", config.name, "'"));
+  }
+  if (value.size() != size_t{config.dim} * sizeof(float)) {
+    return absl::DataLossError(absl::StrCat("item ", id, " of index '", config.name, "' has ",
+                                            value.size(), " bytes of vector"));
+  }
+  StoredItem item;
+  item.vector.resize(config.dim);
+  std::memcpy(item.vector.data(), value.data(), value.size());
+  rocksdb::PinnableSlice mark;
+  s = impl_->db->Get(rocksdb::ReadOptions(), entry.cf, ItemKey(id, kDeletedTag), &mark);
+  if (!s.ok() && !s.IsNotFound()) {
+    return FromRocksDb(s, absl::StrCat("cannot read item ", id, " of index '", config.name, "'"));
+  }
+  item.deleted = s.ok();
+  return item;
 }
 
 absl::Status Store::Flush() {
@@ -596,7 +730,7 @@ absl::Status Store::Flush() {
     for (const auto& [name, entry] : impl_->indexes) entries.push_back(entry);
   }
   // Shared locks keep DropIndex from dropping a column family while it is being flushed.
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs = {impl_->catalog};
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs = {impl_->catalog, impl_->history};
   for (const std::shared_ptr<IndexEntry>& entry : entries) {
     entry->mu.lock_shared();
     if (!entry->dropped) cfs.push_back(entry->cf);

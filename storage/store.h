@@ -6,8 +6,14 @@
 //                 has a column family "index-<cf_id>" whose keys are the item id as 8 bytes
 //                 big-endian followed by one tag byte: 'v' -> the vector (dim floats, native
 //                 byte order), 't' -> empty value marking the item deleted.
+//                 Column family "history" maps cf_id and version (8 bytes big-endian each)
+//                 to the ids that version's Commit touched: the write history since the
+//                 index's last graph snapshot (older records are trimmed).
 //   dir/graphs/   graph snapshots: "<cf_id>.hnsw" with a "<cf_id>.meta" sidecar that records
 //                 the IndexConfig::version the snapshot reflects, its size and SHA-256.
+//
+// Recovery: a graph snapshot of version S plus the items named by the history records of
+// versions S+1..current, read in their stored (final) state, give the current graph.
 //
 // Durability: every mutating call is one atomic RocksDB write; with Options::sync (the
 // default) its WAL is fsynced before the call returns. Concurrent callers of Commit share
@@ -49,6 +55,20 @@ class ItemWrite {
   std::vector<Op> ops_;
 };
 
+// A published graph snapshot, as its sidecar describes it.
+struct SnapshotFile {
+  std::string path;
+  uint64_t version = 0;  // the IndexConfig::version the graph reflects
+  uint64_t size = 0;
+  std::string sha256_hex;
+};
+
+// One stored item, for replaying history.
+struct StoredItem {
+  std::vector<float> vector;
+  bool deleted = false;
+};
+
 class Store {
  public:
   struct Options {
@@ -76,8 +96,9 @@ class Store {
   // NOT_FOUND if the name is not catalogued.
   absl::Status UpdateConfig(const IndexConfig& config);
 
-  // Atomically applies `items` to the index and replaces its catalogued config with
-  // `config_after` (whose version the caller has bumped). Nothing is applied on error.
+  // Atomically applies `items` to the index, replaces its catalogued config with
+  // `config_after` (whose version the caller has bumped) and records the ids touched as the
+  // history of that version. Nothing is applied on error.
   absl::Status Commit(const IndexConfig& config_after, const ItemWrite& items);
 
   // Uncatalogues the index, drops its column family and removes its graph snapshot.
@@ -91,14 +112,31 @@ class Store {
       const std::function<absl::Status(uint64_t id, std::span<const float> vector, bool deleted)>&
           fn) const;
 
+  // One stored item. NOT_FOUND if the index never stored `id`.
+  absl::StatusOr<StoredItem> GetItem(const IndexConfig& config, uint64_t id) const;
+
+  // Calls `fn` for the history record of every version after `after_version` up to
+  // config.version, in version order (`ids` is valid only during the call). NOT_FOUND if a
+  // record is missing (trimmed): the history cannot bring a graph of `after_version` up to
+  // date, and the caller must rebuild it from the items.
+  absl::Status ScanHistory(
+      const IndexConfig& config, uint64_t after_version,
+      const std::function<absl::Status(uint64_t version, std::span<const uint64_t> ids)>& fn) const;
+  // Deletes the history records of versions up to `up_to_version` (a published snapshot
+  // covers them).
+  absl::Status TrimHistory(const IndexConfig& config, uint64_t up_to_version);
+
   // Graph snapshots. The caller writes the graph to TempSnapshotPath, then PublishSnapshot
   // fsyncs it, records `version` with a checksum and renames it into place atomically.
   std::string TempSnapshotPath(uint64_t cf_id) const;
   absl::Status PublishSnapshot(uint64_t cf_id, uint64_t version);
-  // The path of the snapshot of `cf_id` if one exists for exactly `version` and its size and
-  // checksum verify; NOT_FOUND if none exists or it is for another version; DATA_LOSS if it
-  // is torn or corrupt.
-  absl::StatusOr<std::string> FindSnapshot(uint64_t cf_id, uint64_t version) const;
+  // The published snapshot of `cf_id` as its sidecar describes it, after checking the graph
+  // file's size (cheap); NOT_FOUND if there is none; DATA_LOSS if the sidecar is unparsable
+  // or the size differs (torn).
+  absl::StatusOr<SnapshotFile> FindSnapshot(uint64_t cf_id) const;
+  // Checks the snapshot's SHA-256 against its sidecar (reads the whole file; may run while
+  // the graph is being loaded from it). DATA_LOSS if it differs.
+  absl::Status VerifySnapshot(const SnapshotFile& snapshot) const;
 
   // Flushes memtables to disk. Called on clean shutdown.
   absl::Status Flush();

@@ -814,10 +814,9 @@ class CatalogTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NO_FATAL_FAILURE(Open()); }
 
-  void Open() {
+  void Open(Catalog::Options options = {.threads = 2, .sync = false}) {
     catalog_.reset();
-    absl::StatusOr<std::unique_ptr<Catalog>> catalog =
-        Catalog::Open(dir(), {.threads = 2, .sync = false});
+    absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Open(dir(), options);
     ASSERT_TRUE(catalog.ok()) << catalog.status();
     catalog_ = *std::move(catalog);
   }
@@ -1511,6 +1510,41 @@ TEST_F(PersistenceTest, ReopenWithoutCloseReplaysEveryAcknowledgedWrite) {
   EXPECT_TRUE(StatusIs(Vectors(*GetIndex("l2"), {5001}).status(), absl::StatusCode::kNotFound,
                        {"deleted"}));
   EXPECT_TRUE(Vectors(*GetIndex("cos"), {0}).ok());
+  // Loaded from the snapshot with only the items written after it replayed, not rebuilt.
+  EXPECT_EQ(GetIndex("l2")->UnsnapshottedItems(), 6u);  // 5000..5004 and 1000
+  EXPECT_EQ(GetIndex("cos")->UnsnapshottedItems(), 1u);
+  EXPECT_EQ(GetIndex("empty")->UnsnapshottedItems(), 0u);
+}
+
+TEST_F(PersistenceTest, PeriodicSnapshotsLeaveOnlyTheTailToReplay) {
+  ASSERT_NO_FATAL_FAILURE(Open({.threads = 2, .sync = false, .snapshot_every = 100}));
+  std::shared_ptr<engine::Index> index =
+      MakeIndex("busy", Space::kL2, 6, {.max_elements = 2000, .ef_construction = 100});
+  ASSERT_NE(index, nullptr);
+  const std::vector<float> vectors = RandomVectors(1000, 6, 50);
+  for (uint64_t batch = 0; batch < 10; ++batch) {
+    ASSERT_TRUE(index
+                    ->Add(std::span(vectors).subspan(batch * 600, 600),
+                          Range(batch * 100, batch * 100 + 100))
+                    .ok());
+  }
+  // The background thread snapshots within its poll interval once 100 items are written.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((index->UnsnapshottedItems() >= 100 || Snapshots().empty()) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_LT(index->UnsnapshottedItems(), 100u);
+  ASSERT_EQ(Snapshots().size(), 1u);
+  // A tail after the snapshot: an update, a delete and a new item; then a crash (no Close).
+  ASSERT_TRUE(index->Add(RandomVectors(1, 6, 51), std::vector<uint64_t>{5}).ok());
+  ASSERT_TRUE(index->Delete(std::vector<uint64_t>{6, 999}).ok());
+  ASSERT_TRUE(index->Add(RandomVectors(1, 6, 52), std::vector<uint64_t>{1500}).ok());
+  const IndexState before = Capture(*index, Range(0, 2000));
+  index.reset();
+  ASSERT_NO_FATAL_FAILURE(Open({.threads = 2, .sync = false, .snapshot_every = 0}));
+  ExpectSameState(before, Capture(*GetIndex("busy"), Range(0, 2000)));
+  EXPECT_EQ(GetIndex("busy")->UnsnapshottedItems(), 4u);  // replayed 5, 6, 999 and 1500
 }
 
 TEST_F(PersistenceTest, ReopenRebuildsWhenASnapshotVectorByteIsFlipped) {
@@ -1533,6 +1567,7 @@ TEST_F(PersistenceTest, ReopenRebuildsWhenASnapshotVectorByteIsFlipped) {
   }
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_NO_FATAL_FAILURE(ExpectRestored(before));
+  EXPECT_EQ(GetIndex("l2")->UnsnapshottedItems(), 250u);  // rebuilt: every stored item
   ASSERT_NO_FATAL_FAILURE(ExpectWritable());
 }
 

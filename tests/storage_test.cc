@@ -455,14 +455,16 @@ class SnapshotTest : public StoreTest {
 };
 
 TEST_F(SnapshotTest, PublishedSnapshotIsFoundAfterReopen) {
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id).status().code(), absl::StatusCode::kNotFound);
   WriteGraph(graph_);
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
   EXPECT_FALSE(std::filesystem::exists(store_->TempSnapshotPath(docs_.cf_id)));
   Reopen();
-  absl::StatusOr<std::string> path = store_->FindSnapshot(docs_.cf_id, 5);
-  ASSERT_TRUE(path.ok()) << path.status();
-  EXPECT_EQ(ReadFile(*path), graph_);
+  absl::StatusOr<SnapshotFile> found = store_->FindSnapshot(docs_.cf_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->version, 5u);
+  EXPECT_TRUE(store_->VerifySnapshot(*found).ok());
+  EXPECT_EQ(ReadFile(found->path), graph_);
 }
 
 TEST_F(SnapshotTest, RepublishReplacesTheSnapshot) {
@@ -470,68 +472,127 @@ TEST_F(SnapshotTest, RepublishReplacesTheSnapshot) {
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
   WriteGraph("newer graph");
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 6).ok());
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 5).status().code(), absl::StatusCode::kNotFound);
-  absl::StatusOr<std::string> path = store_->FindSnapshot(docs_.cf_id, 6);
-  ASSERT_TRUE(path.ok()) << path.status();
-  EXPECT_EQ(ReadFile(*path), "newer graph");
+  absl::StatusOr<SnapshotFile> found = store_->FindSnapshot(docs_.cf_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->version, 6u);
+  EXPECT_TRUE(store_->VerifySnapshot(*found).ok());
+  EXPECT_EQ(ReadFile(found->path), "newer graph");
 }
 
-TEST_F(SnapshotTest, SnapshotOfAnotherVersionIsNotFound) {
+TEST_F(SnapshotTest, FlippedByteFailsVerification) {
   WriteGraph(graph_);
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
-  absl::StatusOr<std::string> found = store_->FindSnapshot(docs_.cf_id, 6);
-  EXPECT_EQ(found.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(Contains(found.status().message(), "version 5"));
-  EXPECT_TRUE(Contains(found.status().message(), "version 6"));
-}
-
-TEST_F(SnapshotTest, FlippedByteIsDataLoss) {
-  WriteGraph(graph_);
-  ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
-  const std::string path = *store_->FindSnapshot(docs_.cf_id, 5);
+  const SnapshotFile found = *store_->FindSnapshot(docs_.cf_id);
   {
-    std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+    std::fstream file(found.path, std::ios::binary | std::ios::in | std::ios::out);
     file.seekp(50000);
     file.put('h');
   }
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 5).status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(store_->FindSnapshot(docs_.cf_id).ok());  // same size: only the checksum tells
+  absl::Status verified = store_->VerifySnapshot(*store_->FindSnapshot(docs_.cf_id));
+  EXPECT_EQ(verified.code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(verified.message(), "SHA-256"));
 }
 
 TEST_F(SnapshotTest, TruncatedGraphIsDataLoss) {
   WriteGraph(graph_);
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
-  const std::string path = *store_->FindSnapshot(docs_.cf_id, 5);
-  std::filesystem::resize_file(path, graph_.size() / 2);
-  absl::StatusOr<std::string> found = store_->FindSnapshot(docs_.cf_id, 5);
-  EXPECT_EQ(found.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_TRUE(Contains(found.status().message(), std::to_string(graph_.size())));
+  const SnapshotFile found = *store_->FindSnapshot(docs_.cf_id);
+  std::filesystem::resize_file(found.path, graph_.size() / 2);
+  absl::StatusOr<SnapshotFile> again = store_->FindSnapshot(docs_.cf_id);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(again.status().message(), std::to_string(graph_.size())));
 }
 
 TEST_F(SnapshotTest, MissingGraphOrGarbledSidecarIsDataLoss) {
   WriteGraph(graph_);
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
-  const std::string path = *store_->FindSnapshot(docs_.cf_id, 5);
+  const std::string path = store_->FindSnapshot(docs_.cf_id)->path;
   const std::string meta_path = dir_ + "/graphs/" + std::to_string(docs_.cf_id) + ".meta";
   const std::string meta = ReadFile(meta_path);
   std::ofstream(meta_path, std::ios::trunc) << meta.substr(0, meta.size() / 2);
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 5).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id).status().code(), absl::StatusCode::kDataLoss);
   std::ofstream(meta_path, std::ios::trunc) << meta;
-  ASSERT_TRUE(store_->FindSnapshot(docs_.cf_id, 5).ok());
+  ASSERT_TRUE(store_->FindSnapshot(docs_.cf_id).ok());
   std::filesystem::remove(path);
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 5).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(SnapshotTest, PublishWithoutGraphFails) {
   EXPECT_FALSE(store_->PublishSnapshot(docs_.cf_id, 1).ok());
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(SnapshotTest, DropIndexRemovesItsSnapshot) {
   WriteGraph(graph_);
   ASSERT_TRUE(store_->PublishSnapshot(docs_.cf_id, 5).ok());
   ASSERT_TRUE(store_->DropIndex("docs").ok());
-  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id, 5).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->FindSnapshot(docs_.cf_id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/graphs"));
+}
+
+// The ids each version touched, as ScanHistory reports them.
+std::map<uint64_t, std::vector<uint64_t>> History(const Store& store, const IndexConfig& config,
+                                                  uint64_t after, absl::Status* status) {
+  std::map<uint64_t, std::vector<uint64_t>> history;
+  *status = store.ScanHistory(config, after, [&](uint64_t version, std::span<const uint64_t> ids) {
+    history[version].assign(ids.begin(), ids.end());
+    return absl::OkStatus();
+  });
+  return history;
+}
+
+TEST_F(SnapshotTest, HistoryRecordsTheIdsOfEveryCommitUntilTrimmed) {
+  const std::vector<float> a(docs_.dim, 1.0f), b(docs_.dim, 2.0f);
+  IndexConfig config = docs_;
+  auto commit = [&](ItemWrite items) {
+    ++config.version;
+    ASSERT_TRUE(store_->Commit(config, items).ok());
+  };
+  ItemWrite first;
+  first.Put(7, a);
+  first.Put(9, b);
+  commit(first);
+  ItemWrite second;
+  second.MarkDeleted(7);
+  commit(second);
+  ItemWrite third;
+  third.Put(7, b);
+  commit(third);
+  Reopen();
+
+  absl::Status status;
+  std::map<uint64_t, std::vector<uint64_t>> history = History(*store_, config, 0, &status);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(history, (std::map<uint64_t, std::vector<uint64_t>>{{1, {7, 9}}, {2, {7}}, {3, {7}}}));
+  history = History(*store_, config, 2, &status);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(history, (std::map<uint64_t, std::vector<uint64_t>>{{3, {7}}}));
+  // Up to date: nothing to replay.
+  EXPECT_TRUE(History(*store_, config, 3, &status).empty());
+  EXPECT_TRUE(status.ok()) << status;
+
+  ASSERT_TRUE(store_->TrimHistory(config, 2).ok());
+  history = History(*store_, config, 0, &status);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(status.message(), "version 1"));
+  history = History(*store_, config, 2, &status);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(history.size(), 1u);
+
+  // The items' final state is what replay reads.
+  absl::StatusOr<StoredItem> seven = store_->GetItem(config, 7);
+  ASSERT_TRUE(seven.ok()) << seven.status();
+  EXPECT_EQ(seven->vector, b);
+  EXPECT_FALSE(seven->deleted);
+  ItemWrite fourth;
+  fourth.MarkDeleted(9);
+  commit(fourth);
+  absl::StatusOr<StoredItem> nine = store_->GetItem(config, 9);
+  ASSERT_TRUE(nine.ok()) << nine.status();
+  EXPECT_EQ(nine->vector, b);
+  EXPECT_TRUE(nine->deleted);
+  EXPECT_EQ(store_->GetItem(config, 8).status().code(), absl::StatusCode::kNotFound);
 }
 
 void CommitFromThreads(Store& store, std::vector<IndexConfig>& indexes, int threads,
