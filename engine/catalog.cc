@@ -135,8 +135,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
       }
       loaded = *std::move(graph);
     }
-    auto index = std::make_shared<Index>(config, std::move(loaded.graph), catalog->store_.get(),
-                                         catalog->pool_.get(), &catalog->aborting_);
+    auto index = std::make_shared<Index>(config, std::move(loaded.graph), catalog->Context());
     index->SetSnapshotState(loaded.snapshot_version, loaded.unsnapshotted_items);
     std::unique_lock lock(catalog->mu_);
     catalog->indexes_.emplace(config.name, std::move(index));
@@ -343,8 +342,7 @@ absl::Status Catalog::Create(const std::string& name, storage::Space space, uint
   config.dim = dim;
   absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
   if (!created.ok()) return created.status();
-  indexes_.emplace(
-      name, std::make_shared<Index>(*created, nullptr, store_.get(), pool_.get(), &aborting_));
+  indexes_.emplace(name, std::make_shared<Index>(*created, nullptr, Context()));
   return absl::OkStatus();
 }
 
@@ -454,12 +452,16 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   }
   spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
                graph->deleted_count(), progress.seconds());
-  auto index =
-      std::make_shared<Index>(config, std::move(graph), store_.get(), pool_.get(), &aborting_);
+  auto index = std::make_shared<Index>(config, std::move(graph), Context());
   index->SetSnapshotState(config.version, 0);
   std::unique_lock lock(mu_);
   indexes_.emplace(name, std::move(index));
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Catalog::Backup(const std::string& target) {
+  std::unique_lock lock(publish_mu_);
+  return store_->Backup(target);
 }
 
 absl::Status Catalog::Close() {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +69,11 @@ class Catalog {
   // its index's graph is then not saved by Close, and the next Open rebuilds it.
   void AbortWork() { aborting_ = true; }
 
+  // Writes a consistent copy of the data directory (graph snapshots and storage) to
+  // `target`, which must not exist, while calls go on; snapshot publishing waits meanwhile.
+  // Returns the bytes written or hard-linked.
+  absl::StatusOr<uint64_t> Backup(const std::string& target);
+
   // Stops the background snapshots, saves a graph snapshot of every index and flushes
   // storage, so the next Open loads graphs with nothing to replay. Call once no more
   // requests arrive.
@@ -88,11 +94,18 @@ class Catalog {
                                   HnswGraph& graph);
   absl::StatusOr<std::unique_ptr<HnswGraph>> RebuildGraph(const storage::IndexConfig& config);
   void SnapshotLoop();
+  IndexContext Context() {
+    return {.store = store_.get(),
+            .pool = pool_.get(),
+            .aborting = &aborting_,
+            .publish_mu = &publish_mu_};
+  }
   std::vector<std::shared_ptr<Index>> AllIndexes() const;
 
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<ThreadPool> pool_;
   std::atomic<bool> aborting_ = false;
+  std::shared_mutex publish_mu_;
   const Options options_;
 
   // The background snapshot thread, stopped by Close.

@@ -66,14 +66,15 @@ struct Index::Writer {
   std::condition_variable turn;
 };
 
-Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
-             ThreadPool* pool, const std::atomic<bool>* aborting)
+Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
+             const IndexContext& context)
     : name_(config.name),
       dim_(config.dim),
       space_(config.space),
-      store_(store),
-      pool_(pool),
-      aborting_(aborting),
+      store_(context.store),
+      pool_(context.pool),
+      aborting_(context.aborting),
+      publish_mu_(context.publish_mu),
       config_(std::move(config)),
       graph_(std::move(graph)) {}
 
@@ -547,6 +548,7 @@ absl::Status Index::SaveSnapshot() {
     config = config_;
     items = unsnapshotted_items_.exchange(0);
   }
+  std::shared_lock publish_lock(*publish_mu_);
   absl::Status published = store_->PublishSnapshot(config.cf_id, config.version);
   if (!published.ok()) {
     unsnapshotted_items_ += items;

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -55,13 +56,22 @@ struct InitParams {
   uint64_t random_seed = 0;
 };
 
+// What the indexes of one catalog share. The catalog owns all of it and outlives them.
+struct IndexContext {
+  storage::Store* store = nullptr;
+  ThreadPool* pool = nullptr;
+  // Once set (the server's shutdown grace period ran out), writes and queries stop between
+  // items and fail with UNAVAILABLE.
+  const std::atomic<bool>* aborting = nullptr;
+  // Held shared while a snapshot is published and the history it covers trimmed; held
+  // exclusively by a backup, so the snapshots and history it copies stay consistent.
+  std::shared_mutex* publish_mu = nullptr;
+};
+
 class Index {
  public:
-  // Made by Catalog. `graph` is null for an index that is not initialised. `store`, `pool`
-  // and `aborting` must outlive the index. Once `aborting` is set (the server's shutdown
-  // grace period ran out), writes and queries stop between items and fail with UNAVAILABLE.
-  Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, storage::Store* store,
-        ThreadPool* pool, const std::atomic<bool>* aborting);
+  // Made by Catalog. `graph` is null for an index that is not initialised.
+  Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, const IndexContext& context);
   ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
@@ -128,6 +138,7 @@ class Index {
   storage::Store* const store_;
   ThreadPool* const pool_;
   const std::atomic<bool>* const aborting_;
+  std::shared_mutex* const publish_mu_;
 
   // Writer queue: its head is the leader, the only thread that mutates graph_ or config_.
   std::mutex queue_mu_;

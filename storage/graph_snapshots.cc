@@ -325,6 +325,36 @@ absl::Status GraphSnapshots::Verify(const SnapshotFile& snapshot) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> GraphSnapshots::CopyTo(const std::string& target) const {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  uint64_t bytes = 0;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir_, error)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t cf_id = 0;
+    bool temporary = false;
+    if (!ParseSnapshotFileName(name, &cf_id, &temporary) || temporary) continue;
+    const std::string to = absl::StrCat(target, "/", name);
+    if (::link(entry.path().c_str(), to.c_str()) != 0) {
+      if (errno != EXDEV && errno != EPERM) return PosixError("link", to);
+      if (!fs::copy_file(entry.path(), to, error)) {
+        return absl::UnavailableError(absl::StrCat("cannot copy '", entry.path().string(), "' to '",
+                                                   to, "': ", error.message()));
+      }
+      absl::StatusOr<File> copy = File::Open(to, O_RDONLY);
+      if (!copy.ok()) return copy.status();
+      if (absl::Status s = copy->Sync(); !s.ok()) return s;
+    }
+    bytes += entry.file_size(error);
+  }
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot list graph snapshots in '", dir_, "': ", error.message()));
+  }
+  if (absl::Status s = SyncDirectory(target); !s.ok()) return s;
+  return bytes;
+}
+
 absl::Status GraphSnapshots::Remove(uint64_t cf_id) const {
   for (const std::string& path :
        {GraphPath(cf_id), MetaPath(cf_id), TempPath(cf_id), TempMetaPath(cf_id)}) {

@@ -34,6 +34,10 @@ class GraphSnapshots {
   absl::StatusOr<SnapshotFile> Find(uint64_t cf_id) const;
   // DATA_LOSS if the graph's SHA-256 (or size) differs from the sidecar's.
   absl::Status Verify(const SnapshotFile& snapshot) const;
+  // Copies every published snapshot (graph and sidecar) into `target`, an existing empty
+  // directory: hard links where it is on the same filesystem, else fsynced copies. Returns
+  // the bytes copied or linked. The caller keeps Publish from running meanwhile.
+  absl::StatusOr<uint64_t> CopyTo(const std::string& target) const;
   // Removes every file of `cf_id`, published or in progress. Missing files are not an error.
   absl::Status Remove(uint64_t cf_id) const;
   // Removes every temporary file and every snapshot whose cf_id is not in `live`. Returns the

@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/graph_snapshots.h"
 
@@ -721,6 +722,41 @@ absl::StatusOr<StoredItem> Store::GetItem(const IndexConfig& config, uint64_t id
   }
   item.deleted = s.ok();
   return item;
+}
+
+absl::StatusOr<uint64_t> Store::Backup(const std::string& target) const {
+  namespace fs = std::filesystem;
+  if (target.empty()) return absl::InvalidArgumentError("backup directory must not be empty");
+  if (::mkdir(target.c_str(), kPrivateDirMode) != 0) {
+    return absl::ErrnoToStatus(errno,
+                               absl::StrCat("cannot create backup directory '", target, "'"));
+  }
+  auto fail = [&](absl::Status status) {
+    std::error_code ignored;
+    fs::remove_all(target, ignored);
+    return status;
+  };
+  const std::string graphs = target + std::string(kGraphsSubdir);
+  if (::mkdir(graphs.c_str(), kPrivateDirMode) != 0) {
+    return fail(absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", graphs, "'")));
+  }
+  absl::StatusOr<uint64_t> bytes = impl_->snapshots.CopyTo(graphs);
+  if (!bytes.ok()) return fail(bytes.status());
+
+  rocksdb::Checkpoint* raw = nullptr;
+  if (rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw); !s.ok()) {
+    return fail(FromRocksDb(s, "cannot start a checkpoint"));
+  }
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  const std::string db = target + std::string(kDbSubdir);
+  if (rocksdb::Status s = checkpoint->CreateCheckpoint(db); !s.ok()) {
+    return fail(FromRocksDb(s, absl::StrCat("cannot write a checkpoint to '", db, "'")));
+  }
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(db, error)) {
+    if (entry.is_regular_file(error)) *bytes += entry.file_size(error);
+  }
+  return *bytes;
 }
 
 absl::Status Store::Flush() {

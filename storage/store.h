@@ -138,6 +138,14 @@ class Store {
   // the graph is being loaded from it). DATA_LOSS if it differs.
   absl::Status VerifySnapshot(const SnapshotFile& snapshot) const;
 
+  // Writes a consistent copy of the data directory to `target` (which must not exist; its
+  // parent must): the published graph snapshots, then a RocksDB checkpoint of the catalog,
+  // items and history. Files are hard-linked where `target` is on the same filesystem. The
+  // caller keeps PublishSnapshot and TrimHistory from running meanwhile, so every copied
+  // snapshot plus the copied history reaches the copied items. Returns the bytes written or
+  // linked; on error, removes what it made.
+  absl::StatusOr<uint64_t> Backup(const std::string& target) const;
+
   // Flushes memtables to disk. Called on clean shutdown.
   absl::Status Flush();
 
