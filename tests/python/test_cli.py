@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import socket
 import struct
 import subprocess
 import termios
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from luxdb_testing import TEST_SECRET, server_environment
+from luxdb_testing import TEST_SECRET, free_port, server_environment
 
 MISSING_ID = 2**64 - 1
 
@@ -361,3 +362,70 @@ def test_cpp_readme_example_runs(luxdb_server):
         assert "query 0: nearest id 1000 at distance 0" in result.stdout
         assert "query 1: nearest id 1001 at distance 0" in result.stdout
         assert "added 100 vectors; read back 2 of dimension 4; index: 100 items" in result.stdout
+
+
+def health(port, *args, env=None):
+    """Runs `luxdb --port P health ARGS` without a secret in the environment."""
+    no_secret = {k: v for k, v in (env or cli_environment()).items() if k != "LUXDB_SECRET"}
+    return subprocess.run([cli_binary(), "--port", str(port), "health", *map(str, args)],
+                          capture_output=True, text=True, timeout=60, env=no_secret)
+
+
+def test_health_reports_serving_without_a_secret(luxdb_server):
+    whole = health(luxdb_server.port)
+    assert (whole.returncode, whole.stdout, whole.stderr) == (0, "SERVING\n", "")
+    service = health(luxdb_server.port, "--service", "luxdb.v1.LuxDB")
+    assert (service.returncode, service.stdout, service.stderr) == (0, "SERVING\n", "")
+    # A KDF setting the health check does not use cannot break it.
+    broken_kdf = health(luxdb_server.port, env={**cli_environment(), "KDF_ITERATIONS": "many"})
+    assert (broken_kdf.returncode, broken_kdf.stdout) == (0, "SERVING\n"), broken_kdf.stderr
+
+    unknown = health(luxdb_server.port, "--service", "no.such.Service")
+    assert unknown.returncode == 1
+    assert unknown.stdout == "SERVICE_UNKNOWN\n"
+    assert unknown.stderr == (f"luxdb: 127.0.0.1:{luxdb_server.port} reports no health status "
+                              "for service 'no.such.Service' (SERVICE_UNKNOWN)\n")
+
+
+def test_health_fails_naming_the_address_when_nothing_answers():
+    port = free_port()  # nothing listens there
+    refused = health(port)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(f"luxdb: cannot reach 127.0.0.1:{port}: "), refused.stderr
+
+    # A port that accepts connections but never answers: the deadline, named in the message.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent_port = silent.getsockname()[1]
+        started = time.monotonic()
+        hung = health(silent_port, "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    assert (hung.returncode, hung.stdout, hung.stderr) == (
+        1, "", f"luxdb: cannot reach 127.0.0.1:{silent_port}: no answer within 500 ms\n")
+    assert elapsed < 10
+
+    for args, message in [
+        (["extra"], "'health' takes no arguments, got 1 argument"),
+        (["--service"], "--service needs a value"),
+        (["--timeout", "0"], "--timeout needs a positive number of seconds, got '0'"),
+    ]:
+        usage = health(port, *args)
+        assert usage.returncode == 2, args
+        assert usage.stderr.startswith("luxdb: ") and message in usage.stderr, usage.stderr
+    other = subprocess.run([cli_binary(), "list", "--service", "x"], capture_output=True,
+                           text=True, timeout=60, env=cli_environment())
+    assert (other.returncode, other.stderr) == (
+        2, "luxdb: --service is not an option of 'list'\n")
+
+
+def test_health_over_mutual_tls(luxdb_tls_server, tls_files):
+    tls = ["--tls-ca", tls_files["ca"], "--tls-cert", tls_files["client"],
+           "--tls-key", tls_files["client_key"]]
+    over_tls = health(luxdb_tls_server, *tls)
+    assert (over_tls.returncode, over_tls.stdout, over_tls.stderr) == (0, "SERVING\n", "")
+    plaintext = health(luxdb_tls_server)
+    assert plaintext.returncode == 1
+    assert plaintext.stdout == ""
+    assert f"127.0.0.1:{luxdb_tls_server}" in plaintext.stderr

@@ -36,6 +36,7 @@ Commands:
   resize NAME N                         change an index's capacity to N items
   drop NAME                             delete an index and everything in it
   token [--method M]                    print a call token for grpcurl (below)
+  health [--service S]                  ask the server's gRPC health service (below)
 
 FILE is .npy (2-D float32 or float64, C order), .fvecs, or .csv (one vector per line).
 IDS is a comma-separated list of ids and ranges, e.g. 1,5,10-20.
@@ -52,13 +53,19 @@ Options:
   --tls-cert FILE, --tls-key FILE
                     client certificate and key, for a server that requires mutual TLS
   --insecure        no secret, for a server run with --insecure
-  --timeout S       give up on any call after S seconds (default: connect 10 s, calls none)
+  --timeout S       give up on any call after S seconds (default: connect 10 s, calls none;
+                    health 5 s)
   -h, --help        this help
 LUXDB_SALT and KDF_ITERATIONS, if the server sets them, must be set alike here.
 
 token prints a fresh single-use token, bound to method M ("luxdb.v1.LuxDB/QueryIndex") or,
 by default, valid for any method:
   grpcurl -plaintext -H "authorization: Bearer $(luxdb token)" ...
+
+health calls grpc.health.v1.Health/Check for service S (default "": the whole server;
+"luxdb.v1.LuxDB": the LuxDB service) and prints SERVING, NOT_SERVING, UNKNOWN or
+SERVICE_UNKNOWN. It needs no secret (the health service is open); it exits 0 only when
+SERVING, so it serves as a container health check: luxdb health --port 8484
 
 Exit status: 0 on success, 1 on a file, connection or server error, 2 on a usage error.
 )usage";
@@ -94,6 +101,7 @@ const std::vector<OptionSpec>& Options() {
       {"--ef", true, {"query"}},
       {"--json", false, {"list", "info", "ids", "get", "query"}},
       {"--method", true, {"token"}},
+      {"--service", true, {"health"}},
   };
   return *options;
 }
@@ -121,6 +129,7 @@ const std::map<std::string, std::vector<std::string>>& Commands() {
       {"resize", {"NAME", "N"}},
       {"drop", {"NAME"}},
       {"token", {}},
+      {"health", {}},
   };
   return *commands;
 }
@@ -253,6 +262,15 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   if ((given.contains("--tls-cert") || given.contains("--tls-key")) &&
       !given.contains("--tls-ca")) {
     return Usage("--tls-cert and --tls-key need --tls-ca");
+  }
+  if (inv.command == "health") {
+    // The health service is open: no secret, no key derivation (any secret option
+    // given is ignored), a short default deadline.
+    if (!given.contains("--timeout")) inv.connect.call_timeout = kHealthTimeout;
+    if (const auto service = given.find("--service"); service != given.end()) {
+      inv.service = service->second;
+    }
+    return inv;
   }
   // The secret: --secret, else --secret-file, else LUXDB_SECRET.
   if (given.contains("--secret")) {

@@ -2,6 +2,7 @@
 // a usage error is reported before any file is read or the server contacted.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -35,13 +36,18 @@ struct Invocation {
   std::vector<uint64_t> ids;
   bool json = false;
   std::string method = auth::kAnyMethod;
+  std::string service;  // health: "" is the whole server
 };
+
+// The deadline of `luxdb health` without --timeout.
+inline constexpr std::chrono::milliseconds kHealthTimeout = std::chrono::seconds(5);
 
 // Parses argv[1..]: global options (anywhere), the command, its operands and its options,
 // typed and range-checked; the secret from --secret, else --secret-file, else LUXDB_SECRET,
-// and LUXDB_SALT / KDF_ITERATIONS from the environment. INVALID_ARGUMENT with a one-line
-// message for any usage error (unknown command or option, an option of another command, a
-// missing or malformed value, a bad IDS list, no secret).
+// and LUXDB_SALT / KDF_ITERATIONS from the environment (neither for `health`: the health
+// service is open). INVALID_ARGUMENT with a one-line message for any usage error (unknown
+// command or option, an option of another command, a missing or malformed value, a bad IDS
+// list, no secret).
 absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args);
 
 }  // namespace luxdb::cli

@@ -26,7 +26,10 @@
 #include "cli/output.h"
 #include "cli/progress.h"
 #include "cli/vector_file.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
 #include "luxdb/client.h"
+#include "luxdb/connect.h"
 
 namespace luxdb::cli {
 namespace {
@@ -311,8 +314,65 @@ absl::Status RunToken(const Invocation& inv) {
   return absl::OkStatus();
 }
 
+// Calls grpc.health.v1.Health/Check without a token (the health service is open) and prints
+// the serving status; anything but SERVING is an error, so that the exit status tells.
+absl::Status RunHealth(const Invocation& inv) {
+  using grpc::health::v1::HealthCheckResponse;
+  const std::string target = inv.connect.host.find(':') != std::string::npos
+                                 ? absl::StrCat("[", inv.connect.host, "]:", inv.connect.port)
+                                 : absl::StrCat(inv.connect.host, ":", inv.connect.port);
+  ConnectOptions open = inv.connect;
+  open.secret.clear();
+  open.insecure = true;  // no token; TLS options still apply
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(open);
+  if (!channel.ok()) {
+    return absl::Status(channel.status().code(), absl::StrCat("cannot connect to ", target, ": ",
+                                                              channel.status().message()));
+  }
+  std::unique_ptr<grpc::health::v1::Health::Stub> stub =
+      grpc::health::v1::Health::NewStub(*channel);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(inv.service);
+  HealthCheckResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + inv.connect.call_timeout);
+  const grpc::Status status = stub->Check(&context, request, &response);
+  const std::string of_service =
+      inv.service.empty() ? std::string() : absl::StrCat(" for service '", inv.service, "'");
+  switch (status.error_code()) {
+    case grpc::StatusCode::OK:
+      break;
+    case grpc::StatusCode::NOT_FOUND:  // the server knows no such service
+      std::cout << HealthCheckResponse::ServingStatus_Name(HealthCheckResponse::SERVICE_UNKNOWN)
+                << "\n";
+      return absl::NotFoundError(
+          absl::StrCat(target, " reports no health status", of_service, " (SERVICE_UNKNOWN)"));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cannot reach ", target, ": no answer within ", inv.connect.call_timeout.count(), " ms"));
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(
+          absl::StrCat("cannot reach ", target, ": ", status.error_message()));
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return absl::UnimplementedError(
+          absl::StrCat(target, " has no gRPC health service: ", status.error_message()));
+    default:
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          absl::StrCat(target, ": ", status.error_message()));
+  }
+  const std::string name = HealthCheckResponse::ServingStatus_IsValid(response.status())
+                               ? HealthCheckResponse::ServingStatus_Name(response.status())
+                               : absl::StrCat("status ", static_cast<int>(response.status()));
+  std::cout << name << "\n";
+  if (response.status() != HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat(target, " is ", name, of_service));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Run(const Invocation& inv) {
   if (inv.command == "token") return RunToken(inv);
+  if (inv.command == "health") return RunHealth(inv);
   // Files are checked before the server is contacted.
   std::unique_ptr<VectorReader> reader;
   if (inv.command == "add" || inv.command == "query") {
