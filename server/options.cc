@@ -90,6 +90,10 @@ const std::vector<Flag>& Flags() {
        "snapshot an index's graph after this many item writes (0: only at shutdown); a restart "
        "after a crash replays at most about this many",
        false, Number(&Options::snapshot_every, 0, uint64_t{1} << 40, "snapshot-every")},
+      {"backup-dir",
+       "where Backup writes: relative paths resolve here, absolute ones must lie inside it "
+       "(default: any absolute path outside PATH)",
+       false, Text(&Options::backup_dir)},
       {"secret", "shared secret clients sign their tokens with", false, Text(&Options::secret)},
       {"insecure", "accept calls without tokens (never on a network you do not trust)", true,
        Bool(&Options::insecure, "insecure")},

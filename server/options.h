@@ -24,6 +24,9 @@ struct Options {
   // Snapshot an index's graph once this many items were written since its last snapshot (0:
   // only at shutdown); bounds what a restart after a crash replays.
   uint64_t snapshot_every = 100'000;
+  // Backup RPC: relative paths resolve here and absolute ones must lie inside it; empty: any
+  // absolute path outside the data directory.
+  std::string backup_dir;
 
   // Security (README "Security"). Without a secret and without `insecure`, the server uses
   // (creating it on first start) the secret file in the data directory.

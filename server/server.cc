@@ -7,11 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "auth/secret_file.h"
-#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/health_service.h"
 #include "spdlog/spdlog.h"
 
 namespace luxdb::server {
@@ -98,11 +97,12 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeCredentials(options);
   if (!credentials.ok()) return credentials.status();
   server->service_ = std::make_unique<LuxDBService>(
-      max_message_bytes, server->verifier_ ? &server->verdicts_ : nullptr);
+      max_message_bytes, server->verifier_ ? &server->verdicts_ : nullptr, options.data_dir,
+      options.backup_dir);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  // Links the health messages' descriptor in, so reflection can describe the health service.
-  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  // Our own health service, NOT_SERVING until the indexes are loaded (gRPC's built-in one
+  // would say SERVING as soon as the port opens).
+  server->health_ = std::make_unique<HealthService>(kServiceName);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
@@ -120,14 +120,12 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
       static_cast<int>(std::min(2 * max_message_bytes, kGrpcMessageLimit)));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->health_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", address, " (in use, or not an address of this host?)"));
   }
-  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  health->SetServingStatus(false);
-  health->SetServingStatus(kServiceName, false);
   spdlog::info("listening on {}", ListenAddress(options.host, server->port_));
   server->loader_ = std::thread([s = server.get()] { s->Load(); });
   return server;
@@ -152,9 +150,7 @@ void LuxServer::Load() {
   catalog_ = *std::move(catalog);
   if (shut_down_) return;
   service_->AttachCatalog(catalog_.get());
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus(true);
-  health->SetServingStatus(kServiceName, true);
+  health_->SetServing(true);
   spdlog::info("serving {} indexes from '{}'", catalog_->List().size(), options_.data_dir);
 }
 
@@ -171,7 +167,7 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
     shut_down_ = true;
   }
   if (server_ != nullptr) {  // null when Start failed before building it
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    health_->Shutdown();
     // gRPC cancels the calls still running at the deadline, but a handler inserting a large
     // batch would go on; the catalog makes it stop between items then.
     const auto deadline = std::chrono::system_clock::now() + grace;

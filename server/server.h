@@ -14,6 +14,7 @@
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
 #include "server/auth_interceptor.h"
+#include "server/health_service.h"
 #include "server/options.h"
 #include "server/service.h"
 
@@ -46,6 +47,7 @@ class LuxServer {
   std::unique_ptr<auth::TokenVerifier> verifier_;  // null when insecure
   CallVerdicts verdicts_;
   std::unique_ptr<LuxDBService> service_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::thread loader_;

@@ -1,10 +1,13 @@
 #include "server/service.h"
 
 #include <chrono>
+#include <filesystem>
 #include <span>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "auth/secret_file.h"
+#include "spdlog/spdlog.h"
 
 namespace luxdb::server {
 namespace {
@@ -72,8 +75,56 @@ constexpr uint64_t kMaxIdBytes = 10;
 
 }  // namespace
 
-LuxDBService::LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts)
-    : max_message_bytes_(max_message_bytes), verdicts_(verdicts) {}
+LuxDBService::LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts,
+                           std::string data_dir, std::string backup_dir)
+    : max_message_bytes_(max_message_bytes),
+      data_dir_(std::move(data_dir)),
+      backup_dir_(std::move(backup_dir)),
+      verdicts_(verdicts) {}
+
+absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
+                                              const std::string& data_dir,
+                                              const std::string& backup_dir) {
+  namespace fs = std::filesystem;
+  if (requested.empty()) return absl::InvalidArgumentError("backup path must not be empty");
+  fs::path path(requested);
+  std::error_code error;
+  if (path.is_relative()) {
+    if (backup_dir.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("backup path '", requested,
+                       "' is relative; give an absolute path, or start the server with "
+                       "--backup-dir to resolve relative ones"));
+    }
+    path = fs::absolute(backup_dir, error) / path;
+  }
+  // Symbolic links in the existing part are resolved, so neither check below can be dodged.
+  path = fs::weakly_canonical(path.lexically_normal(), error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backup path '", requested, "' cannot be resolved: ", error.message()));
+  }
+  if (path.has_filename() == false) path = path.parent_path();
+  auto inside = [](const fs::path& child, const fs::path& parent) {
+    const fs::path relative = child.lexically_relative(parent);
+    return !relative.empty() && *relative.begin() != "..";
+  };
+  if (!backup_dir.empty()) {
+    const fs::path base = fs::weakly_canonical(fs::absolute(backup_dir, error), error);
+    if (!inside(path, base) || path == base) {
+      return absl::InvalidArgumentError(absl::StrCat("backup path '", requested,
+                                                     "' is not a new directory inside the "
+                                                     "server's --backup-dir '",
+                                                     base.string(), "'"));
+    }
+  }
+  const fs::path data = fs::weakly_canonical(fs::absolute(data_dir, error), error);
+  if (inside(path, data) || inside(data, path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backup path '", requested, "' overlaps the data directory '", data.string(), "'"));
+  }
+  return path.string();
+}
 
 absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* context) const {
   if (verdicts_ != nullptr) {
@@ -302,6 +353,40 @@ grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
     return ToGrpc(s);
   }
   response->set_dim(dim);
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::Backup(grpc::ServerContext* context, const v1::BackupRequest* request,
+                                  v1::BackupResponse* response) {
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
+  if (!catalog.ok()) return ToGrpc(catalog.status());
+  absl::StatusOr<std::string> path = ResolveBackupPath(request->path(), data_dir_, backup_dir_);
+  if (!path.ok()) return ToGrpc(path.status());
+  const auto started = std::chrono::steady_clock::now();
+  absl::StatusOr<uint64_t> bytes = (*catalog)->Backup(*path);
+  if (!bytes.ok()) return ToGrpc(bytes.status());
+  // The secret file the server generated, if it uses one: the copy then serves the same
+  // clients. (A secret given by flag or environment is not in the data directory.)
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path secret = fs::path(data_dir_) / auth::kSecretFileName;
+  if (fs::exists(secret, error)) {
+    const fs::path copy = fs::path(*path) / auth::kSecretFileName;
+    if (!fs::copy_file(secret, copy, error)) {
+      return ToGrpc(absl::InternalError(
+          absl::StrCat("backup written to '", *path,
+                       "', but its secret file was not copied: ", error.message())));
+    }
+    fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_write, error);
+    *bytes += fs::file_size(copy, error);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  spdlog::info("backup of '{}' written to '{}': {} bytes in {:.2f} s", data_dir_, *path, *bytes,
+               seconds);
+  response->set_path(*path);
+  response->set_bytes(*bytes);
+  response->set_seconds(seconds);
   return grpc::Status::OK;
 }
 

@@ -13,13 +13,22 @@
 
 namespace luxdb::server {
 
+// Where a Backup of `requested` goes: see BackupRequest.path in luxdb.proto. INVALID_ARGUMENT
+// naming the path if it is empty, relative without a backup_dir, outside backup_dir, or
+// inside data_dir (or data_dir inside it). Returns an absolute, normalised path.
+absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
+                                              const std::string& data_dir,
+                                              const std::string& backup_dir);
+
 class LuxDBService final : public luxdb::v1::LuxDB::Service {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
   // `verdicts` (null: no authentication, --insecure) holds the AuthInterceptor's verdict for
   // each call; every handler refuses a call whose verdict is not OK before doing anything.
-  LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts);
+  // `data_dir` and `backup_dir` (Options) decide where Backup may write.
+  LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts, std::string data_dir,
+               std::string backup_dir);
 
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
@@ -49,6 +58,7 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   grpc::Status GetIds(grpc::ServerContext*, const v1::GetIdsRequest*, v1::GetIdsResponse*) override;
   grpc::Status GetElements(grpc::ServerContext*, const v1::GetElementsRequest*,
                            v1::GetElementsResponse*) override;
+  grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest*, v1::BackupResponse*) override;
 
  private:
   // The catalog, if the call is authenticated; UNAUTHENTICATED, or UNAVAILABLE while indexes
@@ -70,6 +80,8 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
                          absl::string_view item_noun) const;
 
   const uint64_t max_message_bytes_;
+  const std::string data_dir_;
+  const std::string backup_dir_;
   const CallVerdicts* const verdicts_;
   std::atomic<engine::Catalog*> catalog_{nullptr};
   mutable std::mutex attach_mu_;

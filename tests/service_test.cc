@@ -2,6 +2,8 @@
 // ephemeral port, driven through the generated stub exactly as a client would drive it. Every
 // RPC's success path, every row of the design's error table, restart with and without usable
 // graph snapshots, the message-size cap, concurrent reads and writes, health and reflection.
+#include "server/service.h"
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -27,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -1465,6 +1468,92 @@ TEST_F(ServiceTest, HealthReportsServingForTheServerAndTheLuxDBService) {
   EXPECT_EQ(status.error_code(), Code::NOT_FOUND);
 }
 
+TEST_F(ServiceTest, HealthWatchSeesTheShutdownAndDoesNotHoldItUp) {
+  auto health = grpc::health::v1::Health::NewStub(server_->channel());
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  auto stream = health->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  const auto started = std::chrono::steady_clock::now();
+  std::thread stopper([&] { server_->Stop(); });
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_TRUE(stream->Finish().ok());
+  stopper.join();
+  // The default grace period is 25 s; an open Watch must not make the shutdown wait for it.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+}
+
+grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response) {
+  v1::BackupRequest request;
+  request.set_path(path);
+  return Call(stub, &Stub::Backup, request, response);
+}
+
+TEST_F(ServiceTest, BackupWritesACopyAServerCanOpen) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::COSINE, 3, 100));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0}, {1, 2, 3, 4})));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {2})));
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "empty", v1::L2, 5)));
+  const Content before = ContentOf(stub(), "docs");
+
+  TempDir backups;
+  const std::string target = backups.path() + "/copy";
+  v1::BackupResponse response;
+  ASSERT_TRUE(IsOk(Backup(stub(), target, &response)));
+  EXPECT_EQ(response.path(), target);
+  EXPECT_GT(response.bytes(), 0u);
+  // The server keeps serving, and writes after the backup are not in it.
+  ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {0, 1, 1}, {5})));
+
+  TestServer copy(target);
+  EXPECT_TRUE(Unchanged(before, ContentOf(copy.stub(), "docs")));
+  bool exists = false;
+  ASSERT_TRUE(IsOk(IndexExists(copy.stub(), "empty", &exists)));
+  EXPECT_TRUE(exists);
+
+  // A second backup to the same place is refused; nothing is overwritten.
+  EXPECT_TRUE(IsError(Backup(stub(), target, &response), Code::ALREADY_EXISTS, {target}));
+  EXPECT_TRUE(IsError(Backup(stub(), backups.path() + "/no/such/parent", &response),
+                      Code::NOT_FOUND, {"no/such/parent"}));
+}
+
+TEST_F(ServiceTest, BackupRefusesPathsItMustNotWrite) {
+  v1::BackupResponse response;
+  EXPECT_TRUE(IsError(Backup(stub(), "", &response), Code::INVALID_ARGUMENT, {"empty"}));
+  EXPECT_TRUE(IsError(Backup(stub(), "relative/copy", &response), Code::INVALID_ARGUMENT,
+                      {"'relative/copy'", "--backup-dir"}));
+  EXPECT_TRUE(IsError(Backup(stub(), dir_.path() + "/inside", &response), Code::INVALID_ARGUMENT,
+                      {"overlaps the data directory"}));
+  EXPECT_TRUE(IsError(Backup(stub(), dir_.path() + "/../", &response), Code::INVALID_ARGUMENT,
+                      {"overlaps the data directory"}));
+}
+
+TEST(BackupPathTest, BackupDirConfinesAndResolves) {
+  TempDir root;
+  const std::string data = root.path() + "/data";
+  const std::string backups = root.path() + "/backups";
+  std::filesystem::create_directories(backups);
+  absl::StatusOr<std::string> resolved = server::ResolveBackupPath("nightly", data, backups);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(*resolved, std::filesystem::weakly_canonical(backups).string() + "/nightly");
+  resolved = server::ResolveBackupPath(backups + "/a/../b", data, backups);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(*resolved, std::filesystem::weakly_canonical(backups).string() + "/b");
+  for (const std::string& bad : {std::string("../escape"), root.path() + "/elsewhere", backups}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<std::string> refused = server::ResolveBackupPath(bad, data, backups);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--backup-dir"));
+  }
+  // A symbolic link inside the backup directory cannot lead out of it.
+  std::filesystem::create_directory_symlink(root.path(), backups + "/link");
+  EXPECT_FALSE(server::ResolveBackupPath("link/out", data, backups).ok());
+}
+
 TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
   // ServerReflectionRequest: list_services = 7, file_containing_symbol = 4.
   google::protobuf::UnknownFieldSet list_request;
@@ -1504,10 +1593,10 @@ TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
       }
     }
   }
-  EXPECT_EQ(methods, (std::set<std::string>{"AddItems", "CreateIndex", "DeleteIndex", "DeleteItems",
-                                            "DescribeIndex", "GetElements", "GetIds", "IndexExists",
-                                            "InitIndex", "ListIndexes", "QueryIndex", "ResizeIndex",
-                                            "SetEf"}));
+  EXPECT_EQ(methods, (std::set<std::string>{"AddItems", "Backup", "CreateIndex", "DeleteIndex",
+                                            "DeleteItems", "DescribeIndex", "GetElements", "GetIds",
+                                            "IndexExists", "InitIndex", "ListIndexes", "QueryIndex",
+                                            "ResizeIndex", "SetEf"}));
 }
 
 }  // namespace
