@@ -133,7 +133,9 @@ class LuxServer:
         pytest.fail(f"{message}\n--- luxdb-server stderr ({self._log_path}) ---\n"
                     f"{self.stderr_text()}", pytrace=False)
 
-    def start(self):
+    def start(self, wait=True):
+        """Launches the server; with `wait` (the default) returns once it is SERVING, else
+        right away (signal_and_wait may then kill it while it loads)."""
         assert self.process is None, "server already running"
         if self.channel is not None:  # left open by signal_and_wait
             self.channel.close()
@@ -147,6 +149,10 @@ class LuxServer:
                  "--loglevel", "info", "--secret", TEST_SECRET, *self.extra_args,
                  self.data_dir],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=server_environment())
+        if not wait:
+            self.channel = None
+            self.stub = None
+            return self
         # Connect only once the port accepts: a gRPC channel whose first attempt is refused
         # backs off for seconds before trying again.
         self._wait_until_listening(time.monotonic() + START_TIMEOUT_S)
