@@ -4,6 +4,9 @@ luxdb.sync_client.SyncClient seen through `Awaitable`.
 """
 
 import math
+import os
+import shutil
+import tempfile
 
 import grpc
 import numpy as np
@@ -249,5 +252,20 @@ async def batch_of_10000(db):
     np.testing.assert_array_equal(await db.get_ids("big"), ids)
 
 
+async def backup_writes_a_copy(db):
+    await db.create_index("kept", "l2", 3)
+    await db.init_index("kept", 10)
+    await db.add_items("kept", np.eye(3, dtype=np.float32), [1, 2, 3])
+    target = os.path.join(tempfile.mkdtemp(prefix="luxdb-backup-"), "copy")
+    info = await db.backup(target)
+    assert info["path"] == target and info["bytes"] > 0 and info["seconds"] >= 0
+    assert os.path.isdir(os.path.join(target, "db"))
+    assert os.path.isdir(os.path.join(target, "graphs"))
+    with pytest.raises(LuxDBError) as refused:
+        await db.backup(target)
+    assert refused.value.code == grpc.StatusCode.ALREADY_EXISTS and target in str(refused.value)
+    shutil.rmtree(os.path.dirname(target))
+
+
 SCENARIOS = [index_lifecycle, add_query_read_delete, cosine_and_inner_product,
-             errors_map_to_exception_classes, batch_of_10000]
+             backup_writes_a_copy, errors_map_to_exception_classes, batch_of_10000]

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from luxdb_testing import TEST_SECRET, free_port, server_environment
+from luxdb_testing import TEST_SECRET, LuxServer, free_port, server_environment
 
 MISSING_ID = 2**64 - 1
 
@@ -429,3 +429,34 @@ def test_health_over_mutual_tls(luxdb_tls_server, tls_files):
     assert plaintext.returncode == 1
     assert plaintext.stdout == ""
     assert f"127.0.0.1:{luxdb_tls_server}" in plaintext.stderr
+
+
+def test_backup_makes_a_copy_a_server_answers_from(luxdb_server, data, tmp_path,
+                                                   luxdb_server_bin):
+    """Issue 6: `luxdb backup DIR` while the server runs; a server started on DIR (the README's
+    restore) answers like the original."""
+    path, array = data
+    luxdb(luxdb_server, "create", "docs", "--space", "l2", "--dim", 16)
+    luxdb(luxdb_server, "init", "docs", "--max-elements", 10000)
+    luxdb(luxdb_server, "add", "docs", path)
+    queries = tmp_path / "queries.npy"
+    np.save(queries, array[:20])
+    before = luxdb(luxdb_server, "query", "docs", queries, "-k", 3).stdout
+
+    target = tmp_path / "backups" / "nightly"
+    target.parent.mkdir()
+    result = luxdb(luxdb_server, "backup", target)
+    assert f"backup written to {target} on the server" in result.stdout
+    refused = luxdb(luxdb_server, "backup", target, check=False)
+    assert refused.returncode == 1
+    assert str(target) in refused.stderr and "exists" in refused.stderr
+    relative = luxdb(luxdb_server, "backup", "nightly", check=False)
+    assert relative.returncode == 1 and "--backup-dir" in relative.stderr
+
+    copy = LuxServer(luxdb_server_bin, target, log_dir=tmp_path)
+    try:
+        copy.start()
+        assert luxdb(copy, "query", "docs", queries, "-k", 3).stdout == before
+        copy.stop()
+    finally:
+        copy.abandon()

@@ -35,6 +35,8 @@ Commands:
   set-ef NAME EF                        set an index's default search breadth
   resize NAME N                         change an index's capacity to N items
   drop NAME                             delete an index and everything in it
+  backup DIR                            the server writes a consistent copy of its data
+                                        directory to DIR, a new directory on ITS machine
   token [--method M]                    print a call token for grpcurl (below)
   health [--service S]                  ask the server's gRPC health service (below)
 
@@ -128,6 +130,7 @@ const std::map<std::string, std::vector<std::string>>& Commands() {
       {"set-ef", {"NAME", "EF"}},
       {"resize", {"NAME", "N"}},
       {"drop", {"NAME"}},
+      {"backup", {"DIR"}},
       {"token", {}},
       {"health", {}},
   };

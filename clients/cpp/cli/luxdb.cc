@@ -406,6 +406,11 @@ absl::Status Run(const Invocation& inv) {
   } else if (inv.command == "resize") {
     if (absl::Status s = (*db)->ResizeIndex(name, inv.number); !s.ok()) return s;
     std::cout << "resized index '" << name << "' to max_elements " << inv.number << "\n";
+  } else if (inv.command == "backup") {
+    absl::StatusOr<BackupInfo> backup = (*db)->Backup(inv.operands[0]);
+    if (!backup.ok()) return backup.status();
+    std::cout << absl::StrFormat("backup written to %s on the server: %.1f MiB in %.2f s\n",
+                                 backup->path, backup->bytes / 1048576.0, backup->seconds);
   } else if (inv.command == "drop") {
     if (absl::Status s = (*db)->DeleteIndex(name); !s.ok()) return s;
     std::cout << "dropped index '" << name << "'\n";

@@ -171,6 +171,14 @@ absl::Status Client::DeleteIndex(const std::string& name, const CallOptions& cal
   return impl_->Call(&Stub::DeleteIndex, request, &response, call);
 }
 
+absl::StatusOr<BackupInfo> Client::Backup(const std::string& path, const CallOptions& call) {
+  v1::BackupRequest request;
+  request.set_path(path);
+  v1::BackupResponse response;
+  if (absl::Status s = impl_->Call(&Stub::Backup, request, &response, call); !s.ok()) return s;
+  return BackupInfo{response.path(), response.bytes(), response.seconds()};
+}
+
 absl::StatusOr<bool> Client::IndexExists(const std::string& name, const CallOptions& call) {
   v1::IndexExistsRequest request;
   request.set_name(name);

@@ -101,6 +101,13 @@ struct CallOptions {
   std::chrono::milliseconds timeout{0};
 };
 
+// What Client::Backup wrote.
+struct BackupInfo {
+  std::string path;  // absolute, on the server's machine
+  uint64_t bytes = 0;
+  double seconds = 0;
+};
+
 class Client {
  public:
   // Derives the key from options.secret (PBKDF2, ~0.2 s at the default iterations), then
@@ -179,6 +186,12 @@ class Client {
   // an unknown index or an id that is absent or deleted (the message names it).
   absl::StatusOr<Vectors> GetElements(const std::string& name, std::span<const uint64_t> ids,
                                       const CallOptions& call = {});
+
+  // Has the server write a consistent copy of its whole data directory to `path`, a new
+  // directory on the server's machine, while it keeps serving (see BackupRequest in
+  // luxdb.proto for where it may write). INVALID_ARGUMENT for a path it may not write,
+  // ALREADY_EXISTS if it exists, NOT_FOUND if its parent does not.
+  absl::StatusOr<BackupInfo> Backup(const std::string& path, const CallOptions& call = {});
 
   // "host:port" this client talks to.
   const std::string& target() const;

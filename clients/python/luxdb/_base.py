@@ -258,6 +258,15 @@ class Operations:
         return self._call(Call(SERVICE_PATH + "GetIds", request,
                                lambda data: _wire.uint64_field(_wire.scan(data), 1), name))
 
+    def backup(self, path):
+        """Has the server write a consistent copy of its whole data directory to `path`, a new
+        directory on the server's machine, while it keeps serving (relative paths need the
+        server's --backup-dir). Returns {"path", "bytes", "seconds"}; start a server on the
+        copy to restore it."""
+        return self._call(_message_call(
+            "Backup", pb.BackupRequest(path=str(path)),
+            lambda reply: {"path": reply.path, "bytes": reply.bytes, "seconds": reply.seconds}))
+
     def _describe(self, name, read):
         return self._call(_message_call("DescribeIndex", pb.DescribeIndexRequest(name=name),
                                         lambda reply: read(reply.info)))
