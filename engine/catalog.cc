@@ -66,6 +66,28 @@ class ProgressLog {
   std::chrono::steady_clock::time_point last_ = start_;
 };
 
+// Inserts ids[i] with vectors[i * dim ...] into `graph`, spread over `pool`.
+absl::Status InsertAll(HnswGraph& graph, ThreadPool& pool, std::span<const uint64_t> ids,
+                       std::span<const float> vectors, uint32_t dim) {
+  size_t first = 0;
+  if (graph.element_count() == 0 && !ids.empty()) {  // hnswlib wants its first element alone
+    if (absl::Status s = graph.Add(vectors.data(), ids[0]); !s.ok()) return s;
+    first = 1;
+  }
+  absl::Status error;
+  std::mutex error_mu;
+  pool.ParallelFor(ids.size() - first, 32, [&](size_t begin, size_t end) {
+    for (size_t i = first + begin; i < first + end; ++i) {
+      absl::Status s = graph.Add(vectors.data() + i * dim, ids[i]);
+      if (!s.ok()) {
+        std::lock_guard lock(error_mu);
+        error.Update(s);
+      }
+    }
+  });
+  return error;
+}
+
 }  // namespace
 
 absl::StatusOr<storage::Space> ParseSpace(absl::string_view text) {
@@ -220,23 +242,8 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
   uint64_t fresh = 0;  // ids in add_ids the graph does not hold yet
   std::vector<uint64_t> to_delete;
   std::vector<float> current(config.dim);
-  absl::Status error;
-  std::mutex error_mu;
   auto insert = [&]() -> absl::Status {
-    size_t first = 0;
-    if (graph.element_count() == 0 && !add_ids.empty()) {  // hnswlib wants its first alone
-      if (absl::Status s = graph.Add(add_vectors.data(), add_ids[0]); !s.ok()) return s;
-      first = 1;
-    }
-    pool_->ParallelFor(add_ids.size() - first, 32, [&](size_t begin, size_t end) {
-      for (size_t i = first + begin; i < first + end; ++i) {
-        absl::Status s = graph.Add(add_vectors.data() + i * config.dim, add_ids[i]);
-        if (!s.ok()) {
-          std::lock_guard lock(error_mu);
-          error.Update(s);
-        }
-      }
-    });
+    absl::Status error = InsertAll(graph, *pool_, add_ids, add_vectors, config.dim);
     add_ids.clear();
     add_vectors.clear();
     fresh = 0;
@@ -286,23 +293,8 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
   std::vector<float> vectors;
   std::vector<uint64_t> deleted;
   uint64_t total = 0;
-  absl::Status error;
-  std::mutex error_mu;
   auto insert_chunk = [&]() -> absl::Status {
-    size_t first = 0;
-    if (graph.element_count() == 0 && !ids.empty()) {  // hnswlib wants its first element alone
-      if (absl::Status s = graph.Add(vectors.data(), ids[0]); !s.ok()) return s;
-      first = 1;
-    }
-    pool_->ParallelFor(ids.size() - first, 32, [&](size_t begin, size_t end) {
-      for (size_t i = first + begin; i < first + end; ++i) {
-        absl::Status s = graph.Add(vectors.data() + i * config.dim, ids[i]);
-        if (!s.ok()) {
-          std::lock_guard lock(error_mu);
-          error.Update(s);
-        }
-      }
-    });
+    absl::Status error = InsertAll(graph, *pool_, ids, vectors, config.dim);
     total += ids.size();
     ids.clear();
     vectors.clear();

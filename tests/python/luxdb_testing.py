@@ -222,15 +222,7 @@ class LuxServer:
             self.channel.close()
         self.channel = None
         self.stub = None
-        process, self.process = self.process, None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            self._fail(f"luxdb-server did not exit within {STOP_TIMEOUT_S} s of SIGTERM")
+        code, _ = self.signal_and_wait(signal.SIGTERM)
         if code != 0:
             self._fail(f"luxdb-server exited with {code} after SIGTERM, expected 0")
 
