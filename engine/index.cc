@@ -21,23 +21,36 @@ namespace {
 // Items inserted per thread-pool task: large enough to amortise scheduling, small enough to
 // balance the two halves of a batch.
 constexpr size_t kAddGrain = 32;
+// Below this a float sum of squares has lost its precision to underflow.
+constexpr float kMinFloatSquares = 1e-30f;
 // Upper bound on the vector bytes one leader commits in a single group.
 constexpr size_t kMaxGroupBytes = 64 << 20;
 
-// Scales `v` to unit length as hnswlib's Python bindings do; the zero vector stays zero.
+// Scales `v` to unit length as hnswlib's Python bindings do (in float, so results match
+// theirs bit for bit); the zero vector stays zero. Where the float sum of squares overflows or
+// underflows (components beyond about 1e19 or below 1e-19), it is redone in double, which
+// the float path would turn into zeros or huge values.
 void Normalize(std::span<float> v) {
   float norm = 0;
   for (float x : v) norm += x * x;
-  const float scale = 1.0f / (std::sqrt(norm) + 1e-30f);
-  for (float& x : v) x *= scale;
+  if (std::isfinite(norm) && norm >= kMinFloatSquares) {
+    const float scale = 1.0f / (std::sqrt(norm) + 1e-30f);
+    for (float& x : v) x *= scale;
+    return;
+  }
+  double wide = 0;
+  for (float x : v) wide += static_cast<double>(x) * x;
+  if (wide == 0) return;
+  const double scale = 1.0 / std::sqrt(wide);
+  for (float& x : v) x = static_cast<float>(x * scale);
 }
 
-// INVALID_ARGUMENT naming the first non-finite component.
 absl::Status ShuttingDown(absl::string_view index, absl::string_view what) {
   return absl::UnavailableError(
       absl::StrCat("server shutting down, grace period over; index '", index, "': ", what));
 }
 
+// INVALID_ARGUMENT naming the first non-finite component.
 absl::Status CheckFinite(absl::string_view index, std::span<const float> vectors, uint32_t dim,
                          absl::string_view what) {
   for (size_t i = 0; i < vectors.size(); ++i) {
@@ -335,10 +348,12 @@ absl::StatusOr<uint64_t> Index::Delete(std::span<const uint64_t> ids) {
 
 absl::StatusOr<size_t> Index::CheckQuery(size_t floats, uint32_t k, uint32_t ef) const {
   if (k < 1 || k > kMaxK) {
-    return absl::InvalidArgumentError(absl::StrCat("k must be between 1 and ", kMaxK, ", got ", k));
+    return absl::InvalidArgumentError(absl::StrCat("k must be between 1 and ", kMaxK, ", got ", k,
+                                                   " (query of index '", name_, "')"));
   }
   if (ef > kMaxEf) {
-    return absl::InvalidArgumentError(absl::StrCat("ef must be at most ", kMaxEf, ", got ", ef));
+    return absl::InvalidArgumentError(absl::StrCat("ef must be at most ", kMaxEf, ", got ", ef,
+                                                   " (query of index '", name_, "')"));
   }
   if (floats % dim_ != 0) {
     return absl::InvalidArgumentError(

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <span>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "auth/secret_file.h"
@@ -87,6 +88,10 @@ absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
                                               const std::string& backup_dir) {
   namespace fs = std::filesystem;
   if (requested.empty()) return absl::InvalidArgumentError("backup path must not be empty");
+  if (requested.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backup path '", absl::CHexEscape(requested), "' contains a NUL byte"));
+  }
   fs::path path(requested);
   std::error_code error;
   if (path.is_relative()) {

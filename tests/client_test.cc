@@ -400,7 +400,7 @@ TEST_F(ClientTest, ServerErrorsKeepTheirCodeAndMessage) {
 
   absl::Status bad_k = db_->QueryIndex("docs", std::vector<float>{1, 2, 3}, 0).status();
   EXPECT_EQ(bad_k.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(bad_k.message(), "k must be between 1 and 10000, got 0");
+  EXPECT_EQ(bad_k.message(), "k must be between 1 and 10000, got 0 (query of index 'docs')");
 
   absl::Status absent = db_->GetElements("docs", std::vector<uint64_t>{42}).status();
   EXPECT_EQ(absent.code(), absl::StatusCode::kNotFound);

@@ -41,241 +41,41 @@
 namespace luxdb {
 namespace {
 
+using ::luxdb::testing::AddItems;
+using ::luxdb::testing::Backup;
+using ::luxdb::testing::Bits;
 using ::luxdb::testing::CodeName;
+using ::luxdb::testing::Content;
+using ::luxdb::testing::ContentOf;
+using ::luxdb::testing::CreateIndex;
+using ::luxdb::testing::DeleteIndex;
+using ::luxdb::testing::DeleteItems;
+using ::luxdb::testing::DescribeIndex;
+using ::luxdb::testing::GetElements;
+using ::luxdb::testing::GetIds;
+using ::luxdb::testing::IdsOf;
+using ::luxdb::testing::IndexExists;
+using ::luxdb::testing::InfoOf;
+using ::luxdb::testing::InitIndex;
+using ::luxdb::testing::IsError;
 using ::luxdb::testing::IsOk;
+using ::luxdb::testing::ListIndexes;
+using ::luxdb::testing::QueryIndex;
+using ::luxdb::testing::QueryResult;
+using ::luxdb::testing::ResizeIndex;
+using ::luxdb::testing::SetEf;
+using ::luxdb::testing::Stub;
 using ::luxdb::testing::TempDir;
 using ::luxdb::testing::TestServer;
+using ::luxdb::testing::Unchanged;
+using ::luxdb::testing::VectorsOf;
 using ::testing::HasSubstr;
-using Stub = v1::LuxDB::Stub;
 using Code = grpc::StatusCode;
 
 // The wire contract (luxdb.proto and the README), restated so that a change to it fails here.
 constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
 constexpr uint32_t kMaxK = 10000;
 constexpr uint32_t kMaxEf = 100000;
-
-constexpr auto kCallTimeout = std::chrono::seconds(60);
-
-// ---------------------------------------------------------------------------------------------
-// Calling the service.
-
-template <typename Request, typename Response>
-grpc::Status Call(Stub& stub,
-                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-                  const Request& request, Response* response) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  return (stub.*method)(&context, request, response);
-}
-
-grpc::Status CreateIndex(Stub& stub, const std::string& name, v1::Space space, uint32_t dim) {
-  v1::CreateIndexRequest request;
-  request.set_name(name);
-  request.set_space(space);
-  request.set_dim(dim);
-  v1::CreateIndexResponse response;
-  return Call(stub, &Stub::CreateIndex, request, &response);
-}
-
-grpc::Status InitIndex(Stub& stub, const std::string& name, uint64_t max_elements,
-                       uint32_t ef_construction = 0, uint32_t m = 0) {
-  v1::InitIndexRequest request;
-  request.set_name(name);
-  request.set_max_elements(max_elements);
-  request.set_ef_construction(ef_construction);
-  request.set_m(m);
-  v1::InitIndexResponse response;
-  return Call(stub, &Stub::InitIndex, request, &response);
-}
-
-grpc::Status DeleteIndex(Stub& stub, const std::string& name) {
-  v1::DeleteIndexRequest request;
-  request.set_name(name);
-  v1::DeleteIndexResponse response;
-  return Call(stub, &Stub::DeleteIndex, request, &response);
-}
-
-grpc::Status IndexExists(Stub& stub, const std::string& name, bool* exists) {
-  v1::IndexExistsRequest request;
-  request.set_name(name);
-  v1::IndexExistsResponse response;
-  grpc::Status status = Call(stub, &Stub::IndexExists, request, &response);
-  *exists = response.exists();
-  return status;
-}
-
-grpc::Status ListIndexes(Stub& stub, std::vector<v1::IndexInfo>* indexes) {
-  v1::ListIndexesRequest request;
-  v1::ListIndexesResponse response;
-  grpc::Status status = Call(stub, &Stub::ListIndexes, request, &response);
-  indexes->assign(response.indexes().begin(), response.indexes().end());
-  return status;
-}
-
-grpc::Status DescribeIndex(Stub& stub, const std::string& name, v1::IndexInfo* info) {
-  v1::DescribeIndexRequest request;
-  request.set_name(name);
-  v1::DescribeIndexResponse response;
-  grpc::Status status = Call(stub, &Stub::DescribeIndex, request, &response);
-  *info = response.info();
-  return status;
-}
-
-grpc::Status SetEf(Stub& stub, const std::string& name, uint32_t ef) {
-  v1::SetEfRequest request;
-  request.set_name(name);
-  request.set_ef(ef);
-  v1::SetEfResponse response;
-  return Call(stub, &Stub::SetEf, request, &response);
-}
-
-grpc::Status AddItems(Stub& stub, const std::string& name, const std::vector<float>& vectors,
-                      const std::vector<uint64_t>& ids, uint64_t* added = nullptr) {
-  v1::AddItemsRequest request;
-  request.set_name(name);
-  request.mutable_vectors()->Add(vectors.begin(), vectors.end());
-  request.mutable_ids()->Add(ids.begin(), ids.end());
-  v1::AddItemsResponse response;
-  grpc::Status status = Call(stub, &Stub::AddItems, request, &response);
-  if (added != nullptr) *added = response.added();
-  return status;
-}
-
-grpc::Status DeleteItems(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
-                         uint64_t* deleted = nullptr) {
-  v1::DeleteItemsRequest request;
-  request.set_name(name);
-  request.mutable_ids()->Add(ids.begin(), ids.end());
-  v1::DeleteItemsResponse response;
-  grpc::Status status = Call(stub, &Stub::DeleteItems, request, &response);
-  if (deleted != nullptr) *deleted = response.deleted();
-  return status;
-}
-
-struct QueryResult {
-  std::vector<uint64_t> ids;
-  std::vector<float> distances;
-  uint32_t k = 0;
-};
-
-grpc::Status QueryIndex(Stub& stub, const std::string& name, const std::vector<float>& queries,
-                        uint32_t k, uint32_t ef, QueryResult* result) {
-  v1::QueryIndexRequest request;
-  request.set_name(name);
-  request.mutable_vectors()->Add(queries.begin(), queries.end());
-  request.set_k(k);
-  request.set_ef(ef);
-  v1::QueryIndexResponse response;
-  grpc::Status status = Call(stub, &Stub::QueryIndex, request, &response);
-  result->ids.assign(response.ids().begin(), response.ids().end());
-  result->distances.assign(response.distances().begin(), response.distances().end());
-  result->k = response.k();
-  return status;
-}
-
-grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_elements) {
-  v1::ResizeIndexRequest request;
-  request.set_name(name);
-  request.set_new_max_elements(new_max_elements);
-  v1::ResizeIndexResponse response;
-  return Call(stub, &Stub::ResizeIndex, request, &response);
-}
-
-grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids) {
-  v1::GetIdsRequest request;
-  request.set_name(name);
-  v1::GetIdsResponse response;
-  grpc::Status status = Call(stub, &Stub::GetIds, request, &response);
-  ids->assign(response.ids().begin(), response.ids().end());
-  return status;
-}
-
-grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
-                         std::vector<float>* vectors, uint32_t* dim = nullptr) {
-  v1::GetElementsRequest request;
-  request.set_name(name);
-  request.mutable_ids()->Add(ids.begin(), ids.end());
-  v1::GetElementsResponse response;
-  grpc::Status status = Call(stub, &Stub::GetElements, request, &response);
-  vectors->assign(response.vectors().begin(), response.vectors().end());
-  if (dim != nullptr) *dim = response.dim();
-  return status;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checking answers.
-
-// A refused call: `code`, and a message holding every fragment (the index, the bad value).
-::testing::AssertionResult IsError(const grpc::Status& status, Code code,
-                                   std::initializer_list<std::string> fragments) {
-  bool matches = status.error_code() == code;
-  for (const std::string& fragment : fragments) {
-    matches = matches && ::testing::Value(status.error_message(), HasSubstr(fragment));
-  }
-  if (matches) return ::testing::AssertionSuccess();
-  ::testing::AssertionResult failure = ::testing::AssertionFailure();
-  failure << "got " << CodeName(status.error_code()) << " \"" << status.error_message()
-          << "\"; want " << CodeName(code) << " with a message containing";
-  for (const std::string& fragment : fragments) failure << " \"" << fragment << "\"";
-  return failure;
-}
-
-std::vector<uint32_t> Bits(const std::vector<float>& floats) {
-  std::vector<uint32_t> bits;
-  bits.reserve(floats.size());
-  for (float f : floats) bits.push_back(std::bit_cast<uint32_t>(f));
-  return bits;
-}
-
-v1::IndexInfo InfoOf(Stub& stub, const std::string& name) {
-  v1::IndexInfo info;
-  EXPECT_TRUE(IsOk(DescribeIndex(stub, name, &info))) << name;
-  return info;
-}
-
-std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name) {
-  std::vector<uint64_t> ids;
-  EXPECT_TRUE(IsOk(GetIds(stub, name, &ids))) << name;
-  return ids;
-}
-
-std::vector<float> VectorsOf(Stub& stub, const std::string& name,
-                             const std::vector<uint64_t>& ids) {
-  std::vector<float> vectors;
-  EXPECT_TRUE(IsOk(GetElements(stub, name, ids, &vectors))) << name;
-  return vectors;
-}
-
-// What a client can see of an index: its description, live ids and their stored vectors.
-struct Content {
-  v1::IndexInfo info;
-  std::vector<uint64_t> ids;
-  std::vector<uint32_t> vector_bits;
-};
-
-Content ContentOf(Stub& stub, const std::string& name) {
-  Content content;
-  content.info = InfoOf(stub, name);
-  if (!content.info.initialized()) return content;
-  content.ids = IdsOf(stub, name);
-  content.vector_bits = Bits(VectorsOf(stub, name, content.ids));
-  return content;
-}
-
-::testing::AssertionResult Unchanged(const Content& before, const Content& after) {
-  if (before.info.ShortDebugString() != after.info.ShortDebugString()) {
-    return ::testing::AssertionFailure() << "description was {" << before.info.ShortDebugString()
-                                         << "}, now {" << after.info.ShortDebugString() << "}";
-  }
-  if (before.ids != after.ids) {
-    return ::testing::AssertionFailure() << "ids were [" << absl::StrJoin(before.ids, ",")
-                                         << "], now [" << absl::StrJoin(after.ids, ",") << "]";
-  }
-  if (before.vector_bits != after.vector_bits) {
-    return ::testing::AssertionFailure() << "stored vectors changed";
-  }
-  return ::testing::AssertionSuccess();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data.
@@ -1485,12 +1285,6 @@ TEST_F(ServiceTest, HealthWatchSeesTheShutdownAndDoesNotHoldItUp) {
   stopper.join();
   // The default grace period is 25 s; an open Watch must not make the shutdown wait for it.
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
-}
-
-grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response) {
-  v1::BackupRequest request;
-  request.set_path(path);
-  return Call(stub, &Stub::Backup, request, response);
 }
 
 TEST_F(ServiceTest, BackupWritesACopyAServerCanOpen) {

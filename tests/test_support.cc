@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <bit>
 #include <chrono>
 #include <filesystem>
 #include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "spdlog/spdlog.h"
@@ -91,5 +93,203 @@ client::ConnectOptions TestServer::ConnectOptions() const {
 }
 
 std::string TestServer::address() const { return absl::StrCat("127.0.0.1:", port()); }
+
+grpc::Status CreateIndex(Stub& stub, const std::string& name, v1::Space space, uint32_t dim) {
+  v1::CreateIndexRequest request;
+  request.set_name(name);
+  request.set_space(space);
+  request.set_dim(dim);
+  v1::CreateIndexResponse response;
+  return Call(stub, &Stub::CreateIndex, request, &response);
+}
+
+grpc::Status InitIndex(Stub& stub, const std::string& name, uint64_t max_elements,
+                       uint32_t ef_construction, uint32_t m) {
+  v1::InitIndexRequest request;
+  request.set_name(name);
+  request.set_max_elements(max_elements);
+  request.set_ef_construction(ef_construction);
+  request.set_m(m);
+  v1::InitIndexResponse response;
+  return Call(stub, &Stub::InitIndex, request, &response);
+}
+
+grpc::Status DeleteIndex(Stub& stub, const std::string& name) {
+  v1::DeleteIndexRequest request;
+  request.set_name(name);
+  v1::DeleteIndexResponse response;
+  return Call(stub, &Stub::DeleteIndex, request, &response);
+}
+
+grpc::Status IndexExists(Stub& stub, const std::string& name, bool* exists) {
+  v1::IndexExistsRequest request;
+  request.set_name(name);
+  v1::IndexExistsResponse response;
+  grpc::Status status = Call(stub, &Stub::IndexExists, request, &response);
+  *exists = response.exists();
+  return status;
+}
+
+grpc::Status ListIndexes(Stub& stub, std::vector<v1::IndexInfo>* indexes) {
+  v1::ListIndexesRequest request;
+  v1::ListIndexesResponse response;
+  grpc::Status status = Call(stub, &Stub::ListIndexes, request, &response);
+  indexes->assign(response.indexes().begin(), response.indexes().end());
+  return status;
+}
+
+grpc::Status DescribeIndex(Stub& stub, const std::string& name, v1::IndexInfo* info) {
+  v1::DescribeIndexRequest request;
+  request.set_name(name);
+  v1::DescribeIndexResponse response;
+  grpc::Status status = Call(stub, &Stub::DescribeIndex, request, &response);
+  *info = response.info();
+  return status;
+}
+
+grpc::Status SetEf(Stub& stub, const std::string& name, uint32_t ef) {
+  v1::SetEfRequest request;
+  request.set_name(name);
+  request.set_ef(ef);
+  v1::SetEfResponse response;
+  return Call(stub, &Stub::SetEf, request, &response);
+}
+
+grpc::Status AddItems(Stub& stub, const std::string& name, const std::vector<float>& vectors,
+                      const std::vector<uint64_t>& ids, uint64_t* added) {
+  v1::AddItemsRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(vectors.begin(), vectors.end());
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::AddItemsResponse response;
+  grpc::Status status = Call(stub, &Stub::AddItems, request, &response);
+  if (added != nullptr) *added = response.added();
+  return status;
+}
+
+grpc::Status DeleteItems(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         uint64_t* deleted) {
+  v1::DeleteItemsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::DeleteItemsResponse response;
+  grpc::Status status = Call(stub, &Stub::DeleteItems, request, &response);
+  if (deleted != nullptr) *deleted = response.deleted();
+  return status;
+}
+
+grpc::Status QueryIndex(Stub& stub, const std::string& name, const std::vector<float>& queries,
+                        uint32_t k, uint32_t ef, QueryResult* result) {
+  v1::QueryIndexRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(queries.begin(), queries.end());
+  request.set_k(k);
+  request.set_ef(ef);
+  v1::QueryIndexResponse response;
+  grpc::Status status = Call(stub, &Stub::QueryIndex, request, &response);
+  result->ids.assign(response.ids().begin(), response.ids().end());
+  result->distances.assign(response.distances().begin(), response.distances().end());
+  result->k = response.k();
+  return status;
+}
+
+grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_elements) {
+  v1::ResizeIndexRequest request;
+  request.set_name(name);
+  request.set_new_max_elements(new_max_elements);
+  v1::ResizeIndexResponse response;
+  return Call(stub, &Stub::ResizeIndex, request, &response);
+}
+
+grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids) {
+  v1::GetIdsRequest request;
+  request.set_name(name);
+  v1::GetIdsResponse response;
+  grpc::Status status = Call(stub, &Stub::GetIds, request, &response);
+  ids->assign(response.ids().begin(), response.ids().end());
+  return status;
+}
+
+grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         std::vector<float>* vectors, uint32_t* dim) {
+  v1::GetElementsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::GetElementsResponse response;
+  grpc::Status status = Call(stub, &Stub::GetElements, request, &response);
+  vectors->assign(response.vectors().begin(), response.vectors().end());
+  if (dim != nullptr) *dim = response.dim();
+  return status;
+}
+
+grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response) {
+  v1::BackupRequest request;
+  request.set_path(path);
+  return Call(stub, &Stub::Backup, request, response);
+}
+
+::testing::AssertionResult IsError(const grpc::Status& status, grpc::StatusCode code,
+                                   std::initializer_list<std::string> fragments) {
+  bool matches = status.error_code() == code;
+  for (const std::string& fragment : fragments) {
+    matches = matches && status.error_message().find(fragment) != std::string::npos;
+  }
+  if (matches) return ::testing::AssertionSuccess();
+  ::testing::AssertionResult failure = ::testing::AssertionFailure();
+  failure << "got " << CodeName(status.error_code()) << " \"" << status.error_message()
+          << "\"; want " << CodeName(code) << " with a message containing";
+  for (const std::string& fragment : fragments) failure << " \"" << fragment << "\"";
+  return failure;
+}
+
+std::vector<uint32_t> Bits(const std::vector<float>& floats) {
+  std::vector<uint32_t> bits;
+  bits.reserve(floats.size());
+  for (float f : floats) bits.push_back(std::bit_cast<uint32_t>(f));
+  return bits;
+}
+
+v1::IndexInfo InfoOf(Stub& stub, const std::string& name) {
+  v1::IndexInfo info;
+  EXPECT_TRUE(IsOk(DescribeIndex(stub, name, &info))) << name;
+  return info;
+}
+
+std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name) {
+  std::vector<uint64_t> ids;
+  EXPECT_TRUE(IsOk(GetIds(stub, name, &ids))) << name;
+  return ids;
+}
+
+std::vector<float> VectorsOf(Stub& stub, const std::string& name,
+                             const std::vector<uint64_t>& ids) {
+  std::vector<float> vectors;
+  EXPECT_TRUE(IsOk(GetElements(stub, name, ids, &vectors))) << name;
+  return vectors;
+}
+
+Content ContentOf(Stub& stub, const std::string& name) {
+  Content content;
+  content.info = InfoOf(stub, name);
+  if (!content.info.initialized()) return content;
+  content.ids = IdsOf(stub, name);
+  content.vector_bits = Bits(VectorsOf(stub, name, content.ids));
+  return content;
+}
+
+::testing::AssertionResult Unchanged(const Content& before, const Content& after) {
+  if (before.info.ShortDebugString() != after.info.ShortDebugString()) {
+    return ::testing::AssertionFailure() << "description was {" << before.info.ShortDebugString()
+                                         << "}, now {" << after.info.ShortDebugString() << "}";
+  }
+  if (before.ids != after.ids) {
+    return ::testing::AssertionFailure() << "ids were [" << absl::StrJoin(before.ids, ",")
+                                         << "], now [" << absl::StrJoin(after.ids, ",") << "]";
+  }
+  if (before.vector_bits != after.vector_bits) {
+    return ::testing::AssertionFailure() << "stored vectors changed";
+  }
+  return ::testing::AssertionSuccess();
+}
 
 }  // namespace luxdb::testing

@@ -3,10 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
 #include "luxdb/connect.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
@@ -71,5 +76,74 @@ class TestServer {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::LuxDB::Stub> stub_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Calling the LuxDB service through its generated stub, one helper per RPC, as a client would.
+
+using Stub = v1::LuxDB::Stub;
+
+// Deadline of every call made by the helpers below.
+inline constexpr auto kCallTimeout = std::chrono::seconds(60);
+
+template <typename Request, typename Response>
+grpc::Status Call(Stub& stub,
+                  grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                  const Request& request, Response* response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  return (stub.*method)(&context, request, response);
+}
+
+grpc::Status CreateIndex(Stub& stub, const std::string& name, v1::Space space, uint32_t dim);
+grpc::Status InitIndex(Stub& stub, const std::string& name, uint64_t max_elements,
+                       uint32_t ef_construction = 0, uint32_t m = 0);
+grpc::Status DeleteIndex(Stub& stub, const std::string& name);
+grpc::Status IndexExists(Stub& stub, const std::string& name, bool* exists);
+grpc::Status ListIndexes(Stub& stub, std::vector<v1::IndexInfo>* indexes);
+grpc::Status DescribeIndex(Stub& stub, const std::string& name, v1::IndexInfo* info);
+grpc::Status SetEf(Stub& stub, const std::string& name, uint32_t ef);
+grpc::Status AddItems(Stub& stub, const std::string& name, const std::vector<float>& vectors,
+                      const std::vector<uint64_t>& ids, uint64_t* added = nullptr);
+grpc::Status DeleteItems(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         uint64_t* deleted = nullptr);
+
+struct QueryResult {
+  std::vector<uint64_t> ids;
+  std::vector<float> distances;
+  uint32_t k = 0;
+};
+grpc::Status QueryIndex(Stub& stub, const std::string& name, const std::vector<float>& queries,
+                        uint32_t k, uint32_t ef, QueryResult* result);
+grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_elements);
+grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids);
+grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                         std::vector<float>* vectors, uint32_t* dim = nullptr);
+grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response);
+
+// ---------------------------------------------------------------------------------------------
+// Checking answers.
+
+// A refused call: `code`, and a message holding every fragment (the index, the bad value).
+::testing::AssertionResult IsError(const grpc::Status& status, grpc::StatusCode code,
+                                   std::initializer_list<std::string> fragments);
+
+// The bit patterns of `floats`, so that vectors compare exactly (NaN and -0 included).
+std::vector<uint32_t> Bits(const std::vector<float>& floats);
+
+// DescribeIndex / GetIds / GetElements that must succeed (a failure is reported, and the
+// result is then empty).
+v1::IndexInfo InfoOf(Stub& stub, const std::string& name);
+std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name);
+std::vector<float> VectorsOf(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids);
+
+// What a client can see of an index: its description, live ids and their stored vectors.
+struct Content {
+  v1::IndexInfo info;
+  std::vector<uint64_t> ids;
+  std::vector<uint32_t> vector_bits;
+};
+Content ContentOf(Stub& stub, const std::string& name);
+// Succeeds if `after` shows exactly what `before` did; otherwise says what changed.
+::testing::AssertionResult Unchanged(const Content& before, const Content& after);
 
 }  // namespace luxdb::testing
