@@ -1,0 +1,284 @@
+// luxdb-bench: LuxDB through gRPC (auth on, sync on) against hnswlib in-process, on the same
+// data, parameters, thread count and SIMD flags. This header holds what the parts share: the
+// configuration, the data set, the measurements of each side, and /proc helpers.
+//
+//   luxdb_bench.cc          command line, machine facts, orchestration
+//   luxdb_bench_data.cc     Fashion-MNIST / synthetic data, exact ground truth (cached), recall
+//   luxdb_bench_hnswlib.cc  the in-process reference (the bench's only hnswlib include)
+//   luxdb_bench_luxdb.cc    the server process, signed channels, the LuxDB workloads
+//   luxdb_bench_report.cc   the table (ratios, targets, PASS/MISS) and the JSON file
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace luxdb::bench {
+
+struct Config {
+  // Data: Fashion-MNIST from data_dir unless synthetic_n > 0 (uniform [0,1) floats).
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  size_t synthetic_n = 0;
+  size_t synthetic_dim = 0;
+  uint64_t seed = 42;
+  size_t base_limit = 0;  // 0: every base vector
+  size_t queries = 10'000;
+  std::string cache_dir;  // ground truth cache when data_dir is not writable
+
+  // Index and search parameters, the same on both sides.
+  uint32_t m = 16;
+  uint32_t ef_construction = 200;
+  uint32_t k = 10;
+  std::vector<uint32_t> batch_efs = {10, 50, 100, 200};
+  uint32_t single_ef = 100;
+  std::vector<int> clients = {1, 4, 16};
+  double duration_s = 10;  // per concurrency level
+  size_t ingest_batch = 1000;
+  int threads = 2;  // hnswlib threads and the server's --threads
+  bool concurrent_ingest = true;
+  // Concurrent clients: false (default) gives every client its own channel and TCP
+  // connection, like separate processes; true shares one channel (HTTP/2 multiplexing).
+  bool shared_channel = false;
+  uint64_t max_request_bytes = 64ull << 20;  // batch queries are split below this
+
+  // LuxDB: a server the bench starts, or --address / --secret of a running one.
+  std::string server_path;
+  std::string address;
+  std::string secret;
+  pid_t server_pid = 0;  // with --address: the server to read VmHWM from (optional)
+  std::string work_dir;  // parent of the temporary data directory
+  bool keep_data = false;
+
+  // Runs per metric, interleaved between the two sides; the best run counts (the machine is
+  // shared: background load only ever slows a run down).
+  int repeats = 2;
+
+  bool run_hnswlib = true;
+  bool run_luxdb = true;
+  bool quick = false;
+  std::string json_path;
+  std::string command_line;
+};
+
+struct Dataset {
+  std::string name;  // "fashion-mnist" or "synthetic-seed42"
+  std::string source;
+  size_t n = 0;
+  size_t dim = 0;
+  size_t nq = 0;
+  std::vector<float> base;     // n * dim
+  std::vector<float> queries;  // nq * dim
+  std::string cache_dir;       // where the ground truth is cached
+  std::span<const float> row(size_t i) const { return {base.data() + i * dim, dim}; }
+  std::span<const float> query(size_t i) const { return {queries.data() + i * dim, dim}; }
+};
+
+// Exact k nearest neighbours of every query (squared L2), re-ranked in double precision.
+struct GroundTruth {
+  size_t k = 0;
+  std::vector<uint32_t> ids;  // nq * k, nearest first
+  std::vector<double> kth;    // nq: distance of the k-th neighbour
+  double seconds = 0;         // to compute (0 when read from the cache)
+  std::string cache_file;
+  bool from_cache = false;
+};
+
+// Every measurement records how busy the rest of the machine was meanwhile (see
+// BackgroundMeter) and the CPU time the server and the bench spent on it.
+struct IngestResult {
+  size_t vectors = 0;
+  double seconds = 0;
+  int clients = 0;  // LuxDB: concurrent clients; hnswlib: threads
+  double server_cpu_s = 0;
+  double client_cpu_s = 0;  // the bench process (hnswlib: the whole build)
+  double background_cores = 0;
+  double per_second() const { return seconds > 0 ? vectors / seconds : 0; }
+  double rate() const { return per_second(); }
+};
+
+struct BatchQueryResult {
+  uint32_t ef = 0;
+  size_t queries = 0;
+  int calls = 0;
+  double seconds = 0;
+  double recall = 0;
+  double server_cpu_s = 0;
+  double client_cpu_s = 0;
+  double background_cores = 0;
+  double qps() const { return seconds > 0 ? queries / seconds : 0; }
+  double rate() const { return qps(); }
+};
+
+struct SingleQueryResult {
+  int clients = 0;  // hnswlib: threads
+  uint64_t queries = 0;
+  double seconds = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double recall = 0;  // of the answers to the first pass over the queries (a sanity check)
+  double server_cpu_s = 0;
+  double client_cpu_s = 0;
+  double background_cores = 0;
+  double qps() const { return seconds > 0 ? queries / seconds : 0; }
+  double rate() const { return qps(); }
+};
+
+// The runs of one metric (config.repeats of them, interleaved with the other side's): the
+// best run stands for the metric, as background load only ever slows a run down.
+template <typename Result>
+struct Runs {
+  std::vector<Result> runs;
+  bool empty() const { return runs.empty(); }
+  const Result& best() const {
+    const Result* best = &runs.front();
+    for (const Result& r : runs) best = r.rate() > best->rate() ? &r : best;
+    return *best;
+  }
+  void Add(const Result& r) { runs.push_back(r); }
+};
+
+struct HnswlibResult {
+  Runs<IngestResult> ingest;
+  std::vector<Runs<BatchQueryResult>> batch;  // per config.batch_efs
+  Runs<SingleQueryResult> single;
+  uint64_t rss_delta_bytes = 0;    // VmRSS after the first build minus before
+  uint64_t theoretical_bytes = 0;  // hnswlib's allocations, counted from its fields
+  uint64_t graph_file_bytes = 0;   // what saveIndex would write
+  std::string simd;                // the distance kernel the compile flags select
+};
+
+struct LuxdbResult {
+  std::string server;  // path or address
+  std::string data_dir;
+  std::string data_fs;                          // file system type of the data directory
+  Runs<IngestResult> ingest;                    // one client, sequential batches
+  Runs<IngestResult> ingest_parallel;           // 2 concurrent clients
+  std::vector<Runs<BatchQueryResult>> batch;    // per config.batch_efs
+  std::vector<Runs<SingleQueryResult>> single;  // per config.clients
+  uint64_t vm_rss_idle_bytes = 0;               // right after start, before any index exists
+  uint64_t vm_hwm_bytes = 0;                    // after ingest + queries of one index
+  uint64_t vm_rss_bytes = 0;                    // at the same moment
+  uint64_t vm_hwm_final_bytes = 0;              // at the end (after further ingest runs)
+  uint64_t data_dir_bytes = 0;                  // after the first ingest
+};
+
+// Fashion-MNIST or synthetic data as `config` asks.
+absl::StatusOr<Dataset> LoadDataset(const Config& config);
+// Exact ground truth, read from the cache or computed with config.threads threads and cached.
+absl::StatusOr<GroundTruth> LoadOrComputeGroundTruth(const Dataset& data, size_t k, int threads);
+// recall@k of `ids` (nq * k, row-major): a returned id counts if its exact distance is within
+// the k-th true distance, so ties with the k-th neighbour are not misses.
+double Recall(const Dataset& data, const GroundTruth& truth, std::span<const uint64_t> ids,
+              size_t k);
+double RecallOfRow(const Dataset& data, const GroundTruth& truth, size_t query,
+                   std::span<const uint64_t> ids);
+
+// The in-process reference (luxdb_bench_hnswlib.cc).
+class HnswlibSide {
+ public:
+  HnswlibSide(const Config& config, const Dataset& data, const GroundTruth& truth);
+  ~HnswlibSide();
+  // Builds a new index of every base vector on config.threads threads, replacing the last.
+  // The first build also records the memory figures below.
+  IngestResult Build();
+  // All queries, config.threads threads, one searchKnn per query.
+  BatchQueryResult BatchQuery(uint32_t ef);
+  // config.threads threads, each searching one query at a time for config.duration_s.
+  SingleQueryResult SingleQueries();
+  void Free();
+  uint64_t rss_delta_bytes() const;
+  uint64_t theoretical_bytes() const;
+  uint64_t graph_file_bytes() const;
+  std::string simd() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// LuxDB through gRPC (luxdb_bench_luxdb.cc): the server it starts, or one at config.address.
+class LuxdbSide {
+ public:
+  LuxdbSide(const Config& config, const Dataset& data, const GroundTruth& truth);
+  ~LuxdbSide();  // stops the server and removes its temporary data directory
+  // Starts the server (or derives the key for config.address).
+  absl::Status Start();
+  // Creates an index and adds every base vector from `clients` concurrent clients in
+  // batches of config.ingest_batch, each acknowledged (durable) before that client's next.
+  // With keep, the index stays for the queries below (replacing one kept before);
+  // otherwise it is deleted.
+  absl::StatusOr<IngestResult> Ingest(int clients, bool keep);
+  // On the kept index. All queries in as few calls as fit config.max_request_bytes.
+  absl::StatusOr<BatchQueryResult> BatchQuery(uint32_t ef);
+  // `clients` threads, each sending one query per call for config.duration_s.
+  absl::StatusOr<SingleQueryResult> SingleQueries(int clients);
+  // Deletes the kept index.
+  absl::Status DropKept();
+  absl::Status Stop();
+
+  pid_t server_pid() const;  // 0 if unknown
+  const std::string& server() const;
+  const std::string& data_dir() const;  // empty with config.address
+  const std::string& data_fs() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Prints the table to stdout and writes config.json_path if set. Returns whether every
+// target was met (informational; the exit status does not depend on it).
+bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
+            const std::vector<std::pair<std::string, std::string>>& facts,
+            const std::optional<HnswlibResult>& hnswlib, const std::optional<LuxdbResult>& luxdb);
+
+// /proc helpers. A field of /proc/<pid>/status in bytes ("VmHWM", "VmRSS"); 0 if unreadable.
+uint64_t ProcStatusBytes(pid_t pid, const char* field);
+// User + system CPU seconds of a process (/proc/<pid>/stat).
+double ProcessCpuSeconds(pid_t pid);
+// Bytes of the regular files under `path`.
+uint64_t DirectoryBytes(const std::string& path);
+// CPU seconds the whole machine spent busy (/proc/stat, all CPUs, neither idle nor iowait).
+double MachineBusySeconds();
+
+// CPU time of one measurement: the server's (if its pid is known), the bench's own, and how
+// busy the rest of the machine was meanwhile: busy CPU time of every process minus the bench's
+// and the server's, per second of wall time. The machine is shared; a run with much
+// background load is not a clean measurement.
+class PhaseMeter {
+ public:
+  explicit PhaseMeter(pid_t server = 0);
+  double server_cpu_s() const;
+  double self_cpu_s() const;
+  double background_cores() const;  // average cores others kept busy since construction
+  template <typename Result>
+  void Fill(Result* result) const {
+    result->server_cpu_s = server_cpu_s();
+    result->client_cpu_s = self_cpu_s();
+    result->background_cores = background_cores();
+  }
+
+ private:
+  pid_t server_;
+  double machine_start_, self_start_, server_start_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Percentile (0..100) of `values`, which it sorts.
+double Percentile(std::vector<double>& values, double percentile);
+
+using Clock = std::chrono::steady_clock;
+inline double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace luxdb::bench

@@ -1,0 +1,619 @@
+// LuxDB through its gRPC API with auth on: the server process the bench starts (or one at
+// --address), channels that sign every call like luxdb::Client's, and the workloads.
+//
+// The bench calls the generated stub directly rather than luxdb::Client so that it controls
+// the channel per client (own TCP connection or shared) and reuses request objects; the calls,
+// tokens and messages on the wire are the same as luxdb::Client's.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "auth/key.h"
+#include "auth/token.h"
+#include "bench/luxdb_bench.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "luxdb/v1/luxdb.grpc.pb.h"
+
+extern char** environ;
+
+namespace luxdb::bench {
+namespace {
+
+using Stub = v1::LuxDB::Stub;
+
+constexpr auto kServerStartTimeout = std::chrono::seconds(120);
+constexpr auto kServerStopTimeout = std::chrono::seconds(120);
+constexpr auto kCallTimeout = std::chrono::minutes(10);
+constexpr int kMaxMessageBytes = 256 << 20;  // the server's default cap
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  return context;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process.
+
+class ServerProcess {
+ public:
+  ~ServerProcess() { Stop().IgnoreError(); }
+
+  // Starts `path` on 127.0.0.1 with a free port, serving `data_dir`, and waits until it
+  // reports that it serves. The environment is the bench's without LUXDB_* / KDF settings,
+  // plus LUXDB_SECRET.
+  absl::Status Start(const std::string& path, const std::string& data_dir,
+                     const std::string& secret, int threads) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe");
+    std::vector<std::string> args = {path,         data_dir, "--host",    "127.0.0.1",
+                                     "--port",     "0",      "--threads", std::to_string(threads),
+                                     "--loglevel", "warning"};
+    std::vector<std::string> env;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      absl::string_view text(*entry);
+      if (absl::StartsWith(text, "LUXDB_") || absl::StartsWith(text, "LUXBD_") ||
+          absl::StartsWith(text, "KDF_ITERATIONS=") || absl::StartsWith(text, "FERNET_TTL=")) {
+        continue;
+      }
+      env.emplace_back(text);
+    }
+    env.push_back(absl::StrCat("LUXDB_SECRET=", secret));
+    std::vector<char*> argv, envp;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+    const int spawned =
+        posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(pipe_fds[1]);
+    if (spawned != 0) {
+      close(pipe_fds[0]);
+      pid_ = 0;
+      return absl::ErrnoToStatus(spawned, absl::StrCat("cannot start '", path, "'"));
+    }
+    output_fd_ = pipe_fds[0];
+
+    // Read its output until "luxdb-server: serving '<dir>' on <host>:<port>".
+    const Clock::time_point deadline = Clock::now() + kServerStartTimeout;
+    std::string pending;
+    while (port_ == 0) {
+      const int left_ms = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      pollfd p{.fd = output_fd_, .events = POLLIN, .revents = 0};
+      if (left_ms <= 0 || poll(&p, 1, left_ms) <= 0) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("luxdb-server did not report serving within ", kServerStartTimeout.count(),
+                         " s; its output:\n", Output()));
+      }
+      char buffer[4096];
+      const ssize_t got = read(output_fd_, buffer, sizeof(buffer));
+      if (got <= 0) {
+        int status = 0;
+        waitpid(pid_, &status, 0);
+        pid_ = 0;
+        return absl::UnavailableError(
+            absl::StrCat("luxdb-server exited before serving; its output:\n", Output()));
+      }
+      pending.append(buffer, static_cast<size_t>(got));
+      for (size_t eol; (eol = pending.find('\n')) != std::string::npos;) {
+        const std::string line = pending.substr(0, eol);
+        pending.erase(0, eol + 1);
+        Keep(line);
+        const size_t on = line.rfind(" on ");
+        const size_t colon = line.rfind(':');
+        if (line.find("serving '") != std::string::npos && on != std::string::npos &&
+            colon != std::string::npos && colon > on) {
+          if (!absl::SimpleAtoi(line.substr(colon + 1), &port_)) port_ = 0;
+        }
+      }
+    }
+    // Keep draining its output so the server never blocks on a full pipe.
+    drainer_ = std::thread([this] {
+      std::string rest;
+      char buffer[4096];
+      ssize_t got;
+      while ((got = read(output_fd_, buffer, sizeof(buffer))) > 0) {
+        rest.append(buffer, static_cast<size_t>(got));
+        for (size_t eol; (eol = rest.find('\n')) != std::string::npos;) {
+          std::cerr << "[server] " << rest.substr(0, eol) << std::endl;
+          Keep(rest.substr(0, eol));
+          rest.erase(0, eol + 1);
+        }
+      }
+    });
+    return absl::OkStatus();
+  }
+
+  // SIGTERM, then waits for a clean exit (it snapshots its graphs on the way out).
+  absl::Status Stop() {
+    if (pid_ == 0) return absl::OkStatus();
+    kill(pid_, SIGTERM);
+    int status = 0;
+    const Clock::time_point deadline = Clock::now() + kServerStopTimeout;
+    pid_t done = 0;
+    while ((done = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (done == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = 0;
+    if (drainer_.joinable()) drainer_.join();
+    if (output_fd_ >= 0) close(output_fd_);
+    output_fd_ = -1;
+    if (done == 0) return absl::DeadlineExceededError("luxdb-server ignored SIGTERM; killed");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      return absl::InternalError(
+          absl::StrCat("luxdb-server exited with status ", status, "; its output:\n", Output()));
+    }
+    return absl::OkStatus();
+  }
+
+  pid_t pid() const { return pid_; }
+  int port() const { return port_; }
+
+ private:
+  void Keep(const std::string& line) {
+    std::lock_guard lock(output_mu_);
+    output_.push_back(line);
+    if (output_.size() > 50) output_.erase(output_.begin());
+  }
+  std::string Output() {
+    std::lock_guard lock(output_mu_);
+    std::string text;
+    for (const std::string& line : output_) absl::StrAppend(&text, "  ", line, "\n");
+    return text;
+  }
+
+  pid_t pid_ = 0;
+  int port_ = 0;
+  int output_fd_ = -1;
+  std::thread drainer_;
+  std::mutex output_mu_;
+  std::vector<std::string> output_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Signed channels: every call carries a fresh token bound to its method (as luxdb::Client).
+
+class TokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  TokenInterceptor(const auth::Key& key, grpc::experimental::ClientRpcInfo* info)
+      : key_(key), info_(info) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert(
+          {auth::kAuthorizationHeader,
+           absl::StrCat(auth::kBearerPrefix, auth::MintToken(key_, info_->method()))});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const auth::Key& key_;
+  grpc::experimental::ClientRpcInfo* const info_;
+};
+
+class TokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(const auth::Key& key) : key_(key) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return new TokenInterceptor(key_, info);
+  }
+
+ private:
+  const auth::Key key_;
+};
+
+// `own_connection`: a private subchannel pool, so this channel opens its own TCP connection
+// instead of sharing the one gRPC would reuse for every channel to the same target.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const auth::Key& key,
+                                           bool own_connection) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<TokenInterceptorFactory>(key));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, grpc::InsecureChannelCredentials(), args, std::move(creators));
+}
+
+// Hands out channels: one per client, or the same one to all.
+class Channels {
+ public:
+  Channels(std::string target, auth::Key key, bool shared)
+      : target_(std::move(target)), key_(key), shared_(shared) {}
+  std::shared_ptr<grpc::Channel> Get() {
+    if (!shared_) return MakeChannel(target_, key_, true);
+    std::lock_guard lock(mu_);
+    if (channel_ == nullptr) channel_ = MakeChannel(target_, key_, false);
+    return channel_;
+  }
+
+ private:
+  const std::string target_;
+  const auth::Key key_;
+  const bool shared_;
+  std::mutex mu_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+std::string RandomSecret() {
+  std::random_device random;
+  std::string bytes(32, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return absl::BytesToHexString(bytes);
+}
+
+std::string FileSystemType(const std::string& path) {
+  struct statfs info;
+  if (statfs(path.c_str(), &info) != 0) return "unknown";
+  switch (static_cast<unsigned long>(info.f_type)) {
+    case 0xEF53:
+      return "ext4";
+    case 0x01021994:
+      return "tmpfs (fsync is free: durability cost NOT measured)";
+    case 0x58465342:
+      return "xfs";
+    case 0x9123683E:
+      return "btrfs";
+    case 0x794c7630:
+      return "overlayfs";
+    default:
+      return absl::StrCat("type 0x", absl::Hex(info.f_type));
+  }
+}
+
+}  // namespace
+
+struct LuxdbSide::Impl {
+  Impl(const Config& config, const Dataset& data, const GroundTruth& truth)
+      : config(config), data(data), truth(truth) {}
+
+  absl::Status CreateIndex(const std::string& name);
+  absl::Status DeleteIndex(const std::string& name);
+
+  const Config& config;
+  const Dataset& data;
+  const GroundTruth& truth;
+  ServerProcess server;
+  std::string server_name;  // path or address
+  std::string temp_dir;
+  std::string data_dir;
+  std::string data_fs;
+  pid_t server_pid = 0;
+  std::unique_ptr<Channels> channels;
+  int indexes_created = 0;
+  std::string kept;  // the index queries run on
+};
+
+LuxdbSide::LuxdbSide(const Config& config, const Dataset& data, const GroundTruth& truth)
+    : impl_(std::make_unique<Impl>(config, data, truth)) {}
+
+LuxdbSide::~LuxdbSide() {
+  if (absl::Status s = Stop(); !s.ok()) std::cerr << "luxdb-bench: " << s.message() << "\n";
+}
+
+pid_t LuxdbSide::server_pid() const { return impl_->server_pid; }
+const std::string& LuxdbSide::server() const { return impl_->server_name; }
+const std::string& LuxdbSide::data_dir() const { return impl_->data_dir; }
+const std::string& LuxdbSide::data_fs() const { return impl_->data_fs; }
+
+absl::Status LuxdbSide::Start() {
+  const Config& config = impl_->config;
+  std::string target = config.address;
+  std::string secret = config.secret;
+  auth::KdfParams kdf;
+  if (config.address.empty()) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    const std::string parent =
+        !config.work_dir.empty() ? config.work_dir : (tmpdir != nullptr ? tmpdir : "/tmp");
+    std::string pattern = parent + "/luxdb-bench-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return absl::ErrnoToStatus(errno,
+                                 absl::StrCat("cannot create a directory in '", parent, "'"));
+    }
+    impl_->temp_dir = pattern;
+    impl_->data_dir = pattern + "/data";
+    impl_->data_fs = FileSystemType(pattern);
+    impl_->server_name = config.server_path;
+    secret = RandomSecret();
+    std::cerr << "[luxdb] starting " << config.server_path << " on " << impl_->data_dir << " ("
+              << impl_->data_fs << ")..." << std::endl;
+    if (absl::Status s =
+            impl_->server.Start(config.server_path, impl_->data_dir, secret, config.threads);
+        !s.ok()) {
+      return s;
+    }
+    target = absl::StrCat("127.0.0.1:", impl_->server.port());
+    impl_->server_pid = impl_->server.pid();
+  } else {
+    impl_->server_name = config.address;
+    impl_->server_pid = config.server_pid;
+    std::map<std::string, std::string> env;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      absl::string_view text(*entry);
+      const size_t eq = text.find('=');
+      if (eq != absl::string_view::npos) env.emplace(text.substr(0, eq), text.substr(eq + 1));
+    }
+    absl::StatusOr<auth::KdfParams> from_env = auth::KdfParamsFromEnvironment(env);
+    if (!from_env.ok()) return from_env.status();
+    kdf = *from_env;
+    if (secret.empty() && env.contains("LUXDB_SECRET")) secret = env["LUXDB_SECRET"];
+    if (secret.empty()) {
+      return absl::InvalidArgumentError("--address needs --secret or LUXDB_SECRET");
+    }
+  }
+  absl::StatusOr<auth::Key> key = auth::DeriveKey(secret, kdf);
+  if (!key.ok()) return key.status();
+  impl_->channels = std::make_unique<Channels>(target, *key, config.shared_channel);
+  return absl::OkStatus();
+}
+
+absl::Status LuxdbSide::Stop() {
+  absl::Status stopped = impl_->server.Stop();
+  impl_->server_pid = 0;
+  if (!impl_->temp_dir.empty() && !impl_->config.keep_data) {
+    std::error_code error;
+    std::filesystem::remove_all(impl_->temp_dir, error);
+    impl_->temp_dir.clear();
+  }
+  return stopped;
+}
+
+absl::Status LuxdbSide::Impl::CreateIndex(const std::string& name) {
+  Stub stub(channels->Get());
+  v1::CreateIndexRequest create;
+  create.set_name(name);
+  create.set_space(v1::L2);
+  create.set_dim(static_cast<uint32_t>(data.dim));
+  v1::CreateIndexResponse created;
+  if (absl::Status s = FromGrpc(stub.CreateIndex(Context().get(), create, &created), "CreateIndex");
+      !s.ok()) {
+    return s;
+  }
+  v1::InitIndexRequest init;
+  init.set_name(name);
+  init.set_max_elements(data.n);
+  init.set_ef_construction(config.ef_construction);
+  init.set_m(config.m);
+  init.set_random_seed(100);  // hnswlib's default, as the in-process side uses
+  v1::InitIndexResponse initialised;
+  return FromGrpc(stub.InitIndex(Context().get(), init, &initialised), "InitIndex");
+}
+
+absl::Status LuxdbSide::Impl::DeleteIndex(const std::string& name) {
+  Stub stub(channels->Get());
+  v1::DeleteIndexRequest request;
+  request.set_name(name);
+  v1::DeleteIndexResponse response;
+  return FromGrpc(stub.DeleteIndex(Context().get(), request, &response), "DeleteIndex");
+}
+
+absl::Status LuxdbSide::DropKept() {
+  if (impl_->kept.empty()) return absl::OkStatus();
+  absl::Status s = impl_->DeleteIndex(impl_->kept);
+  impl_->kept.clear();
+  return s;
+}
+
+absl::StatusOr<IngestResult> LuxdbSide::Ingest(int clients, bool keep) {
+  const Config& config = impl_->config;
+  const Dataset& data = impl_->data;
+  const std::string name = absl::StrCat("luxdb-bench-", getpid(), "-", ++impl_->indexes_created);
+  if (absl::Status s = impl_->CreateIndex(name); !s.ok()) return s;
+  const size_t batches = (data.n + config.ingest_batch - 1) / config.ingest_batch;
+  std::vector<absl::Status> errors(clients);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int c = 0; c < clients; ++c) channels.push_back(impl_->channels->Get());
+  const PhaseMeter meter(impl_->server_pid);
+  const Clock::time_point start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      Stub stub(channels[c]);
+      v1::AddItemsRequest request;
+      v1::AddItemsResponse response;
+      request.set_name(name);
+      for (size_t b = c; b < batches; b += clients) {
+        const size_t first = b * config.ingest_batch;
+        const size_t last = std::min(first + config.ingest_batch, data.n);
+        request.clear_vectors();
+        request.clear_ids();
+        request.mutable_vectors()->Add(data.base.begin() + first * data.dim,
+                                       data.base.begin() + last * data.dim);
+        for (size_t id = first; id < last; ++id) request.add_ids(id);
+        absl::Status s = FromGrpc(stub.AddItems(Context().get(), request, &response),
+                                  absl::StrCat("AddItems of vectors ", first, "..", last - 1));
+        if (s.ok() && response.added() != last - first) {
+          s = absl::InternalError(
+              absl::StrCat("AddItems added ", response.added(), " of ", last - first));
+        }
+        if (!s.ok()) {
+          errors[c] = s;
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  IngestResult result{.vectors = data.n, .seconds = SecondsSince(start), .clients = clients};
+  meter.Fill(&result);
+  for (const absl::Status& s : errors) {
+    if (!s.ok()) return s;
+  }
+  if (keep) {
+    if (absl::Status s = DropKept(); !s.ok()) return s;
+    impl_->kept = name;
+  } else if (absl::Status s = impl_->DeleteIndex(name); !s.ok()) {
+    return s;
+  }
+  return result;
+}
+
+absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
+  const Config& config = impl_->config;
+  const Dataset& data = impl_->data;
+  Stub stub(impl_->channels->Get());
+  const size_t k = config.k;
+  const size_t rows_per_call =
+      std::max<size_t>(1, config.max_request_bytes / (data.dim * sizeof(float) + 16));
+  std::vector<uint64_t> ids(data.nq * k);
+  BatchQueryResult result{.ef = ef, .queries = data.nq};
+  const PhaseMeter meter(impl_->server_pid);
+  const Clock::time_point start = Clock::now();
+  for (size_t first = 0; first < data.nq; first += rows_per_call) {
+    const size_t last = std::min(first + rows_per_call, data.nq);
+    v1::QueryIndexRequest request;
+    request.set_name(impl_->kept);
+    request.set_k(static_cast<uint32_t>(k));
+    request.set_ef(ef);
+    request.mutable_vectors()->Add(data.queries.begin() + first * data.dim,
+                                   data.queries.begin() + last * data.dim);
+    v1::QueryIndexResponse response;
+    if (absl::Status s = FromGrpc(stub.QueryIndex(Context().get(), request, &response),
+                                  absl::StrCat("QueryIndex of ", last - first, " queries"));
+        !s.ok()) {
+      return s;
+    }
+    if (static_cast<size_t>(response.ids_size()) != (last - first) * k) {
+      return absl::InternalError(absl::StrCat("QueryIndex returned ", response.ids_size(),
+                                              " ids for ", last - first, " queries"));
+    }
+    std::copy(response.ids().begin(), response.ids().end(), ids.begin() + first * k);
+    ++result.calls;
+  }
+  result.seconds = SecondsSince(start);
+  meter.Fill(&result);
+  result.recall = Recall(data, impl_->truth, ids, k);
+  return result;
+}
+
+absl::StatusOr<SingleQueryResult> LuxdbSide::SingleQueries(int clients) {
+  const Config& config = impl_->config;
+  const Dataset& data = impl_->data;
+  const GroundTruth& truth = impl_->truth;
+  const size_t k = config.k;
+  std::vector<std::vector<double>> latencies(clients);
+  // The answers to each query's first call, kept to compute recall after the clock stops.
+  std::vector<uint64_t> answers(data.nq * k, ~uint64_t{0});
+  std::vector<std::atomic<bool>> answered(data.nq);
+  std::vector<uint64_t> errors(clients);
+  std::vector<std::string> first_error(clients);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      Stub stub(impl_->channels->Get());
+      v1::QueryIndexRequest request;
+      request.set_name(impl_->kept);
+      request.set_k(static_cast<uint32_t>(k));
+      request.set_ef(config.single_ef);
+      v1::QueryIndexResponse response;
+      auto call = [&](size_t q) {
+        request.clear_vectors();
+        std::span<const float> query = data.query(q);
+        request.mutable_vectors()->Add(query.begin(), query.end());
+        grpc::ClientContext context;  // no deadline, as luxdb::Client by default
+        return stub.QueryIndex(&context, request, &response);
+      };
+      call(c % data.nq);  // connect (and warm up) before the clock starts
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      latencies[c].reserve(1 << 18);
+      const size_t offset = c * data.nq / clients;
+      for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        const size_t q = (offset + i) % data.nq;
+        const Clock::time_point sent = Clock::now();
+        grpc::Status status = call(q);
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+        if (!status.ok() || static_cast<size_t>(response.ids_size()) != k) {
+          if (errors[c]++ == 0) {
+            first_error[c] = status.ok() ? "wrong number of ids" : status.error_message();
+          }
+          continue;
+        }
+        latencies[c].push_back(ms);
+        if (i < data.nq && !answered[q].exchange(true)) {
+          std::copy(response.ids().begin(), response.ids().end(), answers.begin() + q * k);
+        }
+      }
+    });
+  }
+  while (ready.load() < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const PhaseMeter meter(impl_->server_pid);
+  const Clock::time_point start = Clock::now();
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(config.duration_s));
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
+  SingleQueryResult result;
+  result.seconds = SecondsSince(start);
+  meter.Fill(&result);
+  result.clients = clients;
+  std::vector<double> all;
+  uint64_t failed = 0;
+  for (int c = 0; c < clients; ++c) {
+    all.insert(all.end(), latencies[c].begin(), latencies[c].end());
+    failed += errors[c];
+  }
+  double recall_sum = 0;
+  size_t rows = 0;
+  for (size_t q = 0; q < data.nq; ++q) {
+    if (!answered[q]) continue;
+    recall_sum += RecallOfRow(data, truth, q, std::span(answers).subspan(q * k, k));
+    ++rows;
+  }
+  for (int c = 0; c < clients; ++c) {
+    if (errors[c] > 0) {
+      return absl::InternalError(absl::StrCat(failed, " of ", all.size() + failed,
+                                              " single queries failed with ", clients,
+                                              " clients; first: ", first_error[c]));
+    }
+  }
+  result.queries = all.size();
+  result.p50_ms = Percentile(all, 50);
+  result.p99_ms = Percentile(all, 99);
+  result.recall = rows == 0 ? 0 : recall_sum / rows;
+  return result;
+}
+
+}  // namespace luxdb::bench
