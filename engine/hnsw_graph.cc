@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -52,6 +53,9 @@ bool ReadPod(std::istream& in, T* value) {
   in.read(reinterpret_cast<char*>(value), sizeof(T));
   return static_cast<bool>(in);
 }
+
+// CheckFile reads the link lists in chunks of this size.
+constexpr uint64_t kCheckChunkBytes = 1 << 20;
 
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
   return absl::DataLossError(absl::StrCat("hnswlib file '", path, "' is invalid: ", what));
@@ -119,12 +123,38 @@ absl::StatusOr<FileHeader> CheckFile(const std::string& path, uint32_t dim) {
   }
   const uint64_t links_upper = h.max_m * sizeof(tableint) + sizeof(hnswlib::linklistsizeint);
   uint64_t offset = header_size + h.element_count * h.size_data_per_element;
+  if (offset > file_size) {
+    return Corrupt(path, absl::StrCat("truncated in the vectors: ", file_size, " bytes"));
+  }
+  // The upper-level link lists fill the rest of the file (a few bytes per element): read it in
+  // large chunks rather than seeking per element, which costs a system call each.
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::vector<char> chunk;
+  uint64_t chunk_start = offset;  // file offset of chunk[0]
+  auto bytes_at = [&](uint64_t at, uint64_t count) -> const char* {
+    if (at + count > chunk_start + chunk.size()) {
+      // Keep the unread tail, append the next megabyte.
+      const uint64_t keep = chunk_start + chunk.size() - std::min(at, chunk_start + chunk.size());
+      std::vector<char> next(keep + std::min<uint64_t>(kCheckChunkBytes, file_size - at - keep));
+      std::copy(chunk.end() - static_cast<std::ptrdiff_t>(keep), chunk.end(), next.begin());
+      in.seekg(static_cast<std::streamoff>(at + keep));
+      if (!in.read(next.data() + keep, static_cast<std::streamsize>(next.size() - keep))) {
+        return nullptr;
+      }
+      chunk = std::move(next);
+      chunk_start = at;
+      if (count > chunk.size()) return nullptr;
+    }
+    return chunk.data() + (at - chunk_start);
+  };
   for (uint64_t i = 0; i < h.element_count; ++i) {
     uint32_t list_size = 0;
-    in.seekg(static_cast<std::streamoff>(offset));
-    if (offset + sizeof(list_size) > file_size || !ReadPod(in, &list_size)) {
+    const char* bytes =
+        offset + sizeof(list_size) <= file_size ? bytes_at(offset, sizeof(list_size)) : nullptr;
+    if (bytes == nullptr) {
       return Corrupt(path, absl::StrCat("truncated in the links of element ", i));
     }
+    std::memcpy(&list_size, bytes, sizeof(list_size));
     if (list_size % links_upper != 0 || list_size / links_upper > uint64_t(h.max_level)) {
       return Corrupt(path, absl::StrCat("element ", i, " has a malformed link list"));
     }
@@ -211,8 +241,9 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
         if (links[j] >= count) {
           return Corrupt(path, absl::StrCat("element ", i, " links to missing element ", links[j]));
         }
-        // A search at `level` reads the level-`level` list of every element it reaches.
-        if (g.element_levels_[links[j]] < level) {
+        // A search at `level` reads the level-`level` list of every element it reaches
+        // (every element has level 0: no lookup needed there).
+        if (level > 0 && g.element_levels_[links[j]] < level) {
           return Corrupt(
               path, absl::StrCat("element ", i, " links at level ", level, " to element ", links[j],
                                  ", which stops at level ", g.element_levels_[links[j]]));
