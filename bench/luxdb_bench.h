@@ -49,6 +49,9 @@ struct Config {
   // connection, like separate processes; true shares one channel (HTTP/2 multiplexing).
   bool shared_channel = false;
   uint64_t max_request_bytes = 64ull << 20;  // batch queries are split below this
+  // Batch queries: calls in flight at once, each with a contiguous share of the queries
+  // (1: all queries in one call, unless over max_request_bytes).
+  size_t batch_calls = 1;
 
   // LuxDB: a server the bench starts, or --address / --secret of a running one.
   std::string server_path;
@@ -61,6 +64,7 @@ struct Config {
   // Runs per metric, interleaved between the two sides; the best run counts (the machine is
   // shared: background load only ever slows a run down).
   int repeats = 2;
+  int ingest_repeats = 2;  // the same for the ingest runs (each builds a whole index)
 
   bool run_hnswlib = true;
   bool run_luxdb = true;

@@ -491,37 +491,55 @@ absl::StatusOr<IngestResult> LuxdbSide::Ingest(int clients, bool keep) {
 absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
   const Config& config = impl_->config;
   const Dataset& data = impl_->data;
-  Stub stub(impl_->channels->Get());
   const size_t k = config.k;
-  const size_t rows_per_call =
+  // The queries in config.batch_calls contiguous parts (more if a part would exceed
+  // config.max_request_bytes), sent on one channel by config.batch_calls threads at once.
+  const size_t cap_rows =
       std::max<size_t>(1, config.max_request_bytes / (data.dim * sizeof(float) + 16));
+  const size_t parts = std::max<size_t>(config.batch_calls, (data.nq + cap_rows - 1) / cap_rows);
+  const size_t rows_per_call = (data.nq + parts - 1) / parts;
+  std::shared_ptr<grpc::Channel> channel = impl_->channels->Get();
   std::vector<uint64_t> ids(data.nq * k);
-  BatchQueryResult result{.ef = ef, .queries = data.nq};
+  std::vector<absl::Status> errors(config.batch_calls);
+  std::atomic<size_t> next_part{0};
+  BatchQueryResult result{.ef = ef, .queries = data.nq, .calls = static_cast<int>(parts)};
   const PhaseMeter meter(impl_->server_pid);
   const Clock::time_point start = Clock::now();
-  for (size_t first = 0; first < data.nq; first += rows_per_call) {
-    const size_t last = std::min(first + rows_per_call, data.nq);
-    v1::QueryIndexRequest request;
-    request.set_name(impl_->kept);
-    request.set_k(static_cast<uint32_t>(k));
-    request.set_ef(ef);
-    request.mutable_vectors()->Add(data.queries.begin() + first * data.dim,
-                                   data.queries.begin() + last * data.dim);
-    v1::QueryIndexResponse response;
-    if (absl::Status s = FromGrpc(stub.QueryIndex(Context().get(), request, &response),
-                                  absl::StrCat("QueryIndex of ", last - first, " queries"));
-        !s.ok()) {
-      return s;
+  auto send = [&](size_t sender) {
+    Stub stub(channel);
+    for (size_t part; (part = next_part.fetch_add(1)) < parts;) {
+      const size_t first = part * rows_per_call;
+      const size_t last = std::min(first + rows_per_call, data.nq);
+      if (first >= last) continue;
+      v1::QueryIndexRequest request;
+      request.set_name(impl_->kept);
+      request.set_k(static_cast<uint32_t>(k));
+      request.set_ef(ef);
+      request.mutable_vectors()->Add(data.queries.begin() + first * data.dim,
+                                     data.queries.begin() + last * data.dim);
+      v1::QueryIndexResponse response;
+      absl::Status s = FromGrpc(stub.QueryIndex(Context().get(), request, &response),
+                                absl::StrCat("QueryIndex of ", last - first, " queries"));
+      if (s.ok() && static_cast<size_t>(response.ids_size()) != (last - first) * k) {
+        s = absl::InternalError(absl::StrCat("QueryIndex returned ", response.ids_size(),
+                                             " ids for ", last - first, " queries"));
+      }
+      if (!s.ok()) {
+        errors[sender] = s;
+        return;
+      }
+      std::copy(response.ids().begin(), response.ids().end(), ids.begin() + first * k);
     }
-    if (static_cast<size_t>(response.ids_size()) != (last - first) * k) {
-      return absl::InternalError(absl::StrCat("QueryIndex returned ", response.ids_size(),
-                                              " ids for ", last - first, " queries"));
-    }
-    std::copy(response.ids().begin(), response.ids().end(), ids.begin() + first * k);
-    ++result.calls;
-  }
+  };
+  std::vector<std::thread> senders;
+  for (size_t t = 1; t < config.batch_calls; ++t) senders.emplace_back(send, t);
+  send(0);
+  for (std::thread& sender : senders) sender.join();
   result.seconds = SecondsSince(start);
   meter.Fill(&result);
+  for (const absl::Status& s : errors) {
+    if (!s.ok()) return s;
+  }
   result.recall = Recall(data, impl_->truth, ids, k);
   return result;
 }
