@@ -40,8 +40,12 @@ constexpr char kNextCfIdKey[] = "next_cf_id";
 constexpr uint64_t kFirstCfId = 1;
 
 // Shared by the memtables of every column family, so memory does not grow with the number of
-// indexes.
-constexpr size_t kTotalMemtableBytes = size_t{128} << 20;
+// indexes. Vectors are already in memory in the graphs: the memtables only buffer writes
+// until they are flushed, and every byte here adds to the server's resident memory.
+constexpr size_t kTotalMemtableBytes = size_t{32} << 20;
+// One column family's memtable: flushed at half the total, so a second one can fill while
+// the first is written out.
+constexpr size_t kMemtableBytes = kTotalMemtableBytes / 2;
 constexpr size_t kKeptInfoLogFiles = 10;
 
 constexpr char kDeletedTag = 't';
@@ -137,6 +141,12 @@ rocksdb::DBOptions MakeDbOptions() {
   options.create_missing_column_families = true;
   options.db_write_buffer_size = kTotalMemtableBytes;
   options.keep_log_file_num = kKeptInfoLogFiles;
+  return options;
+}
+
+rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions() {
+  rocksdb::ColumnFamilyOptions options;
+  options.write_buffer_size = kMemtableBytes;
   return options;
 }
 
@@ -241,7 +251,7 @@ absl::Status Store::Impl::OpenDatabase() {
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : cf_names) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, MakeColumnFamilyOptions());
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* opened = nullptr;
@@ -450,8 +460,7 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   config.version = 0;
   const std::string cf_name = IndexColumnFamilyName(config.cf_id);
   rocksdb::ColumnFamilyHandle* cf = nullptr;
-  if (rocksdb::Status s =
-          impl_->db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), cf_name, &cf);
+  if (rocksdb::Status s = impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(), cf_name, &cf);
       !s.ok()) {
     return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
                                        config.name, "' in '", impl_->dir, "'"));
