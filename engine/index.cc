@@ -73,6 +73,7 @@ struct Index::Writer {
   std::span<const float> vectors;     // kAdd: n * dim, already normalised for cosine
   std::span<const uint64_t> ids;      // kAdd, kDelete
   std::function<absl::Status()> run;  // kOther: runs alone, as leader
+  Deadline deadline = kNoDeadline;    // kAdd, kDelete: refused unstored once it passes
   absl::Status status;
   uint64_t count = 0;  // added or newly deleted
   bool done = false;
@@ -177,7 +178,14 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
   uint64_t stored = graph_->element_count();
   storage::ItemWrite items;
   std::vector<Writer*> accepted;
+  const Deadline now = std::chrono::steady_clock::now();
   for (Writer* writer : group) {
+    if (now > writer->deadline) {
+      writer->status = absl::DeadlineExceededError(absl::StrCat(
+          "index '", name_, "': the call's deadline passed while it waited behind other writes; ",
+          writer->kind == Writer::Kind::kAdd ? "nothing added" : "nothing deleted"));
+      continue;
+    }
     if (writer->kind == Writer::Kind::kAdd) {
       uint64_t fresh = 0;
       for (uint64_t id : writer->ids) fresh += presence(id) == HnswGraph::Presence::kAbsent;
@@ -291,7 +299,8 @@ absl::Status Index::ApplyToGraph(const std::vector<Writer*>& accepted) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<const uint64_t> ids) {
+absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<const uint64_t> ids,
+                                    Deadline deadline) {
   if (vectors.size() != ids.size() * dim_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "index '", name_, "' has dimension ", dim_, ": ", ids.size(), " ids need ",
@@ -334,14 +343,16 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
   writer.kind = Writer::Kind::kAdd;
   writer.vectors = vectors;
   writer.ids = ids;
+  writer.deadline = deadline;
   if (absl::Status s = RunWriter(&writer); !s.ok()) return s;
   return writer.count;
 }
 
-absl::StatusOr<uint64_t> Index::Delete(std::span<const uint64_t> ids) {
+absl::StatusOr<uint64_t> Index::Delete(std::span<const uint64_t> ids, Deadline deadline) {
   Writer writer;
   writer.kind = Writer::Kind::kDelete;
   writer.ids = ids;
+  writer.deadline = deadline;
   if (absl::Status s = RunWriter(&writer); !s.ok()) return s;
   return writer.count;
 }
@@ -364,7 +375,8 @@ absl::StatusOr<size_t> Index::CheckQuery(size_t floats, uint32_t k, uint32_t ef)
 }
 
 absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t ef,
-                          std::span<uint64_t> ids_out, std::span<float> distances_out) const {
+                          std::span<uint64_t> ids_out, std::span<float> distances_out,
+                          Deadline deadline) const {
   absl::StatusOr<size_t> n = CheckQuery(queries.size(), k, ef);
   if (!n.ok()) return n.status();
   if (ids_out.size() != *n * k || distances_out.size() != *n * k) {
@@ -377,11 +389,20 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   const size_t breadth = ef != 0 ? ef : config_.ef;
   const bool cosine = space_ == storage::Space::kCosine;
   std::atomic<bool> aborted = false;
+  std::atomic<bool> late = false;
+  std::atomic<size_t> answered = 0;
+  const bool has_deadline = deadline != kNoDeadline;
   pool_->ParallelFor(*n, QueryGrain(*n, pool_->threads()), [&](size_t begin, size_t end) {
     std::vector<float> normalized(cosine ? dim_ : 0);
     for (size_t i = begin; i < end; ++i) {
       if (aborting_->load(std::memory_order_relaxed)) {
         aborted = true;
+        return;
+      }
+      if (has_deadline &&
+          (late.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() > deadline)) {
+        late = true;
+        answered.fetch_add(i - begin, std::memory_order_relaxed);
         return;
       }
       const float* query = queries.data() + i * dim_;
@@ -398,6 +419,11 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
     }
   });
   if (aborted) return ShuttingDown(name_, "query not finished");
+  if (late) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("query of index '", name_, "' stopped at its deadline with ", answered.load(),
+                     " of ", *n, " query vectors answered; nothing returned"));
+  }
   return absl::OkStatus();
 }
 

@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/hnsw_graph.h"
+#include "engine/limits.h"
 #include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
 #include "storage/index_config.h"
@@ -92,10 +93,14 @@ class Index {
   // its vector replaced and its deleted mark cleared. All or nothing: INVALID_ARGUMENT for a
   // size mismatch, NaN/Inf, an id twice in the batch or the reserved id kMissingId;
   // RESOURCE_EXHAUSTED if the new ids would exceed max_elements. Returns n.
-  absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids);
+  // DEADLINE_EXCEEDED, with nothing written, if `deadline` passes before the batch is stored
+  // (waiting behind other writers); once stored, it is completed whatever the deadline.
+  absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids,
+                               Deadline deadline = kNoDeadline);
   // Marks items deleted. All or nothing: NOT_FOUND naming the first id never added. Ids
   // already deleted are accepted and not counted. Returns the number newly deleted.
-  absl::StatusOr<uint64_t> Delete(std::span<const uint64_t> ids);
+  // `deadline` as for Add.
+  absl::StatusOr<uint64_t> Delete(std::span<const uint64_t> ids, Deadline deadline = kNoDeadline);
 
   // Checks a query's shape and parameters without running it (Query checks them too), so a
   // caller can size its response first. Returns the number of query vectors.
@@ -103,8 +108,10 @@ class Index {
   // k-NN for n = queries.size() / dim queries, spread over the thread pool. ids_out and
   // distances_out hold n * k entries, row-major, nearest first; rows with fewer than k live
   // items are padded with kMissingId / kMissingDistance. ef 0 means the index's ef.
+  // DEADLINE_EXCEEDED if `deadline` passes before every query is answered.
   absl::Status Query(std::span<const float> queries, uint32_t k, uint32_t ef,
-                     std::span<uint64_t> ids_out, std::span<float> distances_out) const;
+                     std::span<uint64_t> ids_out, std::span<float> distances_out,
+                     Deadline deadline = kNoDeadline) const;
   // Live ids, ascending.
   absl::StatusOr<std::vector<uint64_t>> Ids() const;
   // Copies the vectors of `ids` into out (ids.size() * dim floats) in the order asked.

@@ -2,6 +2,7 @@
 // before anything is allocated for them.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -31,5 +32,10 @@ inline constexpr uint32_t kDefaultEf = 10;
 // Query result padding where a row has fewer than k results.
 inline constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
 inline constexpr float kMissingDistance = std::numeric_limits<float>::infinity();
+
+// When a call must stop: queries stop between query vectors, writes that have not been
+// stored yet are refused (a write once stored is always completed). kNoDeadline: never.
+using Deadline = std::chrono::steady_clock::time_point;
+inline constexpr Deadline kNoDeadline = Deadline::max();
 
 }  // namespace luxdb::engine

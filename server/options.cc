@@ -84,6 +84,14 @@ const std::vector<Flag>& Flags() {
        Number(&Options::max_message_mb, 1, kMaxMessageMbLimit, "max-message-mb")},
       {"sync", "fsync every write before acknowledging it (--no-sync trades safety for speed)",
        true, Bool(&Options::sync, "sync")},
+      {"max-concurrent-calls",
+       "calls handled at once; more are refused with RESOURCE_EXHAUSTED (also the HTTP/2 "
+       "stream limit per connection)",
+       false, Number(&Options::max_concurrent_calls, 1, 100000, "max-concurrent-calls")},
+      {"max-call-seconds",
+       "longest a call may run whatever its client's deadline (0: the client's deadline only); "
+       "past it the call stops with DEADLINE_EXCEEDED",
+       false, Number(&Options::max_call_seconds, 0, 86400, "max-call-seconds")},
       {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
        Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
       {"snapshot-every",

@@ -20,6 +20,13 @@ struct Options {
   size_t threads = 0;  // 0: one per core
   uint32_t max_message_mb = 256;
   bool sync = true;
+  // Calls of luxdb.v1.LuxDB handled at once; one more is refused with RESOURCE_EXHAUSTED.
+  // Also each connection's HTTP/2 stream limit (a client beyond it waits for a free stream).
+  uint32_t max_concurrent_calls = 256;
+  // Longest a call may run, whatever deadline its client set (0: only the client's); a call
+  // past it stops with DEADLINE_EXCEEDED (queries between query vectors, writes before they
+  // are stored).
+  uint32_t max_call_seconds = 300;
   uint32_t grace_seconds = 25;  // SIGTERM: time in-flight calls get before being cancelled
   // Snapshot an index's graph once this many items were written since its last snapshot (0:
   // only at shutdown); bounds what a restart after a crash replays.

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <fstream>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "auth/secret_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/health_service.h"
@@ -119,6 +121,17 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min(2 * max_message_bytes, kGrpcMessageLimit)));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  // --max-concurrent-calls: the service refuses calls beyond it with a message naming the flag;
+  // a connection may not open more streams than that, and gRPC's sync server may not start
+  // more threads than it allows plus room for health checks, reflection and gRPC's pollers.
+  server->service_->SetCallLimits(options.max_concurrent_calls,
+                                  std::chrono::seconds(options.max_call_seconds));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(options.max_concurrent_calls));
+  constexpr int kSpareThreads = 64;
+  grpc::ResourceQuota quota("luxdb");
+  quota.SetMaxThreads(static_cast<int>(options.max_concurrent_calls) + kSpareThreads);
+  builder.SetResourceQuota(quota);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->health_.get());
   server->server_ = builder.BuildAndStart();

@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <span>
@@ -131,9 +132,46 @@ absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
   return path.string();
 }
 
+void LuxDBService::SetCallLimits(uint32_t max_concurrent_calls,
+                                 std::chrono::seconds max_call_duration) {
+  max_concurrent_calls_ = max_concurrent_calls;
+  max_call_duration_ = max_call_duration;
+}
+
+LuxDBService::CallDeadline LuxDBService::DeadlineOf(const grpc::ServerContext* context) const {
+  using std::chrono::steady_clock;
+  using std::chrono::system_clock;
+  CallDeadline deadline;
+  const steady_clock::time_point now = steady_clock::now();
+  const system_clock::time_point client = context->deadline();
+  if (client != system_clock::time_point::max()) {
+    // Converted through "time left", clamped so a deadline years away cannot overflow.
+    const auto left = std::clamp<system_clock::duration>(
+        client - system_clock::now(), system_clock::duration::zero(), std::chrono::hours(24 * 365));
+    deadline.when = now + std::chrono::duration_cast<steady_clock::duration>(left);
+  }
+  if (max_call_duration_.count() > 0 && now + max_call_duration_ < deadline.when) {
+    deadline.when = now + max_call_duration_;
+    deadline.server_limit = true;
+  }
+  return deadline;
+}
+
+absl::Status LuxDBService::NameDeadline(absl::Status status, const CallDeadline& deadline) const {
+  if (!absl::IsDeadlineExceeded(status) || !deadline.server_limit) return status;
+  return absl::DeadlineExceededError(absl::StrCat(status.message(), " (the server's limit is ",
+                                                  max_call_duration_.count(),
+                                                  " s per call, --max-call-seconds)"));
+}
+
 absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* context) const {
   if (verdicts_ != nullptr) {
     if (absl::Status verdict = verdicts_->Get(context); !verdict.ok()) return verdict;
+  }
+  if (calls_in_flight_.load() > max_concurrent_calls_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the server is already handling its limit of ", max_concurrent_calls_,
+                     " calls at once (--max-concurrent-calls); retry shortly"));
   }
   engine::Catalog* catalog = catalog_.load();
   if (catalog == nullptr) {
@@ -189,6 +227,7 @@ absl::Status LuxDBService::CheckSize(absl::string_view message, absl::string_vie
 grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
                                        const v1::CreateIndexRequest* request,
                                        v1::CreateIndexResponse*) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   absl::StatusOr<storage::Space> space = FromProto(request->space());
@@ -201,6 +240,7 @@ grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
 
 grpc::Status LuxDBService::InitIndex(grpc::ServerContext* context,
                                      const v1::InitIndexRequest* request, v1::InitIndexResponse*) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->Init({.max_elements = request->max_elements(),
@@ -212,6 +252,7 @@ grpc::Status LuxDBService::InitIndex(grpc::ServerContext* context,
 grpc::Status LuxDBService::DeleteIndex(grpc::ServerContext* context,
                                        const v1::DeleteIndexRequest* request,
                                        v1::DeleteIndexResponse*) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   return ToGrpc((*catalog)->Drop(request->name()));
@@ -220,6 +261,7 @@ grpc::Status LuxDBService::DeleteIndex(grpc::ServerContext* context,
 grpc::Status LuxDBService::IndexExists(grpc::ServerContext* context,
                                        const v1::IndexExistsRequest* request,
                                        v1::IndexExistsResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok() && !absl::IsNotFound(index.status())) return ToGrpc(index.status());
   response->set_exists(index.ok());
@@ -228,6 +270,7 @@ grpc::Status LuxDBService::IndexExists(grpc::ServerContext* context,
 
 grpc::Status LuxDBService::ListIndexes(grpc::ServerContext* context, const v1::ListIndexesRequest*,
                                        v1::ListIndexesResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   for (const engine::IndexInfo& info : (*catalog)->List()) ToProto(info, response->add_indexes());
@@ -237,6 +280,7 @@ grpc::Status LuxDBService::ListIndexes(grpc::ServerContext* context, const v1::L
 grpc::Status LuxDBService::DescribeIndex(grpc::ServerContext* context,
                                          const v1::DescribeIndexRequest* request,
                                          v1::DescribeIndexResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   ToProto((*index)->Info(), response->mutable_info());
@@ -245,6 +289,7 @@ grpc::Status LuxDBService::DescribeIndex(grpc::ServerContext* context,
 
 grpc::Status LuxDBService::SetEf(grpc::ServerContext* context, const v1::SetEfRequest* request,
                                  v1::SetEfResponse*) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->SetEf(request->ef()));
@@ -253,6 +298,7 @@ grpc::Status LuxDBService::SetEf(grpc::ServerContext* context, const v1::SetEfRe
 grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
                                     const v1::AddItemsRequest* request,
                                     v1::AddItemsResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "vectors",
@@ -260,9 +306,10 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
       !s.ok()) {
     return ToGrpc(s);
   }
+  const CallDeadline deadline = DeadlineOf(context);
   absl::StatusOr<uint64_t> added =
-      (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()));
-  if (!added.ok()) return ToGrpc(added.status());
+      (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()), deadline.when);
+  if (!added.ok()) return ToGrpc(NameDeadline(added.status(), deadline));
   response->set_added(*added);
   return grpc::Status::OK;
 }
@@ -270,13 +317,15 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
 grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
                                        const v1::DeleteItemsRequest* request,
                                        v1::DeleteItemsResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "ids", "ids"); !s.ok()) {
     return ToGrpc(s);
   }
-  absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()));
-  if (!deleted.ok()) return ToGrpc(deleted.status());
+  const CallDeadline deadline = DeadlineOf(context);
+  absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()), deadline.when);
+  if (!deleted.ok()) return ToGrpc(NameDeadline(deleted.status(), deadline));
   response->set_deleted(*deleted);
   return grpc::Status::OK;
 }
@@ -284,6 +333,7 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
 grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
                                       const v1::QueryIndexRequest* request,
                                       v1::QueryIndexResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   const uint32_t k = request->k();
@@ -300,13 +350,14 @@ grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
   }
   response->mutable_ids()->Resize(static_cast<int>(results), 0);
   response->mutable_distances()->Resize(static_cast<int>(results), 0.0f);
+  const CallDeadline deadline = DeadlineOf(context);
   absl::Status s = (*index)->Query(
       AsSpan(request->vectors()), k, request->ef(),
       {response->mutable_ids()->mutable_data(), static_cast<size_t>(results)},
-      {response->mutable_distances()->mutable_data(), static_cast<size_t>(results)});
+      {response->mutable_distances()->mutable_data(), static_cast<size_t>(results)}, deadline.when);
   if (!s.ok()) {
     response->Clear();
-    return ToGrpc(s);
+    return ToGrpc(NameDeadline(s, deadline));
   }
   response->set_k(k);
   return grpc::Status::OK;
@@ -315,6 +366,7 @@ grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
 grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext* context,
                                        const v1::ResizeIndexRequest* request,
                                        v1::ResizeIndexResponse*) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->Resize(request->new_max_elements()));
@@ -322,6 +374,7 @@ grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext* context,
 
 grpc::Status LuxDBService::GetIds(grpc::ServerContext* context, const v1::GetIdsRequest* request,
                                   v1::GetIdsResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   absl::StatusOr<std::vector<uint64_t>> ids = (*index)->Ids();
@@ -338,6 +391,7 @@ grpc::Status LuxDBService::GetIds(grpc::ServerContext* context, const v1::GetIds
 grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
                                        const v1::GetElementsRequest* request,
                                        v1::GetElementsResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "ids", "ids"); !s.ok()) {
@@ -363,6 +417,7 @@ grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
 
 grpc::Status LuxDBService::Backup(grpc::ServerContext* context, const v1::BackupRequest* request,
                                   v1::BackupResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
   absl::StatusOr<std::string> path = ResolveBackupPath(request->path(), data_dir_, backup_dir_);

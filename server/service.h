@@ -3,8 +3,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 
 #include "engine/catalog.h"
@@ -33,6 +35,10 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
   void AttachCatalog(engine::Catalog* catalog);
+
+  // Limits (Options::max_concurrent_calls, max_call_seconds); call before serving. By default
+  // neither applies.
+  void SetCallLimits(uint32_t max_concurrent_calls, std::chrono::seconds max_call_duration);
 
   grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*,
                            v1::CreateIndexResponse*) override;
@@ -63,7 +69,28 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
  private:
   // The catalog, if the call is authenticated; UNAUTHENTICATED, or UNAVAILABLE while indexes
   // are still loading, otherwise. Every handler starts here (directly or through Find).
+  // RESOURCE_EXHAUSTED when more than max_concurrent_calls calls hold a CallSlot.
   absl::StatusOr<engine::Catalog*> Ready(const grpc::ServerContext* context) const;
+  // Counts a call among those in progress for as long as it lives; every handler makes one
+  // before calling Ready.
+  class CallSlot {
+   public:
+    explicit CallSlot(std::atomic<uint32_t>* calls) : calls_(calls) { calls_->fetch_add(1); }
+    ~CallSlot() { calls_->fetch_sub(1); }
+    CallSlot(const CallSlot&) = delete;
+    CallSlot& operator=(const CallSlot&) = delete;
+
+   private:
+    std::atomic<uint32_t>* const calls_;
+  };
+  // When a call must stop: its client's deadline, capped at max_call_duration after now.
+  struct CallDeadline {
+    engine::Deadline when = engine::kNoDeadline;
+    bool server_limit = false;  // `when` is the server's cap, not the client's deadline
+  };
+  CallDeadline DeadlineOf(const grpc::ServerContext* context) const;
+  // `status`, with the server's limit named if DEADLINE_EXCEEDED came from it.
+  absl::Status NameDeadline(absl::Status status, const CallDeadline& deadline) const;
   // The named index, or the status explaining why there is none.
   absl::StatusOr<std::shared_ptr<engine::Index>> Find(const grpc::ServerContext* context,
                                                       const std::string& name) const;
@@ -84,6 +111,9 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   const std::string backup_dir_;
   const CallVerdicts* const verdicts_;
   std::atomic<engine::Catalog*> catalog_{nullptr};
+  uint32_t max_concurrent_calls_ = std::numeric_limits<uint32_t>::max();
+  std::chrono::seconds max_call_duration_{0};  // 0: none
+  mutable std::atomic<uint32_t> calls_in_flight_{0};
   mutable std::mutex attach_mu_;
   mutable std::condition_variable attached_;
 };

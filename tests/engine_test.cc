@@ -892,6 +892,33 @@ TEST_F(CatalogTest, CreateGetExistsListDrop) {
   EXPECT_FALSE(GetIndex("docs")->Info().initialized);
 }
 
+TEST_F(CatalogTest, CallsPastTheirDeadlineStopWithNothingChanged) {
+  std::shared_ptr<engine::Index> index = MakeIndex("late", Space::kL2, 2, {.max_elements = 10});
+  ASSERT_NE(index, nullptr);
+  ASSERT_TRUE(index->Add(std::vector<float>{1, 2, 3, 4}, std::vector<uint64_t>{1, 2}).ok());
+  const engine::Deadline past = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  EXPECT_TRUE(
+      StatusIs(index->Add(std::vector<float>{5, 6}, std::vector<uint64_t>{3}, past).status(),
+               absl::StatusCode::kDeadlineExceeded, {"index 'late'", "nothing added"}));
+  EXPECT_TRUE(StatusIs(index->Delete(std::vector<uint64_t>{1}, past).status(),
+                       absl::StatusCode::kDeadlineExceeded, {"nothing deleted"}));
+  std::vector<uint64_t> ids(2);
+  std::vector<float> distances(2);
+  EXPECT_TRUE(StatusIs(index->Query(std::vector<float>{1, 2, 3, 4}, 1, 0, ids, distances, past),
+                       absl::StatusCode::kDeadlineExceeded,
+                       {"index 'late'", "0 of 2 query vectors answered"}));
+  absl::StatusOr<std::vector<uint64_t>> live = index->Ids();
+  ASSERT_TRUE(live.ok());
+  EXPECT_EQ(*live, (std::vector<uint64_t>{1, 2}));
+
+  // A deadline still ahead changes nothing.
+  const engine::Deadline later = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  ASSERT_TRUE(index->Add(std::vector<float>{5, 6}, std::vector<uint64_t>{3}, later).ok());
+  ASSERT_TRUE(index->Delete(std::vector<uint64_t>{1}, later).ok());
+  ASSERT_TRUE(index->Query(std::vector<float>{5, 6, 3, 4}, 1, 0, ids, distances, later).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{3, 2}));
+}
+
 TEST_F(CatalogTest, DroppedIndexRefusesWritesAndDataIsGone) {
   std::shared_ptr<engine::Index> index = MakeIndex("gone", Space::kL2, 2, {.max_elements = 10});
   ASSERT_NE(index, nullptr);

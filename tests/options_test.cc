@@ -55,6 +55,8 @@ TEST(ParseOptionsTest, Defaults) {
   EXPECT_EQ(options->max_message_mb, 256u);
   EXPECT_EQ(options->threads, 0u);
   EXPECT_EQ(options->grace_seconds, 25u);
+  EXPECT_EQ(options->max_concurrent_calls, 256u);
+  EXPECT_EQ(options->max_call_seconds, 300u);
   EXPECT_TRUE(options->import_path.empty());
   EXPECT_TRUE(options->import_name.empty());
   EXPECT_TRUE(options->import_space.empty());
@@ -78,15 +80,17 @@ TEST(ParseOptionsTest, ValueAsNextArgumentOrAfterEquals) {
 }
 
 TEST(ParseOptionsTest, EveryFlagIsApplied) {
-  absl::StatusOr<Options> options =
-      Parse({"--host", "0.0.0.0", "--loglevel=INFO", "--threads", "3", "--max-message-mb", "64",
-             "--grace-seconds=5", "/srv/lux"});
+  absl::StatusOr<Options> options = Parse(
+      {"--host", "0.0.0.0", "--loglevel=INFO", "--threads", "3", "--max-message-mb", "64",
+       "--grace-seconds=5", "--max-concurrent-calls", "32", "--max-call-seconds=0", "/srv/lux"});
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->host, "0.0.0.0");
   EXPECT_EQ(options->loglevel, "info");
   EXPECT_EQ(options->threads, 3u);
   EXPECT_EQ(options->max_message_mb, 64u);
   EXPECT_EQ(options->grace_seconds, 5u);
+  EXPECT_EQ(options->max_concurrent_calls, 32u);
+  EXPECT_EQ(options->max_call_seconds, 0u);
   EXPECT_EQ(options->data_dir, "/srv/lux");
 }
 
@@ -169,6 +173,10 @@ TEST(ParseOptionsTest, NumbersOutOfRangeOrMalformed) {
   EXPECT_TRUE(
       IsInvalid(Parse({"--max-message-mb", "4096", "/data"}), {"--max-message-mb", "4096"}));
   EXPECT_TRUE(IsInvalid(Parse({"--threads", "x", "/data"}), {"--threads", "x"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--max-concurrent-calls", "0", "/data"}),
+                        {"--max-concurrent-calls", "from 1 to 100000", "'0'"}));
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--max-call-seconds", "1d", "/data"}), {"--max-call-seconds", "1d"}));
   EXPECT_TRUE(IsInvalid(Parse({"--loglevel", "loud", "/data"}), {"--loglevel", "loud"}));
 
   absl::StatusOr<Options> max_port = Parse({"--port", "65535", "/data"});

@@ -31,7 +31,9 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
@@ -1087,6 +1089,91 @@ TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
       IsError(AddItems(s, "capped", huge, IdRange(1000, 800)), Code::RESOURCE_EXHAUSTED, {}));
   EXPECT_EQ(InfoOf(s, "capped").ShortDebugString(), before.ShortDebugString());
   EXPECT_EQ(IdsOf(s, "capped"), IdRange(0, 400));
+}
+
+// --max-concurrent-calls: calls beyond it are refused, naming the flag, and the server goes on.
+TEST(CallLimitsTest, CallsBeyondTheConcurrencyLimitAreRefusedNamingIt) {
+  TempDir dir;
+  server::Options options = TestServer::DefaultOptions();
+  options.insecure = true;  // plain channels below, each its own connection
+  options.max_concurrent_calls = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr uint32_t kDim = 64;
+  ASSERT_TRUE(IsOk(CreateIndex(server.stub(), "busy", v1::L2, kDim)));
+  ASSERT_TRUE(IsOk(InitIndex(server.stub(), "busy", 4000, 40, 8)));
+  const std::vector<float> data = RandomVectors(4000, kDim, 11);
+  ASSERT_TRUE(IsOk(AddItems(server.stub(), "busy", data, IdRange(0, 4000))));
+  const std::vector<float> queries(data.begin(), data.begin() + 300 * kDim);
+
+  // Six clients on six connections query at once until one of them is turned away.
+  constexpr int kClients = 6;
+  std::atomic<bool> refused_seen = false;
+  std::mutex mu;
+  std::vector<grpc::Status> unexpected;
+  std::string refusal;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("luxdb.test.client", c);  // distinct arguments: a connection of its own
+      std::unique_ptr<Stub> stub = v1::LuxDB::NewStub(
+          grpc::CreateCustomChannel(server.address(), grpc::InsecureChannelCredentials(), args));
+      const auto stop = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!refused_seen && std::chrono::steady_clock::now() < stop) {
+        QueryResult result;
+        const grpc::Status s = QueryIndex(*stub, "busy", queries, 10, 400, &result);
+        std::lock_guard lock(mu);
+        if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          refusal = s.error_message();
+          refused_seen = true;
+        } else if (!s.ok()) {
+          unexpected.push_back(s);
+        }
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (const grpc::Status& s : unexpected)
+    ADD_FAILURE() << CodeName(s.error_code()) << ": " << s.error_message();
+  ASSERT_TRUE(refused_seen) << "six clients never overlapped in 30 s";
+  EXPECT_THAT(refusal, ::testing::HasSubstr("limit of 1 calls at once (--max-concurrent-calls)"));
+  // The server answers the next call and the index is intact.
+  EXPECT_EQ(InfoOf(server.stub(), "busy").element_count(), 4000u);
+  EXPECT_EQ(Bits(VectorsOf(server.stub(), "busy", IdRange(0, 10))),
+            Bits(std::vector<float>(data.begin(), data.begin() + 10 * kDim)));
+}
+
+// --max-call-seconds: a query running past it stops with DEADLINE_EXCEEDED naming the limit,
+// long before it would have finished; the server answers the next call.
+TEST(CallLimitsTest, QueriesPastTheServerCallLimitStopNamingIt) {
+  TempDir dir;
+  server::Options options = TestServer::DefaultOptions();
+  options.max_call_seconds = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  Stub& s = server.stub();
+  constexpr uint32_t kDim = 64;
+  ASSERT_TRUE(IsOk(CreateIndex(s, "slow", v1::L2, kDim)));
+  ASSERT_TRUE(IsOk(InitIndex(s, "slow", 4000, 40, 8)));
+  const std::vector<float> data = RandomVectors(4000, kDim, 12);
+  ASSERT_TRUE(IsOk(AddItems(s, "slow", data, IdRange(0, 4000))));
+  // 60,000 queries at ef 2000 take minutes on two cores (each one compares most of the index).
+  std::vector<float> queries;
+  for (int r = 0; r < 15; ++r) queries.insert(queries.end(), data.begin(), data.end());
+  QueryResult result;
+  const auto start = std::chrono::steady_clock::now();
+  const grpc::Status late = QueryIndex(s, "slow", queries, 10, 2000, &result);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(IsError(late, grpc::StatusCode::DEADLINE_EXCEEDED,
+                      {"query of index 'slow' stopped at its deadline", "of 60000 query vectors",
+                       "1 s per call, --max-call-seconds"}));
+  EXPECT_LT(seconds, 30.0) << "the query was not stopped at the server's limit";
+  ASSERT_TRUE(IsOk(QueryIndex(s, "slow", std::vector<float>(data.begin(), data.begin() + kDim), 1,
+                              400, &result)));
+  EXPECT_EQ(result.ids, std::vector<uint64_t>{0});
 }
 
 // Fails today: QueryIndex sizes its answer at 8 bytes an id, but ids travel as varints of up to
