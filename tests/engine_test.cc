@@ -1673,10 +1673,15 @@ TEST_F(PersistenceTest, BackupUnderConcurrentWritesOpensConsistently) {
   EXPECT_GE(added / 20, 10u);
   EXPECT_LE(added / 20, after_backup);
   EXPECT_EQ(added > 0 ? ids->back() : 0, added > 0 ? 10000 + added - 1 : 0);
-  absl::StatusOr<QueryResult> self =
-      RunQuery(**(*copy)->Get("l2"), std::span(vectors).subspan(8 * 3, 8), 1);
-  ASSERT_TRUE(self.ok()) << self.status();
-  EXPECT_EQ(self->distances[0], 0.0f);
+  // The last batch in the copy holds its vectors. (Not checked by a self-query: every batch
+  // repeats the same 20 vectors, and among hundreds of exact duplicates hnswlib at a small ef
+  // may miss the zero-distance one.)
+  if (added > 0) {
+    std::vector<float> last(vectors.size());
+    ASSERT_TRUE(
+        (**(*copy)->Get("l2")).GetVectors(Range(10000 + added - 20, 10000 + added), last).ok());
+    EXPECT_EQ(last, vectors);
+  }
   // The copy's snapshots were usable: l2 was loaded and only its tail replayed.
   EXPECT_LT((**(*copy)->Get("l2")).UnsnapshottedItems(), ids->size());
 }
