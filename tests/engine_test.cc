@@ -1671,7 +1671,8 @@ TEST_F(PersistenceTest, BackupUnderConcurrentWritesOpensConsistently) {
       std::count_if(ids->begin(), ids->end(), [](uint64_t id) { return id >= 10000; });
   EXPECT_EQ(added % 20, 0u) << "a batch is half in the backup";
   EXPECT_GE(added / 20, 10u);
-  EXPECT_LE(added / 20, after_backup);
+  // The batch in flight when the backup returned may be in it: stored, its Add not yet back.
+  EXPECT_LE(added / 20, after_backup + 1);
   EXPECT_EQ(added > 0 ? ids->back() : 0, added > 0 ? 10000 + added - 1 : 0);
   // The last batch in the copy holds its vectors. (Not checked by a self-query: every batch
   // repeats the same 20 vectors, and among hundreds of exact duplicates hnswlib at a small ef
