@@ -8,6 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev openssl libspdlog-dev
   libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev llvm  # fuzz/: clang, its libFuzzer runtime, llvm-symbolizer
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio
   python3-hnswlib
   dataset-fashion-mnist
