@@ -1,6 +1,8 @@
 #include "engine/catalog.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <mutex>
@@ -426,6 +428,21 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   absl::Status status = store_->UpdateConfig(config);
   graph->ForEachElement([&](uint64_t label, const float* vector, bool deleted) {
     if (!status.ok()) return;
+    // What AddItems refuses, an import refuses too.
+    if (label == kMissingId) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' holds an item with id ", kMissingId,
+                       ", which LuxDB reserves to mark missing query results; nothing imported"));
+      return;
+    }
+    if (const float* bad =
+            std::find_if(vector, vector + dim, [](float x) { return !std::isfinite(x); });
+        bad != vector + dim) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("'", path, "': item ", label, " has a non-finite component (", *bad,
+                       " at position ", bad - vector, "); nothing imported"));
+      return;
+    }
     batch.Put(label, std::span<const float>(vector, dim));
     if (deleted) batch.MarkDeleted(label);
     ++total;

@@ -5,9 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <mutex>
+#include <queue>
+#include <stdexcept>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,11 +22,121 @@
 namespace luxdb::engine {
 namespace {
 
-using Graph = hnswlib::HierarchicalNSW<float>;
 using hnswlib::tableint;
 
 // What saveIndex writes as the entry point of an empty graph.
 constexpr tableint kNoEntryPoint = static_cast<tableint>(-1);
+
+// hnswlib's graph, with an insertion that cannot read past an empty candidate list.
+//
+// hnswlib 0.6.2 links a new element, level by level, to the live elements its search finds.
+// When the search at some level reaches no live element (everything reachable from where the
+// descent stands is deleted, or a damaged file's links lead nowhere) while the entry point is
+// live, it hands an empty list to mutuallyConnectNewElement, which reads past it and then
+// walks from a garbage element id (fuzz_graph_file found it; fuzz/regressions). InsertNew
+// follows the same algorithm with the same locks, and at such a level links the element the
+// descent stands on, which exists on that level.
+class Graph : public hnswlib::HierarchicalNSW<float> {
+ public:
+  using hnswlib::HierarchicalNSW<float>::HierarchicalNSW;
+
+  void Insert(const float* vector, hnswlib::labeltype label) {
+    tableint id = 0;
+    {
+      std::unique_lock count_lock(cur_element_count_guard_);
+      if (label_lookup_.contains(label)) {
+        count_lock.unlock();
+        addPoint(vector, label);  // an update: hnswlib's repair step checks for no candidates
+        return;
+      }
+      if (cur_element_count >= max_elements_) {
+        throw std::runtime_error("The number of elements exceeds the specified limit");
+      }
+      id = static_cast<tableint>(cur_element_count++);
+      label_lookup_[label] = id;
+    }
+    InsertNew(vector, label, id);
+  }
+
+ private:
+  using Candidates = std::priority_queue<std::pair<float, tableint>,
+                                         std::vector<std::pair<float, tableint>>, CompareByFirst>;
+
+  float Distance(const void* vector, tableint id) const {
+    return fstdistfunc_(vector, getDataByInternalId(id), dist_func_param_);
+  }
+
+  void InsertNew(const float* vector, hnswlib::labeltype label, tableint id) {
+    std::unique_lock update_lock(link_list_update_locks_[id & (max_update_element_locks - 1)]);
+    std::unique_lock element_lock(link_list_locks_[id]);
+    const int level = getRandomLevel(mult_);
+    element_levels_[id] = level;
+
+    std::unique_lock top_lock(global);  // kept while this element may become the entry point
+    const int top_level = maxlevel_;
+    if (level <= top_level) top_lock.unlock();
+    const tableint entry = enterpoint_node_;
+
+    std::memset(data_level0_memory_ + id * size_data_per_element_ + offsetLevel0_, 0,
+                size_data_per_element_);
+    std::memcpy(getExternalLabeLp(id), &label, sizeof(label));
+    std::memcpy(getDataByInternalId(id), vector, data_size_);
+    if (level > 0) {
+      const size_t bytes = size_links_per_element_ * level + 1;
+      linkLists_[id] = static_cast<char*>(std::malloc(bytes));
+      if (linkLists_[id] == nullptr) {
+        throw std::runtime_error("Not enough memory: addPoint failed to allocate linklist");
+      }
+      std::memset(linkLists_[id], 0, bytes);
+    }
+
+    if (entry == kNoEntryPoint) {  // the first element
+      enterpoint_node_ = id;
+      maxlevel_ = level;
+      return;
+    }
+    // Greedy descent through the levels above the new element's own.
+    tableint current = entry;
+    if (level < top_level) {
+      float best = Distance(vector, current);
+      for (int l = top_level; l > level; --l) {
+        for (bool moved = true; moved;) {
+          moved = false;
+          std::unique_lock lock(link_list_locks_[current]);
+          unsigned int* list = get_linklist(current, l);
+          const int size = getListCount(list);
+          const tableint* neighbours = reinterpret_cast<const tableint*>(list + 1);
+          for (int i = 0; i < size; ++i) {
+            const tableint candidate = neighbours[i];
+            if (candidate > max_elements_) throw std::runtime_error("cand error");
+            const float d = Distance(vector, candidate);
+            if (d < best) {
+              best = d;
+              current = candidate;
+              moved = true;
+            }
+          }
+        }
+      }
+    }
+    // Link the element on each of its levels the graph has, top down.
+    const bool entry_deleted = isMarkedDeleted(entry);
+    for (int l = std::min(level, top_level); l >= 0; --l) {
+      Candidates candidates = searchBaseLayer(current, vector, l);
+      if (entry_deleted) {
+        candidates.emplace(Distance(vector, entry), entry);
+        if (candidates.size() > ef_construction_) candidates.pop();
+      }
+      if (candidates.empty()) candidates.emplace(Distance(vector, current), current);
+      current = mutuallyConnectNewElement(vector, id, candidates, l, false);
+    }
+    if (level > top_level) {
+      enterpoint_node_ = id;
+      maxlevel_ = level;
+    }
+  }
+};
+
 // Deepest level a sane graph reaches: with M >= 2 the chance of level 64 is below 2^-64.
 constexpr int kMaxLevel = 64;
 
@@ -274,7 +388,7 @@ absl::Status HnswGraph::Save(const std::string& path) const {
 
 absl::Status HnswGraph::Add(const float* vector, uint64_t label) {
   try {
-    impl_->graph->addPoint(vector, label);
+    impl_->graph->Insert(vector, label);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot add item ", label, ": ", e.what()));
   }

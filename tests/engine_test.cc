@@ -2092,6 +2092,34 @@ TEST_F(ImportTest, RefusedImportsLeaveNothingBehind) {
   EXPECT_TRUE(catalog_->Create("bad", Space::kL2, 16).ok());
 }
 
+// A file may hold what AddItems refuses: a non-finite component, or the id that marks missing
+// query results. The import refuses it, naming it, and leaves nothing behind.
+TEST_F(ImportTest, FilesWithValuesAddItemsRefusesAreRefused) {
+  std::unique_ptr<HnswGraph> nan_graph = MakeGraph(10);
+  ASSERT_NE(nan_graph, nullptr);
+  std::vector<float> vector(kDim, 0.5f);
+  ASSERT_TRUE(nan_graph->Add(vector.data(), 1).ok());
+  vector[3] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_TRUE(nan_graph->Add(vector.data(), 2).ok());
+  const std::string nan_path = tmp_.path() + "/nan.hnsw";
+  ASSERT_TRUE(nan_graph->Save(nan_path).ok());
+  EXPECT_TRUE(StatusIs(catalog_->Import(nan_path, "bad", Space::kL2, kDim),
+                       absl::StatusCode::kInvalidArgument,
+                       {"item 2 has a non-finite component", "position 3", "nothing imported"}));
+
+  std::unique_ptr<HnswGraph> reserved_graph = MakeGraph(10);
+  ASSERT_NE(reserved_graph, nullptr);
+  vector[3] = 0.5f;
+  ASSERT_TRUE(reserved_graph->Add(vector.data(), kMissingId).ok());
+  const std::string reserved_path = tmp_.path() + "/reserved.hnsw";
+  ASSERT_TRUE(reserved_graph->Save(reserved_path).ok());
+  EXPECT_TRUE(StatusIs(catalog_->Import(reserved_path, "bad", Space::kL2, kDim),
+                       absl::StatusCode::kInvalidArgument,
+                       {"id 18446744073709551615", "reserves", "nothing imported"}));
+  EXPECT_FALSE(catalog_->Exists("bad"));
+  EXPECT_TRUE(catalog_->List().empty());
+}
+
 TEST_F(ImportTest, ImportOfAnEmptyGraphKeepsItsCapacity) {
   std::unique_ptr<HnswGraph> empty = MakeGraph(10);
   ASSERT_NE(empty, nullptr);
