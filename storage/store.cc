@@ -147,12 +147,6 @@ rocksdb::DBOptions MakeDbOptions() {
 rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions() {
   rocksdb::ColumnFamilyOptions options;
   options.write_buffer_size = kMemtableBytes;
-  // Vectors are written once and read back only to rebuild a graph: compressing them (floats
-  // barely compress) and compacting small level-0 files early are CPU taken from inserts.
-  options.compression = rocksdb::kNoCompression;
-  options.level0_file_num_compaction_trigger = 16;
-  options.level0_slowdown_writes_trigger = 48;
-  options.level0_stop_writes_trigger = 64;
   return options;
 }
 
