@@ -417,6 +417,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       std::fill(ids + found, ids + k, kMissingId);
       std::fill(distances + found, distances + k, kMissingDistance);
     }
+    if (has_deadline) answered.fetch_add(end - begin, std::memory_order_relaxed);
   });
   if (aborted) return ShuttingDown(name_, "query not finished");
   if (late) {
