@@ -34,30 +34,7 @@
 namespace luxdb::bench {
 
 uint64_t ProcStatusBytes(pid_t pid, const char* field) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  const std::string prefix = absl::StrCat(field, ":");
-  for (std::string line; std::getline(in, line);) {
-    if (!line.starts_with(prefix)) continue;
-    std::istringstream fields(line.substr(prefix.size()));
-    uint64_t kib = 0;
-    fields >> kib;
-    return kib * 1024;
-  }
-  return 0;
-}
-
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command name, which is in parentheses and may contain spaces.
-  const size_t close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
-  // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-  if (fields.size() < 13) return 0;
-  double utime = 0, stime = 0;
-  if (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime)) return 0;
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return harness::ProcessStatusBytes(pid, field).value_or(0);
 }
 
 uint64_t DirectoryBytes(const std::string& path) {
@@ -136,6 +113,8 @@ parameters (both sides):
   --batch-calls N       LuxDB batch queries: split the queries into N calls sent at once on one
                         channel (default 1: all queries in one call, as long as it stays under
                         64 MiB); N > 1 overlaps transfer and parsing with searching
+  --batch-in-flight M   at most M of those calls at once (default 0: all N); each call in
+                        flight holds its request and its parsed copy in the server's memory
   --threads N           hnswlib threads and the server's --threads (default 2)
   --repeat N            runs per metric, alternating hnswlib and LuxDB; the best run of each
                         side counts, as background load only slows runs down (default 2)
@@ -296,6 +275,9 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv, bool* help) {
     } else if (flag == "--batch-calls") {
       LUXDB_BENCH_VALUE(v);
       s = ParseNumber(flag, v, &config.batch_calls);
+    } else if (flag == "--batch-in-flight") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.batch_in_flight);
     } else if (flag == "--repeat") {
       LUXDB_BENCH_VALUE(v);
       s = ParseNumber(flag, v, &config.repeats);

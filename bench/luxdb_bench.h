@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "harness/server_process.h"
 
 namespace luxdb::bench {
 
@@ -49,9 +50,11 @@ struct Config {
   // connection, like separate processes; true shares one channel (HTTP/2 multiplexing).
   bool shared_channel = false;
   uint64_t max_request_bytes = 64ull << 20;  // batch queries are split below this
-  // Batch queries: calls in flight at once, each with a contiguous share of the queries
-  // (1: all queries in one call, unless over max_request_bytes).
+  // Batch queries: the number of calls, each with a contiguous share of the queries (1: all
+  // queries in one call, unless over max_request_bytes), and how many of them are in flight at
+  // once (0: all).
   size_t batch_calls = 1;
+  size_t batch_in_flight = 0;
 
   // LuxDB: a server the bench starts, or --address / --secret of a running one.
   std::string server_path;
@@ -248,7 +251,7 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
 // /proc helpers. A field of /proc/<pid>/status in bytes ("VmHWM", "VmRSS"); 0 if unreadable.
 uint64_t ProcStatusBytes(pid_t pid, const char* field);
 // User + system CPU seconds of a process (/proc/<pid>/stat).
-double ProcessCpuSeconds(pid_t pid);
+using harness::ProcessCpuSeconds;
 // Bytes of the regular files under `path`.
 uint64_t DirectoryBytes(const std::string& path);
 // CPU seconds the whole machine spent busy (/proc/stat, all CPUs, neither idle nor iowait).

@@ -5,11 +5,7 @@
 // the channel per client (own TCP connection or shared) and reuses request objects; the calls,
 // tokens and messages on the wire are the same as luxdb::Client's.
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/statfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -32,6 +28,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/client_interceptor.h"
+#include "harness/server_process.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 
 extern char** environ;
@@ -41,8 +38,6 @@ namespace {
 
 using Stub = v1::LuxDB::Stub;
 
-constexpr auto kServerStartTimeout = std::chrono::seconds(120);
-constexpr auto kServerStopTimeout = std::chrono::seconds(120);
 constexpr auto kCallTimeout = std::chrono::minutes(10);
 constexpr int kMaxMessageBytes = 256 << 20;  // the server's default cap
 
@@ -57,155 +52,6 @@ std::unique_ptr<grpc::ClientContext> Context() {
   context->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
   return context;
 }
-
-// ---------------------------------------------------------------------------------------------
-// The server process.
-
-class ServerProcess {
- public:
-  ~ServerProcess() { Stop().IgnoreError(); }
-
-  // Starts `path` on 127.0.0.1 with a free port, serving `data_dir`, and waits until it
-  // reports that it serves. The environment is the bench's without LUXDB_* / KDF settings,
-  // plus LUXDB_SECRET.
-  absl::Status Start(const std::string& path, const std::string& data_dir,
-                     const std::string& secret, int threads) {
-    int pipe_fds[2];
-    if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe");
-    std::vector<std::string> args = {path,         data_dir, "--host",    "127.0.0.1",
-                                     "--port",     "0",      "--threads", std::to_string(threads),
-                                     "--loglevel", "warning"};
-    std::vector<std::string> env;
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      absl::string_view text(*entry);
-      if (absl::StartsWith(text, "LUXDB_") || absl::StartsWith(text, "LUXBD_") ||
-          absl::StartsWith(text, "KDF_ITERATIONS=") || absl::StartsWith(text, "FERNET_TTL=")) {
-        continue;
-      }
-      env.emplace_back(text);
-    }
-    env.push_back(absl::StrCat("LUXDB_SECRET=", secret));
-    std::vector<char*> argv, envp;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (std::string& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-    const int spawned =
-        posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    close(pipe_fds[1]);
-    if (spawned != 0) {
-      close(pipe_fds[0]);
-      pid_ = 0;
-      return absl::ErrnoToStatus(spawned, absl::StrCat("cannot start '", path, "'"));
-    }
-    output_fd_ = pipe_fds[0];
-
-    // Read its output until "luxdb-server: serving '<dir>' on <host>:<port>".
-    const Clock::time_point deadline = Clock::now() + kServerStartTimeout;
-    std::string pending;
-    while (port_ == 0) {
-      const int left_ms = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-      pollfd p{.fd = output_fd_, .events = POLLIN, .revents = 0};
-      if (left_ms <= 0 || poll(&p, 1, left_ms) <= 0) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("luxdb-server did not report serving within ", kServerStartTimeout.count(),
-                         " s; its output:\n", Output()));
-      }
-      char buffer[4096];
-      const ssize_t got = read(output_fd_, buffer, sizeof(buffer));
-      if (got <= 0) {
-        int status = 0;
-        waitpid(pid_, &status, 0);
-        pid_ = 0;
-        return absl::UnavailableError(
-            absl::StrCat("luxdb-server exited before serving; its output:\n", Output()));
-      }
-      pending.append(buffer, static_cast<size_t>(got));
-      for (size_t eol; (eol = pending.find('\n')) != std::string::npos;) {
-        const std::string line = pending.substr(0, eol);
-        pending.erase(0, eol + 1);
-        Keep(line);
-        const size_t on = line.rfind(" on ");
-        const size_t colon = line.rfind(':');
-        if (line.find("serving '") != std::string::npos && on != std::string::npos &&
-            colon != std::string::npos && colon > on) {
-          if (!absl::SimpleAtoi(line.substr(colon + 1), &port_)) port_ = 0;
-        }
-      }
-    }
-    // Keep draining its output so the server never blocks on a full pipe.
-    drainer_ = std::thread([this] {
-      std::string rest;
-      char buffer[4096];
-      ssize_t got;
-      while ((got = read(output_fd_, buffer, sizeof(buffer))) > 0) {
-        rest.append(buffer, static_cast<size_t>(got));
-        for (size_t eol; (eol = rest.find('\n')) != std::string::npos;) {
-          std::cerr << "[server] " << rest.substr(0, eol) << std::endl;
-          Keep(rest.substr(0, eol));
-          rest.erase(0, eol + 1);
-        }
-      }
-    });
-    return absl::OkStatus();
-  }
-
-  // SIGTERM, then waits for a clean exit (it snapshots its graphs on the way out).
-  absl::Status Stop() {
-    if (pid_ == 0) return absl::OkStatus();
-    kill(pid_, SIGTERM);
-    int status = 0;
-    const Clock::time_point deadline = Clock::now() + kServerStopTimeout;
-    pid_t done = 0;
-    while ((done = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (done == 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-    }
-    pid_ = 0;
-    if (drainer_.joinable()) drainer_.join();
-    if (output_fd_ >= 0) close(output_fd_);
-    output_fd_ = -1;
-    if (done == 0) return absl::DeadlineExceededError("luxdb-server ignored SIGTERM; killed");
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      return absl::InternalError(
-          absl::StrCat("luxdb-server exited with status ", status, "; its output:\n", Output()));
-    }
-    return absl::OkStatus();
-  }
-
-  pid_t pid() const { return pid_; }
-  int port() const { return port_; }
-
- private:
-  void Keep(const std::string& line) {
-    std::lock_guard lock(output_mu_);
-    output_.push_back(line);
-    if (output_.size() > 50) output_.erase(output_.begin());
-  }
-  std::string Output() {
-    std::lock_guard lock(output_mu_);
-    std::string text;
-    for (const std::string& line : output_) absl::StrAppend(&text, "  ", line, "\n");
-    return text;
-  }
-
-  pid_t pid_ = 0;
-  int port_ = 0;
-  int output_fd_ = -1;
-  std::thread drainer_;
-  std::mutex output_mu_;
-  std::vector<std::string> output_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Signed channels: every call carries a fresh token bound to its method (as luxdb::Client).
@@ -313,7 +159,7 @@ struct LuxdbSide::Impl {
   const Config& config;
   const Dataset& data;
   const GroundTruth& truth;
-  ServerProcess server;
+  std::unique_ptr<harness::ServerProcess> server;
   std::string server_name;  // path or address
   std::string temp_dir;
   std::string data_dir;
@@ -357,13 +203,16 @@ absl::Status LuxdbSide::Start() {
     secret = RandomSecret();
     std::cerr << "[luxdb] starting " << config.server_path << " on " << impl_->data_dir << " ("
               << impl_->data_fs << ")..." << std::endl;
-    if (absl::Status s =
-            impl_->server.Start(config.server_path, impl_->data_dir, secret, config.threads);
-        !s.ok()) {
-      return s;
-    }
-    target = absl::StrCat("127.0.0.1:", impl_->server.port());
-    impl_->server_pid = impl_->server.pid();
+    harness::ServerProcessOptions options;
+    options.binary = config.server_path;
+    options.data_dir = impl_->data_dir;
+    options.secret = secret;
+    options.log_path = pattern + "/server.log";
+    options.threads = config.threads;
+    impl_->server = std::make_unique<harness::ServerProcess>(std::move(options));
+    if (absl::Status s = impl_->server->Start(); !s.ok()) return s;
+    target = absl::StrCat("127.0.0.1:", impl_->server->port());
+    impl_->server_pid = impl_->server->pid();
   } else {
     impl_->server_name = config.address;
     impl_->server_pid = config.server_pid;
@@ -388,7 +237,16 @@ absl::Status LuxdbSide::Start() {
 }
 
 absl::Status LuxdbSide::Stop() {
-  absl::Status stopped = impl_->server.Stop();
+  absl::Status stopped = absl::OkStatus();
+  if (impl_->server != nullptr && impl_->server->running()) {
+    stopped = impl_->server->Stop();
+    if (stopped.ok()) {
+      // Warnings and errors it logged (it runs at --loglevel warning) are worth seeing.
+      if (const std::string log = impl_->server->LogFrom(0); !log.empty()) {
+        std::cerr << "[luxdb] server output:\n" << log;
+      }
+    }
+  }
   impl_->server_pid = 0;
   if (!impl_->temp_dir.empty() && !impl_->config.keep_data) {
     std::error_code error;
@@ -493,14 +351,17 @@ absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
   const Dataset& data = impl_->data;
   const size_t k = config.k;
   // The queries in config.batch_calls contiguous parts (more if a part would exceed
-  // config.max_request_bytes), sent on one channel by config.batch_calls threads at once.
+  // config.max_request_bytes), sent on one channel by config.batch_in_flight threads (all parts
+  // at once if 0), each taking the next part when its call returns.
   const size_t cap_rows =
       std::max<size_t>(1, config.max_request_bytes / (data.dim * sizeof(float) + 16));
   const size_t parts = std::max<size_t>(config.batch_calls, (data.nq + cap_rows - 1) / cap_rows);
   const size_t rows_per_call = (data.nq + parts - 1) / parts;
   std::shared_ptr<grpc::Channel> channel = impl_->channels->Get();
   std::vector<uint64_t> ids(data.nq * k);
-  std::vector<absl::Status> errors(config.batch_calls);
+  const size_t senders_wanted =
+      config.batch_in_flight == 0 ? parts : std::min(parts, config.batch_in_flight);
+  std::vector<absl::Status> errors(senders_wanted);
   std::atomic<size_t> next_part{0};
   BatchQueryResult result{.ef = ef, .queries = data.nq, .calls = static_cast<int>(parts)};
   const PhaseMeter meter(impl_->server_pid);
@@ -532,7 +393,7 @@ absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
     }
   };
   std::vector<std::thread> senders;
-  for (size_t t = 1; t < config.batch_calls; ++t) senders.emplace_back(send, t);
+  for (size_t t = 1; t < senders_wanted; ++t) senders.emplace_back(send, t);
   send(0);
   for (std::thread& sender : senders) sender.join();
   result.seconds = SecondsSince(start);

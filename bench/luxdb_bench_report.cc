@@ -358,6 +358,7 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                                {"repeats", JsonNumber(config.repeats)},
                                {"ingest_repeats", JsonNumber(config.ingest_repeats)},
                                {"batch_calls", JsonNumber(config.batch_calls)},
+                               {"batch_in_flight", JsonNumber(config.batch_in_flight)},
                                {"shared_channel", config.shared_channel ? "true" : "false"}})},
     };
     if (hnswlib) {

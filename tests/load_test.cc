@@ -27,7 +27,6 @@
 // (LUXDB_LOAD_SECONDS=600 for a longer soak, LUXDB_LOAD_SEED=n to repeat a run's choices).
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,10 +64,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "harness/server_process.h"
 #include "luxdb/client.h"
 #include "tests/test_support.h"
-
-extern char** environ;
 
 namespace luxdb {
 namespace {
@@ -100,8 +98,6 @@ constexpr size_t kChurnBatch = 50;
 constexpr int kServerThreads = 2;
 constexpr uint32_t kKdfIterations = 1000;  // both sides; the default 2^18 is the auth tests'
 constexpr auto kCallTimeout = std::chrono::seconds(60);
-constexpr auto kServerStartTimeout = std::chrono::seconds(120);
-constexpr auto kServerStopTimeout = std::chrono::seconds(120);
 constexpr auto kRssInterval = std::chrono::milliseconds(500);
 constexpr double kDefaultSeconds = 60;
 
@@ -235,188 +231,6 @@ std::string Table(CallStats stats, double seconds) {
       << std::setw(12) << unexpected << "\n";
   return out.str();
 }
-
-// ---------------------------------------------------------------------------------------------
-// The luxdb-server process.
-
-class ServerProcess {
- public:
-  // Serves `data_dir` with `secret`; its stdout and stderr are appended to `log_path`.
-  ServerProcess(std::string binary, std::string data_dir, std::string log_path, std::string secret)
-      : binary_(std::move(binary)),
-        data_dir_(std::move(data_dir)),
-        log_path_(std::move(log_path)),
-        secret_(std::move(secret)) {}
-  ~ServerProcess() {
-    if (pid_ != 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  // Starts the server on 127.0.0.1 and a free port and waits until it reports serving (every
-  // index loaded). Its environment is ours without LuxDB and KDF settings, plus the secret and
-  // the fast key derivation.
-  absl::Status Start() {
-    const std::streamoff log_start = LogSize();
-    std::vector<std::string> args = {
-        binary_,      data_dir_, "--host",    "127.0.0.1",
-        "--port",     "0",       "--threads", std::to_string(kServerThreads),
-        "--loglevel", "info"};
-    std::vector<std::string> env;
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      absl::string_view text(*entry);
-      if (absl::StartsWith(text, "LUXDB_") || absl::StartsWith(text, "LUXBD_") ||
-          absl::StartsWith(text, "KDF_ITERATIONS=") || absl::StartsWith(text, "FERNET_TTL=")) {
-        continue;
-      }
-      env.emplace_back(text);
-    }
-    env.push_back(absl::StrCat("LUXDB_SECRET=", secret_));
-    env.push_back(absl::StrCat("KDF_ITERATIONS=", kKdfIterations));
-    std::vector<char*> argv, envp;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    for (std::string& entry : env) envp.push_back(entry.data());
-    envp.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    const int spawned =
-        posix_spawn(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0) {
-      pid_ = 0;
-      return absl::ErrnoToStatus(spawned, absl::StrCat("cannot start '", binary_, "'"));
-    }
-    // main.cc prints "luxdb-server: serving '<dir>' on <host>:<port>" once every index loaded.
-    const Clock::time_point deadline = Clock::now() + kServerStartTimeout;
-    for (;;) {
-      std::string log = LogFrom(log_start);
-      if (const size_t at = log.find("luxdb-server: serving '"); at != std::string::npos) {
-        const size_t eol = log.find('\n', at);
-        if (eol != std::string::npos) {
-          const std::string line = log.substr(at, eol - at);
-          const size_t colon = line.rfind(':');
-          if (colon == std::string::npos || !absl::SimpleAtoi(line.substr(colon + 1), &port_)) {
-            return absl::InternalError(absl::StrCat("unexpected serving line: ", line));
-          }
-          return absl::OkStatus();
-        }
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return absl::UnavailableError(
-            absl::StrCat("luxdb-server exited (status ", status, ") before serving:\n", log));
-      }
-      if (Clock::now() > deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("luxdb-server did not report serving within ", kServerStartTimeout.count(),
-                         " s:\n", log));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-
-  // SIGTERM, then waits for the exit, which must be a clean one (status 0).
-  absl::Status Stop() {
-    if (pid_ == 0) return absl::FailedPreconditionError("luxdb-server is not running");
-    const std::streamoff log_start = LogSize();
-    kill(pid_, SIGTERM);
-    const Clock::time_point deadline = Clock::now() + kServerStopTimeout;
-    int status = 0;
-    pid_t done = 0;
-    while ((done = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (done == 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      pid_ = 0;
-      return absl::DeadlineExceededError(absl::StrCat(
-          "luxdb-server still running ", kServerStopTimeout.count(), " s after SIGTERM; killed"));
-    }
-    pid_ = 0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      return absl::InternalError(
-          absl::StrCat("luxdb-server ended with ",
-                       WIFEXITED(status) ? absl::StrCat("exit status ", WEXITSTATUS(status))
-                                         : absl::StrCat("signal ", WTERMSIG(status)),
-                       " after SIGTERM; its output:\n", LogFrom(log_start)));
-    }
-    return absl::OkStatus();
-  }
-
-  pid_t pid() const { return pid_; }
-  int port() const { return port_; }
-
-  // The server's resident set size (VmRSS), or nullopt if unreadable.
-  std::optional<uint64_t> RssBytes() const {
-    std::ifstream status(absl::StrCat("/proc/", pid_, "/status"));
-    std::string line;
-    while (std::getline(status, line)) {
-      absl::string_view text(line);
-      if (!absl::ConsumePrefix(&text, "VmRSS:")) continue;
-      text = absl::StripAsciiWhitespace(text);
-      absl::ConsumeSuffix(&text, "kB");
-      uint64_t kib = 0;
-      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &kib)) return kib * 1024;
-    }
-    return std::nullopt;
-  }
-
-  // CPU time the server has used (user + system), or 0 if unreadable.
-  double CpuSeconds() const {
-    std::ifstream in(absl::StrCat("/proc/", pid_, "/stat"));
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
-    // Fields after the command name (which may hold spaces) in parentheses: state is the
-    // 3rd field of stat(5), utime the 14th and stime the 15th.
-    const size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) return 0;
-    std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
-    uint64_t utime = 0, stime = 0;
-    if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
-        !absl::SimpleAtoi(fields[12], &stime)) {
-      return 0;
-    }
-    return static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
-  }
-
-  // The last `lines` lines of the server's log.
-  std::string LogTail(size_t lines) const {
-    std::vector<std::string> all = absl::StrSplit(LogFrom(0), '\n', absl::SkipEmpty());
-    const size_t first = all.size() > lines ? all.size() - lines : 0;
-    return absl::StrJoin(all.begin() + first, all.end(), "\n");
-  }
-
-  // The server's log from byte `start`.
-  std::string LogFrom(std::streamoff start) const {
-    std::ifstream in(log_path_, std::ios::binary);
-    in.seekg(start);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
- private:
-  std::streamoff LogSize() const {
-    std::error_code error;
-    const auto size = std::filesystem::file_size(log_path_, error);
-    return error ? 0 : static_cast<std::streamoff>(size);
-  }
-
-  const std::string binary_;
-  const std::string data_dir_;
-  const std::string log_path_;
-  const std::string secret_;
-  pid_t pid_ = 0;
-  int port_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // What each index must hold.
@@ -1133,7 +947,7 @@ std::string RandomSecret() {
   return absl::BytesToHexString(bytes);
 }
 
-absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const ServerProcess& server,
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const harness::ServerProcess& server,
                                                   const std::string& secret, int number) {
   ConnectOptions options;
   options.port = server.port();
@@ -1168,7 +982,15 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
   TempDir dir;
   const std::string data_dir = dir.path() + "/data";
   const std::string secret = RandomSecret();
-  ServerProcess server(binary, data_dir, dir.path() + "/server.log", secret);
+  harness::ServerProcessOptions options;
+  options.binary = binary;
+  options.data_dir = data_dir;
+  options.secret = secret;
+  options.log_path = dir.path() + "/server.log";
+  options.threads = kServerThreads;
+  options.loglevel = "info";
+  options.extra_env = {absl::StrCat("KDF_ITERATIONS=", kKdfIterations)};
+  harness::ServerProcess server(std::move(options));
   Clock::time_point started = Clock::now();
   const absl::Status start = server.Start();
   ASSERT_TRUE(start.ok()) << start;
@@ -1211,13 +1033,14 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
             << Elapsed(started) << std::endl;
 
   std::vector<RssSample> rss;
-  const double server_cpu_start = server.CpuSeconds();
+  const double server_cpu_start = harness::ProcessCpuSeconds(server.pid());
   const double own_cpu_start = OwnCpuSeconds();
   const std::string load_before = LoadAverage();
   const Clock::time_point run_start = Clock::now();
   go.count_down();
   while (Clock::now() < run_start + std::chrono::duration<double>(seconds)) {
-    if (std::optional<uint64_t> bytes = server.RssBytes(); bytes.has_value()) {
+    if (std::optional<uint64_t> bytes = harness::ProcessStatusBytes(server.pid(), "VmRSS");
+        bytes.has_value()) {
       rss.push_back({std::chrono::duration<double>(Clock::now() - run_start).count(), *bytes});
     }
     std::this_thread::sleep_for(kRssInterval);
@@ -1225,7 +1048,7 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
   stop = true;
   for (std::thread& thread : threads) thread.join();
   const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
-  const double server_cpu = server.CpuSeconds() - server_cpu_start;
+  const double server_cpu = harness::ProcessCpuSeconds(server.pid()) - server_cpu_start;
   const double own_cpu = OwnCpuSeconds() - own_cpu_start;
 
   CallStats stats;
@@ -1269,7 +1092,8 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
   const absl::Status restarted = server.Start();
   ASSERT_TRUE(restarted.ok()) << restarted;
   std::cout << "restarted in " << Elapsed(started) << ", RSS "
-            << server.RssBytes().value_or(0) / kMiB << " MiB" << std::endl;
+            << harness::ProcessStatusBytes(server.pid(), "VmRSS").value_or(0) / kMiB << " MiB"
+            << std::endl;
   admin = ConnectTo(server, secret, kClients);
   ASSERT_TRUE(admin.ok()) << admin.status();
 
