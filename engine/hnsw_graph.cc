@@ -44,8 +44,15 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     tableint id = 0;
     {
       std::unique_lock count_lock(cur_element_count_guard_);
-      if (label_lookup_.contains(label)) {
+      if (auto it = label_lookup_.find(label); it != label_lookup_.end()) {
+        const tableint existing = it->second;
         count_lock.unlock();
+        {
+          // Revive it here: hnswlib's addPoint would, but it decrements num_deleted_ without a
+          // lock, so concurrent revivals lost counts (deleted_count drifted from the marks).
+          std::lock_guard revive_lock(revive_mu_);
+          if (isMarkedDeleted(existing)) unmarkDeletedInternal(existing);
+        }
         addPoint(vector, label);  // an update: hnswlib's repair step checks for no candidates
         return;
       }
@@ -59,6 +66,8 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
  private:
+  std::mutex revive_mu_;  // guards num_deleted_ against concurrent revivals in Insert
+
   using Candidates = std::priority_queue<std::pair<float, tableint>,
                                          std::vector<std::pair<float, tableint>>, CompareByFirst>;
 
@@ -415,10 +424,18 @@ absl::Status HnswGraph::Resize(uint64_t new_max_elements) {
 }
 
 HnswGraph::Presence HnswGraph::Find(uint64_t label) const {
-  const Graph& g = *impl_->graph;
-  auto it = g.label_lookup_.find(label);
-  if (it == g.label_lookup_.end()) return Presence::kAbsent;
-  return g.isMarkedDeleted(it->second) ? Presence::kDeleted : Presence::kLive;
+  Graph& g = *impl_->graph;
+  hnswlib::tableint id = 0;
+  {
+    // Insertions add to the label map under this lock (hnswlib's addPoint and Graph::Insert).
+    std::lock_guard lock(g.cur_element_count_guard_);
+    auto it = g.label_lookup_.find(label);
+    if (it == g.label_lookup_.end()) return Presence::kAbsent;
+    id = it->second;
+  }
+  // The deleted mark is a byte of its own in the element's header, which only a change to this
+  // label writes.
+  return g.isMarkedDeleted(id) ? Presence::kDeleted : Presence::kLive;
 }
 
 size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,

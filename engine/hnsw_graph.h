@@ -2,8 +2,9 @@
 //
 // Thread safety follows hnswlib 0.6.2 (see shared/hnswlib.md): Add may run concurrently with
 // other Adds once the graph holds an element; Search, Find, CopyVector, ForEachElement and
-// Save may run concurrently with each other; every other combination needs the caller's
-// exclusion (Index holds a reader/writer lock for this).
+// Save may run concurrently with each other; Find may also run during Add and MarkDeleted of
+// other labels (it takes the lock that guards the label map); every other combination needs
+// the caller's exclusion (Index holds a reader/writer lock for this).
 #pragma once
 
 #include <cstdint>

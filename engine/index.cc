@@ -80,6 +80,13 @@ struct Index::Writer {
   std::condition_variable turn;
 };
 
+struct Index::CommittedGroup {
+  uint64_t ticket = 0;
+  storage::IndexConfig after;  // the config stored with the group
+  uint64_t items = 0;          // items written
+  std::vector<Writer*> accepted;
+};
+
 Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
              const IndexContext& context)
     : name_(config.name),
@@ -89,6 +96,8 @@ Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
       pool_(context.pool),
       aborting_(context.aborting),
       publish_mu_(context.publish_mu),
+      committed_config_(config),
+      committed_elements_(graph != nullptr ? graph->element_count() : 0),
       config_(std::move(config)),
       graph_(std::move(graph)) {}
 
@@ -112,11 +121,13 @@ IndexInfo Index::Info() const {
   return info;
 }
 
-absl::Status Index::CheckUsable() const {
+absl::Status Index::CheckUsable() const { return CheckUsable(config_); }
+
+absl::Status Index::CheckUsable(const storage::IndexConfig& config) const {
   if (dropped_) {
     return absl::NotFoundError(absl::StrCat("index '", name_, "' does not exist (deleted)"));
   }
-  if (!config_.initialized) {
+  if (!config.initialized) {
     return absl::FailedPreconditionError(
         absl::StrCat("index '", name_, "' is not initialised; call InitIndex first"));
   }
@@ -126,7 +137,10 @@ absl::Status Index::CheckUsable() const {
 absl::Status Index::RunWriter(Writer* writer) {
   std::unique_lock queue_lock(queue_mu_);
   writers_.push_back(writer);
-  writer->turn.wait(queue_lock, [&] { return writer->done || writers_.front() == writer; });
+  // A member of another leader's group leaves the queue before it is done.
+  writer->turn.wait(queue_lock, [&] {
+    return writer->done || (!writers_.empty() && writers_.front() == writer);
+  });
   if (writer->done) return writer->status;
   std::vector<Writer*> group{writer};
   if (writer->kind != Writer::Kind::kOther) {
@@ -139,43 +153,61 @@ absl::Status Index::RunWriter(Writer* writer) {
   }
   queue_lock.unlock();
 
+  std::optional<CommittedGroup> committed;
   if (writer->kind == Writer::Kind::kOther) {
+    WaitForApplies();
     writer->status = writer->run();
+    // Nothing is being applied: config_ and graph_ are the committed state.
+    committed_config_ = config_;
+    committed_elements_ = graph_ != nullptr ? graph_->element_count() : 0;
   } else {
-    CommitGroup(group);
+    committed = CommitGroup(group);
   }
+
+  // Hand the queue on: the next group is checked and stored while this one is applied.
+  queue_lock.lock();
+  for (size_t i = 0; i < group.size(); ++i) writers_.pop_front();
+  if (!writers_.empty()) writers_.front()->turn.notify_one();
+  queue_lock.unlock();
+
+  if (committed.has_value()) ApplyGroup(*committed);
 
   queue_lock.lock();
   for (Writer* member : group) {
-    writers_.pop_front();
     if (member != writer) {
       member->done = true;
       member->turn.notify_one();
     }
   }
-  if (!writers_.empty()) writers_.front()->turn.notify_one();
   return writer->status;
 }
 
-void Index::CommitGroup(const std::vector<Writer*>& group) {
-  // Only the leader mutates config_ and graph_, so it reads them here without mu_.
-  if (absl::Status usable =
-          [&] {
-            if (aborting_->load()) return ShuttingDown(name_, "nothing written");
-            std::shared_lock lock(mu_);
-            return CheckUsable();
-          }();
-      !usable.ok()) {
+void Index::WaitForApplies() {
+  std::unique_lock lock(apply_mu_);
+  apply_cv_.wait(lock, [&] { return tickets_applied_ == tickets_issued_; });
+}
+
+std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer*>& group) {
+  // Only leaders change committed_config_ and committed_elements_; dropped_ changes only under
+  // a kOther leader, so no apply in flight writes it.
+  absl::Status usable =
+      aborting_->load() ? ShuttingDown(name_, "nothing written") : CheckUsable(committed_config_);
+  if (!usable.ok()) {
     for (Writer* writer : group) writer->status = usable;
-    return;
+    return std::nullopt;
   }
-  // What earlier members of this group do to an id, before the graph shows it.
+  // What earlier members of this group, then committed groups not yet applied, do to an id,
+  // before the graph shows it.
   absl::flat_hash_map<uint64_t, HnswGraph::Presence> pending;
   auto presence = [&](uint64_t id) {
-    auto it = pending.find(id);
-    return it != pending.end() ? it->second : graph_->Find(id);
+    if (auto it = pending.find(id); it != pending.end()) return it->second;
+    {
+      std::lock_guard lock(inflight_mu_);
+      if (auto it = inflight_.find(id); it != inflight_.end()) return it->second.first;
+    }
+    return graph_->Find(id);
   };
-  uint64_t stored = graph_->element_count();
+  uint64_t stored = committed_elements_;
   storage::ItemWrite items;
   std::vector<Writer*> accepted;
   const Deadline now = std::chrono::steady_clock::now();
@@ -189,11 +221,11 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
     if (writer->kind == Writer::Kind::kAdd) {
       uint64_t fresh = 0;
       for (uint64_t id : writer->ids) fresh += presence(id) == HnswGraph::Presence::kAbsent;
-      if (stored + fresh > config_.max_elements) {
+      if (stored + fresh > committed_config_.max_elements) {
         writer->status = absl::ResourceExhaustedError(
             absl::StrCat("index '", name_, "' is full: ", fresh,
-                         " new items would exceed max_elements ", config_.max_elements, " (",
-                         stored, " stored, deleted items included); call ResizeIndex first"));
+                         " new items would exceed max_elements ", committed_config_.max_elements,
+                         " (", stored, " stored, deleted items included); call ResizeIndex first"));
         continue;
       }
       stored += fresh;
@@ -226,9 +258,9 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
     }
     accepted.push_back(writer);
   }
-  if (accepted.empty()) return;
+  if (accepted.empty()) return std::nullopt;
 
-  storage::IndexConfig after = config_;
+  storage::IndexConfig after = committed_config_;
   ++after.version;
   if (absl::Status committed = store_->Commit(after, items); !committed.ok()) {
     spdlog::error("index '{}': write not committed: {}", name_, committed.ToString());
@@ -239,28 +271,64 @@ void Index::CommitGroup(const std::vector<Writer*>& group) {
                                                                    committed.message()));
       writer->count = 0;
     }
-    return;
+    return std::nullopt;
   }
-  std::unique_lock lock(mu_);
-  config_ = after;
-  unsnapshotted_items_ += items.size();
-  for (Writer* writer : accepted) {
-    absl::Status applied = ApplyToGraph({writer});
-    if (absl::IsUnavailable(applied)) {
-      // Shutdown past its grace period: storage holds the write, the graph only part of it.
-      graph_damaged_ = graph_aborted_ = true;
-      writer->status = applied;
-    } else if (!applied.ok()) {
-      // Storage holds the write; the graph lost part of it (allocation failure). A restart
-      // rebuilds the graph from storage.
-      graph_damaged_ = true;
-      spdlog::critical("index '{}': committed write not applied in memory: {}", name_,
-                       applied.ToString());
-      writer->status = absl::InternalError(
-          absl::StrCat("index '", name_,
-                       "': write stored but not searchable until restart: ", applied.message()));
+  CommittedGroup group_committed{.after = after, .items = items.size(), .accepted = accepted};
+  committed_config_ = after;
+  committed_elements_ = stored;
+  {
+    std::lock_guard lock(apply_mu_);
+    group_committed.ticket = tickets_issued_++;
+  }
+  {
+    std::lock_guard lock(inflight_mu_);
+    for (const auto& [id, state] : pending) inflight_[id] = {state, group_committed.ticket};
+  }
+  return group_committed;
+}
+
+void Index::ApplyGroup(const CommittedGroup& committed) {
+  {
+    std::unique_lock lock(apply_mu_);
+    apply_cv_.wait(lock, [&] { return tickets_applied_ == committed.ticket; });
+  }
+  {
+    std::unique_lock lock(mu_);
+    config_ = committed.after;
+    unsnapshotted_items_ += committed.items;
+    for (Writer* writer : committed.accepted) {
+      absl::Status applied = ApplyToGraph({writer});
+      if (absl::IsUnavailable(applied)) {
+        // Shutdown past its grace period: storage holds the write, the graph only part of it.
+        graph_damaged_ = graph_aborted_ = true;
+        writer->status = applied;
+      } else if (!applied.ok()) {
+        // Storage holds the write; the graph lost part of it (allocation failure). A restart
+        // rebuilds the graph from storage.
+        graph_damaged_ = true;
+        spdlog::critical("index '{}': committed write not applied in memory: {}", name_,
+                         applied.ToString());
+        writer->status = absl::InternalError(
+            absl::StrCat("index '", name_,
+                         "': write stored but not searchable until restart: ", applied.message()));
+      }
     }
   }
+  {
+    // The graph now shows this group: forget what it did, unless a later group did more.
+    std::lock_guard lock(inflight_mu_);
+    for (Writer* writer : committed.accepted) {
+      for (uint64_t id : writer->ids) {
+        auto it = inflight_.find(id);
+        if (it != inflight_.end() && it->second.second == committed.ticket) inflight_.erase(it);
+      }
+    }
+  }
+  {
+    std::lock_guard lock(apply_mu_);
+    ++tickets_applied_;
+  }
+  apply_cv_.notify_all();
 }
 
 absl::Status Index::ApplyToGraph(const std::vector<Writer*>& accepted) {

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/hnsw_graph.h"
@@ -134,10 +135,19 @@ class Index {
 
  private:
   struct Writer;
+  struct CommittedGroup;
   absl::Status RunWriter(Writer* writer);
-  void CommitGroup(const std::vector<Writer*>& group);
+  // Stage one of a write, by the leader: checks each writer of the group against the state
+  // as of the last commit and stores the accepted ones. Returns what stage two applies.
+  std::optional<CommittedGroup> CommitGroup(const std::vector<Writer*>& group);
+  // Stage two, after the leader handed the queue on: waits until every group committed before
+  // this one is applied, then applies this one to the graph.
+  void ApplyGroup(const CommittedGroup& committed);
   absl::Status ApplyToGraph(const std::vector<Writer*>& accepted);
-  absl::Status CheckUsable() const;  // needs mu_ shared, or leadership
+  // Waits until every committed group is applied (leaders of kOther writers call it).
+  void WaitForApplies();
+  absl::Status CheckUsable() const;  // needs mu_ shared, or leadership with no apply in flight
+  absl::Status CheckUsable(const storage::IndexConfig& config) const;
 
   const std::string name_;
   const uint32_t dim_;
@@ -147,12 +157,29 @@ class Index {
   const std::atomic<bool>* const aborting_;
   std::shared_mutex* const publish_mu_;
 
-  // Writer queue: its head is the leader, the only thread that mutates graph_ or config_.
+  // Writer queue: its head is the leader. A leader of adds and deletes commits its group to
+  // storage, hands the queue on, then applies the group to the graph, so the next group is
+  // checked and written to storage while this one is inserted. Groups are applied in the order
+  // they were committed (tickets). A leader of anything else first waits until every group is
+  // applied, and is then the only thread that changes graph_ or config_.
   std::mutex queue_mu_;
   std::deque<Writer*> writers_;  // guarded by queue_mu_
 
-  // Guards graph_ and config_ against readers while the leader changes them. The leader may
-  // read both without it.
+  // Leader only: the config and the element count (deleted ones included) as of the last
+  // commit, which groups still being applied may not show in config_ and graph_ yet.
+  storage::IndexConfig committed_config_;
+  uint64_t committed_elements_ = 0;
+  // What committed groups not yet applied do to an id, and the ticket of the last such group.
+  std::mutex inflight_mu_;
+  absl::flat_hash_map<uint64_t, std::pair<HnswGraph::Presence, uint64_t>>
+      inflight_;  // guarded by inflight_mu_
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  uint64_t tickets_issued_ = 0;   // guarded by apply_mu_
+  uint64_t tickets_applied_ = 0;  // guarded by apply_mu_
+
+  // Guards graph_ and config_ against readers while a writer changes them. A leader with no
+  // group being applied may read both without it.
   mutable RwLock mu_;
   storage::IndexConfig config_;
   std::unique_ptr<HnswGraph> graph_;

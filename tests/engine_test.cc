@@ -1879,6 +1879,68 @@ TEST_F(CatalogTest, ConcurrentMixedWritesReachTheExpectedState) {
   EXPECT_EQ(GetIndex("mixed")->Info().deleted_count, kWriters * kPerWriter - expected.size());
 }
 
+// A group is stored, then applied to the graph while the next group is already checked and
+// stored: that check must see what groups not yet applied did to the same ids.
+TEST_F(CatalogTest, WritesToIdsWhoseEarlierWritesAreStillBeingAppliedSeeThem) {
+  constexpr uint32_t dim = 8;
+  constexpr uint64_t kIds = 64;  // the index's capacity: every later add is a replacement
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 40;
+  std::shared_ptr<engine::Index> index = MakeIndex("same", Space::kL2, dim, {.max_elements = kIds});
+  ASSERT_NE(index, nullptr);
+
+  // Every thread adds the same new ids at once: one add is new, the others replace it, so
+  // none may be refused as full.
+  std::vector<std::string> failures(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds / 4 && failures[t].empty(); ++round) {
+        absl::Status s =
+            index->Add(RandomVectors(kIds, dim, 100 * t + round), Range(0, kIds)).status();
+        if (!s.ok()) failures[t] = s.ToString();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
+  EXPECT_EQ(index->Info().element_count, kIds);
+
+  threads.clear();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds && failures[t].empty(); ++round) {
+        // Even threads replace every item (reviving deleted ones), odd threads delete every
+        // item (deleted ones are accepted): none may be refused as full or missing.
+        absl::Status s =
+            t % 2 == 0
+                ? index->Add(RandomVectors(kIds, dim, 1000 * t + round), Range(0, kIds)).status()
+                : index->Delete(Range(0, kIds)).status();
+        if (!s.ok()) failures[t] = s.ToString();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
+
+  const IndexInfo info = index->Info();
+  EXPECT_EQ(info.element_count + info.deleted_count, kIds);  // replacements, never new elements
+  const std::vector<uint64_t> ids = *index->Ids();
+  EXPECT_EQ(ids.size(), info.element_count);
+  absl::StatusOr<std::vector<float>> vectors = Vectors(*index, ids);
+  ASSERT_TRUE(vectors.ok()) << vectors.status();
+
+  // The graph shows what storage holds: a reopen without Close replays the writes in the
+  // order they were stored.
+  index.reset();
+  ASSERT_NO_FATAL_FAILURE(Open());
+  std::shared_ptr<engine::Index> reopened = GetIndex("same");
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(*reopened->Ids(), ids);
+  EXPECT_EQ(reopened->Info().deleted_count, info.deleted_count);
+  EXPECT_EQ(*Vectors(*reopened, ids), *vectors);
+}
+
 TEST_F(CatalogTest, DropWhileBusyRefusesLaterCallsCleanly) {
   constexpr uint32_t dim = 4;
   std::shared_ptr<engine::Index> index =
