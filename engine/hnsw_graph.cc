@@ -44,16 +44,14 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     tableint id = 0;
     {
       std::unique_lock count_lock(cur_element_count_guard_);
-      if (auto it = label_lookup_.find(label); it != label_lookup_.end()) {
-        const tableint existing = it->second;
+      if (label_lookup_.contains(label)) {
         count_lock.unlock();
-        {
-          // Revive it here: hnswlib's addPoint would, but it decrements num_deleted_ without a
-          // lock, so concurrent revivals lost counts (deleted_count drifted from the marks).
-          std::lock_guard revive_lock(revive_mu_);
-          if (isMarkedDeleted(existing)) unmarkDeletedInternal(existing);
-        }
-        addPoint(vector, label);  // an update: hnswlib's repair step checks for no candidates
+        // One in-place update at a time: hnswlib's updatePoint draws from a generator shared
+        // by all updates, and addPoint revives a deleted element by decrementing num_deleted_,
+        // both without a lock (concurrent revivals lost counts). New elements still go in
+        // concurrently.
+        std::lock_guard update_lock(update_mu_);
+        addPoint(vector, label);  // hnswlib's repair step checks for no candidates
         return;
       }
       if (cur_element_count >= max_elements_) {
@@ -66,7 +64,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
  private:
-  std::mutex revive_mu_;  // guards num_deleted_ against concurrent revivals in Insert
+  std::mutex update_mu_;  // serialises in-place updates in Insert
 
   using Candidates = std::priority_queue<std::pair<float, tableint>,
                                          std::vector<std::pair<float, tableint>>, CompareByFirst>;
