@@ -110,15 +110,18 @@ parameters (both sides):
   --clients LIST        concurrent single-query clients (default 1,4,16)
   --duration S          seconds per single-query run (default 10)
   --batch N             vectors per AddItems call (default 1000)
-  --batch-calls N       LuxDB batch queries: split the queries into N calls sent at once on one
-                        channel (default 1: all queries in one call, as long as it stays under
-                        64 MiB); N > 1 overlaps transfer and parsing with searching
-  --batch-in-flight M   at most M of those calls at once (default 0: all N); each call in
+  --batch-calls N       LuxDB batch queries: split the queries into N calls on one channel
+                        (default 8; 1: all queries in one call, as long as it stays under
+                        64 MiB); while one call is searched the next is sent and parsed
+  --batch-in-flight M   at most M of those calls at once (default 2; 0: all N); each call in
                         flight holds its request and its parsed copy in the server's memory
   --threads N           hnswlib threads and the server's --threads (default 2)
   --repeat N            runs per metric, alternating hnswlib and LuxDB; the best run of each
                         side counts, as background load only slows runs down (default 2)
   --ingest-repeat N     the same for the ingest runs, which build whole indexes (default 2)
+  --client-threads N    threads that drive the LuxDB single-query clients (default 1; 0: one
+                        per client); each client keeps one call in flight and has its own
+                        connection either way
   --shared-channel      concurrent clients share one channel (one TCP connection, HTTP/2
                         streams); default: each client thread has its own channel and connection
   --no-concurrent-ingest  skip the 2-client ingest
@@ -286,6 +289,9 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv, bool* help) {
       LUXDB_BENCH_VALUE(v);
       s = ParseNumber(flag, v, &config.ingest_repeats);
       ingest_repeat_given = true;
+    } else if (flag == "--client-threads") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.client_threads);
     } else if (flag == "--shared-channel") {
       config.shared_channel = true;
     } else if (flag == "--no-concurrent-ingest") {

@@ -49,12 +49,16 @@ struct Config {
   // Concurrent clients: false (default) gives every client its own channel and TCP
   // connection, like separate processes; true shares one channel (HTTP/2 multiplexing).
   bool shared_channel = false;
+  // LuxDB single queries: threads that drive the clients' calls (0: one per client). Each
+  // client still has one call in flight at a time; fewer threads cost the bench less CPU on
+  // the cores it shares with the server.
+  int client_threads = 1;
   uint64_t max_request_bytes = 64ull << 20;  // batch queries are split below this
   // Batch queries: the number of calls, each with a contiguous share of the queries (1: all
   // queries in one call, unless over max_request_bytes), and how many of them are in flight at
   // once (0: all).
-  size_t batch_calls = 1;
-  size_t batch_in_flight = 0;
+  size_t batch_calls = 8;
+  size_t batch_in_flight = 2;
 
   // LuxDB: a server the bench starts, or --address / --secret of a running one.
   std::string server_path;
@@ -116,6 +120,7 @@ struct BatchQueryResult {
   uint32_t ef = 0;
   size_t queries = 0;
   int calls = 0;
+  int in_flight = 0;  // calls at once
   double seconds = 0;
   double recall = 0;
   double server_cpu_s = 0;

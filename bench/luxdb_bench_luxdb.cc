@@ -25,6 +25,7 @@
 #include "auth/token.h"
 #include "bench/luxdb_bench.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/completion_queue.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/client_interceptor.h"
@@ -363,7 +364,10 @@ absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
       config.batch_in_flight == 0 ? parts : std::min(parts, config.batch_in_flight);
   std::vector<absl::Status> errors(senders_wanted);
   std::atomic<size_t> next_part{0};
-  BatchQueryResult result{.ef = ef, .queries = data.nq, .calls = static_cast<int>(parts)};
+  BatchQueryResult result{.ef = ef,
+                          .queries = data.nq,
+                          .calls = static_cast<int>(parts),
+                          .in_flight = static_cast<int>(senders_wanted)};
   const PhaseMeter meter(impl_->server_pid);
   const Clock::time_point start = Clock::now();
   auto send = [&](size_t sender) {
@@ -416,54 +420,108 @@ absl::StatusOr<SingleQueryResult> LuxdbSide::SingleQueries(int clients) {
   std::vector<std::atomic<bool>> answered(data.nq);
   std::vector<uint64_t> errors(clients);
   std::vector<std::string> first_error(clients);
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false}, stop{false};
-  std::vector<std::thread> threads;
+  std::atomic<bool> stop{false};
+  // A client: its own channel (connection, unless --shared-channel) and one call at a time.
+  // Its next call goes out when the answer to the last one is in.
+  struct Session {
+    std::unique_ptr<Stub> stub;
+    v1::QueryIndexRequest request;
+    v1::QueryIndexResponse response;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientContext> context;  // no deadline, as luxdb::Client by default
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::QueryIndexResponse>> reader;
+    Clock::time_point sent;
+    size_t q = 0;
+    size_t i = 0;  // calls made
+  };
+  std::vector<Session> sessions(clients);
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      Stub stub(impl_->channels->Get());
-      v1::QueryIndexRequest request;
-      request.set_name(impl_->kept);
-      request.set_k(static_cast<uint32_t>(k));
-      request.set_ef(config.single_ef);
-      v1::QueryIndexResponse response;
-      auto call = [&](size_t q) {
-        request.clear_vectors();
-        std::span<const float> query = data.query(q);
-        request.mutable_vectors()->Add(query.begin(), query.end());
-        grpc::ClientContext context;  // no deadline, as luxdb::Client by default
-        return stub.QueryIndex(&context, request, &response);
-      };
-      call(c % data.nq);  // connect (and warm up) before the clock starts
-      ready.fetch_add(1);
-      while (!go.load()) std::this_thread::yield();
-      latencies[c].reserve(1 << 18);
-      const size_t offset = c * data.nq / clients;
-      for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-        const size_t q = (offset + i) % data.nq;
-        const Clock::time_point sent = Clock::now();
-        grpc::Status status = call(q);
-        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
-        if (!status.ok() || static_cast<size_t>(response.ids_size()) != k) {
-          if (errors[c]++ == 0) {
-            first_error[c] = status.ok() ? "wrong number of ids" : status.error_message();
-          }
-          continue;
+    Session& session = sessions[c];
+    session.stub = std::make_unique<Stub>(impl_->channels->Get());
+    session.request.set_name(impl_->kept);
+    session.request.set_k(static_cast<uint32_t>(k));
+    session.request.set_ef(config.single_ef);
+  }
+  auto set_query = [&](Session& session, size_t q) {
+    session.q = q;
+    session.request.clear_vectors();
+    std::span<const float> query = data.query(q);
+    session.request.mutable_vectors()->Add(query.begin(), query.end());
+  };
+  // Connect (and warm up) every client before the clock starts.
+  for (int c = 0; c < clients; ++c) {
+    set_query(sessions[c], c % data.nq);
+    grpc::ClientContext context;
+    grpc::Status status =
+        sessions[c].stub->QueryIndex(&context, sessions[c].request, &sessions[c].response);
+    if (!status.ok()) return FromGrpc(status, "warm-up query");
+  }
+
+  auto client_loop = [&](grpc::CompletionQueue* queue, int first, int last) {
+    auto send = [&](int c) {
+      Session& session = sessions[c];
+      set_query(session, (c * data.nq / clients + session.i) % data.nq);
+      session.context = std::make_unique<grpc::ClientContext>();
+      session.sent = Clock::now();
+      session.reader = session.stub->AsyncQueryIndex(session.context.get(), session.request, queue);
+      session.reader->Finish(&session.response, &session.status,
+                             reinterpret_cast<void*>(static_cast<intptr_t>(c)));
+    };
+    latencies[first].reserve(1 << 18);
+    for (int c = first; c < last; ++c) send(c);
+    for (int outstanding = last - first; outstanding > 0;) {
+      void* tag = nullptr;
+      bool ok = false;
+      if (!queue->Next(&tag, &ok)) break;
+      const int c = static_cast<int>(reinterpret_cast<intptr_t>(tag));
+      Session& session = sessions[c];
+      const double ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - session.sent).count();
+      const size_t i = session.i++;
+      if (!ok || !session.status.ok() || static_cast<size_t>(session.response.ids_size()) != k) {
+        if (errors[c]++ == 0) {
+          first_error[c] = !ok                   ? "call not completed"
+                           : session.status.ok() ? "wrong number of ids"
+                                                 : session.status.error_message();
         }
-        latencies[c].push_back(ms);
-        if (i < data.nq && !answered[q].exchange(true)) {
-          std::copy(response.ids().begin(), response.ids().end(), answers.begin() + q * k);
+      } else {
+        latencies[first].push_back(ms);
+        if (i < data.nq && !answered[session.q].exchange(true)) {
+          std::copy(session.response.ids().begin(), session.response.ids().end(),
+                    answers.begin() + session.q * k);
         }
       }
-    });
-  }
-  while (ready.load() < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (stop.load(std::memory_order_relaxed)) {
+        --outstanding;
+      } else {
+        send(c);
+      }
+    }
+  };
+
+  // config.client_threads threads drive the clients' calls, each its share of them through its
+  // own completion queue; 0 means one thread per client.
+  const int drivers =
+      config.client_threads == 0 ? clients : std::min(clients, config.client_threads);
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> queues;
+  for (int d = 0; d < drivers; ++d) queues.push_back(std::make_unique<grpc::CompletionQueue>());
   const PhaseMeter meter(impl_->server_pid);
   const Clock::time_point start = Clock::now();
-  go = true;
+  std::vector<std::thread> threads;
+  for (int d = 0; d < drivers; ++d) {
+    threads.emplace_back(client_loop, queues[d].get(), d * clients / drivers,
+                         (d + 1) * clients / drivers);
+  }
   std::this_thread::sleep_for(std::chrono::duration<double>(config.duration_s));
   stop = true;
   for (std::thread& thread : threads) thread.join();
+  for (auto& queue : queues) {
+    queue->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue->Next(&tag, &ok)) {
+    }
+  }
   SingleQueryResult result;
   result.seconds = SecondsSince(start);
   meter.Fill(&result);

@@ -67,6 +67,7 @@ std::string Json(const BatchQueryResult& r) {
   return JsonObject({{"ef", JsonNumber(r.ef)},
                      {"queries", JsonNumber(r.queries)},
                      {"calls", JsonNumber(r.calls)},
+                     {"in_flight", JsonNumber(r.in_flight)},
                      {"seconds", JsonNumber(r.seconds)},
                      {"qps", JsonNumber(r.qps())},
                      {"recall", JsonNumber(r.recall)},
@@ -210,7 +211,11 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
     const bool recall_ok = !(std::abs(lr - hr) > kRecallTolerance);
     add_target(
         {absl::StrCat("batch QPS, ef=", ef, ", k=", config.k,
-                      l ? absl::StrCat(" (", l->calls, l->calls == 1 ? " call)" : " calls)") : ""),
+                      !l              ? ""
+                      : l->calls == 1 ? " (1 call)"
+                      : l->in_flight == l->calls
+                          ? absl::StrCat(" (", l->calls, " calls at once)")
+                          : absl::StrCat(" (", l->calls, " calls, ", l->in_flight, " at once)")),
          Num(hq), Num(lq), Ratio(lq, hq), absl::StrFormat(">= %.2fx, recall", kBatchQpsRatio), "",
          busy(h, l)},
         absl::StrCat("batch_qps_ef", ef), hq, lq, lq >= kBatchQpsRatio * hq && recall_ok);
@@ -290,7 +295,17 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
             << ", " << data.nq << " queries, M=" << config.m
             << " ef_construction=" << config.ef_construction << " k=" << config.k << ", "
             << config.threads << " threads (server --threads " << config.threads << "), best of "
-            << config.repeats << " run" << (config.repeats == 1 ? "" : "s") << " per metric\n\n";
+            << config.repeats << " run" << (config.repeats == 1 ? "" : "s") << " per metric\n";
+  if (luxdb) {
+    std::cout << "LuxDB single-query clients: each its own "
+              << (config.shared_channel ? "stream on one shared connection" : "connection")
+              << " and one call in flight, driven by "
+              << (config.client_threads == 0 ? "one bench thread each"
+                                             : absl::StrCat(config.client_threads, " bench thread",
+                                                            config.client_threads == 1 ? "" : "s"))
+              << "\n";
+  }
+  std::cout << "\n";
   PrintTable(rows);
 
   // Where the time goes: CPU per operation on each side, in the runs shown.
@@ -359,6 +374,7 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                                {"ingest_repeats", JsonNumber(config.ingest_repeats)},
                                {"batch_calls", JsonNumber(config.batch_calls)},
                                {"batch_in_flight", JsonNumber(config.batch_in_flight)},
+                               {"client_threads", JsonNumber(config.client_threads)},
                                {"shared_channel", config.shared_channel ? "true" : "false"}})},
     };
     if (hnswlib) {
