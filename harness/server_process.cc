@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,18 +70,54 @@ absl::Status ServerProcess::Start() {
   for (std::string& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, options_.log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  const int spawned =
-      posix_spawn(&pid_, options_.binary.c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
+  // Everything the child needs is prepared here: the child of a multithreaded process may only
+  // make async-signal-safe calls before it execs.
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const int log_fd =
+      open(options_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int exec_pipe[2] = {-1, -1};
+  if (null_fd < 0 || log_fd < 0 || pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    const int error = errno;
+    for (int fd : {null_fd, log_fd}) {
+      if (fd >= 0) close(fd);
+    }
+    return absl::ErrnoToStatus(error, absl::StrCat("cannot set up the output of luxdb-server ('",
+                                                   options_.log_path, "')"));
+  }
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // The server dies with the thread that started it, so a test or benchmark that is killed
+    // half-way leaves no server behind.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(null_fd, STDIN_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    execve(options_.binary.c_str(), argv.data(), envp.data());
+    const int error = errno;
+    [[maybe_unused]] const ssize_t written = write(exec_pipe[1], &error, sizeof(error));
+    _exit(127);
+  }
+  const int fork_error = errno;
+  close(null_fd);
+  close(log_fd);
+  close(exec_pipe[1]);
+  if (pid_ < 0) {
+    close(exec_pipe[0]);
     pid_ = 0;
-    return absl::ErrnoToStatus(spawned, absl::StrCat("cannot start '", options_.binary, "'"));
+    return absl::ErrnoToStatus(fork_error, "cannot fork to start luxdb-server");
+  }
+  // The pipe closes at exec; a byte on it is the errno of a failed exec.
+  int exec_error = 0;
+  ssize_t got;
+  while ((got = read(exec_pipe[0], &exec_error, sizeof(exec_error))) < 0 && errno == EINTR) {
+  }
+  close(exec_pipe[0]);
+  if (got > 0) {
+    waitpid(pid_, nullptr, 0);
+    pid_ = 0;
+    return absl::ErrnoToStatus(exec_error, absl::StrCat("cannot start '", options_.binary, "'"));
   }
 
   // main.cc prints the serving line once every index is loaded.

@@ -38,8 +38,11 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   // Starts the server and waits until it prints "luxdb-server: serving '<dir>' on <host>:<port>"
-  // (every index loaded). Its environment is ours without LUXDB_*, LUXBD_*, KDF_ITERATIONS and
-  // FERNET_TTL, plus LUXDB_SECRET and `extra_env`. The error carries the server's output.
+  // (every index loaded). The server is killed (SIGKILL) when the thread that called Start
+  // ends, so call it from a thread that outlives the server (the main thread of a test or
+  // benchmark): a test or benchmark killed half-way leaves no server behind. Its environment is
+  // ours without LUXDB_*, LUXBD_*, KDF_ITERATIONS and FERNET_TTL, plus LUXDB_SECRET and
+  // `extra_env`. The error carries the server's output.
   absl::Status Start();
 
   // SIGTERM, then waits for the exit, which must be a clean one (status 0); SIGKILL after
