@@ -4,7 +4,6 @@
 // The bench calls the generated stub directly rather than luxdb::Client so that it controls
 // the channel per client (own TCP connection or shared) and reuses request objects; the calls,
 // tokens and messages on the wire are the same as luxdb::Client's.
-#include <fcntl.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 

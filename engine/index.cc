@@ -6,6 +6,7 @@
 #include <cmath>
 #include <mutex>
 #include <shared_mutex>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -273,7 +274,8 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
     }
     return std::nullopt;
   }
-  CommittedGroup group_committed{.after = after, .items = items.size(), .accepted = accepted};
+  CommittedGroup group_committed{
+      .after = after, .items = items.size(), .accepted = std::move(accepted)};
   committed_config_ = after;
   committed_elements_ = stored;
   {

@@ -99,11 +99,11 @@ absl::Status ServerProcess::Start() {
     [[maybe_unused]] const ssize_t written = write(exec_pipe[1], &error, sizeof(error));
     _exit(127);
   }
-  const int fork_error = errno;
+  const int fork_error = pid_ < 0 ? errno : 0;
   close(null_fd);
   close(log_fd);
   close(exec_pipe[1]);
-  if (pid_ < 0) {
+  if (fork_error != 0) {
     close(exec_pipe[0]);
     pid_ = 0;
     return absl::ErrnoToStatus(fork_error, "cannot fork to start luxdb-server");

@@ -25,10 +25,6 @@
 //
 // Run: LUXDB_SERVER_BIN=build/server/luxdb-server build/tests/load_test
 // (LUXDB_LOAD_SECONDS=600 for a longer soak, LUXDB_LOAD_SEED=n to repeat a run's choices).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -926,13 +922,6 @@ uint64_t DirectoryBytes(const std::string& path) {
   return bytes;
 }
 
-double OwnCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
-         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
 std::string LoadAverage() {
   std::ifstream in("/proc/loadavg");
   std::string one, five, fifteen;
@@ -1034,7 +1023,7 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
 
   std::vector<RssSample> rss;
   const double server_cpu_start = harness::ProcessCpuSeconds(server.pid());
-  const double own_cpu_start = OwnCpuSeconds();
+  const double own_cpu_start = harness::ProcessCpuSeconds(getpid());
   const std::string load_before = LoadAverage();
   const Clock::time_point run_start = Clock::now();
   go.count_down();
@@ -1049,7 +1038,7 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
   for (std::thread& thread : threads) thread.join();
   const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
   const double server_cpu = harness::ProcessCpuSeconds(server.pid()) - server_cpu_start;
-  const double own_cpu = OwnCpuSeconds() - own_cpu_start;
+  const double own_cpu = harness::ProcessCpuSeconds(getpid()) - own_cpu_start;
 
   CallStats stats;
   Problems during;
