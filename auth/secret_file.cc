@@ -73,15 +73,23 @@ absl::StatusOr<SecretFile> LoadOrCreateSecret(const std::string& data_dir) {
                      (info.st_mode >> 6) & 7, (info.st_mode >> 3) & 7, info.st_mode & 7,
                      "); run chmod 600 on it"));
   }
-  std::ifstream in(result.path);
+  absl::StatusOr<std::string> secret = ReadSecretFile(result.path);
+  if (!secret.ok()) return secret.status();
+  result.secret = *std::move(secret);
+  return result;
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Errno("cannot read secret file", path);
   std::stringstream text;
   text << in.rdbuf();
-  result.secret = std::string(absl::StripAsciiWhitespace(text.str()));
-  if (!in || result.secret.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("secret file '", result.path, "' is empty or unreadable"));
+  if (in.bad()) return Errno("cannot read secret file", path);
+  std::string secret(absl::StripAsciiWhitespace(text.str()));
+  if (secret.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("secret file '", path, "' is empty"));
   }
-  return result;
+  return secret;
 }
 
 }  // namespace luxdb::auth

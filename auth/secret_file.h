@@ -20,4 +20,9 @@ struct SecretFile {
 // file is readable by group or others, or empty.
 absl::StatusOr<SecretFile> LoadOrCreateSecret(const std::string& data_dir);
 
+// The secret in the file at `path` (--secret-file), surrounding white space removed.
+// NOT_FOUND / PERMISSION_DENIED / ... naming the path if it cannot be read,
+// FAILED_PRECONDITION if it holds nothing but white space.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path);
+
 }  // namespace luxdb::auth

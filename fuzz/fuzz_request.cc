@@ -194,7 +194,7 @@ void OpenCatalog() {
   CheckOk(catalog.status(), "opening the catalog");
   state->catalog = *std::move(catalog);
   state->service =
-      std::make_unique<LuxDBService>(kMaxMessageBytes, nullptr, state->data_dir, state->backup_dir);
+      std::make_unique<LuxDBService>(kMaxMessageBytes, state->data_dir, state->backup_dir);
   state->service->AttachCatalog(state->catalog.get());
   for (const FixtureIndex& fixture : Fixture()) BuildIndex(fixture);
   Baseline baseline;

@@ -200,6 +200,26 @@ void GraphSeeds(const fs::path& dir) {
   fs::remove(scratch);
 }
 
+// Command lines, environments and call headers for fuzz_options (its input format is in
+// fuzz_options.cc).
+void OptionSeeds(const fs::path& dir) {
+  const std::vector<std::pair<std::string, std::string>> seeds = {
+      {"defaults", "/data"},
+      {"transport",
+       "/data\n--max-connection-idle-seconds\n0\n--max-connection-age-seconds=30\n"
+       "--handshake-timeout-seconds\n2\n--keepalive-seconds\n15\n--max-transport-memory-mb\n600"},
+      {"memory-below-message", "/data\n--max-message-mb=512\n--max-transport-memory-mb=100"},
+      {"environment", "ENV LUXDB_MAX_CONNECTION_AGE_SECONDS=5\nENV LUXDB_SECRET_FILE=/s\n/data"},
+      {"secret-conflict", "/data\n--secret\nx\n--secret-file\n/run/s"},
+      {"import", "/d\n--import-path\n/x\n--import-name\nn\n--import-space\nl2\n--import-dim\n4"},
+      {"two-headers", "/data\nHDR Bearer AAAA\nHDR Bearer BBBB"},
+      {"bearer-garbage", "/data\nHDR Bearer AQAAAZ-not-a-token"},
+      {"health-path", "/data\nPATH /grpc.health.v1.Health/Check"},
+      {"no-header", "/data\nPATH /luxdb.v1.LuxDB/AddItems"},
+  };
+  for (const auto& [name, text] : seeds) WriteFile(dir / name, text);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -211,5 +231,6 @@ int main(int argc, char** argv) {
   RequestSeeds(FreshDir(out / "fuzz_request"));
   TokenSeeds(FreshDir(out / "fuzz_token"));
   GraphSeeds(FreshDir(out / "fuzz_graph_file"));
+  OptionSeeds(FreshDir(out / "fuzz_options"));
   return 0;
 }

@@ -8,15 +8,16 @@
 #   fuzz/run-fuzz.sh [SECONDS_PER_TARGET]
 #   LUXDB_FUZZ_BUILD    build directory (default: <repo>/build/fuzz); its corpus/ grows
 #                       from run to run
-#   LUXDB_FUZZ_TARGETS  targets to run (default: fuzz_request fuzz_token fuzz_graph_file)
+#   LUXDB_FUZZ_TARGETS  targets to run (default: fuzz_request fuzz_token fuzz_graph_file
+#                       fuzz_options)
 #   LUXDB_JOBS          parallel compile jobs (default 2)
 set -euo pipefail
 
 seconds="${1:-20}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 build="${LUXDB_FUZZ_BUILD:-$repo/build/fuzz}"
-read -r -a targets <<<"${LUXDB_FUZZ_TARGETS:-fuzz_request fuzz_token fuzz_graph_file}"
-declare -A max_len=([fuzz_request]=4096 [fuzz_token]=256 [fuzz_graph_file]=8192)
+read -r -a targets <<<"${LUXDB_FUZZ_TARGETS:-fuzz_request fuzz_token fuzz_graph_file fuzz_options}"
+declare -A max_len=([fuzz_request]=4096 [fuzz_token]=256 [fuzz_graph_file]=8192 [fuzz_options]=1024)
 
 if ! command -v clang++ >/dev/null; then
   echo "run-fuzz: clang++ not found; run scripts/install-deps.sh" >&2

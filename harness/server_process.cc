@@ -53,6 +53,7 @@ absl::Status ServerProcess::Start() {
                                    "--port",        "0",
                                    "--threads",     std::to_string(options_.threads),
                                    "--loglevel",    options_.loglevel};
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     absl::string_view text(*entry);

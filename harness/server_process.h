@@ -23,6 +23,8 @@ struct ServerProcessOptions {
   std::string log_path;  // its stdout and stderr are appended here
   int threads = 2;       // --threads
   std::string loglevel = "warning";
+  // Flags after the ones above (a later flag wins, e.g. "--port" "8485").
+  std::vector<std::string> extra_args;
   // Added to the environment, "NAME=value" (e.g. "KDF_ITERATIONS=1000").
   std::vector<std::string> extra_env;
   std::chrono::seconds start_timeout{120};

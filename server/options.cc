@@ -1,5 +1,6 @@
 #include "server/options.h"
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -92,6 +93,25 @@ const std::vector<Flag>& Flags() {
        "longest a call may run whatever its client's deadline (0: the client's deadline only); "
        "past it the call stops with DEADLINE_EXCEEDED",
        false, Number(&Options::max_call_seconds, 0, 86400, "max-call-seconds")},
+      {"max-connection-idle-seconds",
+       "close a connection after this long without calls in flight (0: never)", false,
+       Number(&Options::max_connection_idle_seconds, 0, 86400 * 7, "max-connection-idle-seconds")},
+      {"max-connection-age-seconds",
+       "send a connection GOAWAY after this long (clients reconnect), close it once its calls "
+       "had --max-call-seconds more: bounds how long a stalled request holds memory (0: never)",
+       false,
+       Number(&Options::max_connection_age_seconds, 0, 86400 * 7, "max-connection-age-seconds")},
+      {"handshake-timeout-seconds",
+       "a new connection must finish its TLS and HTTP/2 handshake within this", false,
+       Number(&Options::handshake_timeout_seconds, 1, 3600, "handshake-timeout-seconds")},
+      {"keepalive-seconds",
+       "ping a connection with calls in flight after this long without traffic; close it "
+       "when no answer comes within 20 s",
+       false, Number(&Options::keepalive_seconds, 1, 86400, "keepalive-seconds")},
+      {"max-transport-memory-mb",
+       "memory for requests in flight and connection buffers, in MiB; beyond it gRPC shrinks "
+       "flow-control windows and cancels streams (0: 4 x --max-message-mb, at least 1024)",
+       false, Number(&Options::max_transport_memory_mb, 0, 1u << 20, "max-transport-memory-mb")},
       {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
        Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
       {"snapshot-every",
@@ -102,7 +122,12 @@ const std::vector<Flag>& Flags() {
        "where Backup writes: relative paths resolve here, absolute ones must lie inside it "
        "(default: any absolute path outside PATH)",
        false, Text(&Options::backup_dir)},
-      {"secret", "shared secret clients sign their tokens with", false, Text(&Options::secret)},
+      {"secret",
+       "shared secret clients sign their tokens with; on the command line every local user "
+       "sees it in ps: prefer LUXDB_SECRET or --secret-file",
+       false, Text(&Options::secret)},
+      {"secret-file", "read the shared secret from this file (trailing newline ignored)", false,
+       Text(&Options::secret_file)},
       {"insecure", "accept calls without tokens (never on a network you do not trust)", true,
        Bool(&Options::insecure, "insecure")},
       {"tls-cert", "PEM certificate chain: serve TLS (with --tls-key)", false,
@@ -220,8 +245,22 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
     return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
-  if (options.insecure && !options.secret.empty()) {
-    return absl::InvalidArgumentError("--insecure and --secret (or LUXDB_SECRET) contradict");
+  if (options.max_transport_memory_mb != 0 &&
+      options.max_transport_memory_mb < options.max_message_mb) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-transport-memory-mb ", options.max_transport_memory_mb,
+        " is below --max-message-mb ", options.max_message_mb,
+        ": a request of the largest size could never be received; raise it or give 0 (4 x "
+        "--max-message-mb, at least 1024)"));
+  }
+  options.secret_on_command_line = given.contains("secret");
+  if (!options.secret.empty() && !options.secret_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--secret (or LUXDB_SECRET) and --secret-file (or LUXDB_SECRET_FILE) contradict; give one");
+  }
+  if (options.insecure && (!options.secret.empty() || !options.secret_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--insecure and --secret/--secret-file (or LUXDB_SECRET/LUXDB_SECRET_FILE) contradict");
   }
   if (positional.size() > 1) {
     return absl::InvalidArgumentError(absl::StrCat("expected one data directory, got ",
@@ -240,6 +279,14 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
         "import needs all of --import-path, --import-name, --import-space and --import-dim");
   }
   return options;
+}
+
+uint64_t TransportMemoryBytes(const Options& options) {
+  constexpr uint64_t kMinDefaultMb = 1024;
+  const uint64_t mb = options.max_transport_memory_mb != 0
+                          ? options.max_transport_memory_mb
+                          : std::max<uint64_t>(kMinDefaultMb, 4 * uint64_t{options.max_message_mb});
+  return mb << 20;
 }
 
 }  // namespace luxdb::server

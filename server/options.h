@@ -27,6 +27,23 @@ struct Options {
   // past it stops with DEADLINE_EXCEEDED (queries between query vectors, writes before they
   // are stored).
   uint32_t max_call_seconds = 300;
+  // Transport limits (README "Limits"). A connection with no call in flight for this long is
+  // closed (0: never).
+  uint32_t max_connection_idle_seconds = 300;
+  // A connection this old is asked to go away (GOAWAY; clients reconnect transparently), and
+  // closed once its calls in flight have had max_call_seconds (300 when that is 0) more to
+  // finish; bounds how long any stream, even one that stopped sending mid-request, holds
+  // memory. 0: never.
+  uint32_t max_connection_age_seconds = 600;
+  // A new connection must complete its TLS and HTTP/2 handshake within this.
+  uint32_t handshake_timeout_seconds = 10;
+  // The server pings a connection with calls in flight after this long without traffic and
+  // closes it when no answer comes within 20 s (dead peers release their streams).
+  uint32_t keepalive_seconds = 60;
+  // Memory gRPC may use for requests in flight and connection buffers, in MiB; under
+  // pressure it shrinks flow-control windows and cancels streams. 0: 4 x max_message_mb, at
+  // least 1024.
+  uint32_t max_transport_memory_mb = 0;
   uint32_t grace_seconds = 25;  // SIGTERM: time in-flight calls get before being cancelled
   // Snapshot an index's graph once this many items were written since its last snapshot (0:
   // only at shutdown); bounds what a restart after a crash replays.
@@ -38,6 +55,11 @@ struct Options {
   // Security (README "Security"). Without a secret and without `insecure`, the server uses
   // (creating it on first start) the secret file in the data directory.
   std::string secret;
+  // True when the secret came from --secret on the command line, where every local user can
+  // read it in the process list; the server warns.
+  bool secret_on_command_line = false;
+  // Read the secret from this file (trailing newline ignored) instead.
+  std::string secret_file;
   bool insecure = false;
   auth::KdfParams kdf;  // LUXDB_SALT / LUXBD_SALT, KDF_ITERATIONS
   std::chrono::milliseconds token_ttl = std::chrono::seconds(60);  // LUXDB_TOKEN_TTL, FERNET_TTL
@@ -58,6 +80,9 @@ struct Options {
 // value at fault. `*help` is set if --help was asked for.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::map<std::string, std::string>& env, bool* help);
+
+// Options::max_transport_memory_mb with its default applied.
+uint64_t TransportMemoryBytes(const Options& options);
 
 // The text --help prints.
 std::string UsageText();

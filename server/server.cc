@@ -1,8 +1,15 @@
 #include "server/server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +20,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/health_service.h"
+#include "server/memory_trimmer.h"
 #include "spdlog/spdlog.h"
 
 namespace luxdb::server {
@@ -41,7 +49,16 @@ absl::Status LuxServer::SetUpAuthentication() {
     return absl::OkStatus();
   }
   std::string secret = options_.secret;
-  if (secret.empty()) {
+  if (options_.secret_on_command_line) {
+    spdlog::warn(
+        "--secret on the command line is visible to every local user in the process list (ps); "
+        "use LUXDB_SECRET or --secret-file instead");
+  }
+  if (!options_.secret_file.empty()) {
+    absl::StatusOr<std::string> from_file = auth::ReadSecretFile(options_.secret_file);
+    if (!from_file.ok()) return from_file.status();
+    secret = *std::move(from_file);
+  } else if (secret.empty()) {
     absl::StatusOr<auth::SecretFile> file = auth::LoadOrCreateSecret(options_.data_dir);
     if (!file.ok()) return file.status();
     if (file->created) {
@@ -58,14 +75,20 @@ absl::Status LuxServer::SetUpAuthentication() {
   if (!key.ok()) return key.status();
   verifier_ = std::make_unique<auth::TokenVerifier>(
       *key, auth::TokenVerifier::Options{.ttl = options_.token_ttl});
+  authenticator_ = std::make_shared<CallAuthenticator>(verifier_.get());
   return absl::OkStatus();
 }
 
 namespace {
 
-// Plaintext, TLS, or TLS requiring client certificates, from the --tls-* flags.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const Options& options) {
-  if (options.tls_cert.empty()) return grpc::InsecureServerCredentials();
+// Plaintext, TLS, or TLS requiring client certificates, from the --tls-* flags; with
+// `authenticator` (null: --insecure), every LuxDB call's token is checked as its headers arrive.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
+    const Options& options, std::shared_ptr<CallAuthenticator> authenticator) {
+  if (options.tls_cert.empty()) {
+    if (authenticator == nullptr) return grpc::InsecureServerCredentials();
+    return CredentialsCheckingTokens(nullptr, std::move(authenticator));
+  }
   auto read = [](const std::string& path) -> absl::StatusOr<std::string> {
     std::ifstream in(path, std::ios::binary);
     std::stringstream text;
@@ -87,7 +110,70 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const O
     ssl.pem_root_certs = *ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  return grpc::SslServerCredentials(ssl);
+  std::shared_ptr<grpc::ServerCredentials> tls = grpc::SslServerCredentials(ssl);
+  if (authenticator == nullptr) return tls;
+  return CredentialsCheckingTokens(std::move(tls), std::move(authenticator));
+}
+
+// Why nothing could listen on host:port, found by binding a socket there ourselves (gRPC only
+// says that it failed): "address in use" when another process holds the port.
+std::string ListenFailure(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int e = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); e != 0) {
+    return absl::StrCat("cannot resolve '", host, "': ", gai_strerror(e));
+  }
+  std::string reason = "unknown reason";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));  // as gRPC does
+    const bool bound = bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1) == 0;
+    const int error = errno;
+    close(fd);
+    if (!bound) {
+      reason = error == EADDRINUSE ? "address in use (is another luxdb-server running there?)"
+                                   : std::strerror(error);
+      break;
+    }
+  }
+  freeaddrinfo(found);
+  return reason;
+}
+
+// Timeouts that keep a connection from holding the server's memory and threads for ever, and
+// one server per port (README "Limits").
+void SetTransportLimits(const Options& options, grpc::ServerBuilder* builder) {
+  constexpr int kMsPerSecond = 1000;
+  constexpr int kKeepaliveTimeoutMs = 20'000;
+  constexpr uint32_t kAgeGraceSecondsWithoutCallLimit = 300;
+  auto ms = [](uint32_t seconds) {
+    return static_cast<int>(std::min<int64_t>(int64_t{seconds} * kMsPerSecond, INT32_MAX));
+  };
+  // gRPC lets a second process bind a port this one listens on (SO_REUSEPORT), and the kernel
+  // then splits clients between two databases; without it, the second server fails to start.
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                              ms(options.handshake_timeout_seconds));
+  if (options.max_connection_idle_seconds != 0) {
+    builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                                ms(options.max_connection_idle_seconds));
+  }
+  if (options.max_connection_age_seconds != 0) {
+    builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                                ms(options.max_connection_age_seconds));
+    builder->AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        ms(options.max_call_seconds != 0 ? options.max_call_seconds
+                                         : kAgeGraceSecondsWithoutCallLimit));
+  }
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_seconds));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
 }
 
 }  // namespace
@@ -96,11 +182,11 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   const uint64_t max_message_bytes = uint64_t{options.max_message_mb} << 20;
   std::unique_ptr<LuxServer> server(new LuxServer(options));
   if (absl::Status s = server->SetUpAuthentication(); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeCredentials(options);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeCredentials(options, server->authenticator_);
   if (!credentials.ok()) return credentials.status();
-  server->service_ = std::make_unique<LuxDBService>(
-      max_message_bytes, server->verifier_ ? &server->verdicts_ : nullptr, options.data_dir,
-      options.backup_dir);
+  server->service_ =
+      std::make_unique<LuxDBService>(max_message_bytes, options.data_dir, options.backup_dir);
 
   // Our own health service, NOT_SERVING until the indexes are loaded (gRPC's built-in one
   // would say SERVING as soon as the port opens).
@@ -109,12 +195,6 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
-  if (server->verifier_ != nullptr) {
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(
-        std::make_unique<AuthInterceptorFactory>(server->verifier_.get(), &server->verdicts_));
-    builder.experimental().SetInterceptorCreators(std::move(creators));
-  }
   // Requests up to twice the cap reach the handlers, which refuse those above it with a
   // message naming the cap and a batch size that fits (gRPC's own refusal names neither).
   constexpr uint64_t kGrpcMessageLimit = uint64_t{2047} << 20;
@@ -131,15 +211,20 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   constexpr int kSpareThreads = 64;
   grpc::ResourceQuota quota("luxdb");
   quota.SetMaxThreads(static_cast<int>(options.max_concurrent_calls) + kSpareThreads);
+  quota.Resize(TransportMemoryBytes(options));
   builder.SetResourceQuota(quota);
+  SetTransportLimits(options, &builder);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->health_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", address, " (in use, or not an address of this host?)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ",
+                                               ListenFailure(options.host, options.port)));
   }
   spdlog::info("listening on {}", ListenAddress(options.host, server->port_));
+  constexpr auto kTrimPeriod = std::chrono::seconds(1);
+  constexpr size_t kTrimAboveBytes = size_t{16} << 20;
+  server->trimmer_ = std::make_unique<MemoryTrimmer>(kTrimPeriod, kTrimAboveBytes);
   server->loader_ = std::thread([s = server.get()] { s->Load(); });
   return server;
 }

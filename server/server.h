@@ -13,8 +13,9 @@
 #include "auth/token.h"
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
-#include "server/auth_interceptor.h"
+#include "server/call_authenticator.h"
 #include "server/health_service.h"
+#include "server/memory_trimmer.h"
 #include "server/options.h"
 #include "server/service.h"
 
@@ -44,8 +45,9 @@ class LuxServer {
   void Load();
 
   const Options options_;
-  std::unique_ptr<auth::TokenVerifier> verifier_;  // null when insecure
-  CallVerdicts verdicts_;
+  std::unique_ptr<auth::TokenVerifier> verifier_;     // null when insecure
+  std::shared_ptr<CallAuthenticator> authenticator_;  // null when insecure
+  std::unique_ptr<MemoryTrimmer> trimmer_;
   std::unique_ptr<LuxDBService> service_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;

@@ -11,7 +11,6 @@
 
 #include "engine/catalog.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
-#include "server/auth_interceptor.h"
 
 namespace luxdb::server {
 
@@ -26,11 +25,9 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
-  // `verdicts` (null: no authentication, --insecure) holds the AuthInterceptor's verdict for
-  // each call; every handler refuses a call whose verdict is not OK before doing anything.
+  // Tokens are checked before a call reaches the service (server/call_authenticator.h).
   // `data_dir` and `backup_dir` (Options) decide where Backup may write.
-  LuxDBService(uint64_t max_message_bytes, const CallVerdicts* verdicts, std::string data_dir,
-               std::string backup_dir);
+  LuxDBService(uint64_t max_message_bytes, std::string data_dir, std::string backup_dir);
 
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
@@ -67,8 +64,8 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest*, v1::BackupResponse*) override;
 
  private:
-  // The catalog, if the call is authenticated; UNAUTHENTICATED, or UNAVAILABLE while indexes
-  // are still loading, otherwise. Every handler starts here (directly or through Find).
+  // The catalog; UNAVAILABLE while indexes are still loading, DEADLINE_EXCEEDED if the call's
+  // deadline passed before it started. Every handler starts here (directly or through Find).
   // RESOURCE_EXHAUSTED when more than max_concurrent_calls calls hold a CallSlot.
   absl::StatusOr<engine::Catalog*> Ready(const grpc::ServerContext* context) const;
   // Counts a call among those in progress for as long as it lives; every handler makes one
@@ -109,7 +106,6 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   const uint64_t max_message_bytes_;
   const std::string data_dir_;
   const std::string backup_dir_;
-  const CallVerdicts* const verdicts_;
   std::atomic<engine::Catalog*> catalog_{nullptr};
   uint32_t max_concurrent_calls_ = std::numeric_limits<uint32_t>::max();
   std::chrono::seconds max_call_duration_{0};  // 0: none

@@ -184,6 +184,61 @@ TEST(ParseOptionsTest, NumbersOutOfRangeOrMalformed) {
   EXPECT_EQ(max_port->port, 65535);
 }
 
+TEST(ParseOptionsTest, TransportLimits) {
+  absl::StatusOr<Options> defaults = Parse({"/data"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->max_connection_idle_seconds, 300u);
+  EXPECT_EQ(defaults->max_connection_age_seconds, 600u);
+  EXPECT_EQ(defaults->handshake_timeout_seconds, 10u);
+  EXPECT_EQ(defaults->keepalive_seconds, 60u);
+  EXPECT_EQ(defaults->max_transport_memory_mb, 0u);
+  EXPECT_EQ(TransportMemoryBytes(*defaults), uint64_t{1024} << 20);
+
+  absl::StatusOr<Options> set =
+      Parse({"/data", "--max-connection-idle-seconds", "0", "--max-connection-age-seconds=30",
+             "--handshake-timeout-seconds", "2", "--keepalive-seconds", "15", "--max-message-mb",
+             "512", "--max-transport-memory-mb", "600"},
+            {{"LUXDB_MAX_CONNECTION_IDLE_SECONDS", "99"}});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->max_connection_idle_seconds, 0u);
+  EXPECT_EQ(set->max_connection_age_seconds, 30u);
+  EXPECT_EQ(set->handshake_timeout_seconds, 2u);
+  EXPECT_EQ(set->keepalive_seconds, 15u);
+  EXPECT_EQ(TransportMemoryBytes(*set), uint64_t{600} << 20);
+
+  absl::StatusOr<Options> derived = Parse({"/data", "--max-message-mb", "512"});
+  ASSERT_TRUE(derived.ok()) << derived.status();
+  EXPECT_EQ(TransportMemoryBytes(*derived), uint64_t{2048} << 20);
+
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--handshake-timeout-seconds", "0"}),
+                        {"--handshake-timeout-seconds", "'0'"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--keepalive-seconds", "0"}), {"--keepalive-seconds"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--max-connection-age-seconds", "-5"}),
+                        {"--max-connection-age-seconds", "'-5'"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--max-transport-memory-mb", "100"}),
+                        {"--max-transport-memory-mb 100", "--max-message-mb 256"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_MAX_CONNECTION_IDLE_SECONDS", "soon"}}),
+                        {"LUXDB_MAX_CONNECTION_IDLE_SECONDS", "soon"}));
+}
+
+TEST(ParseOptionsTest, SecretSources) {
+  absl::StatusOr<Options> flag = Parse({"/data", "--secret", "s3"});
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_TRUE(flag->secret_on_command_line);
+  absl::StatusOr<Options> env = Parse({"/data"}, {{"LUXDB_SECRET", "s3"}});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->secret, "s3");
+  EXPECT_FALSE(env->secret_on_command_line);
+  absl::StatusOr<Options> file = Parse({"/data", "--secret-file", "/run/secret"});
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->secret_file, "/run/secret");
+  EXPECT_FALSE(file->secret_on_command_line);
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--secret-file", "/run/secret"}, {{"LUXDB_SECRET", "x"}}),
+                        {"--secret-file", "contradict"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data", "--insecure", "--secret-file", "/run/secret"}),
+                        {"--insecure", "contradict"}));
+}
+
 TEST(ParseOptionsTest, MissingValue) {
   EXPECT_TRUE(IsInvalid(Parse({"/data", "--port"}), {"--port"}));
   EXPECT_TRUE(IsInvalid(Parse({"/data", "--host"}), {"--host"}));

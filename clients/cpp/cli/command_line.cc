@@ -1,14 +1,13 @@
 #include "cli/command_line.h"
 
 #include <algorithm>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "auth/secret_file.h"
 #include "auth/token.h"
 #include "cli/id_list.h"
 
@@ -153,14 +152,6 @@ absl::StatusOr<T> ParseNumber(absl::string_view what, const std::string& text, u
   return static_cast<T>(value);
 }
 
-absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) return Usage(absl::StrCat("cannot read secret file '", path, "'"));
-  return std::string(absl::StripAsciiWhitespace(text.str()));
-}
-
 absl::StatusOr<Space> ParseSpace(const std::string& text) {
   const std::string space = absl::AsciiStrToLower(text);
   if (space == "l2") return Space::kL2;
@@ -280,11 +271,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     inv.connect.secret = given["--secret"];
     if (inv.connect.secret.empty()) return Usage("--secret is empty");
   } else if (given.contains("--secret-file")) {
-    absl::StatusOr<std::string> secret = ReadSecretFile(given["--secret-file"]);
-    if (!secret.ok()) return secret.status();
-    if (secret->empty()) {
-      return Usage(absl::StrCat("secret file '", given["--secret-file"], "' is empty"));
-    }
+    absl::StatusOr<std::string> secret = auth::ReadSecretFile(given["--secret-file"]);
+    if (!secret.ok()) return Usage(secret.status().message());
     inv.connect.secret = *secret;
   }
   absl::StatusOr<ConnectOptions> resolved = client::WithEnvironment(inv.connect);

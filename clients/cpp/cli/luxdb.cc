@@ -437,6 +437,14 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (arg == "--secret" || arg.starts_with("--secret=")) {
+      std::cerr << "luxdb: warning: --secret is visible to every local user in the process list "
+                   "(ps); prefer LUXDB_SECRET or --secret-file\n";
+      break;
+    }
+  }
   absl::StatusOr<luxdb::cli::Invocation> invocation = luxdb::cli::ParseCommandLine(args);
   if (!invocation.ok()) {
     return luxdb::cli::Fail(luxdb::cli::kExitUsage, invocation.status().message());
