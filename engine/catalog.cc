@@ -468,7 +468,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> Catalog::Backup(const std::string& target) {
+absl::StatusOr<uint64_t> Catalog::Backup(const storage::BackupTarget& target) {
   std::unique_lock lock(publish_mu_);
   return store_->Backup(target);
 }

@@ -22,6 +22,7 @@
 #include "engine/index.h"
 #include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
+#include "storage/backup_target.h"
 #include "storage/store.h"
 
 namespace luxdb::engine {
@@ -69,10 +70,11 @@ class Catalog {
   // its index's graph is then not saved by Close, and the next Open rebuilds it.
   void AbortWork() { aborting_ = true; }
 
-  // Writes a consistent copy of the data directory (graph snapshots and storage) to
-  // `target`, which must not exist, while calls go on; snapshot publishing waits meanwhile.
-  // Returns the bytes written or hard-linked.
-  absl::StatusOr<uint64_t> Backup(const std::string& target);
+  // Writes a consistent copy of the data directory (graph snapshots and storage) into
+  // `target`, a new empty directory (storage::BackupTarget::Create), while calls go on;
+  // snapshot publishing waits meanwhile. Returns the bytes written or hard-linked. On error
+  // the caller removes the partial copy (BackupTarget::Remove, or its destructor).
+  absl::StatusOr<uint64_t> Backup(const storage::BackupTarget& target);
 
   // Stops the background snapshots, saves a graph snapshot of every index and flushes
   // storage, so the next Open loads graphs with nothing to replay. Call once no more

@@ -119,8 +119,9 @@ const std::vector<Flag>& Flags() {
        "after a crash replays at most about this many",
        false, Number(&Options::snapshot_every, 0, uint64_t{1} << 40, "snapshot-every")},
       {"backup-dir",
-       "where Backup writes: relative paths resolve here, absolute ones must lie inside it "
-       "(default: any absolute path outside PATH)",
+       "where Backup writes: relative paths resolve here, absolute ones must lie inside it; "
+       "no symbolic link below it is followed (default: any absolute path outside PATH, with "
+       "no symbolic link anywhere in it)",
        false, Text(&Options::backup_dir)},
       {"secret",
        "shared secret clients sign their tokens with; on the command line every local user "

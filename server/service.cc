@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <span>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "auth/secret_file.h"
 #include "spdlog/spdlog.h"
+#include "storage/backup_target.h"
 
 namespace luxdb::server {
 namespace {
@@ -81,54 +81,6 @@ LuxDBService::LuxDBService(uint64_t max_message_bytes, std::string data_dir, std
     : max_message_bytes_(max_message_bytes),
       data_dir_(std::move(data_dir)),
       backup_dir_(std::move(backup_dir)) {}
-
-absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
-                                              const std::string& data_dir,
-                                              const std::string& backup_dir) {
-  namespace fs = std::filesystem;
-  if (requested.empty()) return absl::InvalidArgumentError("backup path must not be empty");
-  if (requested.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backup path '", absl::CHexEscape(requested), "' contains a NUL byte"));
-  }
-  fs::path path(requested);
-  std::error_code error;
-  if (path.is_relative()) {
-    if (backup_dir.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("backup path '", requested,
-                       "' is relative; give an absolute path, or start the server with "
-                       "--backup-dir to resolve relative ones"));
-    }
-    path = fs::absolute(backup_dir, error) / path;
-  }
-  // Symbolic links in the existing part are resolved, so neither check below can be dodged.
-  path = fs::weakly_canonical(path.lexically_normal(), error);
-  if (error) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backup path '", requested, "' cannot be resolved: ", error.message()));
-  }
-  if (path.has_filename() == false) path = path.parent_path();
-  auto inside = [](const fs::path& child, const fs::path& parent) {
-    const fs::path relative = child.lexically_relative(parent);
-    return !relative.empty() && *relative.begin() != "..";
-  };
-  if (!backup_dir.empty()) {
-    const fs::path base = fs::weakly_canonical(fs::absolute(backup_dir, error), error);
-    if (!inside(path, base) || path == base) {
-      return absl::InvalidArgumentError(absl::StrCat("backup path '", requested,
-                                                     "' is not a new directory inside the "
-                                                     "server's --backup-dir '",
-                                                     base.string(), "'"));
-    }
-  }
-  const fs::path data = fs::weakly_canonical(fs::absolute(data_dir, error), error);
-  if (inside(path, data) || inside(data, path)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backup path '", requested, "' overlaps the data directory '", data.string(), "'"));
-  }
-  return path.string();
-}
 
 void LuxDBService::SetCallLimits(uint32_t max_concurrent_calls,
                                  std::chrono::seconds max_call_duration) {
@@ -419,31 +371,40 @@ grpc::Status LuxDBService::Backup(grpc::ServerContext* context, const v1::Backup
   const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return ToGrpc(catalog.status());
-  absl::StatusOr<std::string> path = ResolveBackupPath(request->path(), data_dir_, backup_dir_);
-  if (!path.ok()) return ToGrpc(path.status());
+  absl::StatusOr<std::unique_ptr<storage::BackupTarget>> target =
+      storage::BackupTarget::Create(request->path(), data_dir_, backup_dir_);
+  if (!target.ok()) return ToGrpc(target.status());
+  const std::string& path = (*target)->path();
+  // A failed backup leaves nothing behind: the target removes what this call wrote into it.
+  auto fail = [&](const absl::Status& status) {
+    std::string message(status.message());
+    if (absl::Status removed = (*target)->Remove(); !removed.ok()) {
+      absl::StrAppend(&message, "; the partial backup was not fully removed: ", removed.message());
+    }
+    return ToGrpc(absl::Status(status.code(), message));
+  };
   const auto started = std::chrono::steady_clock::now();
-  absl::StatusOr<uint64_t> bytes = (*catalog)->Backup(*path);
-  if (!bytes.ok()) return ToGrpc(bytes.status());
+  absl::StatusOr<uint64_t> bytes = (*catalog)->Backup(**target);
+  if (!bytes.ok()) return fail(bytes.status());
   // The secret file the server generated, if it uses one: the copy then serves the same
   // clients. (A secret given by flag or environment is not in the data directory.)
-  namespace fs = std::filesystem;
+  const std::string secret = absl::StrCat(data_dir_, "/", auth::kSecretFileName);
   std::error_code error;
-  const fs::path secret = fs::path(data_dir_) / auth::kSecretFileName;
-  if (fs::exists(secret, error)) {
-    const fs::path copy = fs::path(*path) / auth::kSecretFileName;
-    if (!fs::copy_file(secret, copy, error)) {
-      return ToGrpc(absl::InternalError(
-          absl::StrCat("backup written to '", *path,
-                       "', but its secret file was not copied: ", error.message())));
+  if (std::filesystem::exists(secret, error)) {
+    absl::StatusOr<uint64_t> copied = (*target)->CopyFileIn(secret, auth::kSecretFileName);
+    if (!copied.ok()) {
+      return fail(absl::InternalError(
+          absl::StrCat("backup to '", path,
+                       "' failed: its secret file was not copied: ", copied.status().message())));
     }
-    fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_write, error);
-    *bytes += fs::file_size(copy, error);
+    *bytes += *copied;
   }
+  if (absl::Status kept = (*target)->Keep(); !kept.ok()) return fail(kept);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  spdlog::info("backup of '{}' written to '{}': {} bytes in {:.2f} s", data_dir_, *path, *bytes,
+  spdlog::info("backup of '{}' written to '{}': {} bytes in {:.2f} s", data_dir_, path, *bytes,
                seconds);
-  response->set_path(*path);
+  response->set_path(path);
   response->set_bytes(*bytes);
   response->set_seconds(seconds);
   return grpc::Status::OK;

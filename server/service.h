@@ -14,19 +14,13 @@
 
 namespace luxdb::server {
 
-// Where a Backup of `requested` goes: see BackupRequest.path in luxdb.proto. INVALID_ARGUMENT
-// naming the path if it is empty, relative without a backup_dir, outside backup_dir, or
-// inside data_dir (or data_dir inside it). Returns an absolute, normalised path.
-absl::StatusOr<std::string> ResolveBackupPath(const std::string& requested,
-                                              const std::string& data_dir,
-                                              const std::string& backup_dir);
-
 class LuxDBService final : public luxdb::v1::LuxDB::Service {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
   // Tokens are checked before a call reaches the service (server/call_authenticator.h).
-  // `data_dir` and `backup_dir` (Options) decide where Backup may write.
+  // `data_dir` and `backup_dir` (Options) decide where Backup may write (see
+  // storage::BackupTarget::Create).
   LuxDBService(uint64_t max_message_bytes, std::string data_dir, std::string backup_dir);
 
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog

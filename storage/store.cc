@@ -733,33 +733,27 @@ absl::StatusOr<StoredItem> Store::GetItem(const IndexConfig& config, uint64_t id
   return item;
 }
 
-absl::StatusOr<uint64_t> Store::Backup(const std::string& target) const {
+absl::StatusOr<uint64_t> Store::Backup(const BackupTarget& target) const {
   namespace fs = std::filesystem;
-  if (target.empty()) return absl::InvalidArgumentError("backup directory must not be empty");
-  if (::mkdir(target.c_str(), kPrivateDirMode) != 0) {
-    return absl::ErrnoToStatus(errno,
-                               absl::StrCat("cannot create backup directory '", target, "'"));
-  }
-  auto fail = [&](absl::Status status) {
-    std::error_code ignored;
-    fs::remove_all(target, ignored);
-    return status;
+  // Messages name the target as the user gave it, not the /proc path the work goes through.
+  auto failed = [&](const absl::Status& status, absl::string_view subdir, absl::string_view what) {
+    return absl::Status(status.code(), absl::StrCat("cannot write ", what, " to '", target.path(),
+                                                    subdir, "': ", status.message()));
   };
-  const std::string graphs = target + std::string(kGraphsSubdir);
-  if (::mkdir(graphs.c_str(), kPrivateDirMode) != 0) {
-    return fail(absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", graphs, "'")));
-  }
-  absl::StatusOr<uint64_t> bytes = impl_->snapshots.CopyTo(graphs);
-  if (!bytes.ok()) return fail(bytes.status());
+  const absl::string_view graphs = absl::StripPrefix(kGraphsSubdir, "/");
+  if (absl::Status s = target.MakeDirectory(graphs); !s.ok()) return s;
+  absl::StatusOr<uint64_t> bytes = impl_->snapshots.CopyTo(target.PathOf(graphs));
+  if (!bytes.ok()) return failed(bytes.status(), kGraphsSubdir, "the graph snapshots");
 
   rocksdb::Checkpoint* raw = nullptr;
   if (rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw); !s.ok()) {
-    return fail(FromRocksDb(s, "cannot start a checkpoint"));
+    return FromRocksDb(s, "cannot start a checkpoint");
   }
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
-  const std::string db = target + std::string(kDbSubdir);
+  // RocksDB writes "db.tmp" and renames it to "db", both inside the target's descriptor.
+  const std::string db = target.PathOf(absl::StripPrefix(kDbSubdir, "/"));
   if (rocksdb::Status s = checkpoint->CreateCheckpoint(db); !s.ok()) {
-    return fail(FromRocksDb(s, absl::StrCat("cannot write a checkpoint to '", db, "'")));
+    return failed(FromRocksDb(s, "RocksDB checkpoint"), kDbSubdir, "a checkpoint");
   }
   std::error_code error;
   for (const fs::directory_entry& entry : fs::recursive_directory_iterator(db, error)) {

@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "storage/backup_target.h"
 #include "storage/index_config.h"
 
 namespace luxdb::storage {
@@ -138,13 +139,14 @@ class Store {
   // the graph is being loaded from it). DATA_LOSS if it differs.
   absl::Status VerifySnapshot(const SnapshotFile& snapshot) const;
 
-  // Writes a consistent copy of the data directory to `target` (which must not exist; its
-  // parent must): the published graph snapshots, then a RocksDB checkpoint of the catalog,
-  // items and history. Files are hard-linked where `target` is on the same filesystem. The
-  // caller keeps PublishSnapshot and TrimHistory from running meanwhile, so every copied
-  // snapshot plus the copied history reaches the copied items. Returns the bytes written or
-  // linked; on error, removes what it made.
-  absl::StatusOr<uint64_t> Backup(const std::string& target) const;
+  // Writes a consistent copy of the data directory into `target`, a new empty directory,
+  // through its descriptor: the published graph snapshots, then a RocksDB checkpoint of the
+  // catalog, items and history. Files are hard-linked where `target` is on the same
+  // filesystem. The caller keeps PublishSnapshot and TrimHistory from running meanwhile, so
+  // every copied snapshot plus the copied history reaches the copied items. Returns the bytes
+  // written or linked; errors name target.path(). On error, what was written stays for the
+  // caller's `target` to remove (BackupTarget::Remove, or its destructor).
+  absl::StatusOr<uint64_t> Backup(const BackupTarget& target) const;
 
   // Flushes memtables to disk. Called on clean shutdown.
   absl::Status Flush();

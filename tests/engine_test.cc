@@ -30,6 +30,7 @@
 #include "engine/limits.h"
 #include "engine/resources.h"
 #include "engine/thread_pool.h"
+#include "storage/backup_target.h"
 #include "tests/test_support.h"
 
 namespace luxdb::engine {
@@ -1647,14 +1648,19 @@ TEST_F(PersistenceTest, BackupUnderConcurrentWritesOpensConsistently) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const std::string target = tmp_.path() + "/backup";
-  absl::StatusOr<uint64_t> bytes = catalog_->Backup(target);
+  absl::StatusOr<std::unique_ptr<storage::BackupTarget>> made =
+      storage::BackupTarget::Create(target, dir(), "");
+  ASSERT_TRUE(made.ok()) << made.status();
+  absl::StatusOr<uint64_t> bytes = catalog_->Backup(**made);
   const uint64_t after_backup = batches;
   stop = true;
   writer.join();
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   EXPECT_GT(*bytes, 0u);
-  EXPECT_TRUE(
-      StatusIs(catalog_->Backup(target).status(), absl::StatusCode::kAlreadyExists, {target}));
+  ASSERT_TRUE((*made)->Keep().ok());
+  made->reset();
+  EXPECT_TRUE(StatusIs(storage::BackupTarget::Create(target, dir(), "").status(),
+                       absl::StatusCode::kAlreadyExists, {target}));
 
   // The copy opens (while the original keeps running) and holds whole batches, a prefix of
   // those written, and the other indexes exactly as they were.
