@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <stdexcept>
 #include <vector>
@@ -484,14 +485,51 @@ bool HnswGraph::CopyVector(uint64_t label, float* out) const {
 }
 
 std::vector<uint64_t> HnswGraph::LiveLabels() const {
+  return LiveLabelsAfter(std::nullopt, std::numeric_limits<size_t>::max()).labels;
+}
+
+HnswGraph::LabelPage HnswGraph::LiveLabelsAfter(std::optional<uint64_t> after, size_t limit) const {
   const Graph& g = *impl_->graph;
-  std::vector<uint64_t> labels;
-  labels.reserve(g.label_lookup_.size() - std::min(g.label_lookup_.size(), g.num_deleted_));
-  for (const auto& [label, internal] : g.label_lookup_) {
-    if (!g.isMarkedDeleted(internal)) labels.push_back(label);
+  LabelPage page;
+  std::vector<uint64_t>& labels = page.labels;
+  const size_t count = g.cur_element_count;
+  labels.reserve(std::min(limit, count - std::min(count, g.num_deleted_)));
+  // The first `limit` labels found are kept as they come; from then on they are a max-heap,
+  // whose top (the largest kept) gives way to any smaller label. In random order only about
+  // limit * ln(live / limit) labels ever enter the heap.
+  bool heap = false;
+  uint64_t matched = 0;
+  // Elements in internal order: a sequential walk through the level-0 memory, where each
+  // element's label and deleted mark live, several times faster than the label map's nodes.
+  // Every internal id below the count holds a distinct label (Load checks it of a file).
+  for (size_t i = 0; i < count; ++i) {
+    const tableint internal = static_cast<tableint>(i);
+    if (g.isMarkedDeleted(internal)) continue;
+    const uint64_t label = g.getExternalLabel(internal);
+    if (after.has_value() && label <= *after) continue;
+    ++matched;
+    if (labels.size() < limit) {
+      labels.push_back(label);
+      continue;
+    }
+    if (limit == 0) continue;
+    if (!heap) {
+      std::make_heap(labels.begin(), labels.end());
+      heap = true;
+    }
+    if (label < labels.front()) {
+      std::pop_heap(labels.begin(), labels.end());
+      labels.back() = label;
+      std::push_heap(labels.begin(), labels.end());
+    }
   }
-  std::sort(labels.begin(), labels.end());
-  return labels;
+  if (heap) {
+    std::sort_heap(labels.begin(), labels.end());
+  } else {
+    std::sort(labels.begin(), labels.end());
+  }
+  page.left_out = matched - labels.size();
+  return page;
 }
 
 void HnswGraph::ForEachElement(

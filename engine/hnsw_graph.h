@@ -1,15 +1,17 @@
 // HnswGraph: the one place that touches hnswlib. Everything else in LuxDB sees this interface.
 //
 // Thread safety follows hnswlib 0.6.2 (see shared/hnswlib.md): Add may run concurrently with
-// other Adds once the graph holds an element; Search, Find, CopyVector, ForEachElement and
-// Save may run concurrently with each other; Find may also run during Add and MarkDeleted of
-// other labels (it takes the lock that guards the label map); every other combination needs
-// the caller's exclusion (Index holds a reader/writer lock for this).
+// other Adds once the graph holds an element; Search, Find, CopyVector, LiveLabels,
+// LiveLabelsAfter, ForEachElement and Save may run concurrently with each other (they only
+// read); Find may also run during Add and MarkDeleted of other labels (it takes the lock that
+// guards the label map); every other combination needs the caller's exclusion (Index holds a
+// reader/writer lock for this).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,15 @@ class HnswGraph {
   bool CopyVector(uint64_t label, float* out) const;
   // Live labels, ascending.
   std::vector<uint64_t> LiveLabels() const;
+  // A page of live labels: the `limit` smallest ones above `after` (above nothing if unset),
+  // ascending, and how many live labels above `after` the page left out. Labels are not kept
+  // in order, so each page scans them all: O(live) time, but O(min(limit, live)) memory and
+  // O(live log limit) comparisons at worst, not a sort of every label.
+  struct LabelPage {
+    std::vector<uint64_t> labels;
+    uint64_t left_out = 0;
+  };
+  LabelPage LiveLabelsAfter(std::optional<uint64_t> after, size_t limit) const;
   // Calls fn for every element, live or deleted, in internal order.
   void ForEachElement(
       const std::function<void(uint64_t label, const float* vector, bool deleted)>& fn) const;

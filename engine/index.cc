@@ -504,6 +504,22 @@ absl::StatusOr<std::vector<uint64_t>> Index::Ids() const {
   return graph_->LiveLabels();
 }
 
+absl::StatusOr<size_t> Index::CheckIdsLimit(uint64_t limit) const {
+  if (limit > kMaxIdsPerPage) {
+    return absl::InvalidArgumentError(absl::StrCat("limit must be at most ", kMaxIdsPerPage,
+                                                   " ids per page, got ", limit, " (ids of index '",
+                                                   name_, "')"));
+  }
+  return limit == 0 ? kMaxIdsPerPage : limit;
+}
+
+absl::StatusOr<IdPage> Index::IdsPage(std::optional<uint64_t> start_after, size_t limit) const {
+  std::shared_lock lock(mu_);
+  if (absl::Status s = CheckUsable(); !s.ok()) return s;
+  HnswGraph::LabelPage page = graph_->LiveLabelsAfter(start_after, limit);
+  return IdPage{std::move(page.labels), page.left_out};
+}
+
 absl::Status Index::GetVectors(std::span<const uint64_t> ids, std::span<float> out) const {
   if (out.size() != ids.size() * dim_) {
     return absl::InternalError("element output buffer has the wrong size");

@@ -50,6 +50,13 @@ struct IndexInfo {
   bool initialized = false;
 };
 
+// One page of an index's live ids (Index::IdsPage).
+struct IdPage {
+  std::vector<uint64_t> ids;  // ascending
+  // Live ids above the page's start that it left out; 0 on the last page.
+  uint64_t left_out = 0;
+};
+
 // Graph parameters for Index::Init; zeros select the defaults in engine/limits.h.
 struct InitParams {
   uint64_t max_elements = 0;
@@ -113,8 +120,17 @@ class Index {
   absl::Status Query(std::span<const float> queries, uint32_t k, uint32_t ef,
                      std::span<uint64_t> ids_out, std::span<float> distances_out,
                      Deadline deadline = kNoDeadline) const;
-  // Live ids, ascending.
+  // Live ids, ascending. NOT_FOUND once the index is deleted; FAILED_PRECONDITION if it is
+  // not initialised.
   absl::StatusOr<std::vector<uint64_t>> Ids() const;
+  // The page size a caller's `limit` asks for: limit itself, 1..kMaxIdsPerPage, or
+  // kMaxIdsPerPage for 0. INVALID_ARGUMENT naming the index, the limit and the maximum above.
+  absl::StatusOr<size_t> CheckIdsLimit(uint64_t limit) const;
+  // The `limit` smallest live ids above `start_after` (above nothing if unset), ascending, and
+  // how many more there are; any limit is taken (CheckIdsLimit checks a caller's). Scans every
+  // id (they are not kept in order) but neither copies nor sorts them all: memory is
+  // O(limit). Errors as for Ids.
+  absl::StatusOr<IdPage> IdsPage(std::optional<uint64_t> start_after, size_t limit) const;
   // Copies the vectors of `ids` into out (ids.size() * dim floats) in the order asked.
   // NOT_FOUND naming the first id that is absent or deleted.
   absl::Status GetVectors(std::span<const uint64_t> ids, std::span<float> out) const;

@@ -22,6 +22,10 @@ inline constexpr uint32_t kMaxM = 2048;
 inline constexpr uint32_t kMaxEfConstruction = 100000;
 // hnswlib numbers elements with 32-bit internal ids.
 inline constexpr uint64_t kMaxElements = std::numeric_limits<uint32_t>::max() - 1;
+// Ids in one page of a paged id listing (GetIds with limit / start_after): at most 100 MB of
+// varints, and as much memory again while the page is selected. Every page scans the whole
+// index, so pages far smaller than this make listing a large index quadratic.
+inline constexpr uint32_t kMaxIdsPerPage = 10'000'000;
 
 inline constexpr uint32_t kDefaultM = 16;
 inline constexpr uint32_t kDefaultEfConstruction = 200;

@@ -520,9 +520,38 @@ void Accepted(const v1::ResizeIndexRequest& request, const v1::ResizeIndexRespon
   }
 }
 
+// Without paging fields: every live id (the fixture's lists fit in one reply). Paged: the
+// live ids above start_after, as many as the limit (0: kMaxIdsPerPage) and the reply allow,
+// with next_start_after set to the last of them exactly when more follow.
 void Accepted(const v1::GetIdsRequest& request, const v1::GetIdsResponse& response) {
   const std::vector<uint64_t> ids(response.ids().begin(), response.ids().end());
-  if (ids != state->baseline.ids[request.name()]) Fail("GetIds answered other ids");
+  const std::vector<uint64_t>& live = state->baseline.ids[request.name()];
+  if (!request.has_start_after() && !request.has_limit()) {
+    if (ids != live) Fail("GetIds answered other ids");
+    if (response.has_next_start_after()) Fail("GetIds of every id set next_start_after");
+    return;
+  }
+  if (request.limit() > luxdb::engine::kMaxIdsPerPage) {
+    Fail(absl::StrCat("GetIds accepted limit ", request.limit()));
+  }
+  const auto first = request.has_start_after()
+                         ? std::upper_bound(live.begin(), live.end(), request.start_after())
+                         : live.begin();
+  const size_t fit = (kMaxMessageBytes - 64) / 10;
+  const size_t page =
+      std::min<size_t>({request.limit() == 0 ? luxdb::engine::kMaxIdsPerPage : request.limit(), fit,
+                        static_cast<size_t>(live.end() - first)});
+  if (!std::equal(ids.begin(), ids.end(), first, first + page) || ids.size() != page) {
+    Fail(absl::StrCat("GetIds page of ", ids.size(), " ids is not the ", page, " expected"));
+  }
+  const bool more = first + page != live.end();
+  if (response.has_next_start_after() != more ||
+      (more && response.next_start_after() != ids.back())) {
+    Fail(absl::StrCat(
+        "GetIds page of ", ids.size(), " ids has next_start_after ",
+        response.has_next_start_after() ? absl::StrCat(response.next_start_after()) : "unset",
+        more ? " though more follow" : " though none follow"));
+  }
 }
 
 void Accepted(const v1::GetElementsRequest& request, const v1::GetElementsResponse& response) {

@@ -119,6 +119,24 @@ void RequestSeeds(const fs::path& dir) {
   v1::GetIdsRequest ids;
   ids.set_name("l2");
   seed(11, ids);
+  // Pages: a limit alone, start_after alone (0 is an id), both, and the extremes.
+  ids.set_limit(3);
+  seed(11, ids);
+  ids.clear_limit();
+  ids.set_start_after(0);
+  seed(11, ids);
+  ids.set_limit(2);
+  ids.set_start_after(5);
+  seed(11, ids);
+  ids.set_limit(0);
+  ids.set_start_after(UINT64_MAX);
+  seed(11, ids);
+  ids.set_limit(UINT32_MAX);  // above kMaxIdsPerPage
+  seed(11, ids);
+  ids.set_name("dead");  // every item deleted
+  ids.set_limit(1);
+  ids.clear_start_after();
+  seed(11, ids);
   v1::GetElementsRequest elements;
   elements.set_name("cos");
   elements.add_ids(101);

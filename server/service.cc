@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <span>
 
 #include "absl/strings/str_cat.h"
@@ -328,14 +329,33 @@ grpc::Status LuxDBService::GetIds(grpc::ServerContext* context, const v1::GetIds
   const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
-  absl::StatusOr<std::vector<uint64_t>> ids = (*index)->Ids();
-  if (!ids.ok()) return ToGrpc(ids.status());
-  if (absl::Status s = CheckResponseSize(ids->size() * kMaxIdBytes, ids->size(), "ids", "ids");
-      !s.ok()) {
-    return ToGrpc(absl::ResourceExhaustedError(
-        absl::StrCat("index '", request->name(), "' has ", ids->size(), " ids; ", s.message())));
+  // Ids one reply holds at the cap, at their longest varint; the overhead covers the field
+  // headers and next_start_after.
+  const uint64_t fit = (max_message_bytes_ - kResponseOverhead) / kMaxIdBytes;
+  // A request that sets neither field (a client from before paging) gets every id or an
+  // error, never a page it would take for the whole list.
+  const bool paged = request->has_start_after() || request->has_limit();
+  const auto too_many = [&](uint64_t count) {
+    return ToGrpc(absl::ResourceExhaustedError(absl::StrCat(
+        "index '", request->name(), "' has ", count, " ids; at most ", fit,
+        " fit in one reply under the server's ", max_message_bytes_ >> 20,
+        " MiB message cap (--max-message-mb): page through them with limit and start_after")));
+  };
+  uint64_t page_size = fit;
+  if (paged) {
+    absl::StatusOr<size_t> limit = (*index)->CheckIdsLimit(request->limit());
+    if (!limit.ok()) return ToGrpc(limit.status());
+    page_size = std::min<uint64_t>(*limit, fit);
+  } else if (const uint64_t live = (*index)->Info().element_count; live > fit) {
+    return too_many(live);  // refused before a page of `fit` ids is gathered for nothing
   }
-  response->mutable_ids()->Add(ids->begin(), ids->end());
+  std::optional<uint64_t> start_after;
+  if (request->has_start_after()) start_after = request->start_after();
+  absl::StatusOr<engine::IdPage> page = (*index)->IdsPage(start_after, page_size);
+  if (!page.ok()) return ToGrpc(page.status());
+  if (!paged && page->left_out > 0) return too_many(page->ids.size() + page->left_out);
+  response->mutable_ids()->Add(page->ids.begin(), page->ids.end());
+  if (page->left_out > 0 && !page->ids.empty()) response->set_next_start_after(page->ids.back());
   return grpc::Status::OK;
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <numbers>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -52,6 +53,8 @@ using ::luxdb::testing::DeleteItems;
 using ::luxdb::testing::DescribeIndex;
 using ::luxdb::testing::GetElements;
 using ::luxdb::testing::GetIds;
+using ::luxdb::testing::GetIdsPage;
+using ::luxdb::testing::IdsPage;
 using ::luxdb::testing::IndexExists;
 using ::luxdb::testing::InfoOf;
 using ::luxdb::testing::InitIndex;
@@ -73,6 +76,7 @@ using google::protobuf::Message;
 constexpr uint32_t kMaxK = 10000;
 constexpr uint32_t kMaxEf = 100000;
 constexpr uint64_t kMaxElements = 4'294'967'294;
+constexpr uint32_t kMaxIdsPerPage = 10'000'000;
 constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
 constexpr uint32_t kU32Max = std::numeric_limits<uint32_t>::max();
 constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
@@ -156,6 +160,11 @@ std::vector<NamedRpc> RpcsTakingAName() {
                                  }),
       Rpc<v1::ResizeIndexRequest>("ResizeIndex", [](auto* r) { r->set_new_max_elements(30); }),
       Rpc<v1::GetIdsRequest>("GetIds"),
+      Rpc<v1::GetIdsRequest>("GetIds",
+                             [](auto* r) {
+                               r->set_start_after(0);
+                               r->set_limit(1);
+                             }),
       Rpc<v1::GetElementsRequest>("GetElements", [](auto* r) { r->add_ids(1); }),
   };
 }
@@ -596,6 +605,63 @@ TEST_F(BadInputTest, DeleteItemsOfUnknownIdsIsNotFoundAndDeletesNothing) {
   ASSERT_TRUE(IsOk(DeleteItems(s, kKeep, {}, &deleted)));
   EXPECT_EQ(deleted, 0u);
   ExpectHarmless("no ids");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetIds paging (kKeep: ids 1-3 live, 4 deleted).
+
+TEST_F(BadInputTest, GetIdsTakesTheExtremesOfItsPagingFields) {
+  Stub& s = stub();
+  const std::vector<uint64_t> live = {1, 2, 3};
+  IdsPage page;
+  const auto expect_page = [&](const std::string& what, std::optional<uint64_t> start_after,
+                               std::optional<uint32_t> limit, const std::vector<uint64_t>& ids,
+                               std::optional<uint64_t> next) {
+    EXPECT_TRUE(IsOk(GetIdsPage(s, kKeep, start_after, limit, &page))) << what;
+    EXPECT_EQ(page.ids, ids) << what;
+    EXPECT_EQ(page.next_start_after, next) << what;
+    ExpectHarmless(what);
+  };
+  expect_page("limit 0 alone", std::nullopt, 0, live, std::nullopt);
+  expect_page("limit 1", std::nullopt, 1, {1}, 1);
+  expect_page("start_after 0, limit 0", 0, 0, live, std::nullopt);
+  expect_page("start_after 0 alone", 0, std::nullopt, live, std::nullopt);
+  expect_page("start_after the last live id", 3, 1, {}, std::nullopt);
+  expect_page("start_after a deleted id", 4, 0, {}, std::nullopt);
+  expect_page("start_after 2^64-1", kU64Max, std::nullopt, {}, std::nullopt);
+  expect_page("start_after 2^64-1, limit 1", kU64Max, 1, {}, std::nullopt);
+  expect_page("limit at its maximum", std::nullopt, kMaxIdsPerPage, live, std::nullopt);
+  expect_page("start_after 2^64-1, limit at its maximum", kU64Max, kMaxIdsPerPage, {},
+              std::nullopt);
+
+  const Code code = Code::INVALID_ARGUMENT;
+  ExpectRefused("limit above its maximum",
+                GetIdsPage(s, kKeep, std::nullopt, kMaxIdsPerPage + 1, &page), code,
+                {"'keep'", "limit", "10000001", "at most 10000000"});
+  ExpectRefused("limit 2^32-1", GetIdsPage(s, kKeep, kU64Max, kU32Max, &page), code,
+                {"'keep'", "4294967295", "at most 10000000"});
+  EXPECT_TRUE(page.ids.empty());
+  ExpectRefused("paged, uninitialised index", GetIdsPage(s, kRaw, 0, 1, &page),
+                Code::FAILED_PRECONDITION, {"'raw'", "not initialised"});
+  ExpectRefused("paged, unknown index", GetIdsPage(s, "ghost", kU64Max, 0, &page), Code::NOT_FOUND,
+                {"'ghost'"});
+
+  // A limit sent as a varint wider than 32 bits is cut to its low 32 bits by the parser, as
+  // for every uint32 field: 2^32 + 2 reads as 2.
+  v1::GetIdsRequest request;
+  request.set_name(kKeep);
+  google::protobuf::UnknownFieldSet wide;
+  wide.AddVarint(3, (uint64_t{1} << 32) + 2);
+  std::string wide_limit;
+  wide.SerializeToString(&wide_limit);
+  std::string response;
+  ASSERT_TRUE(IsOk(Send("GetIds", request.SerializeAsString() + wide_limit, &response)));
+  v1::GetIdsResponse answer;
+  ASSERT_TRUE(answer.ParseFromString(response));
+  EXPECT_EQ(std::vector<uint64_t>(answer.ids().begin(), answer.ids().end()),
+            (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(answer.next_start_after(), 2u);
+  ExpectHarmless("limit 2^32 + 2 on the wire");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -287,6 +288,68 @@ TEST_F(ClientTest, AddQueryGetIdsAndGetElements) {
   EXPECT_THAT(back->row(2), ElementsAreArray(all.subspan(299 * kDim, kDim)));
 }
 
+// Behind a 1 MiB message cap a reply holds 104,851 ids: GetIds pages through 210,000 in three
+// calls, and GetIdsPage fetches any one page.
+TEST(ClientPagingTest, GetIdsPagesThroughMoreIdsThanOneReplyHolds) {
+  TempDir dir;
+  server::Options options = TestServer::DefaultOptions();
+  options.max_message_mb = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(server.ConnectOptions());
+  ASSERT_TRUE(db.ok()) << db.status();
+  constexpr size_t kFit = 104'851;
+  constexpr size_t kCount = 210'000;
+  ASSERT_TRUE((*db)->CreateIndex("many", Space::kL2, 1).ok());
+  ASSERT_TRUE(
+      (*db)->InitIndex("many", {.max_elements = kCount, .ef_construction = 8, .m = 4}).ok());
+  std::vector<uint64_t> live;
+  for (size_t first = 0; first < kCount; first += 50'000) {
+    const size_t n = std::min<size_t>(50'000, kCount - first);
+    std::vector<float> vectors(n);
+    std::vector<uint64_t> ids(n);
+    for (size_t i = 0; i < n; ++i) {
+      vectors[i] = static_cast<float>(first + i);
+      ids[i] = (first + i) * 3 + 1;  // not contiguous: 1, 4, 7, ...
+    }
+    ASSERT_TRUE((*db)->AddItems("many", vectors, ids).ok());
+    live.insert(live.end(), ids.begin(), ids.end());
+  }
+  const std::vector<uint64_t> deleted = {1, 4000, 300'001, live.back()};
+  ASSERT_TRUE((*db)->DeleteItems("many", deleted).ok());
+  std::erase_if(live, [&](uint64_t id) {
+    return std::find(deleted.begin(), deleted.end(), id) != deleted.end();
+  });
+
+  absl::StatusOr<std::vector<uint64_t>> all = (*db)->GetIds("many");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), live.size());
+  EXPECT_TRUE(*all == live);
+
+  absl::StatusOr<IdsPage> first = (*db)->GetIdsPage("many");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->ids.size(), kFit);
+  EXPECT_TRUE(std::equal(first->ids.begin(), first->ids.end(), live.begin()));
+  EXPECT_EQ(first->next_start_after, live[kFit - 1]);
+  absl::StatusOr<IdsPage> some = (*db)->GetIdsPage("many", first->next_start_after, 3);
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_THAT(some->ids, ElementsAre(live[kFit], live[kFit + 1], live[kFit + 2]));
+  EXPECT_EQ(some->next_start_after, live[kFit + 2]);
+  absl::StatusOr<IdsPage> last = (*db)->GetIdsPage("many", live[live.size() - 2], 3);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_THAT(last->ids, ElementsAre(live.back()));
+  EXPECT_EQ(last->next_start_after, std::nullopt);
+  absl::StatusOr<IdsPage> beyond = (*db)->GetIdsPage("many", kMissingId);
+  ASSERT_TRUE(beyond.ok()) << beyond.status();
+  EXPECT_TRUE(beyond->ids.empty());
+  EXPECT_EQ(beyond->next_start_after, std::nullopt);
+
+  absl::Status too_big = (*db)->GetIdsPage("many", std::nullopt, 10'000'001).status();
+  EXPECT_EQ(too_big.code(), absl::StatusCode::kInvalidArgument) << too_big;
+  EXPECT_THAT(too_big.message(),
+              AllOf(HasSubstr("'many'"), HasSubstr("10000001"), HasSubstr("at most 10000000")));
+}
+
 TEST_F(ClientTest, QueryPadsMissingSlotsWithTheDocumentedValues) {
   MakeIndex("small", Space::kL2, 2, 10);
   const std::vector<float> vectors = {0, 0, 1, 0};
@@ -364,6 +427,8 @@ TEST_F(ClientTest, EveryMethodNamingAnUnknownIndexIsNotFoundNamingIt) {
       db_->QueryIndex(name, one, 1).status(),
       db_->ResizeIndex(name, 10),
       db_->GetIds(name).status(),
+      db_->GetIdsPage(name).status(),
+      db_->GetIdsPage(name, 0, 10).status(),
       db_->GetElements(name, id).status(),
   };
   for (size_t i = 0; i < statuses.size(); ++i) {
@@ -690,6 +755,20 @@ TEST(CommandLineTest, GlobalOptionsGoAnywhereAndArgumentsAreTyped) {
   ASSERT_TRUE(inv.ok()) << inv.status();
   EXPECT_THAT(inv->ids, ElementsAre(3, 7, 8, 9));
 
+  inv = cli::ParseCommandLine({"--secret", "s", "ids", "docs"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->limit, std::nullopt);  // neither: every id, a page at a time
+  EXPECT_EQ(inv->start_after, std::nullopt);
+  inv = cli::ParseCommandLine(
+      {"--secret", "s", "ids", "docs", "--limit", "0", "--start-after=18446744073709551615"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->limit, 0u);  // given: one page
+  EXPECT_EQ(inv->start_after, std::numeric_limits<uint64_t>::max());
+  inv = cli::ParseCommandLine({"--secret", "s", "ids", "docs", "--start-after", "0"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->limit, std::nullopt);
+  EXPECT_EQ(inv->start_after, 0u);
+
   inv = cli::ParseCommandLine({"--secret", "s", "token", "--method", "luxdb.v1.LuxDB/GetIds"});
   ASSERT_TRUE(inv.ok()) << inv.status();
   EXPECT_EQ(inv->method, "/luxdb.v1.LuxDB/GetIds");
@@ -716,6 +795,12 @@ TEST(CommandLineTest, UsageErrorsAreRefusedNamingTheProblem) {
       {{"--secret", "s", "list", "--json=yes"}, "--json takes no value"},
       {{"--secret", "s", "--tls-cert", "c.pem", "list"}, "--tls-cert and --tls-key go together"},
       {{"--secret-file", "/nonexistent/secret", "list"}, "cannot read secret file"},
+      {{"--secret", "s", "ids", "docs", "--limit", "-1"}, "--limit needs a whole number"},
+      {{"--secret", "s", "ids", "docs", "--limit", "4294967296"}, "from 0 to 4294967295"},
+      {{"--secret", "s", "ids", "docs", "--start-after", "x"}, "--start-after needs a whole"},
+      {{"--secret", "s", "ids", "docs", "--start-after", "18446744073709551616"},
+       "from 0 to 18446744073709551615"},
+      {{"--secret", "s", "get", "docs", "1", "--limit", "3"}, "--limit is not an option of 'get'"},
   };
   for (const auto& [args, expected] : cases) {
     absl::StatusOr<cli::Invocation> inv = cli::ParseCommandLine(args);

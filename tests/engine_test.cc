@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <span>
@@ -554,6 +556,54 @@ TEST_F(HnswGraphTest, SaveLoadRoundTrip) {
   const SearchResult self = SearchGraph(**grown, more.data() + 3 * kDim, 1, 100);
   ASSERT_EQ(self.ids.size(), 1u);
   EXPECT_EQ(self.ids[0], 5003u);
+}
+
+TEST_F(HnswGraphTest, LiveLabelsAfterPagesThroughLiveLabelsInAscendingOrder) {
+  constexpr size_t kCount = 2000;
+  std::unique_ptr<HnswGraph> graph = MakeGraph(kCount, Space::kL2, 2, 4);
+  ASSERT_NE(graph, nullptr);
+  std::mt19937_64 generator(3);
+  std::set<uint64_t> labels = {0, 1, std::numeric_limits<uint64_t>::max() - 1};
+  while (labels.size() < kCount) labels.insert(generator());
+  std::vector<uint64_t> shuffled(labels.begin(), labels.end());
+  std::shuffle(shuffled.begin(), shuffled.end(), generator);
+  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, RandomVectors(kCount, 2, 4), shuffled));
+  std::set<uint64_t> live = labels;
+  for (size_t i = 0; i < kCount; i += 7) {
+    ASSERT_TRUE(graph->MarkDeleted(shuffled[i]).ok());
+    live.erase(shuffled[i]);
+  }
+  // Revived and replaced labels are listed once.
+  const std::vector<float> vector = {0.5f, 0.5f};
+  ASSERT_TRUE(graph->Add(vector.data(), shuffled[7]).ok());
+  ASSERT_TRUE(graph->Add(vector.data(), shuffled[8]).ok());
+  live.insert(shuffled[7]);
+  const std::vector<uint64_t> expected(live.begin(), live.end());
+  EXPECT_EQ(graph->LiveLabels(), expected);
+
+  for (size_t limit : {size_t{1}, size_t{13}, size_t{500}, expected.size() - 1, expected.size(),
+                       expected.size() + 1}) {
+    std::vector<uint64_t> joined;
+    std::optional<uint64_t> after;
+    while (true) {
+      const HnswGraph::LabelPage page = graph->LiveLabelsAfter(after, limit);
+      ASSERT_LE(page.labels.size(), limit);
+      const auto start =
+          after ? std::upper_bound(expected.begin(), expected.end(), *after) : expected.begin();
+      ASSERT_TRUE(std::equal(page.labels.begin(), page.labels.end(), start)) << limit;
+      EXPECT_EQ(page.left_out, static_cast<uint64_t>(expected.end() - start) - page.labels.size());
+      joined.insert(joined.end(), page.labels.begin(), page.labels.end());
+      if (page.left_out == 0) break;
+      after = page.labels.back();
+    }
+    EXPECT_EQ(joined, expected) << "limit " << limit;
+  }
+  const HnswGraph::LabelPage none = graph->LiveLabelsAfter(std::nullopt, 0);
+  EXPECT_TRUE(none.labels.empty());
+  EXPECT_EQ(none.left_out, expected.size());
+  const HnswGraph::LabelPage past = graph->LiveLabelsAfter(expected.back(), 10);
+  EXPECT_TRUE(past.labels.empty());
+  EXPECT_EQ(past.left_out, 0u);
 }
 
 TEST_F(HnswGraphTest, ResizeKeepsElementsAndRefusesBelowCount) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -55,7 +56,9 @@ using ::luxdb::testing::DeleteItems;
 using ::luxdb::testing::DescribeIndex;
 using ::luxdb::testing::GetElements;
 using ::luxdb::testing::GetIds;
+using ::luxdb::testing::GetIdsPage;
 using ::luxdb::testing::IdsOf;
+using ::luxdb::testing::IdsPage;
 using ::luxdb::testing::IndexExists;
 using ::luxdb::testing::InfoOf;
 using ::luxdb::testing::InitIndex;
@@ -77,6 +80,7 @@ using Code = grpc::StatusCode;
 constexpr uint64_t kMissingId = std::numeric_limits<uint64_t>::max();
 constexpr uint32_t kMaxK = 10000;
 constexpr uint32_t kMaxEf = 100000;
+constexpr uint32_t kMaxIdsPerPage = 10'000'000;
 
 // ---------------------------------------------------------------------------------------------
 // Data.
@@ -473,6 +477,120 @@ TEST_F(ServiceTest, GetIdsListsLiveIdsAscendingOverTheWholeUint64Range) {
   ASSERT_TRUE(IsOk(DeleteItems(stub(), "ids", {1000})));
   EXPECT_EQ(IdsOf(stub(), "ids"), (std::vector<uint64_t>{0, 7, 42, big, biggest}));
   EXPECT_EQ(VectorsOf(stub(), "ids", {biggest, big}), (std::vector<float>{5, 1}));
+}
+
+// Every page of GetIds from the first (start_after unset) to the one without next_start_after,
+// each checked against the contract: at most `limit` ids, ascending, all above the page's
+// start_after, next_start_after the last of them. Stops (failing) after `max_pages`.
+std::vector<IdsPage> AllPages(Stub& stub, const std::string& name, uint32_t limit,
+                              size_t max_pages = 1000) {
+  std::vector<IdsPage> pages;
+  std::optional<uint64_t> start_after;
+  while (pages.size() < max_pages) {
+    IdsPage page;
+    const grpc::Status status = GetIdsPage(stub, name, start_after, limit, &page);
+    EXPECT_TRUE(IsOk(status)) << "page " << pages.size() << " at limit " << limit;
+    if (!status.ok()) break;
+    if (limit != 0) {
+      EXPECT_LE(page.ids.size(), limit);
+    }
+    EXPECT_TRUE(std::is_sorted(page.ids.begin(), page.ids.end()));
+    EXPECT_EQ(std::adjacent_find(page.ids.begin(), page.ids.end()), page.ids.end());
+    if (start_after.has_value() && !page.ids.empty()) {
+      EXPECT_GT(page.ids.front(), *start_after);
+    }
+    pages.push_back(page);
+    if (!page.next_start_after.has_value()) return pages;
+    EXPECT_FALSE(page.ids.empty()) << "a page without ids says more follow";
+    if (page.ids.empty()) break;
+    EXPECT_EQ(*page.next_start_after, page.ids.back());
+    start_after = page.next_start_after;
+  }
+  ADD_FAILURE() << "paging through '" << name << "' at limit " << limit << " did not end";
+  return pages;
+}
+
+std::vector<uint64_t> Joined(const std::vector<IdsPage>& pages) {
+  std::vector<uint64_t> ids;
+  for (const IdsPage& page : pages) ids.insert(ids.end(), page.ids.begin(), page.ids.end());
+  return ids;
+}
+
+TEST_F(ServiceTest, GetIdsPagesCoverEveryLiveIdOnceInAscendingOrder) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("paged", v1::L2, 1, 100));
+  const uint64_t big = (uint64_t{1} << 63) + 5;
+  const uint64_t biggest = kMissingId - 1;
+  std::vector<uint64_t> added = {big, 7, 1000, 0, biggest, 42, 1001, 1, biggest - 1};
+  for (uint64_t id = 5000; id < 5040; ++id) added.push_back(id * 3);
+  std::vector<float> vectors(added.size());
+  for (size_t i = 0; i < added.size(); ++i) vectors[i] = static_cast<float>(i);
+  ASSERT_TRUE(IsOk(AddItems(stub(), "paged", vectors, added)));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "paged", {1000, 15003, biggest - 1})));
+  std::vector<uint64_t> live;
+  for (uint64_t id : added) {
+    if (id != 1000 && id != 15003 && id != biggest - 1) live.push_back(id);
+  }
+  std::sort(live.begin(), live.end());
+  ASSERT_EQ(IdsOf(stub(), "paged"), live);
+  const uint32_t count = static_cast<uint32_t>(live.size());
+
+  for (uint32_t limit : {1u, 7u, count - 1, count, count + 1, 0u, kMaxIdsPerPage}) {
+    SCOPED_TRACE(::testing::Message() << "limit " << limit);
+    const std::vector<IdsPage> pages = AllPages(stub(), "paged", limit);
+    EXPECT_EQ(Joined(pages), live);
+    const uint32_t per_page = limit == 0 || limit > count ? count : limit;
+    EXPECT_EQ(pages.size(), (count + per_page - 1) / per_page);
+    for (size_t p = 0; p + 1 < pages.size(); ++p) EXPECT_EQ(pages[p].ids.size(), per_page);
+  }
+
+  // start_after is exclusive, and need not be a live id.
+  IdsPage page;
+  const auto page_of = [&](std::optional<uint64_t> start_after, std::optional<uint32_t> limit) {
+    EXPECT_TRUE(IsOk(GetIdsPage(stub(), "paged", start_after, limit, &page)));
+    return page.ids;
+  };
+  EXPECT_EQ(page_of(0, 2), (std::vector<uint64_t>{1, 7}));
+  EXPECT_EQ(page.next_start_after, 7u);
+  EXPECT_EQ(page_of(std::nullopt, 2), (std::vector<uint64_t>{0, 1}));
+  EXPECT_EQ(page.next_start_after, 1u);
+  EXPECT_EQ(page_of(8, 2), (std::vector<uint64_t>{42, 1001}));  // between ids
+  EXPECT_EQ(page_of(999, 1), (std::vector<uint64_t>{1001}));    // a deleted id is skipped
+  EXPECT_EQ(page_of(15000, 2), (std::vector<uint64_t>{15006, 15009}));
+  EXPECT_EQ(page_of(15117, std::nullopt), (std::vector<uint64_t>{big, biggest}));
+  EXPECT_EQ(page.next_start_after, std::nullopt);
+  EXPECT_EQ(page_of(big, 1), (std::vector<uint64_t>{biggest}));
+  EXPECT_EQ(page.next_start_after, std::nullopt);  // exactly the last one: no more
+  EXPECT_EQ(page_of(biggest, 0), (std::vector<uint64_t>{}));
+  EXPECT_EQ(page.next_start_after, std::nullopt);
+  EXPECT_EQ(page_of(kMissingId, 0), (std::vector<uint64_t>{}));
+  EXPECT_EQ(page.next_start_after, std::nullopt);
+  // A limit alone pages from the start; so does an explicit limit 0 (as many as allowed).
+  EXPECT_EQ(page_of(std::nullopt, 0), live);
+  EXPECT_EQ(page.next_start_after, std::nullopt);
+
+  // An index with no live ids has one empty page.
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("empty", v1::L2, 1, 10));
+  const std::vector<IdsPage> empty = AllPages(stub(), "empty", 3);
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_TRUE(empty[0].ids.empty());
+}
+
+TEST_F(ServiceTest, GetIdsRefusesALimitAboveTheMaximumAndUnknownIndexesNamingThem) {
+  ASSERT_NO_FATAL_FAILURE(MakeIndex("ids", v1::L2, 1, 10));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "ids", {1, 2}, {3, 4})));
+  IdsPage page;
+  EXPECT_TRUE(IsError(GetIdsPage(stub(), "ids", std::nullopt, kMaxIdsPerPage + 1, &page),
+                      Code::INVALID_ARGUMENT, {"'ids'", "limit", "10000001", "at most 10000000"}));
+  EXPECT_TRUE(IsError(GetIdsPage(stub(), "ids", 3, std::numeric_limits<uint32_t>::max(), &page),
+                      Code::INVALID_ARGUMENT, {"'ids'", "4294967295", "at most 10000000"}));
+  EXPECT_TRUE(IsOk(GetIdsPage(stub(), "ids", std::nullopt, kMaxIdsPerPage, &page)));
+  EXPECT_EQ(page.ids, (std::vector<uint64_t>{3, 4}));
+  EXPECT_TRUE(IsError(GetIdsPage(stub(), "nope", 0, 10, &page), Code::NOT_FOUND, {"'nope'"}));
+  EXPECT_TRUE(
+      IsError(GetIdsPage(stub(), "nope", std::nullopt, 0, &page), Code::NOT_FOUND, {"'nope'"}));
+  ASSERT_TRUE(IsOk(CreateIndex(stub(), "raw", v1::L2, 2)));
+  EXPECT_TRUE(IsError(GetIdsPage(stub(), "raw", 0, 10, &page), Code::FAILED_PRECONDITION,
+                      {"'raw'", "not initialised"}));
 }
 
 TEST_F(ServiceTest, GetElementsReturnsVectorsInTheOrderAsked) {
@@ -1197,6 +1315,52 @@ TEST(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
   // Within the cap, the same query works.
   ASSERT_TRUE(IsOk(QueryIndex(s, "padded", {0, 0}, kMaxK, 0, &result)));
   EXPECT_EQ(result.ids.size(), kMaxK);
+}
+
+// A 1 MiB reply holds (1 MiB - 64 bytes) / 10 = 104,851 ids at their longest varint. One id
+// more and a request without paging fields is refused naming the count (not sent truncated,
+// nor failed by gRPC at the send); pages are capped to what fits.
+TEST(MessageCapTest, GetIdsOfAnIndexTooBigForOneReplyIsRefusedUnlessPaged) {
+  TempDir dir;
+  server::Options options = TestServer::DefaultOptions();
+  options.max_message_mb = 1;
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(HasFatalFailure());
+  Stub& s = server.stub();
+  constexpr uint64_t kFit = 104'851;
+  constexpr uint64_t kCount = kFit + 1;
+  ASSERT_TRUE(IsOk(CreateIndex(s, "many", v1::L2, 1)));
+  ASSERT_TRUE(IsOk(InitIndex(s, "many", kCount, /*ef_construction=*/8, /*m=*/4)));
+  for (uint64_t first = 0; first < kCount; first += 50'000) {
+    const uint64_t n = std::min<uint64_t>(50'000, kCount - first);
+    std::vector<float> vectors(n);
+    for (uint64_t i = 0; i < n; ++i) vectors[i] = static_cast<float>(first + i);
+    ASSERT_TRUE(IsOk(AddItems(s, "many", vectors, IdRange(first, n))));
+  }
+
+  std::vector<uint64_t> ids;
+  EXPECT_TRUE(IsError(GetIds(s, "many", &ids), Code::RESOURCE_EXHAUSTED,
+                      {"'many'", "104852 ids", "at most 104851", "1 MiB message cap",
+                       "--max-message-mb", "limit and start_after"}));
+  // Pages as big as fit, whatever the limit asked.
+  for (uint32_t limit : {0u, 200'000u, kMaxIdsPerPage}) {
+    SCOPED_TRACE(::testing::Message() << "limit " << limit);
+    const std::vector<IdsPage> pages = AllPages(s, "many", limit);
+    ASSERT_EQ(pages.size(), 2u);
+    EXPECT_EQ(pages[0].ids.size(), kFit);
+    EXPECT_EQ(pages[0].next_start_after, kFit - 1);
+    EXPECT_EQ(pages[1].ids, std::vector<uint64_t>{kFit});
+    EXPECT_EQ(Joined(pages), IdRange(0, kCount));
+  }
+  IdsPage page;
+  ASSERT_TRUE(IsOk(GetIdsPage(s, "many", 50'000, 1000, &page)));
+  EXPECT_EQ(page.ids, IdRange(50'001, 1000));
+  EXPECT_EQ(page.next_start_after, 51'000u);
+
+  // One id fewer and the whole list fits again.
+  ASSERT_TRUE(IsOk(DeleteItems(s, "many", {77})));
+  ASSERT_TRUE(IsOk(GetIds(s, "many", &ids)));
+  EXPECT_EQ(ids.size(), kFit);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -210,6 +210,20 @@ grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* 
   return status;
 }
 
+grpc::Status GetIdsPage(Stub& stub, const std::string& name, std::optional<uint64_t> start_after,
+                        std::optional<uint32_t> limit, IdsPage* page) {
+  v1::GetIdsRequest request;
+  request.set_name(name);
+  if (start_after.has_value()) request.set_start_after(*start_after);
+  if (limit.has_value()) request.set_limit(*limit);
+  v1::GetIdsResponse response;
+  grpc::Status status = Call(stub, &Stub::GetIds, request, &response);
+  page->ids.assign(response.ids().begin(), response.ids().end());
+  page->next_start_after.reset();
+  if (response.has_next_start_after()) page->next_start_after = response.next_start_after();
+  return status;
+}
+
 grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
                          std::vector<float>* vectors, uint32_t* dim) {
   v1::GetElementsRequest request;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,13 @@ grpc::Status QueryIndex(Stub& stub, const std::string& name, const std::vector<f
                         uint32_t k, uint32_t ef, QueryResult* result);
 grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_elements);
 grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids);
+// One page of GetIds: start_after and limit are sent when set (limit 0 included).
+struct IdsPage {
+  std::vector<uint64_t> ids;
+  std::optional<uint64_t> next_start_after;
+};
+grpc::Status GetIdsPage(Stub& stub, const std::string& name, std::optional<uint64_t> start_after,
+                        std::optional<uint32_t> limit, IdsPage* page);
 grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
                          std::vector<float>* vectors, uint32_t* dim = nullptr);
 grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response);

@@ -124,6 +124,14 @@ async def add_query_read_delete(db):
     assert await db.count("pts") == 4
     assert (await db.info("pts"))["deleted_count"] == 1
     assert (await db.get_ids("pts")).tolist() == [10, 11, 13, 14]
+    ids, following = await db.get_ids_page("pts", limit=2)
+    assert ids.dtype == np.uint64 and ids.tolist() == [10, 11] and following == 11
+    ids, following = await db.get_ids_page("pts", following, 2)
+    assert ids.tolist() == [13, 14] and following is None
+    ids, following = await db.get_ids_page("pts", 0)
+    assert ids.tolist() == [10, 11, 13, 14] and following is None
+    ids, following = await db.get_ids_page("pts", start_after=2**64 - 1, limit=1)
+    assert ids.tolist() == [] and following is None
     labels, _ = await db.query_index("pts", POINTS[2], 1)
     assert labels[0, 0] != 12
 
@@ -265,6 +273,51 @@ async def backup_writes_a_copy(db):
         await db.backup(target)
     assert refused.value.code == grpc.StatusCode.ALREADY_EXISTS and target in str(refused.value)
     shutil.rmtree(os.path.dirname(target))
+
+
+# A server run with --max-message-mb 1 sends at most this many ids in one reply.
+IDS_PER_REPLY_AT_1_MIB = 104_851
+
+
+async def ids_in_pages(db):
+    """Against a server run with --max-message-mb 1: get_ids pages through 210,000 ids (three
+    replies); get_ids_page fetches any one page."""
+    count = 210_000
+    await db.create_index("many", "l2", 1)
+    await db.init_index("many", count, ef_construction=8, M=4)
+    added = np.arange(count, dtype=np.uint64) * 3 + 1  # 1, 4, 7, ...
+    for first in range(0, count, 50_000):
+        part = added[first:first + 50_000]
+        await db.add_items("many", part.astype(np.float32).reshape(-1, 1), part)
+    deleted = [1, 4000, 300_001, int(added[-1])]
+    assert await db.delete_items("many", deleted) == 4
+    live = added[~np.isin(added, np.array(deleted, dtype=np.uint64))]
+
+    ids = await db.get_ids("many")
+    assert ids.dtype == np.uint64
+    np.testing.assert_array_equal(ids, live)
+
+    fit = IDS_PER_REPLY_AT_1_MIB
+    ids, following = await db.get_ids_page("many")
+    np.testing.assert_array_equal(ids, live[:fit])
+    assert following == int(live[fit - 1])
+    ids, following = await db.get_ids_page("many", following, 3)
+    assert ids.tolist() == live[fit:fit + 3].tolist() and following == int(live[fit + 2])
+    ids, following = await db.get_ids_page("many", int(live[-2]), 1000)
+    assert ids.tolist() == [int(live[-1])] and following is None
+
+    code = grpc.StatusCode
+    with pytest.raises(LuxDBError) as info:
+        await db.get_ids_page("many", limit=10_000_001)
+    assert_server_error(info, InvalidArgumentError, code.INVALID_ARGUMENT, "'many'", "10000001",
+                        "at most 10000000")
+    with pytest.raises(InvalidArgumentError, match="start_after must be between 0 and"):
+        await db.get_ids_page("many", -1)
+    with pytest.raises(InvalidArgumentError, match="limit must be between 0 and 4294967295"):
+        await db.get_ids_page("many", limit=2**32)
+    with pytest.raises(LuxDBError) as info:
+        await db.get_ids_page("nope", 5)
+    assert_server_error(info, IndexDoesNotExistException, code.NOT_FOUND, "'nope'")
 
 
 SCENARIOS = [index_lifecycle, add_query_read_delete, cosine_and_inner_product,

@@ -294,6 +294,54 @@ def test_errors_and_exit_codes(luxdb_server, tmp_path):
     assert "Exit status" in helped.stdout
 
 
+def test_ids_pages_through_more_ids_than_one_reply_holds(luxdb_server_bin, tmp_path):
+    """Behind a 1 MiB message cap a reply holds 104,851 ids: `luxdb ids` lists 210,000 in
+    three pages; --limit and --start-after fetch one page and say where the next starts."""
+    server = LuxServer(luxdb_server_bin, tmp_path / "data", log_dir=tmp_path,
+                       extra_args=["--max-message-mb", "1"])
+    try:
+        server.start()
+        count, fit = 210_000, 104_851
+        rows = tmp_path / "line.npy"
+        np.save(rows, np.arange(count, dtype=np.float32).reshape(-1, 1))
+        luxdb(server, "create", "many", "--space", "l2", "--dim", "1")
+        luxdb(server, "init", "many", "--max-elements", count, "--m", "4",
+              "--ef-construction", "8")
+        luxdb(server, "add", "many", rows, "--batch", "50000")
+        luxdb(server, "delete", "many", "0,7,209999")
+        live = [i for i in range(count) if i not in (0, 7, 209_999)]
+
+        listed = luxdb(server, "ids", "many")
+        assert [int(i) for i in listed.stdout.split()] == live and listed.stderr == ""
+        assert json.loads(luxdb(server, "ids", "many", "--json").stdout) == live
+
+        page = luxdb(server, "ids", "many", "--limit", "3", "--start-after", fit)
+        assert page.stdout.split() == [str(fit + 1), str(fit + 2), str(fit + 3)]
+        assert page.stderr == f"luxdb: more ids follow: luxdb ids many --start-after {fit + 3}\n"
+        first = luxdb(server, "ids", "many", "--limit", "0")
+        assert [int(i) for i in first.stdout.split()] == live[:fit]
+        assert f"--start-after {live[fit - 1]}\n" in first.stderr
+        last = json.loads(luxdb(server, "ids", "many", "--start-after", "209990", "--json").stdout)
+        assert last == {"ids": list(range(209_991, 209_999)), "next_start_after": None}
+        middle = json.loads(luxdb(server, "ids", "many", "--start-after", "0", "--limit", "2",
+                                  "--json").stdout)
+        assert middle == {"ids": [1, 2], "next_start_after": 2}
+        past = luxdb(server, "ids", "many", "--start-after", 2**64 - 1)
+        assert (past.stdout, past.stderr) == ("", "")
+
+        refused = luxdb(server, "ids", "many", "--limit", "10000001", check=False)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert "10000001" in refused.stderr and "at most 10000000" in refused.stderr
+        server.stop()
+    finally:
+        server.abandon()
+
+    helped = subprocess.run([cli_binary(), "--help"], capture_output=True, text=True, timeout=30)
+    assert "ids NAME [--json] [--limit N] [--start-after ID]" in helped.stdout
+    assert "(default 0: as many as the server sends in one reply" in helped.stdout
+    assert "ID (default: from the smallest)" in helped.stdout
+
+
 def run_with_stderr_on_a_terminal(args, env, timeout=60):
     """Runs `args` with stderr on a pseudo-terminal (120 columns); returns (code, stderr)."""
     master, slave = pty.openpty()

@@ -9,7 +9,7 @@ import grpc.aio
 import pytest
 
 import luxdb.client
-from client_cases import SCENARIOS
+from client_cases import SCENARIOS, ids_in_pages
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError
 from luxdb.stubs import luxdb_pb2 as pb
@@ -22,6 +22,13 @@ from luxdb_testing import TEST_KDF_ITERATIONS, TEST_SECRET, free_port
 async def test_scenario(scenario, client_args):
     async with luxdb.client.connect(*client_args) as client:
         await scenario(client)
+
+
+@pytest.mark.asyncio
+async def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):
+    port = start_luxdb_server("--max-message-mb", "1")
+    async with luxdb.client.connect("127.0.0.1", port, TEST_SECRET) as client:
+        await ids_in_pages(client)
 
 
 @pytest.mark.asyncio

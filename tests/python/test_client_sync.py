@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import luxdb.sync_client
-from client_cases import SCENARIOS, Awaitable
+from client_cases import SCENARIOS, Awaitable, ids_in_pages
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError, UnknownSpaceException, \
     error_from_rpc
@@ -161,6 +161,12 @@ def test_bulk_fields_encode_and_decode_as_protobuf_does():
     assert _wire.float_field(fields, 2).tolist() == vectors.ravel().tolist()
     assert _wire.int_field(fields, 3) == 3
     assert _wire.uint64_field(_wire.scan(b""), 1).size == 0
+
+
+def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):
+    port = start_luxdb_server("--max-message-mb", "1")
+    with luxdb.sync_client.connect("127.0.0.1", port, TEST_SECRET) as client:
+        asyncio.run(ids_in_pages(Awaitable(client)))
 
 
 def test_batch_above_the_message_cap_names_a_batch_size_that_fits(start_luxdb_server):

@@ -29,7 +29,9 @@ Commands:
   query NAME FILE -k K [--ef E] [--json] [--batch B]
                                         the K nearest neighbours of each row of FILE
   get NAME IDS [--json]                 the vectors of IDS
-  ids NAME [--json]                     the ids of an index's live items
+  ids NAME [--json] [--limit N] [--start-after ID]
+                                        the ids of an index's live items, ascending; one
+                                        page of them with --limit or --start-after (below)
   delete NAME IDS                       mark IDS deleted
   set-ef NAME EF                        set an index's default search breadth
   resize NAME N                         change an index's capacity to N items
@@ -58,6 +60,12 @@ Options:
                     health 5 s)
   -h, --help        this help
 LUXDB_SALT and KDF_ITERATIONS, if the server sets them, must be set alike here.
+
+ids fetches the ids a page at a time and prints them as they come. --limit and
+--start-after fetch one page only: the ids above ID (default: from the smallest), at most N
+(default 0: as many as the server sends in one reply, up to 10,000,000); when more follow,
+stderr names the --start-after of the next page (JSON: {"ids": [...], "next_start_after":
+ID or null}).
 
 token prints a fresh single-use token, bound to method M ("luxdb.v1.LuxDB/QueryIndex") or,
 by default, valid for any method:
@@ -101,6 +109,8 @@ const std::vector<OptionSpec>& Options() {
       {"-k", true, {"query"}},
       {"--ef", true, {"query"}},
       {"--json", false, {"list", "info", "ids", "get", "query"}},
+      {"--limit", true, {"ids"}},
+      {"--start-after", true, {"ids"}},
       {"--method", true, {"token"}},
       {"--service", true, {"health"}},
   };
@@ -352,6 +362,17 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     absl::StatusOr<std::vector<uint64_t>> ids = ParseIdList(inv.operands[1]);
     if (!ids.ok()) return Usage(ids.status().message());
     inv.ids = *std::move(ids);
+  } else if (inv.command == "ids") {
+    if (const std::string* limit = option("--limit")) {
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--limit", *limit, 0, UINT32_MAX);
+      if (!v.ok()) return v.status();
+      inv.limit = *v;
+    }
+    if (const std::string* after = option("--start-after")) {
+      absl::StatusOr<uint64_t> v = ParseNumber<uint64_t>("--start-after", *after, 0, UINT64_MAX);
+      if (!v.ok()) return v.status();
+      inv.start_after = *v;
+    }
   } else if (inv.command == "resize") {
     absl::StatusOr<uint64_t> n = ParseNumber<uint64_t>("N", inv.operands[1], 1, UINT64_MAX);
     if (!n.ok()) return n.status();

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct Invocation {
   uint32_t k = 0;
   uint32_t ef = 0;
   std::vector<uint64_t> ids;
+  // ids: one page (either given) or every id (neither).
+  std::optional<uint64_t> start_after;
+  std::optional<uint32_t> limit;
   bool json = false;
   std::string method = auth::kAnyMethod;
   std::string service;  // health: "" is the whole server

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -273,15 +274,50 @@ absl::Status RunGet(Client& db, const Invocation& inv) {
 }
 
 absl::Status RunIds(Client& db, const Invocation& inv) {
-  absl::StatusOr<std::vector<uint64_t>> ids = db.GetIds(inv.operands[0]);
-  if (!ids.ok()) return ids.status();
-  if (inv.json) {
-    std::cout << "[";
-    for (size_t i = 0; i < ids->size(); ++i) std::cout << (i ? ", " : "") << (*ids)[i];
-    std::cout << "]\n";
-  } else {
-    for (uint64_t id : *ids) std::cout << id << "\n";
+  const std::string& name = inv.operands[0];
+  if (inv.limit.has_value() || inv.start_after.has_value()) {
+    absl::StatusOr<IdsPage> page = db.GetIdsPage(name, inv.start_after, inv.limit.value_or(0));
+    if (!page.ok()) return page.status();
+    if (inv.json) {
+      std::cout << "{\"ids\": [";
+      for (size_t i = 0; i < page->ids.size(); ++i) std::cout << (i ? ", " : "") << page->ids[i];
+      std::cout << "], \"next_start_after\": "
+                << (page->next_start_after ? absl::StrCat(*page->next_start_after) : "null")
+                << "}\n";
+    } else {
+      for (uint64_t id : page->ids) std::cout << id << "\n";
+      if (page->next_start_after) {
+        std::cerr << "luxdb: more ids follow: luxdb ids " << name << " --start-after "
+                  << *page->next_start_after << "\n";
+      }
+    }
+    return absl::OkStatus();
   }
+  // Every id, a page at a time, printed as each page arrives. Output starts with the first
+  // page, so that a refused call prints nothing on stdout.
+  std::optional<uint64_t> start_after;
+  uint64_t listed = 0;
+  while (true) {
+    absl::StatusOr<IdsPage> page = db.GetIdsPage(name, start_after);
+    if (!page.ok()) {
+      return listed == 0
+                 ? page.status()
+                 : WithContext(page.status(), absl::StrCat("after listing ", listed, " ids (up to ",
+                                                           *start_after, "): "));
+    }
+    if (inv.json && !start_after) std::cout << "[";
+    for (uint64_t id : page->ids) {
+      if (inv.json) {
+        std::cout << (listed > 0 ? ", " : "") << id;
+      } else {
+        std::cout << id << "\n";
+      }
+      ++listed;
+    }
+    if (!page->next_start_after) break;
+    start_after = page->next_start_after;
+  }
+  if (inv.json) std::cout << "]\n";
   return absl::OkStatus();
 }
 

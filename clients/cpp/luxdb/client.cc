@@ -1,5 +1,6 @@
 #include "luxdb/client.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -282,11 +283,55 @@ absl::Status Client::ResizeIndex(const std::string& name, uint64_t new_max_eleme
 
 absl::StatusOr<std::vector<uint64_t>> Client::GetIds(const std::string& name,
                                                      const CallOptions& call) {
+  std::vector<uint64_t> ids;
+  std::optional<uint64_t> start_after;
+  while (true) {
+    // GetIdsPage checks that each page starts above the last, so this ends.
+    absl::StatusOr<IdsPage> page = GetIdsPage(name, start_after, /*limit=*/0, call);
+    if (!page.ok()) return page.status();
+    if (ids.empty()) {
+      ids = std::move(page->ids);
+    } else {
+      ids.insert(ids.end(), page->ids.begin(), page->ids.end());
+    }
+    if (!page->next_start_after.has_value()) return ids;
+    start_after = page->next_start_after;
+  }
+}
+
+absl::StatusOr<IdsPage> Client::GetIdsPage(const std::string& name,
+                                           std::optional<uint64_t> start_after, uint32_t limit,
+                                           const CallOptions& call) {
   v1::GetIdsRequest request;
   request.set_name(name);
+  if (start_after.has_value()) request.set_start_after(*start_after);
+  request.set_limit(limit);  // set even when 0: it asks for a page, not the whole list
   v1::GetIdsResponse response;
   if (absl::Status s = impl_->Call(&Stub::GetIds, request, &response, call); !s.ok()) return s;
-  return std::vector<uint64_t>(response.ids().begin(), response.ids().end());
+  IdsPage page;
+  page.ids.assign(response.ids().begin(), response.ids().end());
+  if (response.has_next_start_after()) page.next_start_after = response.next_start_after();
+  const auto malformed = [&](absl::string_view what) {
+    return absl::InternalError(
+        absl::StrCat("malformed GetIds page of index '", name, "' from ", target(), ": ", what));
+  };
+  for (size_t i = 0; i < page.ids.size(); ++i) {
+    const bool above_previous = i > 0 ? page.ids[i] > page.ids[i - 1]
+                                      : !start_after.has_value() || page.ids[i] > *start_after;
+    if (!above_previous) {
+      return malformed(
+          absl::StrCat("id ", page.ids[i], " at position ", i, " is not above the one before it",
+                       i == 0 ? absl::StrCat(" (start_after ", *start_after,
+                                             "; a server from before paging ignores start_after)")
+                              : ""));
+    }
+  }
+  if (page.next_start_after.has_value() &&
+      (page.ids.empty() || *page.next_start_after != page.ids.back())) {
+    return malformed(
+        absl::StrCat("next_start_after ", *page.next_start_after, " is not the page's last id"));
+  }
+  return page;
 }
 
 absl::StatusOr<Vectors> Client::GetElements(const std::string& name, std::span<const uint64_t> ids,

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -92,6 +93,13 @@ struct Vectors {
   std::span<const float> row(size_t i) const {
     return std::span<const float>(data).subspan(i * dim, dim);
   }
+};
+
+// One page of an index's ids (Client::GetIdsPage).
+struct IdsPage {
+  std::vector<uint64_t> ids;  // ascending
+  // Set when more ids follow: the start_after of the next page (the last id of this one).
+  std::optional<uint64_t> next_start_after;
 };
 
 // Per-call settings.
@@ -177,10 +185,25 @@ class Client {
   absl::Status ResizeIndex(const std::string& name, uint64_t new_max_elements,
                            const CallOptions& call = {});
 
-  // The ids of index `name`'s live items, ascending. NOT_FOUND; RESOURCE_EXHAUSTED if they
-  // do not fit in one message.
+  // The ids of index `name`'s live items, ascending, however many: fetched a page at a time
+  // (GetIdsPage, pages as large as the server allows), each page a call of its own with its
+  // own `call.timeout`. Ids added or deleted meanwhile may or may not be listed; none is
+  // listed twice. NOT_FOUND; FAILED_PRECONDITION (not initialised); INTERNAL if the server's
+  // pages are malformed. A server from before paging answers every id in one message, or
+  // RESOURCE_EXHAUSTED if they do not fit.
   absl::StatusOr<std::vector<uint64_t>> GetIds(const std::string& name,
                                                const CallOptions& call = {});
+
+  // One page of index `name`'s live ids: those above `start_after` (from the smallest id if
+  // unset), ascending, at most `limit` of them; 0 means as many as the server allows (up to
+  // 10,000,000, fewer where its message cap requires: a page may be shorter than `limit`).
+  // next_start_after is set when more ids follow. NOT_FOUND; FAILED_PRECONDITION (not
+  // initialised); INVALID_ARGUMENT for a limit above 10,000,000; INTERNAL if the page is
+  // malformed (ids not ascending or not above start_after, as from a server that predates
+  // paging and ignored start_after).
+  absl::StatusOr<IdsPage> GetIdsPage(const std::string& name,
+                                     std::optional<uint64_t> start_after = std::nullopt,
+                                     uint32_t limit = 0, const CallOptions& call = {});
 
   // The vectors of `ids`, in the order asked (normalised for cosine indexes). NOT_FOUND for
   // an unknown index or an id that is absent or deleted (the message names it).

@@ -101,6 +101,11 @@ def _as_ids(ids, name):
                     dtype=np.uint64)
 
 
+def _malformed_page(name, what):
+    return LuxDBError(f"malformed GetIds page of index '{name}' from the server: {what}",
+                      code=grpc.StatusCode.INTERNAL, name=name)
+
+
 def _space_value(space, name):
     value = SPACES.get(space.lower()) if isinstance(space, str) else None
     if value is None:
@@ -253,10 +258,16 @@ class Operations:
         return self._call(Call(SERVICE_PATH + "GetElements", request, decode, name))
 
     def get_ids(self, name):
-        """The ids of all live items, ascending: a uint64 array."""
-        request = pb.GetIdsRequest(name=name).SerializeToString()
-        return self._call(Call(SERVICE_PATH + "GetIds", request,
-                               lambda data: _wire.uint64_field(_wire.scan(data), 1), name))
+        """The ids of all live items, ascending: a uint64 array. Fetched a page at a time
+        (get_ids_page), as many pages as it takes; the client's timeout applies to each."""
+        return self._call_each(self._all_id_pages(name))
+
+    def get_ids_page(self, name, start_after=None, limit=0):
+        """One page of the live ids: those above `start_after` (from the smallest if None),
+        ascending, at most `limit` of them (0: as many as the server sends in one reply, up
+        to 10,000,000; a page may hold fewer than `limit`). Returns (ids, next_start_after):
+        a uint64 array, and the start_after of the next page, or None on the last page."""
+        return self._call(self._id_page_call(name, start_after, limit))
 
     def backup(self, path):
         """Has the server write a consistent copy of its whole data directory to `path`, a new
@@ -266,6 +277,49 @@ class Operations:
         return self._call(_message_call(
             "Backup", pb.BackupRequest(path=str(path)),
             lambda reply: {"path": reply.path, "bytes": reply.bytes, "seconds": reply.seconds}))
+
+    def _call_each(self, calls):
+        """Performs each Call the generator `calls` yields, sending it the call's result;
+        returns what the generator returns (the clients define how: blocking or awaited)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _id_page_call(name, start_after, limit):
+        # limit is sent even when 0: its presence asks for a page rather than every id.
+        request = pb.GetIdsRequest(name=name, limit=_whole(limit, "limit", 32))
+        if start_after is not None:
+            start_after = _whole(start_after, "start_after", 64)
+            request.start_after = start_after
+
+        def decode(data):
+            fields = _wire.scan(data)
+            ids = _wire.uint64_field(fields, 1)
+            following = fields.get(2)
+            next_start_after = _wire.int_field(fields, 2) if following else None
+            if ids.size and start_after is not None and int(ids[0]) <= start_after:
+                raise _malformed_page(name, f"its first id {int(ids[0])} is not above "
+                                            f"start_after {start_after} (a server from before "
+                                            f"paging ignores start_after)")
+            if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+                raise _malformed_page(name, "its ids are not ascending")
+            if next_start_after is not None and (not ids.size or next_start_after != int(ids[-1])):
+                raise _malformed_page(name, f"next_start_after {next_start_after} is not its "
+                                            f"last id")
+            return ids, next_start_after
+
+        return Call(SERVICE_PATH + "GetIds", request.SerializeToString(), decode, name)
+
+    def _all_id_pages(self, name):
+        """Generator for _call_each: the calls of every page of `name`'s ids, from the first;
+        returns their ids joined. Each page starts above the last (decode checks it), so it
+        ends."""
+        pages = []
+        start_after = None
+        while True:
+            ids, start_after = yield self._id_page_call(name, start_after, 0)
+            pages.append(ids)
+            if start_after is None:
+                return pages[0] if len(pages) == 1 else np.concatenate(pages)
 
     def _describe(self, name, read):
         return self._call(_message_call("DescribeIndex", pb.DescribeIndexRequest(name=name),

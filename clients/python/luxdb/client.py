@@ -49,6 +49,14 @@ class Client(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
+    async def _call_each(self, calls):
+        try:
+            call = next(calls)
+            while True:
+                call = calls.send(await self._call(call))
+        except StopIteration as done:
+            return done.value
+
     async def __aenter__(self):
         return await self.connect()
 

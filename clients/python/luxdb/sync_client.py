@@ -47,6 +47,14 @@ class SyncClient(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
+    def _call_each(self, calls):
+        try:
+            call = next(calls)
+            while True:
+                call = calls.send(self._call(call))
+        except StopIteration as done:
+            return done.value
+
     def __enter__(self):
         return self.connect()
 
