@@ -172,6 +172,28 @@ class AttackTest : public ::testing::Test {
 
   std::string Token(const std::string& method) { return auth::MintToken(key_, method); }
 
+  // A raw HTTP/2 connection to the server (see RawHttp2Connection::Connect); dies on failure.
+  std::unique_ptr<RawHttp2Connection> ConnectRaw(bool handshake) const {
+    absl::StatusOr<std::unique_ptr<RawHttp2Connection>> connection =
+        RawHttp2Connection::Connect(server_->port(), handshake);
+    if (!connection.ok()) {
+      ADD_FAILURE() << connection.status();
+      std::abort();
+    }
+    return *std::move(connection);
+  }
+
+  // Opens `streams` AddItems streams without a token on `connection`; their ids.
+  static std::vector<uint32_t> OpenStreams(RawHttp2Connection* connection, int streams) {
+    std::vector<uint32_t> ids;
+    for (int s = 0; s < streams; ++s) {
+      absl::StatusOr<uint32_t> stream = connection->OpenStream(kAddItems, {});
+      EXPECT_TRUE(stream.ok()) << stream.status();
+      if (stream.ok()) ids.push_back(*stream);
+    }
+    return ids;
+  }
+
   pid_t pid() const { return server_->pid(); }
 
   TempDir dir_;
@@ -262,16 +284,11 @@ TEST_F(AttackTest, PartialMessagesWithoutTokensAreCutAndHoldNoMemory) {
   uint64_t accepted = 0;
   const Clock::time_point start = Clock::now();
   for (int c = 0; c < kConnections; ++c) {
-    absl::StatusOr<std::unique_ptr<RawHttp2Connection>> connection =
-        RawHttp2Connection::Connect(server_->port(), true);
-    ASSERT_TRUE(connection.ok()) << connection.status();
-    for (int s = 0; s < kStreamsPerConnection; ++s) {
-      absl::StatusOr<uint32_t> stream = (*connection)->OpenStream(kAddItems, {});
-      ASSERT_TRUE(stream.ok()) << stream.status();
-      streams[c].push_back(*stream);
-      accepted += (*connection)->SendMessageBody(*stream, kAnnounced, kSendAtMost, seconds(3));
+    connections.push_back(ConnectRaw(true));
+    streams[c] = OpenStreams(connections.back().get(), kStreamsPerConnection);
+    for (uint32_t stream : streams[c]) {
+      accepted += connections.back()->SendMessageBody(stream, kAnnounced, kSendAtMost, seconds(3));
     }
-    connections.push_back(*std::move(connection));
   }
   for (auto& connection : connections) connection->Pump(milliseconds(500));
   const double refused_within = std::chrono::duration<double>(Clock::now() - start).count();
@@ -309,13 +326,8 @@ TEST_F(AttackTest, HeaderOnlyStreamsAreRefusedAndTheirConnectionsClosedWhenIdle)
   std::vector<std::unique_ptr<RawHttp2Connection>> connections;
   const Clock::time_point start = Clock::now();
   for (int c = 0; c < kConnections; ++c) {
-    absl::StatusOr<std::unique_ptr<RawHttp2Connection>> connection =
-        RawHttp2Connection::Connect(server_->port(), true);
-    ASSERT_TRUE(connection.ok()) << connection.status();
-    for (int s = 0; s < kStreamsPerConnection; ++s) {
-      ASSERT_TRUE((*connection)->OpenStream(kAddItems, {}).ok());
-    }
-    connections.push_back(*std::move(connection));
+    connections.push_back(ConnectRaw(true));
+    OpenStreams(connections.back().get(), kStreamsPerConnection);
   }
   size_t ended = 0;
   for (auto& connection : connections) {
@@ -346,12 +358,7 @@ TEST_F(AttackTest, HeaderOnlyStreamsAreRefusedAndTheirConnectionsClosedWhenIdle)
 TEST_F(AttackTest, SilentConnectionsAreClosedAfterTheHandshakeTimeout) {
   constexpr int kConnections = 50;
   std::vector<std::unique_ptr<RawHttp2Connection>> connections;
-  for (int c = 0; c < kConnections; ++c) {
-    absl::StatusOr<std::unique_ptr<RawHttp2Connection>> connection =
-        RawHttp2Connection::Connect(server_->port(), false);
-    ASSERT_TRUE(connection.ok()) << connection.status();
-    connections.push_back(*std::move(connection));
-  }
+  for (int c = 0; c < kConnections; ++c) connections.push_back(ConnectRaw(false));
   const Clock::time_point start = Clock::now();
   for (auto& connection : connections) {
     const auto left = seconds(kHandshakeSeconds + 3) - (Clock::now() - start);
@@ -362,19 +369,17 @@ TEST_F(AttackTest, SilentConnectionsAreClosedAfterTheHandshakeTimeout) {
 }
 
 TEST_F(AttackTest, AStalledAuthenticatedRequestIsCutByTheConnectionAge) {
-  absl::StatusOr<std::unique_ptr<RawHttp2Connection>> connection =
-      RawHttp2Connection::Connect(server_->port(), true);
-  ASSERT_TRUE(connection.ok()) << connection.status();
+  std::unique_ptr<RawHttp2Connection> connection = ConnectRaw(true);
   absl::StatusOr<uint32_t> stream =
-      (*connection)->OpenStream(kAddItems, {{"authorization", "Bearer " + Token(kAddItems)}});
+      connection->OpenStream(kAddItems, {{"authorization", "Bearer " + Token(kAddItems)}});
   ASSERT_TRUE(stream.ok()) << stream.status();
   const Clock::time_point start = Clock::now();
-  const uint64_t sent = (*connection)->SendMessageBody(*stream, 8 * kMiB, 4 * kMiB, seconds(3));
+  const uint64_t sent = connection->SendMessageBody(*stream, 8 * kMiB, 4 * kMiB, seconds(3));
   EXPECT_GT(sent, 0u);
-  EXPECT_FALSE((*connection)->StreamEnded(*stream)) << "an authenticated stream was refused";
-  (*connection)->Pump(seconds(kAgeSeconds + kCallSeconds + 5));
+  EXPECT_FALSE(connection->StreamEnded(*stream)) << "an authenticated stream was refused";
+  connection->Pump(seconds(kAgeSeconds + kCallSeconds + 5));
   const double cut_after = std::chrono::duration<double>(Clock::now() - start).count();
-  EXPECT_TRUE((*connection)->StreamEnded(*stream) || (*connection)->Closed())
+  EXPECT_TRUE(connection->StreamEnded(*stream) || connection->Closed())
       << "a stalled request still holds its stream after " << cut_after << " s";
   std::cout << "stalled authenticated request (" << sent / kMiB << " of 8 MiB sent) cut after "
             << cut_after << " s (age " << kAgeSeconds << " s + grace " << kCallSeconds << " s)"
