@@ -141,7 +141,6 @@ uint64_t RawHttp2Connection::SendMessageBody(uint32_t stream, uint32_t announced
   pending.push_back(0);
   AppendBigEndian(&pending, announced, 4);
   uint64_t sent = 0;
-  const std::string zeros(max_frame_, '\0');
   while ((!pending.empty() || sent < bytes) && !closed_ && !ended_.contains(stream) &&
          Clock::now() < deadline) {
     ReadFrames(std::chrono::milliseconds(0));
@@ -161,7 +160,7 @@ uint64_t RawHttp2Connection::SendMessageBody(uint32_t stream, uint32_t announced
     const uint64_t room = static_cast<uint64_t>(std::min<int64_t>(window, max_frame_) -
                                                 static_cast<int64_t>(payload.size()));
     const uint64_t body = std::min(room, bytes - sent);
-    payload.append(zeros, 0, body);
+    payload.append(body, '\0');
     if (!WriteFrame(kData, 0, stream, payload)) break;
     sent += body;
     connection_window_ -= static_cast<int64_t>(payload.size());
@@ -218,6 +217,7 @@ void RawHttp2Connection::Handle(uint8_t type, uint8_t flags, uint32_t stream,
         if (id == kSettingsInitialWindowSize) {
           const int64_t delta = int64_t{value} - initial_stream_window_;
           initial_stream_window_ = value;
+          largest_initial_window_ = std::max(largest_initial_window_, initial_stream_window_);
           for (auto& [open, window] : stream_windows_) window += delta;
         } else if (id == kSettingsMaxFrameSize) {
           max_frame_ = value;

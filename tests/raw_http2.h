@@ -47,6 +47,9 @@ class RawHttp2Connection {
   bool GoawayReceived() const { return goaway_; }
   bool Closed() const { return closed_; }
   size_t streams_ended() const { return ended_.size(); }
+  // The largest initial stream window the server announced (SETTINGS_INITIAL_WINDOW_SIZE):
+  // what a stream may send before the server has read any of it.
+  int64_t largest_initial_window() const { return largest_initial_window_; }
 
  private:
   RawHttp2Connection(int fd, bool silent) : fd_(fd), silent_(silent) {}
@@ -62,6 +65,7 @@ class RawHttp2Connection {
   uint32_t next_stream_ = 1;
   int64_t connection_window_ = 65535;
   int64_t initial_stream_window_ = 65535;
+  int64_t largest_initial_window_ = 65535;
   uint32_t max_frame_ = 16384;
   std::map<uint32_t, int64_t> stream_windows_;
   std::set<uint32_t> ended_;
