@@ -18,11 +18,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/options.h"
+#include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
+#include "rocksdb/write_buffer_manager.h"
 #include "storage/graph_snapshots.h"
+#include "storage/store_file_system.h"
 
 namespace luxdb::storage {
 namespace {
@@ -39,13 +44,34 @@ constexpr char kNextCfIdKey[] = "next_cf_id";
 // 0 is IndexConfig's "not assigned".
 constexpr uint64_t kFirstCfId = 1;
 
-// Shared by the memtables of every column family, so memory does not grow with the number of
-// indexes. Vectors are already in memory in the graphs: the memtables only buffer writes
-// until they are flushed, and every byte here adds to the server's resident memory.
-constexpr size_t kTotalMemtableBytes = size_t{32} << 20;
-// One column family's memtable: flushed at half the total, so a second one can fill while
-// the first is written out.
-constexpr size_t kMemtableBytes = kTotalMemtableBytes / 2;
+// What an index costs must not grow with the number of indexes (one column family each,
+// 10,000 is a normal count): these bound the memory and file descriptors of all of them.
+//
+// Shared by the memtables of every column family through one WriteBufferManager: once they
+// hold this much, the column family with the oldest memtable is flushed. Vectors are already
+// in memory in the graphs: the memtables only buffer writes until they are flushed, and every
+// byte here adds to the server's resident memory. Every memtable, even an empty one, counts a
+// 2 KiB inline block: this leaves room for about 20,000 indexes plus the buffered writes.
+constexpr size_t kTotalMemtableBytes = size_t{64} << 20;
+// One column family's memtable is flushed at this size, so a bulk load writes large files.
+constexpr size_t kMemtableBytes = size_t{16} << 20;
+// Memtables grow in blocks of this size after their 2 KiB inline block. RocksDB's default
+// (an eighth of kMemtableBytes, at most 1 MiB) would charge 1 MiB to the budget above for the
+// first few writes to every index: 64 indexes with a write each would fill it.
+constexpr size_t kMemtableBlockBytes = size_t{64} << 10;
+// Table files open at once (their descriptors, index and filter blocks), shared by every
+// column family through RocksDB's table cache; RocksDB's default (-1) keeps every table file
+// of every index open for good.
+constexpr int kMaxOpenTableFiles = 128;
+// Data blocks cached for reads, shared by every column family. Reads are rare: the graphs
+// serve queries; storage is read by deletes (one block per id) and restarts (which bypass
+// the cache).
+constexpr size_t kBlockCacheBytes = size_t{8} << 20;
+// Once the write-ahead logs hold this much, the column families whose unflushed writes keep
+// the oldest log alive are flushed. RocksDB's default is four times the sum of every column
+// family's write buffers, unbounded in the number of indexes; this bounds the log a restart
+// replays.
+constexpr uint64_t kMaxWalBytes = uint64_t{4} * kTotalMemtableBytes;
 constexpr size_t kKeptInfoLogFiles = 10;
 
 constexpr char kDeletedTag = 't';
@@ -135,18 +161,48 @@ absl::Status EnsurePrivateDirectory(const std::string& path) {
   return absl::OkStatus();
 }
 
-rocksdb::DBOptions MakeDbOptions() {
+// What every column family of one Store shares: one file system, memtable budget, table
+// factory and block cache, whatever the number of column families.
+struct SharedResources {
+  SharedResources()
+      : file_system(std::make_shared<StoreFileSystem>()),
+        env(rocksdb::NewCompositeEnv(file_system)),
+        write_buffer_manager(std::make_shared<rocksdb::WriteBufferManager>(kTotalMemtableBytes)),
+        table_factory(MakeTableFactory()) {}
+
+  static std::shared_ptr<rocksdb::TableFactory> MakeTableFactory() {
+    rocksdb::BlockBasedTableOptions table_options;
+    table_options.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+    return std::shared_ptr<rocksdb::TableFactory>(
+        rocksdb::NewBlockBasedTableFactory(table_options));
+  }
+
+  const std::shared_ptr<StoreFileSystem> file_system;
+  const std::unique_ptr<rocksdb::Env> env;  // on file_system
+  const std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
+  const std::shared_ptr<rocksdb::TableFactory> table_factory;
+};
+
+rocksdb::DBOptions MakeDbOptions(const SharedResources& shared) {
   rocksdb::DBOptions options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
-  options.db_write_buffer_size = kTotalMemtableBytes;
+  options.env = shared.env.get();
+  options.write_buffer_manager = shared.write_buffer_manager;
+  options.max_open_files = kMaxOpenTableFiles;
+  options.max_total_wal_size = kMaxWalBytes;
   options.keep_log_file_num = kKeptInfoLogFiles;
+  // OPTIONS files are written at open only (StoreFileSystem): a refused rewrite is logged by
+  // RocksDB, not an error.
+  options.fail_if_options_file_error = false;
   return options;
 }
 
-rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions() {
+rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const SharedResources& shared) {
   rocksdb::ColumnFamilyOptions options;
   options.write_buffer_size = kMemtableBytes;
+  options.arena_block_size = kMemtableBlockBytes;
+  options.table_factory = shared.table_factory;
   return options;
 }
 
@@ -206,6 +262,8 @@ struct Store::Impl {
   const std::string dir;
   rocksdb::WriteOptions write_options;
   const GraphSnapshots snapshots;
+  // Outlives `db`, which uses it.
+  const SharedResources shared;
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* catalog = nullptr;
   rocksdb::ColumnFamilyHandle* history = nullptr;
@@ -235,7 +293,7 @@ Store::Impl::~Impl() {
 
 absl::Status Store::Impl::OpenDatabase() {
   const std::string db_path = dir + std::string(kDbSubdir);
-  const rocksdb::DBOptions db_options = MakeDbOptions();
+  const rocksdb::DBOptions db_options = MakeDbOptions(shared);
   std::vector<std::string> cf_names = {rocksdb::kDefaultColumnFamilyName};
   std::error_code error;
   if (std::filesystem::exists(db_path + "/CURRENT", error)) {
@@ -251,7 +309,7 @@ absl::Status Store::Impl::OpenDatabase() {
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : cf_names) {
-    descriptors.emplace_back(name, MakeColumnFamilyOptions());
+    descriptors.emplace_back(name, MakeColumnFamilyOptions(shared));
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* opened = nullptr;
@@ -260,6 +318,7 @@ absl::Status Store::Impl::OpenDatabase() {
     return FromRocksDb(status, absl::StrCat("cannot open data directory '", dir, "'"));
   }
   db.reset(opened);
+  shared.file_system->SkipOptionsRewrites();
   other_cfs = std::move(handles);
   for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
     if (cf->GetName() == kCatalogColumnFamily) catalog = cf;
@@ -460,7 +519,8 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   config.version = 0;
   const std::string cf_name = IndexColumnFamilyName(config.cf_id);
   rocksdb::ColumnFamilyHandle* cf = nullptr;
-  if (rocksdb::Status s = impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(), cf_name, &cf);
+  if (rocksdb::Status s =
+          impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(impl_->shared), cf_name, &cf);
       !s.ok()) {
     return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
                                        config.name, "' in '", impl_->dir, "'"));

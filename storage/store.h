@@ -19,6 +19,11 @@
 // default) its WAL is fsynced before the call returns. Concurrent callers of Commit share
 // fsyncs through RocksDB's write-group leader (group commit).
 //
+// Resources: one column family per index, but what they hold together is bounded whatever
+// their number: one WAL, one memtable budget (64 MiB), at most 128 table files open, one block
+// cache, one open data directory; creating or dropping an index does not rewrite RocksDB's
+// OPTIONS file, which lists the column families of the last Open (store_file_system.h).
+//
 // Thread safety: every method may be called concurrently from any thread.
 #pragma once
 

@@ -1,3 +1,4 @@
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +120,15 @@ struct ScannedItem {
   bool deleted = false;
   bool operator==(const ScannedItem&) const = default;
 };
+
+// File descriptors this process holds.
+size_t OpenFds() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++count;
+  }
+  return count;
+}
 
 std::vector<uint32_t> Bits(const std::vector<float>& vector) {
   std::vector<uint32_t> bits;
@@ -694,6 +704,30 @@ TEST_F(StoreTest, FlushKeepsEverything) {
   Reopen();
   EXPECT_EQ(Scan(docs), (std::map<uint64_t, ScannedItem>{{8, {Bits(v), false}}}));
   EXPECT_TRUE(Listed("empty").has_value());
+}
+
+TEST_F(StoreTest, FileDescriptorsDoNotGrowWithTheNumberOfIndexes) {
+  // More than the table cache keeps open (128) plus slack, so one file per index would show.
+  constexpr int kIndexes = 200;
+  Reopen({.sync = false});
+  const size_t before = OpenFds();
+  std::vector<IndexConfig> configs;
+  const std::vector<float> v = {1, 2, 3, 4};
+  for (int i = 0; i < kIndexes; ++i) {
+    configs.push_back(Create(absl::StrCat("tenant-", i)));
+    ItemWrite items;
+    items.Put(i, v);
+    ASSERT_TRUE(CommitNext(configs.back(), items).ok());
+  }
+  // The table cache keeps at most 128 table files open; a data directory per index (what
+  // RocksDB opens for every column family it creates) would be 200 more.
+  EXPECT_LT(OpenFds(), before + 32);
+  ASSERT_TRUE(store_->Flush().ok());  // a table file per index, each opened once written
+  EXPECT_LT(OpenFds(), before + 128 + 32);
+
+  Reopen({.sync = false});
+  for (const IndexConfig& config : configs) ASSERT_EQ(Scan(config).size(), 1u) << config.name;
+  EXPECT_LT(OpenFds(), before + 128 + 32);
 }
 
 }  // namespace
