@@ -517,15 +517,21 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   }
   config.cf_id = impl_->next_cf_id;
   config.version = 0;
+  // Never tried twice: RocksDB may fail after the column family exists (it then has no handle
+  // for it), and the name stays taken until Open drops the uncatalogued column family.
+  impl_->next_cf_id = config.cf_id + 1;
   const std::string cf_name = IndexColumnFamilyName(config.cf_id);
   rocksdb::ColumnFamilyHandle* cf = nullptr;
   if (rocksdb::Status s =
           impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(impl_->shared), cf_name, &cf);
       !s.ok()) {
+    if (cf != nullptr) {
+      impl_->db->DropColumnFamily(cf).PermitUncheckedError();
+      impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    }
     return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
                                        config.name, "' in '", impl_->dir, "'"));
   }
-  impl_->next_cf_id = config.cf_id + 1;
 
   rocksdb::WriteBatch batch;
   batch.Put(impl_->catalog, CatalogKey(config.name), EncodeIndexConfig(config));

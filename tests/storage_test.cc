@@ -730,5 +730,29 @@ TEST_F(StoreTest, FileDescriptorsDoNotGrowWithTheNumberOfIndexes) {
   EXPECT_LT(OpenFds(), before + 128 + 32);
 }
 
+TEST_F(StoreTest, CreateIndexWorksAtTheFileDescriptorLimit) {
+  Reopen({.sync = false});
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit lowered = saved;
+  lowered.rlim_cur = OpenFds() + 2;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  // Creating an index opens no file: none fails, and none is refused for a column family
+  // name an earlier failure left taken ("Column family already exists").
+  std::vector<absl::Status> results;
+  for (int i = 0; i < 50; ++i) {
+    IndexConfig config;
+    config.name = absl::StrCat("tenant-", i);
+    config.space = Space::kL2;
+    config.dim = kDim;
+    results.push_back(store_->CreateIndex(config).status());
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (size_t i = 0; i < results.size(); ++i)
+    EXPECT_TRUE(results[i].ok()) << i << ": " << results[i];
+  Reopen({.sync = false});
+  EXPECT_EQ(store_->ListIndexes().size(), results.size());
+}
+
 }  // namespace
 }  // namespace luxdb::storage
