@@ -4,13 +4,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -72,6 +76,22 @@ constexpr size_t kBlockCacheBytes = size_t{8} << 20;
 // family's write buffers, unbounded in the number of indexes; this bounds the log a restart
 // replays.
 constexpr uint64_t kMaxWalBytes = uint64_t{4} * kTotalMemtableBytes;
+// Empty column families made ahead of CreateIndex by a background thread. RocksDB 7.8 copies
+// the options of every column family on each CreateColumnFamily (in WriteOptionsFile, before
+// the file StoreFileSystem refuses; about 10 us per column family here, page faults
+// included), so creating them one by one costs O(n) each; CreateColumnFamilies pays that
+// once per call. The pool holds a quarter of the index count, at most
+// kMaxSpareColumnFamilies, none below kIndexesBeforeSpares indexes (where that pass is
+// cheap); it is refilled once a quarter of that is left.
+constexpr size_t kMaxSpareColumnFamilies = 256;
+constexpr size_t kIndexesBeforeSpares = 64;
+size_t SpareTarget(size_t indexes) {
+  return indexes < kIndexesBeforeSpares ? 0 : std::min(kMaxSpareColumnFamilies, indexes / 4);
+}
+bool SparesLow(size_t spares, size_t indexes) { return spares < SpareTarget(indexes) / 4 + 1; }
+// Wait before a failed refill is tried again (CreateIndex makes its own column family
+// meanwhile).
+constexpr auto kSpareRetryDelay = std::chrono::seconds(1);
 constexpr size_t kKeptInfoLogFiles = 10;
 
 constexpr char kDeletedTag = 't';
@@ -270,9 +290,20 @@ struct Store::Impl {
   // Handles not owned by an IndexEntry (default, catalog, any unknown column family).
   std::vector<rocksdb::ColumnFamilyHandle*> other_cfs;
 
-  // Serialises CreateIndex and DropIndex; guards next_cf_id.
+  // Refills `spares` while not `stopping`; started once Open has reconciled.
+  void MakeSpares();
+
+  // Serialises CreateIndex and DropIndex; guards next_cf_id, index_count, spares and stopping.
   std::mutex schema_mu;
   uint64_t next_cf_id = kFirstCfId;
+  size_t index_count = 0;  // catalogued
+  // Empty, uncatalogued index column families, oldest first, for CreateIndex to take (see
+  // kSpareColumnFamilies). Open keeps the empty uncatalogued ones it finds as spares.
+  std::deque<rocksdb::ColumnFamilyHandle*> spares;
+  bool stopping = false;
+  // Wakes the spare maker: spares ran low, or stopping.
+  std::condition_variable spares_low;
+  std::thread spare_maker;
 
   // Guards `indexes`.
   mutable std::shared_mutex mu;
@@ -281,6 +312,12 @@ struct Store::Impl {
 
 Store::Impl::~Impl() {
   {
+    std::lock_guard lock(schema_mu);
+    stopping = true;
+  }
+  spares_low.notify_all();
+  if (spare_maker.joinable()) spare_maker.join();
+  {
     std::lock_guard lock(mu);
     indexes.clear();
   }
@@ -288,7 +325,37 @@ Store::Impl::~Impl() {
   for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
     db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
   }
+  for (rocksdb::ColumnFamilyHandle* cf : spares) {
+    db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  }
   db->Close().PermitUncheckedError();
+}
+
+void Store::Impl::MakeSpares() {
+  std::unique_lock lock(schema_mu);
+  while (true) {
+    spares_low.wait(lock, [&] {
+      return stopping || (SpareTarget(index_count) > 0 && SparesLow(spares.size(), index_count));
+    });
+    if (stopping) return;
+    const uint64_t first = next_cf_id;
+    const size_t count = SpareTarget(index_count) - spares.size();
+    // Taken before the attempt, like CreateIndex's: a failure may leave some created.
+    next_cf_id += count;
+    lock.unlock();
+    std::vector<std::string> names;
+    for (uint64_t cf_id = first; cf_id < first + count; ++cf_id) {
+      names.push_back(IndexColumnFamilyName(cf_id));
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> made;
+    const rocksdb::Status status =
+        db->CreateColumnFamilies(MakeColumnFamilyOptions(shared), names, &made);
+    lock.lock();
+    spares.insert(spares.end(), made.begin(), made.end());
+    if (!status.ok()) {
+      spares_low.wait_for(lock, kSpareRetryDelay, [&] { return stopping; });
+    }
+  }
 }
 
 absl::Status Store::Impl::OpenDatabase() {
@@ -399,8 +466,21 @@ absl::Status Store::Impl::Reconcile(const CatalogContents& catalog_contents) {
     std::lock_guard lock(mu);
     indexes = std::move(entries);
   }
+  {
+    std::lock_guard lock(schema_mu);
+    index_count = catalog_contents.configs.size();
+  }
 
   for (const auto& [cf_id, cf] : index_cfs) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+    it->SeekToFirst();
+    if (!it->Valid() && it->status().ok()) {  // empty: a spare, or as good as one
+      std::erase(other_cfs, cf);
+      std::lock_guard lock(schema_mu);
+      spares.push_back(cf);
+      continue;
+    }
+    it.reset();
     if (rocksdb::Status s = db->DropColumnFamily(cf); !s.ok()) {
       return FromRocksDb(s, absl::StrCat("cannot drop uncatalogued column family ", cf->GetName(),
                                          " in '", dir, "'"));
@@ -491,6 +571,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Optio
   absl::StatusOr<CatalogContents> catalog_contents = impl->ReadCatalog();
   if (!catalog_contents.ok()) return catalog_contents.status();
   if (absl::Status s = impl->Reconcile(*catalog_contents); !s.ok()) return s;
+  impl->spare_maker = std::thread([i = impl.get()] { i->MakeSpares(); });
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -515,22 +596,28 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   if (impl_->Find(config.name).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("index '", config.name, "' already exists"));
   }
-  config.cf_id = impl_->next_cf_id;
   config.version = 0;
-  // Never tried twice: RocksDB may fail after the column family exists (it then has no handle
-  // for it), and the name stays taken until Open drops the uncatalogued column family.
-  impl_->next_cf_id = config.cf_id + 1;
-  const std::string cf_name = IndexColumnFamilyName(config.cf_id);
   rocksdb::ColumnFamilyHandle* cf = nullptr;
-  if (rocksdb::Status s =
-          impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(impl_->shared), cf_name, &cf);
-      !s.ok()) {
-    if (cf != nullptr) {
-      impl_->db->DropColumnFamily(cf).PermitUncheckedError();
-      impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  if (!impl_->spares.empty()) {
+    cf = impl_->spares.front();
+    impl_->spares.pop_front();
+    config.cf_id = *ParseIndexColumnFamilyName(cf->GetName());
+  } else {  // the spare maker is behind, or failing
+    config.cf_id = impl_->next_cf_id;
+    // Never tried twice: RocksDB may fail after the column family exists (it then has no
+    // handle for it), and the name stays taken until Open drops the uncatalogued column family.
+    impl_->next_cf_id = config.cf_id + 1;
+    const std::string cf_name = IndexColumnFamilyName(config.cf_id);
+    if (rocksdb::Status s =
+            impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(impl_->shared), cf_name, &cf);
+        !s.ok()) {
+      if (cf != nullptr) {
+        impl_->db->DropColumnFamily(cf).PermitUncheckedError();
+        impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+      }
+      return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
+                                         config.name, "' in '", impl_->dir, "'"));
     }
-    return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
-                                       config.name, "' in '", impl_->dir, "'"));
   }
 
   rocksdb::WriteBatch batch;
@@ -539,14 +626,18 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   if (absl::Status s =
           impl_->Write(&batch, absl::StrCat("cannot catalogue index '", config.name, "'"));
       !s.ok()) {
-    // Uncatalogued, so Open drops the column family if this does not.
-    impl_->db->DropColumnFamily(cf).PermitUncheckedError();
-    impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    impl_->spares.push_front(cf);  // still empty
     return s;
   }
   auto entry = std::make_shared<IndexEntry>(impl_->db.get(), cf, config);
-  std::lock_guard lock(impl_->mu);
-  impl_->indexes.emplace(config.name, std::move(entry));
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->indexes.emplace(config.name, std::move(entry));
+  }
+  ++impl_->index_count;
+  if (SpareTarget(impl_->index_count) > 0 && SparesLow(impl_->spares.size(), impl_->index_count)) {
+    impl_->spares_low.notify_one();
+  }
   return config;
 }
 
@@ -643,6 +734,7 @@ absl::Status Store::DropIndex(const std::string& name) {
     std::lock_guard lock(impl_->mu);
     impl_->indexes.erase(name);
   }
+  --impl_->index_count;
   // The index is gone once uncatalogued. What follows only reclaims space; Open repeats it
   // for whatever a failure here leaves behind, so a failure is not the caller's to handle.
   impl_->db->DropColumnFamily(entry->cf).PermitUncheckedError();
