@@ -64,6 +64,18 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     InsertNew(vector, label, id);
   }
 
+  // hnswlib 0.6.2 gives every graph max_update_element_locks (65,536) update locks, 2.5 MiB,
+  // and takes them by internal id modulo that count. Internal ids stay below max_elements_, so
+  // a graph of fewer elements only ever takes its first max_elements_ locks: it keeps those
+  // alone (10,000 indexes of 10 items held 25 GiB of locks). Call with the graph to itself:
+  // after construction, loadIndex and resizeIndex.
+  void FitUpdateLocks() {
+    const size_t count = std::clamp<size_t>(max_elements_, 1, max_update_element_locks);
+    if (link_list_update_locks_.size() != count) {
+      std::vector<std::mutex>(count).swap(link_list_update_locks_);
+    }
+  }
+
  private:
   std::mutex update_mu_;  // serialises in-place updates in Insert
 
@@ -306,6 +318,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Create(const Params& param
   try {
     impl->graph = std::make_unique<Graph>(impl->space.get(), params.max_elements, params.m,
                                           params.ef_construction, params.random_seed);
+    impl->graph->FitUpdateLocks();
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a graph for ", params.max_elements, " elements: ", e.what()));
@@ -345,6 +358,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
   try {
     // hnswlib keeps the file's capacity only when asked for less than its element count.
     g.loadIndex(path, impl->space.get(), capacity);
+    g.FitUpdateLocks();
   } catch (const std::exception& e) {
     g.cur_element_count = 0;  // the destructor must not walk half-loaded link lists
     return absl::DataLossError(absl::StrCat("cannot load hnswlib file '", path, "': ", e.what()));
@@ -415,6 +429,7 @@ absl::Status HnswGraph::MarkDeleted(uint64_t label) {
 absl::Status HnswGraph::Resize(uint64_t new_max_elements) {
   try {
     impl_->graph->resizeIndex(new_max_elements);
+    impl_->graph->FitUpdateLocks();
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot resize to ", new_max_elements, " elements: ", e.what()));
@@ -555,9 +570,10 @@ uint64_t HnswGraph::EstimateBytes(uint32_t dim, uint32_t m, uint64_t max_element
   // Upper levels: an element reaches level l with probability M^-l, so on average it owns
   // 1/(M-1) upper link lists of M+1 ints.
   const uint64_t upper = (uint64_t{m} + 1) * sizeof(tableint) / std::max<uint32_t>(m - 1, 1);
-  // Per-element lock, level, visited-list slot, link-list pointer and label map entry.
+  // Per-element locks (link list and update), level, visited-list slot, link-list pointer and
+  // label map entry.
   constexpr uint64_t kBookkeeping =
-      sizeof(std::mutex) + sizeof(int) + sizeof(unsigned short) + sizeof(void*) + 48;
+      2 * sizeof(std::mutex) + sizeof(int) + sizeof(unsigned short) + sizeof(void*) + 48;
   return max_elements * (level0 + upper + kBookkeeping);
 }
 

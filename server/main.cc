@@ -1,6 +1,7 @@
 // luxdb-server: serves a LuxDB data directory over gRPC, or imports an hnswlib file into it.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,6 +99,32 @@ void SkipMutexDeadlockDetection() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
+// Every client connection holds a descriptor, and storage up to about 160 whatever the number
+// of indexes (128 table files, its logs and directory). Many systems start processes with a
+// soft limit of 1024 and a far higher hard limit: at the soft limit, accept fails and new
+// clients time out. The soft limit is raised to the hard one; below this, a warning says so.
+void RaiseOpenFileLimit() {
+  constexpr rlim_t kLowOpenFileLimit = 4096;
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      spdlog::info("raised the open file limit from {} to {}", before, limit.rlim_cur);
+    } else {
+      limit.rlim_cur = before;
+    }
+  }
+  if (limit.rlim_cur < kLowOpenFileLimit) {
+    spdlog::warn(
+        "the open file limit is {}: storage may hold about 160 descriptors and every client "
+        "connection one; raise it (ulimit -n, LimitNOFILE=, docker --ulimit nofile=) to at least "
+        "{} so that new clients are not refused",
+        limit.rlim_cur, kLowOpenFileLimit);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +140,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   SetUpLogging(options->loglevel);
+  RaiseOpenFileLimit();
   TuneMalloc(options->threads);
   SkipMutexDeadlockDetection();
   if (!options->import_path.empty()) return Import(*options);

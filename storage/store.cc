@@ -4,13 +4,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -18,11 +22,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/options.h"
+#include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
+#include "rocksdb/write_buffer_manager.h"
 #include "storage/graph_snapshots.h"
+#include "storage/store_file_system.h"
 
 namespace luxdb::storage {
 namespace {
@@ -39,13 +48,50 @@ constexpr char kNextCfIdKey[] = "next_cf_id";
 // 0 is IndexConfig's "not assigned".
 constexpr uint64_t kFirstCfId = 1;
 
-// Shared by the memtables of every column family, so memory does not grow with the number of
-// indexes. Vectors are already in memory in the graphs: the memtables only buffer writes
-// until they are flushed, and every byte here adds to the server's resident memory.
-constexpr size_t kTotalMemtableBytes = size_t{32} << 20;
-// One column family's memtable: flushed at half the total, so a second one can fill while
-// the first is written out.
-constexpr size_t kMemtableBytes = kTotalMemtableBytes / 2;
+// What an index costs must not grow with the number of indexes (one column family each,
+// 10,000 is a normal count): these bound the memory and file descriptors of all of them.
+//
+// Shared by the memtables of every column family through one WriteBufferManager: once they
+// hold this much, the column family with the oldest memtable is flushed. Vectors are already
+// in memory in the graphs: the memtables only buffer writes until they are flushed, and every
+// byte here adds to the server's resident memory. Every memtable, even an empty one, counts a
+// 2 KiB inline block: this leaves room for about 20,000 indexes plus the buffered writes.
+constexpr size_t kTotalMemtableBytes = size_t{64} << 20;
+// One column family's memtable is flushed at this size, so a bulk load writes large files.
+constexpr size_t kMemtableBytes = size_t{16} << 20;
+// Memtables grow in blocks of this size after their 2 KiB inline block. RocksDB's default
+// (an eighth of kMemtableBytes, at most 1 MiB) would charge 1 MiB to the budget above for the
+// first few writes to every index: 64 indexes with a write each would fill it.
+constexpr size_t kMemtableBlockBytes = size_t{64} << 10;
+// Table files open at once (their descriptors, index and filter blocks), shared by every
+// column family through RocksDB's table cache; RocksDB's default (-1) keeps every table file
+// of every index open for good.
+constexpr int kMaxOpenTableFiles = 128;
+// Data blocks cached for reads, shared by every column family. Reads are rare: the graphs
+// serve queries; storage is read by deletes (one block per id) and restarts (which bypass
+// the cache).
+constexpr size_t kBlockCacheBytes = size_t{8} << 20;
+// Once the write-ahead logs hold this much, the column families whose unflushed writes keep
+// the oldest log alive are flushed. RocksDB's default is four times the sum of every column
+// family's write buffers, unbounded in the number of indexes; this bounds the log a restart
+// replays.
+constexpr uint64_t kMaxWalBytes = uint64_t{4} * kTotalMemtableBytes;
+// Empty column families made ahead of CreateIndex by a background thread. RocksDB 7.8 copies
+// the options of every column family on each CreateColumnFamily (in WriteOptionsFile, before
+// the file StoreFileSystem refuses; about 10 us per column family here, page faults
+// included), so creating them one by one costs O(n) each; CreateColumnFamilies pays that
+// once per call. The pool holds a quarter of the index count, at most
+// kMaxSpareColumnFamilies, none below kIndexesBeforeSpares indexes (where that pass is
+// cheap); it is refilled once a quarter of that is left.
+constexpr size_t kMaxSpareColumnFamilies = 256;
+constexpr size_t kIndexesBeforeSpares = 64;
+size_t SpareTarget(size_t indexes) {
+  return indexes < kIndexesBeforeSpares ? 0 : std::min(kMaxSpareColumnFamilies, indexes / 4);
+}
+bool SparesLow(size_t spares, size_t indexes) { return spares < SpareTarget(indexes) / 4 + 1; }
+// Wait before a failed refill is tried again (CreateIndex makes its own column family
+// meanwhile).
+constexpr auto kSpareRetryDelay = std::chrono::seconds(1);
 constexpr size_t kKeptInfoLogFiles = 10;
 
 constexpr char kDeletedTag = 't';
@@ -135,18 +181,48 @@ absl::Status EnsurePrivateDirectory(const std::string& path) {
   return absl::OkStatus();
 }
 
-rocksdb::DBOptions MakeDbOptions() {
+// What every column family of one Store shares: one file system, memtable budget, table
+// factory and block cache, whatever the number of column families.
+struct SharedResources {
+  SharedResources()
+      : file_system(std::make_shared<StoreFileSystem>()),
+        env(rocksdb::NewCompositeEnv(file_system)),
+        write_buffer_manager(std::make_shared<rocksdb::WriteBufferManager>(kTotalMemtableBytes)),
+        table_factory(MakeTableFactory()) {}
+
+  static std::shared_ptr<rocksdb::TableFactory> MakeTableFactory() {
+    rocksdb::BlockBasedTableOptions table_options;
+    table_options.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+    return std::shared_ptr<rocksdb::TableFactory>(
+        rocksdb::NewBlockBasedTableFactory(table_options));
+  }
+
+  const std::shared_ptr<StoreFileSystem> file_system;
+  const std::unique_ptr<rocksdb::Env> env;  // on file_system
+  const std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
+  const std::shared_ptr<rocksdb::TableFactory> table_factory;
+};
+
+rocksdb::DBOptions MakeDbOptions(const SharedResources& shared) {
   rocksdb::DBOptions options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
-  options.db_write_buffer_size = kTotalMemtableBytes;
+  options.env = shared.env.get();
+  options.write_buffer_manager = shared.write_buffer_manager;
+  options.max_open_files = kMaxOpenTableFiles;
+  options.max_total_wal_size = kMaxWalBytes;
   options.keep_log_file_num = kKeptInfoLogFiles;
+  // OPTIONS files are written at open only (StoreFileSystem): a refused rewrite is logged by
+  // RocksDB, not an error.
+  options.fail_if_options_file_error = false;
   return options;
 }
 
-rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions() {
+rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const SharedResources& shared) {
   rocksdb::ColumnFamilyOptions options;
   options.write_buffer_size = kMemtableBytes;
+  options.arena_block_size = kMemtableBlockBytes;
+  options.table_factory = shared.table_factory;
   return options;
 }
 
@@ -206,15 +282,28 @@ struct Store::Impl {
   const std::string dir;
   rocksdb::WriteOptions write_options;
   const GraphSnapshots snapshots;
+  // Outlives `db`, which uses it.
+  const SharedResources shared;
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* catalog = nullptr;
   rocksdb::ColumnFamilyHandle* history = nullptr;
   // Handles not owned by an IndexEntry (default, catalog, any unknown column family).
   std::vector<rocksdb::ColumnFamilyHandle*> other_cfs;
 
-  // Serialises CreateIndex and DropIndex; guards next_cf_id.
+  // Refills `spares` while not `stopping`; started once Open has reconciled.
+  void MakeSpares();
+
+  // Serialises CreateIndex and DropIndex; guards next_cf_id, index_count, spares and stopping.
   std::mutex schema_mu;
   uint64_t next_cf_id = kFirstCfId;
+  size_t index_count = 0;  // catalogued
+  // Empty, uncatalogued index column families, oldest first, for CreateIndex to take (see
+  // kSpareColumnFamilies). Open keeps the empty uncatalogued ones it finds as spares.
+  std::deque<rocksdb::ColumnFamilyHandle*> spares;
+  bool stopping = false;
+  // Wakes the spare maker: spares ran low, or stopping.
+  std::condition_variable spares_low;
+  std::thread spare_maker;
 
   // Guards `indexes`.
   mutable std::shared_mutex mu;
@@ -223,6 +312,12 @@ struct Store::Impl {
 
 Store::Impl::~Impl() {
   {
+    std::lock_guard lock(schema_mu);
+    stopping = true;
+  }
+  spares_low.notify_all();
+  if (spare_maker.joinable()) spare_maker.join();
+  {
     std::lock_guard lock(mu);
     indexes.clear();
   }
@@ -230,12 +325,42 @@ Store::Impl::~Impl() {
   for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
     db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
   }
+  for (rocksdb::ColumnFamilyHandle* cf : spares) {
+    db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+  }
   db->Close().PermitUncheckedError();
+}
+
+void Store::Impl::MakeSpares() {
+  std::unique_lock lock(schema_mu);
+  while (true) {
+    spares_low.wait(lock, [&] {
+      return stopping || (SpareTarget(index_count) > 0 && SparesLow(spares.size(), index_count));
+    });
+    if (stopping) return;
+    const uint64_t first = next_cf_id;
+    const size_t count = SpareTarget(index_count) - spares.size();
+    // Taken before the attempt, like CreateIndex's: a failure may leave some created.
+    next_cf_id += count;
+    lock.unlock();
+    std::vector<std::string> names;
+    for (uint64_t cf_id = first; cf_id < first + count; ++cf_id) {
+      names.push_back(IndexColumnFamilyName(cf_id));
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> made;
+    const rocksdb::Status status =
+        db->CreateColumnFamilies(MakeColumnFamilyOptions(shared), names, &made);
+    lock.lock();
+    spares.insert(spares.end(), made.begin(), made.end());
+    if (!status.ok()) {
+      spares_low.wait_for(lock, kSpareRetryDelay, [&] { return stopping; });
+    }
+  }
 }
 
 absl::Status Store::Impl::OpenDatabase() {
   const std::string db_path = dir + std::string(kDbSubdir);
-  const rocksdb::DBOptions db_options = MakeDbOptions();
+  const rocksdb::DBOptions db_options = MakeDbOptions(shared);
   std::vector<std::string> cf_names = {rocksdb::kDefaultColumnFamilyName};
   std::error_code error;
   if (std::filesystem::exists(db_path + "/CURRENT", error)) {
@@ -251,7 +376,7 @@ absl::Status Store::Impl::OpenDatabase() {
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : cf_names) {
-    descriptors.emplace_back(name, MakeColumnFamilyOptions());
+    descriptors.emplace_back(name, MakeColumnFamilyOptions(shared));
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* opened = nullptr;
@@ -260,6 +385,7 @@ absl::Status Store::Impl::OpenDatabase() {
     return FromRocksDb(status, absl::StrCat("cannot open data directory '", dir, "'"));
   }
   db.reset(opened);
+  shared.file_system->SkipOptionsRewrites();
   other_cfs = std::move(handles);
   for (rocksdb::ColumnFamilyHandle* cf : other_cfs) {
     if (cf->GetName() == kCatalogColumnFamily) catalog = cf;
@@ -340,8 +466,21 @@ absl::Status Store::Impl::Reconcile(const CatalogContents& catalog_contents) {
     std::lock_guard lock(mu);
     indexes = std::move(entries);
   }
+  {
+    std::lock_guard lock(schema_mu);
+    index_count = catalog_contents.configs.size();
+  }
 
   for (const auto& [cf_id, cf] : index_cfs) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+    it->SeekToFirst();
+    if (!it->Valid() && it->status().ok()) {  // empty: a spare, or as good as one
+      std::erase(other_cfs, cf);
+      std::lock_guard lock(schema_mu);
+      spares.push_back(cf);
+      continue;
+    }
+    it.reset();
     if (rocksdb::Status s = db->DropColumnFamily(cf); !s.ok()) {
       return FromRocksDb(s, absl::StrCat("cannot drop uncatalogued column family ", cf->GetName(),
                                          " in '", dir, "'"));
@@ -432,6 +571,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Optio
   absl::StatusOr<CatalogContents> catalog_contents = impl->ReadCatalog();
   if (!catalog_contents.ok()) return catalog_contents.status();
   if (absl::Status s = impl->Reconcile(*catalog_contents); !s.ok()) return s;
+  impl->spare_maker = std::thread([i = impl.get()] { i->MakeSpares(); });
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -456,16 +596,29 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   if (impl_->Find(config.name).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("index '", config.name, "' already exists"));
   }
-  config.cf_id = impl_->next_cf_id;
   config.version = 0;
-  const std::string cf_name = IndexColumnFamilyName(config.cf_id);
   rocksdb::ColumnFamilyHandle* cf = nullptr;
-  if (rocksdb::Status s = impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(), cf_name, &cf);
-      !s.ok()) {
-    return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
-                                       config.name, "' in '", impl_->dir, "'"));
+  if (!impl_->spares.empty()) {
+    cf = impl_->spares.front();
+    impl_->spares.pop_front();
+    config.cf_id = *ParseIndexColumnFamilyName(cf->GetName());
+  } else {  // the spare maker is behind, or failing
+    config.cf_id = impl_->next_cf_id;
+    // Never tried twice: RocksDB may fail after the column family exists (it then has no
+    // handle for it), and the name stays taken until Open drops the uncatalogued column family.
+    impl_->next_cf_id = config.cf_id + 1;
+    const std::string cf_name = IndexColumnFamilyName(config.cf_id);
+    if (rocksdb::Status s =
+            impl_->db->CreateColumnFamily(MakeColumnFamilyOptions(impl_->shared), cf_name, &cf);
+        !s.ok()) {
+      if (cf != nullptr) {
+        impl_->db->DropColumnFamily(cf).PermitUncheckedError();
+        impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+      }
+      return FromRocksDb(s, absl::StrCat("cannot create column family ", cf_name, " for index '",
+                                         config.name, "' in '", impl_->dir, "'"));
+    }
   }
-  impl_->next_cf_id = config.cf_id + 1;
 
   rocksdb::WriteBatch batch;
   batch.Put(impl_->catalog, CatalogKey(config.name), EncodeIndexConfig(config));
@@ -473,14 +626,18 @@ absl::StatusOr<IndexConfig> Store::CreateIndex(IndexConfig config) {
   if (absl::Status s =
           impl_->Write(&batch, absl::StrCat("cannot catalogue index '", config.name, "'"));
       !s.ok()) {
-    // Uncatalogued, so Open drops the column family if this does not.
-    impl_->db->DropColumnFamily(cf).PermitUncheckedError();
-    impl_->db->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    impl_->spares.push_front(cf);  // still empty
     return s;
   }
   auto entry = std::make_shared<IndexEntry>(impl_->db.get(), cf, config);
-  std::lock_guard lock(impl_->mu);
-  impl_->indexes.emplace(config.name, std::move(entry));
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->indexes.emplace(config.name, std::move(entry));
+  }
+  ++impl_->index_count;
+  if (SpareTarget(impl_->index_count) > 0 && SparesLow(impl_->spares.size(), impl_->index_count)) {
+    impl_->spares_low.notify_one();
+  }
   return config;
 }
 
@@ -577,6 +734,7 @@ absl::Status Store::DropIndex(const std::string& name) {
     std::lock_guard lock(impl_->mu);
     impl_->indexes.erase(name);
   }
+  --impl_->index_count;
   // The index is gone once uncatalogued. What follows only reclaims space; Open repeats it
   // for whatever a failure here leaves behind, so a failure is not the caller's to handle.
   impl_->db->DropColumnFamily(entry->cf).PermitUncheckedError();

@@ -19,6 +19,14 @@
 // default) its WAL is fsynced before the call returns. Concurrent callers of Commit share
 // fsyncs through RocksDB's write-group leader (group commit).
 //
+// Resources: one column family per index, but what they hold together is bounded whatever
+// their number: one WAL, one memtable budget (64 MiB), at most 128 table files open, one block
+// cache, one open data directory; creating or dropping an index does not rewrite RocksDB's
+// OPTIONS file, which lists the column families of the last Open (store_file_system.h). From
+// 64 indexes on, a background thread keeps empty column families ready (up to 256, a quarter
+// of the index count) in batches, because RocksDB's per-call work on creating one grows with
+// the number of column families; CreateIndex takes one, so it costs O(1).
+//
 // Thread safety: every method may be called concurrently from any thread.
 #pragma once
 
@@ -79,7 +87,8 @@ class Store {
 
   // Opens or creates the data directory `dir` (created with mode 0700 if missing). Column
   // families left behind by a crash between creating and cataloguing an index, or between
-  // uncataloguing and dropping one, are dropped. Returns an error naming the directory if it
+  // uncataloguing and dropping one, are dropped, or kept for later indexes if empty (as are
+  // those made ahead). Returns an error naming the directory if it
   // cannot be opened (e.g. another server holds its lock).
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Options options);
   ~Store();
