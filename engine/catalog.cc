@@ -142,28 +142,48 @@ void Catalog::SnapshotLoop() {
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
                                                        const Options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  auto seconds_since = [](std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(dir, {.sync = options.sync});
   if (!store.ok()) return store.status();
+  spdlog::info("storage of '{}' opened in {:.2f} s", dir, seconds_since(started));
+  const auto loading = std::chrono::steady_clock::now();
   const size_t threads =
       options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::unique_ptr<Catalog> catalog(
       new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads), options));
-  for (const storage::IndexConfig& config : catalog->store_->ListIndexes()) {
-    Loaded loaded;
-    if (config.initialized) {
-      absl::StatusOr<Loaded> graph = catalog->LoadGraph(config);
-      if (!graph.ok()) {
-        return absl::Status(graph.status().code(), absl::StrCat("cannot load index '", config.name,
-                                                                "': ", graph.status().message()));
-      }
-      loaded = *std::move(graph);
+  // Indexes load in parallel, one per worker thread at a time: with thousands of small
+  // indexes a restart is dominated by per-index work (files opened, checksums, allocations).
+  const std::vector<storage::IndexConfig> configs = catalog->store_->ListIndexes();
+  std::vector<absl::StatusOr<Loaded>> loaded;
+  loaded.reserve(configs.size());
+  for (size_t i = 0; i < configs.size(); ++i) loaded.emplace_back(Loaded{});
+  std::atomic<size_t> next_config = 0;
+  auto load = [&] {
+    for (size_t i; (i = next_config.fetch_add(1)) < configs.size();) {
+      if (configs[i].initialized) loaded[i] = catalog->LoadGraph(configs[i]);
     }
-    auto index = std::make_shared<Index>(config, std::move(loaded.graph), catalog->Context());
-    index->SetSnapshotState(loaded.snapshot_version, loaded.unsnapshotted_items);
+  };
+  std::vector<std::thread> loaders;
+  for (size_t t = 1; t < std::min(threads, configs.size()); ++t) loaders.emplace_back(load);
+  load();
+  for (std::thread& loader : loaders) loader.join();
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const storage::IndexConfig& config = configs[i];
+    if (!loaded[i].ok()) {
+      return absl::Status(
+          loaded[i].status().code(),
+          absl::StrCat("cannot load index '", config.name, "': ", loaded[i].status().message()));
+    }
+    auto index = std::make_shared<Index>(config, std::move(loaded[i]->graph), catalog->Context());
+    index->SetSnapshotState(loaded[i]->snapshot_version, loaded[i]->unsnapshotted_items);
     std::unique_lock lock(catalog->mu_);
     catalog->indexes_.emplace(config.name, std::move(index));
   }
+  spdlog::info("{} indexes loaded in {:.2f} s", configs.size(), seconds_since(loading));
   if (options.snapshot_every > 0) {
     catalog->snapshotter_ = std::thread([c = catalog.get()] { c->SnapshotLoop(); });
   }
@@ -181,9 +201,12 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
     why_rebuild = absl::StrCat("its graph snapshot is of version ", snapshot->version,
                                ", newer than the stored data (", config.version, ")");
   } else if (snapshot.ok()) {
-    // The checksum is computed on another core while the graph loads; both read the file.
-    std::future<absl::Status> verified =
-        std::async(std::launch::async, [&] { return store_->VerifySnapshot(*snapshot); });
+    // A large snapshot's checksum is computed on another core while the graph loads (both
+    // read the file); a small one's inline, where a thread would cost more than the checksum.
+    constexpr uint64_t kVerifyAsyncFromBytes = uint64_t{8} << 20;
+    std::future<absl::Status> verified = std::async(
+        snapshot->size >= kVerifyAsyncFromBytes ? std::launch::async : std::launch::deferred,
+        [&] { return store_->VerifySnapshot(*snapshot); });
     absl::StatusOr<std::unique_ptr<HnswGraph>> graph =
         HnswGraph::Load(snapshot->path, config.space, config.dim, config.max_elements);
     const absl::Status verify = verified.get();
@@ -480,13 +503,29 @@ absl::Status Catalog::Close() {
   }
   snapshotter_cv_.notify_all();
   if (snapshotter_.joinable()) snapshotter_.join();
-  absl::Status status;
-  for (const auto& index : AllIndexes()) {
-    if (absl::Status s = index->SaveSnapshot(); !s.ok()) {
-      spdlog::error("index '{}': graph snapshot not saved: {}", index->name(), s.ToString());
-      status.Update(s);
+  // Snapshots are written by one thread per worker (each is a few fsyncs: with thousands of
+  // indexes, their latency, not the CPU, is what a shutdown waits for), the indexes with most
+  // to replay first.
+  std::vector<std::shared_ptr<Index>> indexes = AllIndexes();
+  std::sort(indexes.begin(), indexes.end(), [](const auto& a, const auto& b) {
+    return a->UnsnapshottedItems() > b->UnsnapshottedItems();
+  });
+  std::mutex status_mu;
+  absl::Status status;  // guarded by status_mu
+  std::atomic<size_t> next_index = 0;
+  auto save = [&] {
+    for (size_t i; (i = next_index.fetch_add(1)) < indexes.size();) {
+      if (absl::Status s = indexes[i]->SaveSnapshot(); !s.ok()) {
+        spdlog::error("index '{}': graph snapshot not saved: {}", indexes[i]->name(), s.ToString());
+        std::lock_guard lock(status_mu);
+        status.Update(s);
+      }
     }
-  }
+  };
+  std::vector<std::thread> savers;
+  for (size_t t = 1; t < std::min(pool_->threads(), indexes.size()); ++t) savers.emplace_back(save);
+  save();
+  for (std::thread& saver : savers) saver.join();
   status.Update(store_->Flush());
   return status;
 }

@@ -157,7 +157,10 @@ class Store {
   // caller's `target` to remove (BackupTarget::Remove, or its destructor).
   absl::StatusOr<uint64_t> Backup(const BackupTarget& target) const;
 
-  // Flushes memtables to disk. Called on clean shutdown.
+  // Flushes memtables to disk. Called on clean shutdown, so that the next open has no log to
+  // replay. Each column family's flush costs RocksDB 7.8 work over every column family: with
+  // 10,000 indexes that have unflushed writes it takes about two minutes (README "Many
+  // indexes"); skipping it moved the cost to the next open (WAL replay, 33 s there).
   absl::Status Flush();
 
  private:

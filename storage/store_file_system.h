@@ -11,8 +11,9 @@
 //   created and O(n^2) for n). It has no setting to turn that off; refusing to create the
 //   temporary file makes it give up before serialising anything (with
 //   DBOptions::fail_if_options_file_error false, it only logs a warning). The Store sets every
-//   option in code and never loads an OPTIONS file, so the one written at DB::Open is kept and
-//   later column families are missing from it until the next open.
+//   option in code and never loads an OPTIONS file, so the one written at the data
+//   directory's first DB::Open is kept (later opens skip it too) and lists the column
+//   families of that time only.
 //
 // Thread safety: every method may be called concurrently.
 #pragma once
