@@ -159,7 +159,7 @@ class Store {
 
   // Flushes memtables to disk. Called on clean shutdown, so that the next open has no log to
   // replay. Each column family's flush costs RocksDB 7.8 work over every column family: with
-  // 10,000 indexes that have unflushed writes it takes about two minutes (README "Many
+  // 10,000 indexes that have unflushed writes it is most of a 55 s shutdown (README "Many
   // indexes"); skipping it moved the cost to the next open (WAL replay, 33 s there).
   absl::Status Flush();
 
