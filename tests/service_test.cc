@@ -1163,13 +1163,22 @@ TEST_F(ServiceTest, TenThousandVectorsOfDimension784FitInOneCall) {
   EXPECT_EQ(Bits(VectorsOf(stub(), "big", IdRange(0, kCount))), Bits(data));
 }
 
-TEST(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
-  TempDir dir;
-  server::Options options = TestServer::DefaultOptions();
-  options.max_message_mb = 1;
-  TestServer server(dir.path(), options);
-  ASSERT_FALSE(HasFatalFailure());
-  Stub& s = server.stub();
+// A server whose messages are capped at 1 MiB (--max-message-mb 1).
+class MessageCapTest : public ::testing::Test {
+ protected:
+  static server::Options CappedOptions() {
+    server::Options options = TestServer::DefaultOptions();
+    options.max_message_mb = 1;
+    return options;
+  }
+  void SetUp() override { ASSERT_FALSE(HasFatalFailure()); }
+
+  TempDir dir_;
+  TestServer server_{dir_.path(), CappedOptions()};
+};
+
+TEST_F(MessageCapTest, ResponsesAboveTheCapAreRefusedNamingIt) {
+  Stub& s = server_.stub();
   constexpr uint32_t kDim = 784;  // 3136 bytes a vector: at most 334 fit in 1 MiB
   ASSERT_TRUE(IsOk(CreateIndex(s, "capped", v1::L2, kDim)));
   ASSERT_TRUE(IsOk(InitIndex(s, "capped", 1000, 40, 8)));
@@ -1296,13 +1305,8 @@ TEST(CallLimitsTest, QueriesPastTheServerCallLimitStopNamingIt) {
 // Fails today: QueryIndex sizes its answer at 8 bytes an id, but ids travel as varints of up to
 // 10 bytes (padding ids and ids >= 2^63 take all 10), so this answer passes the check and then
 // exceeds the cap when gRPC sends it.
-TEST(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
-  TempDir dir;
-  server::Options options = TestServer::DefaultOptions();
-  options.max_message_mb = 1;
-  TestServer server(dir.path(), options);
-  ASSERT_FALSE(HasFatalFailure());
-  Stub& s = server.stub();
+TEST_F(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
+  Stub& s = server_.stub();
   ASSERT_TRUE(IsOk(CreateIndex(s, "padded", v1::L2, 2)));
   ASSERT_TRUE(IsOk(InitIndex(s, "padded", 10)));
   ASSERT_TRUE(IsOk(AddItems(s, "padded", {1, 1, 2, 2}, {1, 2})));
@@ -1320,13 +1324,8 @@ TEST(MessageCapTest, PaddedQueryAnswersAboveTheCapAreRefusedNamingIt) {
 // A 1 MiB reply holds (1 MiB - 64 bytes) / 10 = 104,851 ids at their longest varint. One id
 // more and a request without paging fields is refused naming the count (not sent truncated,
 // nor failed by gRPC at the send); pages are capped to what fits.
-TEST(MessageCapTest, GetIdsOfAnIndexTooBigForOneReplyIsRefusedUnlessPaged) {
-  TempDir dir;
-  server::Options options = TestServer::DefaultOptions();
-  options.max_message_mb = 1;
-  TestServer server(dir.path(), options);
-  ASSERT_FALSE(HasFatalFailure());
-  Stub& s = server.stub();
+TEST_F(MessageCapTest, GetIdsOfAnIndexTooBigForOneReplyIsRefusedUnlessPaged) {
+  Stub& s = server_.stub();
   constexpr uint64_t kFit = 104'851;
   constexpr uint64_t kCount = kFit + 1;
   ASSERT_TRUE(IsOk(CreateIndex(s, "many", v1::L2, 1)));
