@@ -251,9 +251,11 @@ absl::StatusOr<FileHeader> CheckFile(const std::string& path, uint32_t dim) {
   if (!(std::abs(h.mult - expected_mult) <= 1e-9 * expected_mult)) {
     return Corrupt(path, absl::StrCat("level multiplier ", h.mult, " is not 1/ln(M) for M=", h.m));
   }
-  if (h.ef_construction > kMaxEfConstruction) {
-    return Corrupt(
-        path, absl::StrCat("ef_construction ", h.ef_construction, " exceeds ", kMaxEfConstruction));
+  // hnswlib writes ef_construction >= M; at 0 its in-place update reads the top of an empty
+  // candidate queue (fuzz_graph_file found it).
+  if (h.ef_construction == 0 || h.ef_construction > kMaxEfConstruction) {
+    return Corrupt(path, absl::StrCat("ef_construction ", h.ef_construction, " is not from 1 to ",
+                                      kMaxEfConstruction));
   }
   const uint64_t links_upper = h.max_m * sizeof(tableint) + sizeof(hnswlib::linklistsizeint);
   uint64_t offset = header_size + h.element_count * h.size_data_per_element;
