@@ -78,22 +78,15 @@ int Import(const luxdb::server::Options& options) {
 // the heap of the arena of the thread that freed them, and glibc gives each thread an arena
 // of its own up to 8 per core: peak RSS in luxdb-bench rose by 20-50 MiB with the default
 // arenas, 20 MiB with one arena per worker thread (--threads, at least 2).
-// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N, trim_threshold=N or arena_max=N still override
-// these.
+// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N or glibc.malloc.arena_max=N still override these
+// (and glibc.malloc.trim_threshold=N the one LuxServer sets while indexes load).
 void TuneMalloc(size_t threads) {
   constexpr int kMmapThresholdBytes = 16 << 20;
-  constexpr int kTrimThresholdBytes = 64 << 20;
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   auto tuned = [&](const char* name) {
     return tunables != nullptr && std::strstr(tunables, name) != nullptr;
   };
   if (!tuned("malloc.mmap_threshold")) mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
-  // glibc gives the top of the heap back to the kernel as soon as 128 KiB of it is free, so a
-  // buffer freed and allocated again is page-faulted in again every time: loading an index
-  // allocates and frees hnswlib's 2.5 MiB of update locks, and with 10,000 indexes those page
-  // faults were most of the restart (loading took 3.7-25 s, 1.5-2 s with this). The server's
-  // MemoryTrimmer returns free heap memory once a second instead.
-  if (!tuned("malloc.trim_threshold")) mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes);
   if (!tuned("malloc.arena_max")) {
     const size_t workers = threads != 0 ? threads : std::thread::hardware_concurrency();
     mallopt(M_ARENA_MAX, static_cast<int>(std::clamp<size_t>(workers, 2, 64)));
