@@ -155,22 +155,17 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
       options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::unique_ptr<Catalog> catalog(
       new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads), options));
-  // Indexes load in parallel, one per worker thread at a time: with thousands of small
+  // Indexes load in parallel on the pool, one at a time per thread: with thousands of small
   // indexes a restart is dominated by per-index work (files opened, checksums, allocations).
   const std::vector<storage::IndexConfig> configs = catalog->store_->ListIndexes();
   std::vector<absl::StatusOr<Loaded>> loaded;
   loaded.reserve(configs.size());
   for (size_t i = 0; i < configs.size(); ++i) loaded.emplace_back(Loaded{});
-  std::atomic<size_t> next_config = 0;
-  auto load = [&] {
-    for (size_t i; (i = next_config.fetch_add(1)) < configs.size();) {
+  catalog->pool_->ParallelFor(configs.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
       if (configs[i].initialized) loaded[i] = catalog->LoadGraph(configs[i]);
     }
-  };
-  std::vector<std::thread> loaders;
-  for (size_t t = 1; t < std::min(threads, configs.size()); ++t) loaders.emplace_back(load);
-  load();
-  for (std::thread& loader : loaders) loader.join();
+  });
   for (size_t i = 0; i < configs.size(); ++i) {
     const storage::IndexConfig& config = configs[i];
     if (!loaded[i].ok()) {
@@ -503,29 +498,24 @@ absl::Status Catalog::Close() {
   }
   snapshotter_cv_.notify_all();
   if (snapshotter_.joinable()) snapshotter_.join();
-  // Snapshots are written by one thread per worker (each is a few fsyncs: with thousands of
+  // Snapshots are written on every pool thread (each is a few fsyncs: with thousands of
   // indexes, their latency, not the CPU, is what a shutdown waits for), the indexes with most
   // to replay first.
   std::vector<std::shared_ptr<Index>> indexes = AllIndexes();
   std::sort(indexes.begin(), indexes.end(), [](const auto& a, const auto& b) {
     return a->UnsnapshottedItems() > b->UnsnapshottedItems();
   });
-  std::mutex status_mu;
-  absl::Status status;  // guarded by status_mu
-  std::atomic<size_t> next_index = 0;
-  auto save = [&] {
-    for (size_t i; (i = next_index.fetch_add(1)) < indexes.size();) {
-      if (absl::Status s = indexes[i]->SaveSnapshot(); !s.ok()) {
-        spdlog::error("index '{}': graph snapshot not saved: {}", indexes[i]->name(), s.ToString());
-        std::lock_guard lock(status_mu);
-        status.Update(s);
-      }
-    }
-  };
-  std::vector<std::thread> savers;
-  for (size_t t = 1; t < std::min(pool_->threads(), indexes.size()); ++t) savers.emplace_back(save);
-  save();
-  for (std::thread& saver : savers) saver.join();
+  std::vector<absl::Status> saved(indexes.size());
+  pool_->ParallelFor(indexes.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) saved[i] = indexes[i]->SaveSnapshot();
+  });
+  absl::Status status;
+  for (size_t i = 0; i < indexes.size(); ++i) {
+    if (saved[i].ok()) continue;
+    spdlog::error("index '{}': graph snapshot not saved: {}", indexes[i]->name(),
+                  saved[i].ToString());
+    status.Update(saved[i]);
+  }
   status.Update(store_->Flush());
   return status;
 }
