@@ -121,13 +121,6 @@ class Channels {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-std::string RandomSecret() {
-  std::random_device random;
-  std::string bytes(32, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return absl::BytesToHexString(bytes);
-}
-
 std::string FileSystemType(const std::string& path) {
   struct statfs info;
   if (statfs(path.c_str(), &info) != 0) return "unknown";
@@ -200,7 +193,7 @@ absl::Status LuxdbSide::Start() {
     impl_->data_dir = pattern + "/data";
     impl_->data_fs = FileSystemType(pattern);
     impl_->server_name = config.server_path;
-    secret = RandomSecret();
+    secret = harness::RandomSecret();
     std::cerr << "[luxdb] starting " << config.server_path << " on " << impl_->data_dir << " ("
               << impl_->data_fs << ")..." << std::endl;
     harness::ServerProcessOptions options;

@@ -189,13 +189,6 @@ FdCount CountFds(pid_t pid) {
   return count;
 }
 
-std::string RandomSecret() {
-  std::random_device random;
-  std::string secret;
-  for (int i = 0; i < 32; ++i) absl::StrAppendFormat(&secret, "%02x", random() & 0xff);
-  return secret;
-}
-
 absl::StatusOr<std::unique_ptr<luxdb::Client>> Connect(const luxdb::harness::ServerProcess& server,
                                                        const std::string& secret) {
   luxdb::ConnectOptions options;
@@ -234,7 +227,7 @@ int Run(const Config& config) {
     std::perror(("luxdb-many-indexes: cannot create a directory in " + config.work_dir).c_str());
     return 1;
   }
-  const std::string secret = RandomSecret();
+  const std::string secret = luxdb::harness::RandomSecret();
   luxdb::harness::ServerProcessOptions options;
   options.binary = config.server_path;
   options.data_dir = data_parent + "/data";

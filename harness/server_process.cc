@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -192,6 +194,13 @@ std::streamoff ServerProcess::LogSize() const {
   std::error_code error;
   const auto size = std::filesystem::file_size(options_.log_path, error);
   return error ? 0 : static_cast<std::streamoff>(size);
+}
+
+std::string RandomSecret() {
+  std::random_device random;
+  std::string bytes(24, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return absl::BytesToHexString(bytes);
 }
 
 std::optional<uint64_t> ProcessStatusBytes(pid_t pid, const char* field) {

@@ -67,6 +67,9 @@ class ServerProcess {
   int port_ = 0;
 };
 
+// A fresh random secret for a test or benchmark server (48 hex digits).
+std::string RandomSecret();
+
 // A field of /proc/PID/status given in kB ("VmRSS", "VmHWM"), in bytes; nullopt if unreadable.
 std::optional<uint64_t> ProcessStatusBytes(pid_t pid, const char* field);
 

@@ -55,13 +55,6 @@ constexpr uint64_t kReturnedWithinBytes = 32 * kMiB;
 constexpr uint32_t kDim = 16;
 constexpr char kAddItems[] = "/luxdb.v1.LuxDB/AddItems";
 
-std::string RandomSecret() {
-  std::random_device random;
-  std::string bytes(24, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return absl::BytesToHexString(bytes);
-}
-
 uint64_t Status(pid_t pid, const char* field) {
   return harness::ProcessStatusBytes(pid, field).value_or(0);
 }
@@ -148,7 +141,7 @@ class AttackTest : public ::testing::Test {
     const char* binary = std::getenv("LUXDB_SERVER_BIN");
     ASSERT_NE(binary, nullptr) << "set LUXDB_SERVER_BIN to the luxdb-server binary (CTest does)";
     binary_ = binary;
-    secret_ = RandomSecret();
+    secret_ = harness::RandomSecret();
     harness::ServerProcessOptions options;
     options.binary = binary_;
     options.data_dir = dir_.path() + "/data";

@@ -929,13 +929,6 @@ std::string LoadAverage() {
   return absl::StrCat(one, " ", five, " ", fifteen);
 }
 
-std::string RandomSecret() {
-  std::random_device random;
-  std::string bytes(24, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return absl::BytesToHexString(bytes);
-}
-
 absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const harness::ServerProcess& server,
                                                   const std::string& secret, int number) {
   ConnectOptions options;
@@ -970,7 +963,7 @@ TEST(LoadTest, SixteenClientsReachASteadyStateAndLoseNothingAcrossARestart) {
 
   TempDir dir;
   const std::string data_dir = dir.path() + "/data";
-  const std::string secret = RandomSecret();
+  const std::string secret = harness::RandomSecret();
   harness::ServerProcessOptions options;
   options.binary = binary;
   options.data_dir = data_dir;
