@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "engine/catalog.h"
+#include "server/memory_trimmer.h"
 #include "server/options.h"
 #include "server/server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -82,12 +83,9 @@ int Import(const luxdb::server::Options& options) {
 // (and glibc.malloc.trim_threshold=N the one LuxServer sets while indexes load).
 void TuneMalloc(size_t threads) {
   constexpr int kMmapThresholdBytes = 16 << 20;
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  auto tuned = [&](const char* name) {
-    return tunables != nullptr && std::strstr(tunables, name) != nullptr;
-  };
-  if (!tuned("malloc.mmap_threshold")) mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
-  if (!tuned("malloc.arena_max")) {
+  if (!luxdb::server::MallocTunableSet("malloc.mmap_threshold"))
+    mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
+  if (!luxdb::server::MallocTunableSet("malloc.arena_max")) {
     const size_t workers = threads != 0 ? threads : std::thread::hardware_concurrency();
     mallopt(M_ARENA_MAX, static_cast<int>(std::clamp<size_t>(workers, 2, 64)));
   }

@@ -2,10 +2,18 @@
 
 #include <malloc.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 
 namespace luxdb::server {
+
+bool MallocTunableSet(const char* name) {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  return tunables != nullptr && std::strstr(tunables, name) != nullptr;
+}
 
 MemoryTrimmer::MemoryTrimmer(std::chrono::milliseconds period, size_t trim_above_bytes)
     : period_(period), trim_above_bytes_(trim_above_bytes), thread_([this] { Run(); }) {}

@@ -16,6 +16,10 @@
 
 namespace luxdb::server {
 
+// Whether the GLIBC_TUNABLES environment variable sets glibc malloc's `name` (e.g.
+// "malloc.trim_threshold"): the server's own malloc settings then leave it alone.
+bool MallocTunableSet(const char* name);
+
 class MemoryTrimmer {
  public:
   // Starts the thread.

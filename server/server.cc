@@ -10,7 +10,6 @@
 #include <chrono>
 #include <climits>
 #include <condition_variable>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -241,9 +240,7 @@ void LuxServer::Load() {
   // which HnswGraph then shrinks, and with the default every index page-faulted them in afresh
   // (loading 10,000 indexes took 3.7-25 s, 1.5-2 s with this). Only while loading: a higher
   // threshold keeps the tops of per-thread heaps resident, which malloc_trim does not return.
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  const bool tune_trim =
-      tunables == nullptr || std::strstr(tunables, "malloc.trim_threshold") == nullptr;
+  const bool tune_trim = !MallocTunableSet("malloc.trim_threshold");
   constexpr int kLoadingTrimThresholdBytes = 64 << 20;
   constexpr int kGlibcDefaultTrimThresholdBytes = 128 << 10;
   if (tune_trim) mallopt(M_TRIM_THRESHOLD, kLoadingTrimThresholdBytes);
