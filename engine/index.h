@@ -30,6 +30,8 @@
 #include "absl/status/statusor.h"
 #include "engine/hnsw_graph.h"
 #include "engine/limits.h"
+#include "engine/memory_budget.h"
+#include "engine/mutex.h"
 #include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
 #include "storage/index_config.h"
@@ -46,8 +48,23 @@ struct IndexInfo {
   uint32_t ef = 0;
   uint64_t max_elements = 0;
   uint64_t element_count = 0;  // live items
-  uint64_t deleted_count = 0;  // marked deleted; still count against max_elements
+  // Elements of the graph that no longer answer queries: deleted items and the old vectors of
+  // replaced ones, kept until a compaction rebuilds the graph without them. They do not count
+  // against max_elements.
+  uint64_t tombstones = 0;
+  uint64_t deleted_count = 0;  // the same as tombstones (older name, kept for clients)
+  // Memory reserved for the graph at its capacity, charged to the memory budget (plus a
+  // compaction's second graph while one runs).
+  uint64_t memory_bytes = 0;
+  bool compacting = false;  // a compaction is building a new graph
   bool initialized = false;
+};
+
+// What Index::Compact did.
+struct CompactStats {
+  uint64_t tombstones_removed = 0;
+  uint64_t live = 0;  // items in the new graph
+  double seconds = 0;
 };
 
 // One page of an index's live ids (Index::IdsPage).
@@ -69,6 +86,11 @@ struct InitParams {
 struct IndexContext {
   storage::Store* store = nullptr;
   ThreadPool* pool = nullptr;
+  // Charged with every graph's reservation; null: unlimited.
+  MemoryBudget* budget = nullptr;
+  // A background compaction starts once tombstones reach this fraction of the graph's
+  // elements; 0 turns automatic compaction off (CompactIndex still works).
+  double compact_threshold = 0.2;
   // Once set (the server's shutdown grace period ran out), writes and queries stop between
   // items and fail with UNAVAILABLE.
   const std::atomic<bool>* aborting = nullptr;
@@ -79,8 +101,10 @@ struct IndexContext {
 
 class Index {
  public:
-  // Made by Catalog. `graph` is null for an index that is not initialised.
-  Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, const IndexContext& context);
+  // Made by Catalog. `graph` is null for an index that is not initialised, or whose graph is
+  // still `loading` (see FinishLoad).
+  Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph, const IndexContext& context,
+        bool loading = false);
   ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
@@ -134,6 +158,20 @@ class Index {
   // Copies the vectors of `ids` into out (ids.size() * dim floats) in the order asked.
   // NOT_FOUND naming the first id that is absent or deleted.
   absl::Status GetVectors(std::span<const uint64_t> ids, std::span<float> out) const;
+
+  // Rebuilds the graph from its live items, without tombstones, while queries and writes go
+  // on, then swaps it in and frees the old one; returns when the new graph serves. A
+  // compaction already running (started automatically) is joined rather than repeated.
+  // RESOURCE_EXHAUSTED if the memory budget cannot hold the second graph meanwhile;
+  // DEADLINE_EXCEEDED (the compaction goes on) if `deadline` passes first.
+  absl::StatusOr<CompactStats> Compact(Deadline deadline = kNoDeadline);
+
+  // Loading at start (Catalog): an Index made with `loading` set answers every call with
+  // UNAVAILABLE naming it until FinishLoad (the graph is ready) or FailLoad (it cannot be
+  // loaded: calls then fail with that status).
+  void FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
+                  uint64_t unsnapshotted_items);
+  void FailLoad(absl::Status status);
 
   // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot),
   // unless the last one is already of this version, then trims the history it covers. Queries
