@@ -211,8 +211,9 @@ void Catalog::LoadAll(const std::vector<storage::IndexConfig>& configs) {
     for (size_t i = begin; i < end; ++i) LoadOne(configs[i]);
   });
   if (stop_loading_) {
-    spdlog::warn("loading stopped by the shutdown after {} of {} indexes", loads_done_.load(),
-                 loads_total_);
+    spdlog::warn(
+        "loading stopped by the shutdown; the indexes it did not finish load again at the next "
+        "start");
   } else {
     spdlog::info("{} indexes loaded in {:.2f} s", configs.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
