@@ -50,7 +50,9 @@ int Import(const luxdb::server::Options& options) {
     return 2;
   }
   absl::StatusOr<std::unique_ptr<luxdb::engine::Catalog>> catalog = luxdb::engine::Catalog::Open(
-      options.data_dir, {.threads = options.threads, .sync = options.sync});
+      options.data_dir, {.threads = options.threads,
+                         .sync = options.sync,
+                         .memory_budget_bytes = options.memory_budget_mb << 20});
   if (!catalog.ok()) {
     std::cerr << "luxdb-server: " << catalog.status().message() << "\n";
     return 1;
