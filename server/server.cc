@@ -272,7 +272,8 @@ void LuxServer::Load() {
     if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
     return;
   }
-  spdlog::info("serving '{}'; {} indexes are loading", options_.data_dir, catalog->List().size());
+  spdlog::info("answering calls for '{}' while its {} indexes load", options_.data_dir,
+               catalog->List().size());
   catalog->WaitUntilLoaded();  // Shutdown stops the loads first
   if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
   std::lock_guard lock(mu_);
@@ -281,7 +282,8 @@ void LuxServer::Load() {
   health_->SetServing(true);
   ready_ = true;
   loaded_changed_.notify_all();
-  spdlog::info("all {} indexes of '{}' loaded", catalog->List().size(), options_.data_dir);
+  // Once every index has loaded (tests/python/test_crash.py waits for this line).
+  spdlog::info("serving {} indexes from '{}'", catalog->List().size(), options_.data_dir);
 }
 
 absl::Status LuxServer::WaitUntilLoaded() {
