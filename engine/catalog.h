@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/index.h"
-#include "engine/rw_lock.h"
+#include "engine/mutex.h"
 #include "engine/thread_pool.h"
 #include "storage/backup_target.h"
 #include "storage/store.h"
@@ -93,7 +93,7 @@ class Catalog {
   // Brings a graph loaded from the snapshot of `snapshot_version` up to config.version.
   // Returns the number of items replayed; NOT_FOUND if the history no longer reaches back.
   absl::StatusOr<uint64_t> Replay(const storage::IndexConfig& config, uint64_t snapshot_version,
-                                  HnswGraph& graph);
+                                  std::unique_ptr<HnswGraph>& graph);
   absl::StatusOr<std::unique_ptr<HnswGraph>> RebuildGraph(const storage::IndexConfig& config);
   void SnapshotLoop();
   IndexContext Context() {

@@ -606,17 +606,25 @@ TEST_F(HnswGraphTest, LiveLabelsAfterPagesThroughLiveLabelsInAscendingOrder) {
   EXPECT_EQ(past.left_out, 0u);
 }
 
-TEST_F(HnswGraphTest, ResizeKeepsElementsAndRefusesBelowCount) {
-  std::unique_ptr<HnswGraph> graph = MakeGraph(20);
-  ASSERT_NE(graph, nullptr);
+TEST_F(HnswGraphTest, CopyKeepsElementsAndRefusesBelowCount) {
+  std::unique_ptr<HnswGraph> original = MakeGraph(20);
+  ASSERT_NE(original, nullptr);
   const std::vector<float> data = RandomVectors(20, kDim, 8);
-  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, data, Range(0, 20)));
-  EXPECT_FALSE(graph->Resize(19).ok());
-  ASSERT_TRUE(graph->Resize(40).ok());
+  ASSERT_NO_FATAL_FAILURE(AddAll(*original, data, Range(0, 20)));
+  ASSERT_TRUE(original->MarkDeleted(7).ok());
+  EXPECT_FALSE(original->Copy(19).ok());
+  absl::StatusOr<std::unique_ptr<HnswGraph>> copy = original->Copy(40);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  std::unique_ptr<HnswGraph> graph = *std::move(copy);
+  original.reset();  // the copy owns everything it uses
   EXPECT_EQ(graph->max_elements(), 40u);
-  const std::vector<float> more = RandomVectors(20, kDim, 9);
-  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, more, Range(20, 40)));
-  EXPECT_EQ(graph->LiveLabels(), Range(0, 40));
+  EXPECT_EQ(graph->deleted_count(), 1u);
+  EXPECT_EQ(graph->Find(7), HnswGraph::Presence::kDeleted);
+  ASSERT_TRUE(graph->Add(data.data() + 7 * kDim, 7).ok());  // revived: a new element
+  const std::vector<float> more = RandomVectors(19, kDim, 9);
+  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, more, Range(20, 39)));
+  EXPECT_EQ(graph->LiveLabels(), Range(0, 39));
+  EXPECT_EQ(graph->element_count(), 40u);
   const SearchResult self = SearchGraph(*graph, data.data() + 4 * kDim, 1, 50);
   ASSERT_EQ(self.ids.size(), 1u);
   EXPECT_EQ(self.ids[0], 4u);
