@@ -968,11 +968,20 @@ absl::Status Index::GetVectors(std::span<const uint64_t> ids, std::span<float> o
   absl::StatusOr<View> view = Read();
   if (!view.ok()) return view.status();
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!view->graph->CopyVector(ids[i], out.data() + i * dim_)) {
-      return absl::NotFoundError(absl::StrCat(
-          "index '", name_, "' has no item with id ", ids[i],
-          view->graph->Find(ids[i]) == HnswGraph::Presence::kDeleted ? " (it was deleted)" : ""));
+    if (view->graph->CopyVector(ids[i], out.data() + i * dim_)) continue;
+    // A deleted item's tombstone may be gone (compaction, rebuild); storage still knows it.
+    bool deleted = view->graph->Find(ids[i]) == HnswGraph::Presence::kDeleted;
+    if (!deleted) {
+      storage::IndexConfig config;
+      {
+        MutexLock lock(&state_mu_);
+        config = config_;
+      }
+      absl::StatusOr<storage::StoredItem> stored = store_->GetItem(config, ids[i]);
+      deleted = stored.ok() && stored->deleted;
     }
+    return absl::NotFoundError(absl::StrCat("index '", name_, "' has no item with id ", ids[i],
+                                            deleted ? " (it was deleted)" : ""));
   }
   return absl::OkStatus();
 }
