@@ -381,8 +381,8 @@ void Accepted(const v1::ListIndexesRequest&, const v1::ListIndexesResponse& resp
     const v1::IndexInfo& got = response.indexes(static_cast<int>(i));
     same = got.name() == list[i].name && got.dim() == list[i].dim &&
            got.element_count() == list[i].element_count &&
-           got.deleted_count() == list[i].deleted_count &&
-           got.max_elements() == list[i].max_elements;
+           got.deleted_count() == list[i].deleted_count && got.tombstones() == list[i].tombstones &&
+           got.memory_bytes() == list[i].memory_bytes && got.max_elements() == list[i].max_elements;
   }
   if (!same) Fail(absl::StrCat("ListIndexes answered ", response.ShortDebugString()));
 }
@@ -393,6 +393,8 @@ void Accepted(const v1::DescribeIndexRequest& request, const v1::DescribeIndexRe
       response.info().dim() != info->dim || response.info().ef() != info->ef ||
       response.info().element_count() != info->element_count ||
       response.info().deleted_count() != info->deleted_count ||
+      response.info().tombstones() != info->tombstones ||
+      response.info().memory_bytes() != info->memory_bytes ||
       response.info().initialized() != info->initialized) {
     Fail(absl::StrCat("DescribeIndex answered ", response.ShortDebugString()));
   }
