@@ -272,30 +272,34 @@ TEST_F(ServiceTest, AddItemsAddsReplacesAndRevives) {
   EXPECT_EQ(added, 3u);
   EXPECT_EQ(InfoOf(stub(), "docs").element_count(), 3u);
 
-  // An existing id has its vector replaced; it takes no new capacity.
+  // An existing id has its vector replaced; it takes no new capacity. Its old vector stays in
+  // the graph as a tombstone until a compaction.
   ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {5, 5, 6, 6}, {20, 40}, &added)));
   EXPECT_EQ(added, 2u);
   v1::IndexInfo info = InfoOf(stub(), "docs");
   EXPECT_EQ(info.element_count(), 4u);
-  EXPECT_EQ(info.deleted_count(), 0u);
+  EXPECT_EQ(info.tombstones(), 1u);
+  EXPECT_EQ(info.deleted_count(), 1u);
   EXPECT_EQ(VectorsOf(stub(), "docs", {20}), (std::vector<float>{5, 5}));
   QueryResult result;
   ASSERT_TRUE(IsOk(QueryIndex(stub(), "docs", {0, 1}, 1, 0, &result)));
   EXPECT_EQ(result.ids, (std::vector<uint64_t>{30}));  // (0,1) is no longer id 20's vector
   EXPECT_EQ(result.distances, (std::vector<float>{1}));
 
-  // Full now. A deleted id still occupies its slot, and re-adding it revives it in place.
+  // Full now. A deleted id becomes a tombstone, and re-adding it revives the id with its new
+  // vector (the deleted one stays a tombstone).
   uint64_t deleted = 0;
   ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {30}, &deleted)));
   EXPECT_EQ(deleted, 1u);
   info = InfoOf(stub(), "docs");
   EXPECT_EQ(info.element_count(), 3u);
-  EXPECT_EQ(info.deleted_count(), 1u);
+  EXPECT_EQ(info.tombstones(), 2u);
+  EXPECT_EQ(info.deleted_count(), 2u);
   ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {7, 7}, {30}, &added)));
   EXPECT_EQ(added, 1u);
   info = InfoOf(stub(), "docs");
   EXPECT_EQ(info.element_count(), 4u);
-  EXPECT_EQ(info.deleted_count(), 0u);
+  EXPECT_EQ(info.tombstones(), 2u);
   EXPECT_EQ(IdsOf(stub(), "docs"), (std::vector<uint64_t>{10, 20, 30, 40}));
   EXPECT_EQ(VectorsOf(stub(), "docs", {30}), (std::vector<float>{7, 7}));
   ASSERT_TRUE(IsOk(QueryIndex(stub(), "docs", {7, 7}, 1, 0, &result)));
@@ -465,11 +469,16 @@ TEST_F(ServiceTest, ResizeIndexMakesRoomForMoreItems) {
   ASSERT_TRUE(IsOk(QueryIndex(stub(), "grow", {5, 5}, 1, 0, &result)));
   EXPECT_EQ(result.ids, (std::vector<uint64_t>{5}));
 
-  // Shrinking to exactly the stored count is allowed; then the index is full again.
+  // Shrinking to exactly the stored count is allowed; then the index is full again. A deleted
+  // item's tombstone does not count against max_elements: its place can be taken at once.
   ASSERT_TRUE(IsOk(ResizeIndex(stub(), "grow", 5)));
-  ASSERT_TRUE(IsOk(DeleteItems(stub(), "grow", {1})));
   EXPECT_TRUE(IsError(AddItems(stub(), "grow", {6, 6}, {6}), Code::RESOURCE_EXHAUSTED,
                       {"'grow'", "max_elements 5"}));
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "grow", {1})));
+  ASSERT_TRUE(IsOk(AddItems(stub(), "grow", {6, 6}, {6})));
+  EXPECT_TRUE(IsError(AddItems(stub(), "grow", {7, 7}, {7}), Code::RESOURCE_EXHAUSTED,
+                      {"'grow'", "max_elements 5"}));
+  EXPECT_EQ(IdsOf(stub(), "grow"), (std::vector<uint64_t>{2, 3, 4, 5, 6}));
 }
 
 TEST_F(ServiceTest, DescribeCountsTombstonesAndReportsTheGraphsMemory) {
