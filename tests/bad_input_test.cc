@@ -533,11 +533,9 @@ TEST_F(BadInputTest, QueryRefusalsNameTheIndex) {
 
 TEST_F(BadInputTest, ResizeIndexRefusesBadCapacitiesNamingThem) {
   Stub& s = stub();
-  // kKeep stores 4 items: 3 live and 1 deleted, which still occupies its slot.
+  // kKeep stores 4 items: 3 live and 1 deleted, which no longer counts.
   ExpectRefused("below the live count", ResizeIndex(s, kKeep, 2), Code::FAILED_PRECONDITION,
-                {"'keep'", "4 items", "cannot resize to 2"});
-  ExpectRefused("to the live count, below the stored count", ResizeIndex(s, kKeep, 3),
-                Code::FAILED_PRECONDITION, {"'keep'", "4 items", "cannot resize to 3"});
+                {"'keep'", "3 live items", "cannot resize to 2"});
   ExpectRefused("to 0", ResizeIndex(s, kKeep, 0), Code::INVALID_ARGUMENT, {"'keep'", "got 0"});
   ExpectRefused("to 10^12", ResizeIndex(s, kKeep, 1'000'000'000'000), Code::INVALID_ARGUMENT,
                 {"'keep'", "4294967294", "got 1000000000000"});
