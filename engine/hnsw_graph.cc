@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "engine/limits.h"
+#include "engine/mutex.h"
 #include "engine/resources.h"
 
 namespace luxdb::engine {
@@ -65,7 +66,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     tableint id = 0;
     int level = 0;
     {
-      std::lock_guard level_lock(level_mu_);
+      MutexLock level_lock(&level_mu_);
       level = getRandomLevel(mult_);
     }
     {
@@ -327,7 +328,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     }
   }
 
-  std::mutex level_mu_;  // serialises draws from hnswlib's level generator
+  Mutex level_mu_;  // serialises draws from hnswlib's level generator
   std::atomic<uint64_t> tombstones_ = 0;
   // (top level << 32) | entry element, or kNoEntry for an empty graph.
   std::atomic<uint64_t> entry_ = kNoEntry;

@@ -1193,6 +1193,7 @@ absl::Status Index::SaveSnapshot() {
   uint64_t items = 0;
   bool saved = false;
   const auto started = std::chrono::steady_clock::now();
+  const std::optional<uint64_t> last_version = snapshot_version_;
   // The graph is written out as a writer's turn: writes wait, queries go on.
   Writer writer;
   writer.run = [&]() -> absl::Status {
@@ -1214,7 +1215,7 @@ absl::Status Index::SaveSnapshot() {
                                                 "': graph differs from storage after a failed "
                                                 "write; not saved, the next start recovers it"));
       }
-      if (snapshot_version_ == config_.version) return absl::OkStatus();
+      if (last_version == config_.version) return absl::OkStatus();
       config = config_;
       current = graph_;
     }
