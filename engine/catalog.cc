@@ -304,8 +304,8 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
     std::future<absl::Status> verified = std::async(
         snapshot->size >= kVerifyAsyncFromBytes ? std::launch::async : std::launch::deferred,
         [&] { return store_->VerifySnapshot(*snapshot); });
-    absl::StatusOr<std::unique_ptr<HnswGraph>> graph =
-        HnswGraph::Load(snapshot->path, config.space, config.dim, config.max_elements);
+    absl::StatusOr<std::unique_ptr<HnswGraph>> graph = HnswGraph::Load(
+        snapshot->path, config.space, config.dim, GraphCapacity(config.max_elements));
     const absl::Status verify = verified.get();
     if (!verify.ok()) {
       why_rebuild = absl::StrCat("its graph snapshot is damaged (", verify.message(), ")");
@@ -318,7 +318,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
                    (*graph)->element_count(), seconds());
       return Loaded{*std::move(graph), snapshot->version, 0};
     } else {
-      absl::StatusOr<uint64_t> replayed = Replay(config, snapshot->version, **graph);
+      absl::StatusOr<uint64_t> replayed = Replay(config, snapshot->version, *graph);
       if (replayed.ok()) {
         spdlog::info(
             "index '{}': loaded graph snapshot of version {} and replayed {} writes ({} items) "
@@ -344,7 +344,8 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
 }
 
 absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
-                                         uint64_t snapshot_version, HnswGraph& graph) {
+                                         uint64_t snapshot_version,
+                                         std::unique_ptr<HnswGraph>& graph) {
   // Every id touched after the snapshot, once, in first-touch order; its stored state is
   // its final state, which is what the graph must show.
   std::vector<uint64_t> touched;
@@ -361,53 +362,57 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
 
   std::vector<uint64_t> add_ids;
   std::vector<float> add_vectors;
-  uint64_t fresh = 0;  // ids in add_ids the graph does not hold yet
+  std::vector<uint64_t> to_replace;  // ids in add_ids whose live element gets a tombstone
   std::vector<uint64_t> to_delete;
   std::vector<float> current(config.dim);
   auto insert = [&]() -> absl::Status {
-    absl::Status error = InsertAll(graph, *pool_, add_ids, add_vectors, config.dim, stop_loading_,
+    // Every add takes a new element; a graph without room for them is copied into a larger one.
+    if (const uint64_t needed = graph->element_count() + add_ids.size();
+        needed > graph->max_elements()) {
+      absl::StatusOr<std::unique_ptr<HnswGraph>> larger =
+          graph->Copy(std::max(needed, GraphCapacity(config.max_elements)));
+      if (!larger.ok()) return larger.status();
+      graph = *std::move(larger);
+    }
+    for (uint64_t id : to_replace) graph->Tombstone(id);
+    absl::Status error = InsertAll(*graph, *pool_, add_ids, add_vectors, config.dim, stop_loading_,
                                    [&] { return CheckLoadNotStopped(config.name); });
     add_ids.clear();
     add_vectors.clear();
-    fresh = 0;
+    to_replace.clear();
     return error;
   };
   for (uint64_t id : touched) {
     if (absl::Status s = CheckLoadNotStopped(config.name); !s.ok()) return s;
     absl::StatusOr<storage::StoredItem> item = store_->GetItem(config, id);
     if (!item.ok()) return item.status();
-    const HnswGraph::Presence presence = graph.Find(id);
-    bool add = presence == HnswGraph::Presence::kAbsent;
-    if (!item->deleted && presence != HnswGraph::Presence::kAbsent) {
-      // Live in storage: re-add unless the graph already holds this vector, live.
-      add = presence == HnswGraph::Presence::kDeleted || !graph.CopyVector(id, current.data()) ||
-            std::memcmp(current.data(), item->vector.data(), current.size() * sizeof(float)) != 0;
+    const HnswGraph::Presence presence = graph->Find(id);
+    if (item->deleted) {
+      if (presence == HnswGraph::Presence::kLive) to_delete.push_back(id);
+      continue;
     }
-    if (add) {
-      if (presence == HnswGraph::Presence::kAbsent &&
-          graph.element_count() + ++fresh > graph.max_elements()) {
-        return absl::DataLossError(
-            absl::StrCat("storage holds more than max_elements ", graph.max_elements(), " items"));
-      }
-      add_ids.push_back(id);
-      add_vectors.insert(add_vectors.end(), item->vector.begin(), item->vector.end());
+    // Live in storage: re-add unless the graph already holds this vector, live. A live
+    // element with another vector becomes a tombstone first (vectors never change in place).
+    if (presence == HnswGraph::Presence::kLive && graph->CopyVector(id, current.data()) &&
+        std::memcmp(current.data(), item->vector.data(), current.size() * sizeof(float)) == 0) {
+      continue;
     }
-    if (item->deleted && presence != HnswGraph::Presence::kDeleted) to_delete.push_back(id);
+    if (presence == HnswGraph::Presence::kLive) to_replace.push_back(id);
+    add_ids.push_back(id);
+    add_vectors.insert(add_vectors.end(), item->vector.begin(), item->vector.end());
     if (add_ids.size() == kRebuildChunk) {
       if (absl::Status s = insert(); !s.ok()) return s;
     }
   }
   if (absl::Status s = insert(); !s.ok()) return s;
-  for (uint64_t id : to_delete) {
-    if (absl::Status s = graph.MarkDeleted(id); !s.ok()) return s;
-  }
+  for (uint64_t id : to_delete) graph->Tombstone(id);
   return touched.size();
 }
 
 absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
     const storage::IndexConfig& config) {
   absl::StatusOr<std::unique_ptr<HnswGraph>> created =
-      HnswGraph::Create({config.space, config.dim, config.max_elements, config.m,
+      HnswGraph::Create({config.space, config.dim, GraphCapacity(config.max_elements), config.m,
                          config.ef_construction, config.random_seed});
   if (!created.ok()) return created.status();
   HnswGraph& graph = **created;
@@ -415,7 +420,7 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
 
   std::vector<uint64_t> ids;
   std::vector<float> vectors;
-  std::vector<uint64_t> deleted;
+  uint64_t deleted = 0;  // stored deleted: not in the graph at all
   uint64_t total = 0;
   auto insert_chunk = [&]() -> absl::Status {
     absl::Status error = InsertAll(graph, *pool_, ids, vectors, config.dim, stop_loading_,
@@ -430,22 +435,22 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
   absl::Status scanned = store_->ScanItems(
       config, [&](uint64_t id, std::span<const float> vector, bool is_deleted) -> absl::Status {
         if (absl::Status s = CheckLoadNotStopped(config.name); !s.ok()) return s;
-        if (total + ids.size() >= config.max_elements) {
-          return absl::DataLossError(
-              absl::StrCat("storage holds more than max_elements ", config.max_elements, " items"));
+        if (is_deleted) {
+          ++deleted;
+          return absl::OkStatus();
+        }
+        if (total + ids.size() >= graph.max_elements()) {
+          return absl::DataLossError(absl::StrCat("storage holds more than max_elements ",
+                                                  config.max_elements, " live items"));
         }
         ids.push_back(id);
         vectors.insert(vectors.end(), vector.begin(), vector.end());
-        if (is_deleted) deleted.push_back(id);
         return ids.size() == kRebuildChunk ? insert_chunk() : absl::OkStatus();
       });
   if (!scanned.ok()) return scanned;
   if (absl::Status s = insert_chunk(); !s.ok()) return s;
-  for (uint64_t id : deleted) {
-    if (absl::Status s = graph.MarkDeleted(id); !s.ok()) return s;
-  }
-  spdlog::info("index '{}': rebuilt graph of {} items ({} deleted) in {:.1f} s", config.name, total,
-               deleted.size(), progress.seconds());
+  spdlog::info("index '{}': rebuilt graph of {} items ({} deleted ones left out) in {:.1f} s",
+               config.name, total, deleted, progress.seconds());
   return created;
 }
 

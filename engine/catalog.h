@@ -159,7 +159,7 @@ class Catalog {
   // Brings a graph loaded from the snapshot of `snapshot_version` up to config.version.
   // Returns the number of items replayed; NOT_FOUND if the history no longer reaches back.
   absl::StatusOr<uint64_t> Replay(const storage::IndexConfig& config, uint64_t snapshot_version,
-                                  HnswGraph& graph);
+                                  std::unique_ptr<HnswGraph>& graph);
   absl::StatusOr<std::unique_ptr<HnswGraph>> RebuildGraph(const storage::IndexConfig& config);
   // UNAVAILABLE naming the index, if StopLoading was called.
   absl::Status CheckLoadNotStopped(const std::string& name) const;

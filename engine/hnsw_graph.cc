@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "engine/limits.h"
+#include "engine/mutex.h"
 #include "engine/resources.h"
 
 namespace luxdb::engine {
@@ -28,78 +29,249 @@ using hnswlib::tableint;
 // What saveIndex writes as the entry point of an empty graph.
 constexpr tableint kNoEntryPoint = static_cast<tableint>(-1);
 
-// hnswlib's graph, with an insertion that cannot read past an empty candidate list.
+// hnswlib's graph, with our own insertion and search so that searches may run while elements
+// are inserted and marked deleted.
 //
-// hnswlib 0.6.2 links a new element, level by level, to the live elements its search finds.
-// When the search at some level reaches no live element (everything reachable from where the
-// descent stands is deleted, or a damaged file's links lead nowhere) while the entry point is
-// live, it hands an empty list to mutuallyConnectNewElement, which reads past it and then
-// walks from a garbage element id (fuzz_graph_file found it; fuzz/regressions). InsertNew
-// follows the same algorithm with the same locks, and at such a level links the element the
-// descent stands on, which exists on that level.
+// Concurrency protocol (shared/hnswlib.md explains why stock hnswlib 0.6.2 is not safe):
+// - An element's link lists (every level) are written only under its link_list_locks_ entry
+//   (a new element holds its own for its whole insertion). Searches copy a list under the
+//   same lock before following it, so they never see a list half rewritten by the pruning of
+//   a full neighbour list.
+// - An element's vector, label and level are written before it is linked anywhere and never
+//   change afterwards: a replaced vector gets a new element (the old one becomes a tombstone),
+//   so a search never reads a vector being overwritten.
+// - The deleted mark (a byte of the element's level-0 header) is read and written atomically.
+//   Marks are set only while no insertion runs (Index applies them between insertions), because
+//   hnswlib's own construction search, which insertion uses, reads them plainly.
+// - label_lookup_ and cur_element_count change under cur_element_count_guard_; the entry point
+//   searches start from is published in entry_ (atomic) once the element is fully linked.
+// - hnswlib's shared level generator is drawn under level_mu_.
+// Resizing and saving need the graph to themselves (Index swaps in a resized copy instead).
+//
+// It also fixes an insertion that could read past an empty candidate list: hnswlib 0.6.2 links
+// a new element, level by level, to the live elements its search finds; when the search at some
+// level reaches no live element (everything reachable is deleted, or a damaged file's links
+// lead nowhere) while the entry point is live, it hands an empty list to
+// mutuallyConnectNewElement, which reads past it (fuzz_graph_file found it). InsertNew links
+// the element the descent stands on at such a level instead.
 class Graph : public hnswlib::HierarchicalNSW<float> {
  public:
   using hnswlib::HierarchicalNSW<float>::HierarchicalNSW;
+  using Candidates = std::priority_queue<std::pair<float, tableint>,
+                                         std::vector<std::pair<float, tableint>>, CompareByFirst>;
 
+  // Inserts a new element for `label`. The label must be absent, or its element marked
+  // deleted (a replace: Index marks the old element first); it then names the new element.
   void Insert(const float* vector, hnswlib::labeltype label) {
     tableint id = 0;
+    int level = 0;
     {
-      std::unique_lock count_lock(cur_element_count_guard_);
-      if (label_lookup_.contains(label)) {
-        count_lock.unlock();
-        // One in-place update at a time: hnswlib's updatePoint draws from a generator shared
-        // by all updates, and addPoint revives a deleted element by decrementing num_deleted_,
-        // both without a lock (concurrent revivals lost counts). New elements still go in
-        // concurrently.
-        std::lock_guard update_lock(update_mu_);
-        addPoint(vector, label);  // hnswlib's repair step checks for no candidates
-        return;
+      MutexLock level_lock(&level_mu_);
+      level = getRandomLevel(mult_);
+    }
+    {
+      std::lock_guard count_lock(cur_element_count_guard_);
+      if (auto it = label_lookup_.find(label);
+          it != label_lookup_.end() && !IsDeleted(it->second)) {
+        throw std::runtime_error("label is live; mark its element deleted before replacing it");
       }
       if (cur_element_count >= max_elements_) {
         throw std::runtime_error("The number of elements exceeds the specified limit");
       }
       id = static_cast<tableint>(cur_element_count++);
+      // Header, label and level before the element becomes countable: a walk over the elements
+      // below the count (LiveLabelsAfter) reads them under this lock's count.
+      std::memset(data_level0_memory_ + id * size_data_per_element_ + offsetLevel0_, 0,
+                  size_data_per_element_);
+      std::memcpy(getExternalLabeLp(id), &label, sizeof(label));
+      element_levels_[id] = level;
       label_lookup_[label] = id;
     }
-    InsertNew(vector, label, id);
+    InsertNew(vector, id, level);
   }
 
-  // hnswlib 0.6.2 gives every graph max_update_element_locks (65,536) update locks, 2.5 MiB,
-  // and takes them by internal id modulo that count. Internal ids stay below max_elements_, so
-  // a graph of fewer elements only ever takes its first max_elements_ locks: it keeps those
-  // alone (10,000 indexes of 10 items held 25 GiB of locks). Call with the graph to itself:
-  // after construction, loadIndex and resizeIndex.
-  void FitUpdateLocks() {
-    const size_t count = std::clamp<size_t>(max_elements_, 1, max_update_element_locks);
-    if (link_list_update_locks_.size() != count) {
-      std::vector<std::mutex>(count).swap(link_list_update_locks_);
+  // Marks the element of a live label deleted. False if the label is absent or deleted.
+  bool MarkDeletedLabel(hnswlib::labeltype label) {
+    tableint id = 0;
+    {
+      std::lock_guard count_lock(cur_element_count_guard_);
+      auto it = label_lookup_.find(label);
+      if (it == label_lookup_.end()) return false;
+      id = it->second;
     }
+    if (__atomic_fetch_or(DeletedByte(id), DELETE_MARK, __ATOMIC_RELEASE) & DELETE_MARK) {
+      return false;
+    }
+    tombstones_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  bool IsDeleted(tableint id) const {
+    return (__atomic_load_n(DeletedByte(id), __ATOMIC_ACQUIRE) & DELETE_MARK) != 0;
+  }
+
+  // The internal id of a label, if present.
+  std::optional<tableint> Lookup(hnswlib::labeltype label) const {
+    std::lock_guard count_lock(const_cast<std::mutex&>(cur_element_count_guard_));
+    auto it = label_lookup_.find(label);
+    if (it == label_lookup_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  size_t Count() const {
+    std::lock_guard count_lock(const_cast<std::mutex&>(cur_element_count_guard_));
+    return cur_element_count;
+  }
+
+  // Up to k nearest live elements, farthest on top; safe while elements are inserted and
+  // marked deleted.
+  Candidates SearchConcurrent(const float* query, size_t k, size_t breadth) const {
+    const uint64_t entry = entry_.load(std::memory_order_acquire);
+    if (entry == kNoEntry) return {};
+    tableint current = static_cast<tableint>(entry);
+    const int top_level = static_cast<int>(entry >> 32);
+    std::vector<tableint> links(maxM0_ + 1);
+    float current_distance = Distance(query, current);
+    for (int level = top_level; level > 0; --level) {
+      for (bool improved = true; improved;) {
+        improved = false;
+        const size_t size = CopyLinks(current, level, links.data());
+        for (size_t i = 0; i < size; ++i) {
+          const float d = Distance(query, links[i]);
+          if (d < current_distance) {
+            current_distance = d;
+            current = links[i];
+            improved = true;
+          }
+        }
+      }
+    }
+    Candidates top = SearchLevel0(current, query, std::max(breadth, k), links.data());
+    while (top.size() > k) top.pop();
+    return top;
+  }
+
+  uint64_t tombstones() const { return tombstones_.load(std::memory_order_relaxed); }
+
+  // After construction, loading or copying: publishes the entry point, counts the marks, and
+  // keeps only the update locks hnswlib's in-place update would use (none: replaces insert new
+  // elements), instead of the 65,536 (2.5 MiB) it allocates for every graph.
+  void Prepare() {
+    std::vector<std::mutex>(1).swap(link_list_update_locks_);
+    uint64_t marked = 0;
+    for (size_t i = 0; i < cur_element_count; ++i) marked += IsDeleted(static_cast<tableint>(i));
+    tombstones_ = marked;
+    num_deleted_ = marked;
+    PublishEntry();
+  }
+
+  // A copy with capacity `capacity` (>= the element count). Needs the graph to itself.
+  std::unique_ptr<Graph> Copy(hnswlib::SpaceInterface<float>* space, size_t capacity) const {
+    auto copy = std::make_unique<Graph>(space, capacity, M_, ef_construction_);
+    copy->level_generator_ = level_generator_;
+    copy->update_probability_generator_ = update_probability_generator_;
+    std::memcpy(copy->data_level0_memory_, data_level0_memory_,
+                cur_element_count * size_data_per_element_);
+    copy->cur_element_count = cur_element_count;
+    for (size_t i = 0; i < cur_element_count; ++i) {
+      const int level = element_levels_[i];
+      copy->element_levels_[i] = level;
+      if (level > 0) {
+        const size_t bytes = size_links_per_element_ * level;
+        copy->linkLists_[i] = static_cast<char*>(std::malloc(bytes));
+        if (copy->linkLists_[i] == nullptr) {
+          copy->cur_element_count = i;  // the destructor frees the lists copied so far
+          throw std::runtime_error("Not enough memory to copy the graph's link lists");
+        }
+        std::memcpy(copy->linkLists_[i], linkLists_[i], bytes);
+      }
+    }
+    copy->label_lookup_ = label_lookup_;
+    copy->enterpoint_node_ = enterpoint_node_;
+    copy->maxlevel_ = maxlevel_;
+    copy->Prepare();
+    return copy;
   }
 
  private:
-  std::mutex update_mu_;  // serialises in-place updates in Insert
+  static constexpr uint64_t kNoEntry = ~uint64_t{0};
 
-  using Candidates = std::priority_queue<std::pair<float, tableint>,
-                                         std::vector<std::pair<float, tableint>>, CompareByFirst>;
+  unsigned char* DeletedByte(tableint id) const {
+    return reinterpret_cast<unsigned char*>(get_linklist0(id)) + 2;
+  }
 
   float Distance(const void* vector, tableint id) const {
     return fstdistfunc_(vector, getDataByInternalId(id), dist_func_param_);
   }
 
-  void InsertNew(const float* vector, hnswlib::labeltype label, tableint id) {
-    std::unique_lock update_lock(link_list_update_locks_[id & (max_update_element_locks - 1)]);
-    std::unique_lock element_lock(link_list_locks_[id]);
-    const int level = getRandomLevel(mult_);
-    element_levels_[id] = level;
+  void PublishEntry() {
+    entry_.store(enterpoint_node_ == kNoEntryPoint
+                     ? kNoEntry
+                     : (static_cast<uint64_t>(maxlevel_) << 32) | enterpoint_node_,
+                 std::memory_order_release);
+  }
 
+  // Copies the links of `id` at `level` into out (room for maxM0_) under the element's lock.
+  size_t CopyLinks(tableint id, int level, tableint* out) const {
+    // hnswlib's accessors are not const-correct; the lock and the list are only read here.
+    std::lock_guard lock(const_cast<std::mutex&>(link_list_locks_[id]));
+    hnswlib::linklistsizeint* list = level == 0 ? get_linklist0(id) : get_linklist(id, level);
+    const size_t size = getListCount(list);
+    std::memcpy(out, list + 1, size * sizeof(tableint));
+    return size;
+  }
+
+  // hnswlib's searchBaseLayerST with a per-call breadth, copied link lists and atomic marks.
+  Candidates SearchLevel0(tableint entry, const float* query, size_t breadth,
+                          tableint* links) const {
+    hnswlib::VisitedList* visited_list = visited_list_pool_->getFreeVisitedList();
+    hnswlib::vl_type* visited = visited_list->mass;
+    const hnswlib::vl_type tag = visited_list->curV;
+    const bool has_deletions = tombstones() != 0;
+    Candidates top;
+    Candidates candidates;  // negated distances: nearest on top
+    float lower_bound = std::numeric_limits<float>::max();
+    const float entry_distance = Distance(query, entry);
+    if (!IsDeleted(entry)) {
+      top.emplace(entry_distance, entry);
+      lower_bound = entry_distance;
+    }
+    candidates.emplace(-entry_distance, entry);
+    visited[entry] = tag;
+    while (!candidates.empty()) {
+      const auto [negated, current] = candidates.top();
+      if (-negated > lower_bound && (top.size() == breadth || !has_deletions)) break;
+      candidates.pop();
+      const size_t size = CopyLinks(current, 0, links);
+      for (size_t j = 0; j < size; ++j) __builtin_prefetch(getDataByInternalId(links[j]));
+      for (size_t j = 0; j < size; ++j) {
+        const tableint candidate = links[j];
+        if (visited[candidate] == tag) continue;
+        visited[candidate] = tag;
+        const float d = Distance(query, candidate);
+        if (top.size() < breadth || lower_bound > d) {
+          candidates.emplace(-d, candidate);
+          if (!IsDeleted(candidate)) top.emplace(d, candidate);
+          if (top.size() > breadth) top.pop();
+          if (!top.empty()) lower_bound = top.top().first;
+        }
+      }
+    }
+    visited_list_pool_->releaseVisitedList(visited_list);
+    return top;
+  }
+
+  void InsertNew(const float* vector, tableint id, int level) {
+    // Held for the whole insertion, as hnswlib does: once linked on an upper level the element
+    // is reachable, and another insertion must not add to its lower-level lists before it has
+    // written them (mutuallyConnectNewElement requires them blank). A search reaching it then
+    // waits for this one element, never for a batch.
+    std::unique_lock element_lock(link_list_locks_[id]);
     std::unique_lock top_lock(global);  // kept while this element may become the entry point
     const int top_level = maxlevel_;
     if (level <= top_level) top_lock.unlock();
     const tableint entry = enterpoint_node_;
 
-    std::memset(data_level0_memory_ + id * size_data_per_element_ + offsetLevel0_, 0,
-                size_data_per_element_);
-    std::memcpy(getExternalLabeLp(id), &label, sizeof(label));
     std::memcpy(getDataByInternalId(id), vector, data_size_);
     if (level > 0) {
       const size_t bytes = size_links_per_element_ * level + 1;
@@ -113,21 +285,20 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     if (entry == kNoEntryPoint) {  // the first element
       enterpoint_node_ = id;
       maxlevel_ = level;
+      PublishEntry();
       return;
     }
     // Greedy descent through the levels above the new element's own.
     tableint current = entry;
     if (level < top_level) {
+      std::vector<tableint> links(maxM_ + 1);
       float best = Distance(vector, current);
       for (int l = top_level; l > level; --l) {
         for (bool moved = true; moved;) {
           moved = false;
-          std::unique_lock lock(link_list_locks_[current]);
-          unsigned int* list = get_linklist(current, l);
-          const int size = getListCount(list);
-          const tableint* neighbours = reinterpret_cast<const tableint*>(list + 1);
-          for (int i = 0; i < size; ++i) {
-            const tableint candidate = neighbours[i];
+          const size_t size = CopyLinks(current, l, links.data());
+          for (size_t i = 0; i < size; ++i) {
+            const tableint candidate = links[i];
             if (candidate > max_elements_) throw std::runtime_error("cand error");
             const float d = Distance(vector, candidate);
             if (d < best) {
@@ -140,7 +311,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
       }
     }
     // Link the element on each of its levels the graph has, top down.
-    const bool entry_deleted = isMarkedDeleted(entry);
+    const bool entry_deleted = IsDeleted(entry);
     for (int l = std::min(level, top_level); l >= 0; --l) {
       Candidates candidates = searchBaseLayer(current, vector, l);
       if (entry_deleted) {
@@ -153,8 +324,14 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     if (level > top_level) {
       enterpoint_node_ = id;
       maxlevel_ = level;
+      PublishEntry();
     }
   }
+
+  Mutex level_mu_;  // serialises draws from hnswlib's level generator
+  std::atomic<uint64_t> tombstones_ = 0;
+  // (top level << 32) | entry element, or kNoEntry for an empty graph.
+  std::atomic<uint64_t> entry_ = kNoEntry;
 };
 
 // Deepest level a sane graph reaches: with M >= 2 the chance of level 64 is below 2^-64.
@@ -310,8 +487,8 @@ struct HnswGraph::Impl {
   std::unique_ptr<Graph> graph;
 };
 
-HnswGraph::HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim)
-    : impl_(std::move(impl)), dim_(dim) {}
+HnswGraph::HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim, storage::Space space)
+    : impl_(std::move(impl)), dim_(dim), space_(space) {}
 HnswGraph::~HnswGraph() = default;
 
 absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Create(const Params& params) {
@@ -320,12 +497,12 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Create(const Params& param
   try {
     impl->graph = std::make_unique<Graph>(impl->space.get(), params.max_elements, params.m,
                                           params.ef_construction, params.random_seed);
-    impl->graph->FitUpdateLocks();
+    impl->graph->Prepare();
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a graph for ", params.max_elements, " elements: ", e.what()));
   }
-  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), params.dim));
+  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), params.dim, params.space));
 }
 
 absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& path,
@@ -360,7 +537,6 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
   try {
     // hnswlib keeps the file's capacity only when asked for less than its element count.
     g.loadIndex(path, impl->space.get(), capacity);
-    g.FitUpdateLocks();
   } catch (const std::exception& e) {
     g.cur_element_count = 0;  // the destructor must not walk half-loaded link lists
     return absl::DataLossError(absl::StrCat("cannot load hnswlib file '", path, "': ", e.what()));
@@ -392,11 +568,26 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Load(const std::string& pa
   if (count > 0 && g.element_levels_[g.enterpoint_node_] != g.maxlevel_) {
     return Corrupt(path, "entry point is not on the top level");
   }
-  if (g.label_lookup_.size() != count) {
-    return Corrupt(
-        path, absl::StrCat(count - g.label_lookup_.size(), " labels are stored more than once"));
+  // A label may appear more than once: the old elements of a replaced item stay as deleted
+  // tombstones until a compaction. The label names its live element, else its last tombstone;
+  // two live elements of one label mean a damaged file.
+  g.label_lookup_.clear();
+  for (tableint i = 0; i < count; ++i) {
+    const hnswlib::labeltype label = g.getExternalLabel(i);
+    auto [it, inserted] = g.label_lookup_.emplace(label, i);
+    if (inserted) continue;
+    if (!g.IsDeleted(i)) {
+      if (!g.IsDeleted(it->second)) {
+        return Corrupt(path, absl::StrCat("label ", label, " names two live elements (", it->second,
+                                          " and ", i, ")"));
+      }
+      it->second = i;
+    } else if (g.IsDeleted(it->second)) {
+      it->second = i;
+    }
   }
-  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), dim));
+  g.Prepare();
+  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), dim, space));
 }
 
 absl::Status HnswGraph::Save(const std::string& path) const {
@@ -420,84 +611,67 @@ absl::Status HnswGraph::Add(const float* vector, uint64_t label) {
 }
 
 absl::Status HnswGraph::MarkDeleted(uint64_t label) {
-  try {
-    impl_->graph->markDelete(label);
-  } catch (const std::exception& e) {
-    return absl::NotFoundError(absl::StrCat("cannot delete item ", label, ": ", e.what()));
+  if (impl_->graph->MarkDeletedLabel(label) || Find(label) == Presence::kDeleted) {
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("cannot delete item ", label, ": it does not exist"));
 }
 
-absl::Status HnswGraph::Resize(uint64_t new_max_elements) {
+bool HnswGraph::Tombstone(uint64_t label) { return impl_->graph->MarkDeletedLabel(label); }
+
+absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Copy(uint64_t capacity) const {
+  const Graph& g = *impl_->graph;
+  if (capacity < g.cur_element_count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot copy a graph of ", g.cur_element_count, " elements into ", capacity));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->space = MakeSpace(space_, dim_);
   try {
-    impl_->graph->resizeIndex(new_max_elements);
-    impl_->graph->FitUpdateLocks();
+    impl->graph = g.Copy(impl->space.get(), capacity);
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("cannot resize to ", new_max_elements, " elements: ", e.what()));
+        absl::StrCat("cannot allocate a graph for ", capacity, " elements: ", e.what()));
   }
-  return absl::OkStatus();
+  return std::unique_ptr<HnswGraph>(new HnswGraph(std::move(impl), dim_, space_));
 }
 
 HnswGraph::Presence HnswGraph::Find(uint64_t label) const {
-  Graph& g = *impl_->graph;
-  hnswlib::tableint id = 0;
-  {
-    // Insertions add to the label map under this lock (hnswlib's addPoint and Graph::Insert).
-    std::lock_guard lock(g.cur_element_count_guard_);
-    auto it = g.label_lookup_.find(label);
-    if (it == g.label_lookup_.end()) return Presence::kAbsent;
-    id = it->second;
-  }
-  // The deleted mark is a byte of its own in the element's header, which only a change to this
-  // label writes.
-  return g.isMarkedDeleted(id) ? Presence::kDeleted : Presence::kLive;
+  const Graph& g = *impl_->graph;
+  const std::optional<tableint> id = g.Lookup(label);
+  if (!id.has_value()) return Presence::kAbsent;
+  return g.IsDeleted(*id) ? Presence::kDeleted : Presence::kLive;
 }
 
 size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,
                          float* distances) const {
   const Graph& g = *impl_->graph;
-  if (g.cur_element_count == 0 || k == 0) return 0;
-  // Greedy descent through the upper levels, as hnswlib's searchKnn does, but without its
-  // shared counters and with ef passed in rather than read from the shared ef_ field.
-  tableint current = g.enterpoint_node_;
-  float current_distance =
-      g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
-  for (int level = g.maxlevel_; level > 0; --level) {
-    bool improved = true;
-    while (improved) {
-      improved = false;
-      hnswlib::linklistsizeint* list = g.get_linklist(current, level);
-      const size_t size = g.getListCount(list);
-      const tableint* links = reinterpret_cast<const tableint*>(list + 1);
-      for (size_t i = 0; i < size; ++i) {
-        const float d = g.fstdistfunc_(query, g.getDataByInternalId(links[i]), g.dist_func_param_);
-        if (d < current_distance) {
-          current_distance = d;
-          current = links[i];
-          improved = true;
-        }
-      }
-    }
-  }
-  const size_t breadth = std::max(ef, k);
-  auto top = g.num_deleted_ ? g.searchBaseLayerST<true, false>(current, query, breadth)
-                            : g.searchBaseLayerST<false, false>(current, query, breadth);
-  while (top.size() > k) top.pop();
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchConcurrent(query, k, ef);
+  // The heap pops farthest first: fill from the back, then close the gaps left by duplicates.
+  // A label appears twice only when a search ran across a replace (its old element found
+  // before the mark, its new one after); keep the nearer.
   const size_t found = top.size();
-  for (size_t i = found; i-- > 0;) {  // the heap pops farthest first
+  for (size_t i = found; i-- > 0;) {
     ids[i] = g.getExternalLabel(top.top().second);
     distances[i] = top.top().first;
     top.pop();
   }
-  return found;
+  size_t kept = 0;
+  for (size_t i = 0; i < found; ++i) {
+    if (std::find(ids, ids + kept, ids[i]) != ids + kept) continue;
+    ids[kept] = ids[i];
+    distances[kept] = distances[i];
+    ++kept;
+  }
+  return kept;
 }
 
 bool HnswGraph::CopyVector(uint64_t label, float* out) const {
   const Graph& g = *impl_->graph;
-  auto it = g.label_lookup_.find(label);
-  if (it == g.label_lookup_.end() || g.isMarkedDeleted(it->second)) return false;
-  std::memcpy(out, g.getDataByInternalId(it->second), size_t{dim_} * sizeof(float));
+  const std::optional<tableint> id = g.Lookup(label);
+  if (!id.has_value() || g.IsDeleted(*id)) return false;
+  std::memcpy(out, g.getDataByInternalId(*id), size_t{dim_} * sizeof(float));
   return true;
 }
 
@@ -509,8 +683,8 @@ HnswGraph::LabelPage HnswGraph::LiveLabelsAfter(std::optional<uint64_t> after, s
   const Graph& g = *impl_->graph;
   LabelPage page;
   std::vector<uint64_t>& labels = page.labels;
-  const size_t count = g.cur_element_count;
-  labels.reserve(std::min(limit, count - std::min(count, g.num_deleted_)));
+  const size_t count = g.Count();
+  labels.reserve(std::min<uint64_t>(limit, count - std::min<uint64_t>(count, g.tombstones())));
   // The first `limit` labels found are kept as they come; from then on they are a max-heap,
   // whose top (the largest kept) gives way to any smaller label. In random order only about
   // limit * ln(live / limit) labels ever enter the heap.
@@ -518,10 +692,10 @@ HnswGraph::LabelPage HnswGraph::LiveLabelsAfter(std::optional<uint64_t> after, s
   uint64_t matched = 0;
   // Elements in internal order: a sequential walk through the level-0 memory, where each
   // element's label and deleted mark live, several times faster than the label map's nodes.
-  // Every internal id below the count holds a distinct label (Load checks it of a file).
+  // A live element's label is unique (Load checks it of a file; replaces mark the old first).
   for (size_t i = 0; i < count; ++i) {
     const tableint internal = static_cast<tableint>(i);
-    if (g.isMarkedDeleted(internal)) continue;
+    if (g.IsDeleted(internal)) continue;
     const uint64_t label = g.getExternalLabel(internal);
     if (after.has_value() && label <= *after) continue;
     ++matched;
@@ -549,17 +723,35 @@ HnswGraph::LabelPage HnswGraph::LiveLabelsAfter(std::optional<uint64_t> after, s
   return page;
 }
 
+std::vector<HnswGraph::LiveElement> HnswGraph::LiveElements() const {
+  const Graph& g = *impl_->graph;
+  const size_t count = g.Count();
+  std::vector<LiveElement> live;
+  live.reserve(count - std::min<uint64_t>(count, g.tombstones()));
+  for (size_t i = 0; i < count; ++i) {
+    const tableint internal = static_cast<tableint>(i);
+    if (!g.IsDeleted(internal)) live.push_back({g.getExternalLabel(internal), internal});
+  }
+  return live;
+}
+
+const float* HnswGraph::ElementVector(uint32_t element) const {
+  return reinterpret_cast<const float*>(impl_->graph->getDataByInternalId(element));
+}
+
 void HnswGraph::ForEachElement(
     const std::function<void(uint64_t label, const float* vector, bool deleted)>& fn) const {
   const Graph& g = *impl_->graph;
-  for (tableint i = 0; i < g.cur_element_count; ++i) {
-    fn(g.getExternalLabel(i), reinterpret_cast<const float*>(g.getDataByInternalId(i)),
-       g.isMarkedDeleted(i));
+  const size_t count = g.Count();
+  for (size_t i = 0; i < count; ++i) {
+    const tableint internal = static_cast<tableint>(i);
+    fn(g.getExternalLabel(internal),
+       reinterpret_cast<const float*>(g.getDataByInternalId(internal)), g.IsDeleted(internal));
   }
 }
 
-uint64_t HnswGraph::element_count() const { return impl_->graph->cur_element_count; }
-uint64_t HnswGraph::deleted_count() const { return impl_->graph->num_deleted_; }
+uint64_t HnswGraph::element_count() const { return impl_->graph->Count(); }
+uint64_t HnswGraph::deleted_count() const { return impl_->graph->tombstones(); }
 uint64_t HnswGraph::max_elements() const { return impl_->graph->max_elements_; }
 uint32_t HnswGraph::m() const { return static_cast<uint32_t>(impl_->graph->M_); }
 uint32_t HnswGraph::ef_construction() const {
@@ -572,10 +764,10 @@ uint64_t HnswGraph::EstimateBytes(uint32_t dim, uint32_t m, uint64_t max_element
   // Upper levels: an element reaches level l with probability M^-l, so on average it owns
   // 1/(M-1) upper link lists of M+1 ints.
   const uint64_t upper = (uint64_t{m} + 1) * sizeof(tableint) / std::max<uint32_t>(m - 1, 1);
-  // Per-element locks (link list and update), level, visited-list slot, link-list pointer and
-  // label map entry.
+  // Per-element link-list lock, level, slots in the visited lists of two concurrent searches,
+  // link-list pointer and label map entry.
   constexpr uint64_t kBookkeeping =
-      2 * sizeof(std::mutex) + sizeof(int) + sizeof(unsigned short) + sizeof(void*) + 48;
+      sizeof(std::mutex) + sizeof(int) + 2 * sizeof(unsigned short) + sizeof(void*) + 48;
   return max_elements * (level0 + upper + kBookkeeping);
 }
 

@@ -1,11 +1,18 @@
 // HnswGraph: the one place that touches hnswlib. Everything else in LuxDB sees this interface.
 //
-// Thread safety follows hnswlib 0.6.2 (see shared/hnswlib.md): Add may run concurrently with
-// other Adds once the graph holds an element; Search, Find, CopyVector, LiveLabels,
-// LiveLabelsAfter, ForEachElement and Save may run concurrently with each other (they only
-// read); Find may also run during Add and MarkDeleted of other labels (it takes the lock that
-// guards the label map); every other combination needs the caller's exclusion (Index holds a
-// reader/writer lock for this).
+// Thread safety (stock hnswlib 0.6.2 is not safe for this; see shared/hnswlib.md and the
+// protocol in hnsw_graph.cc):
+// - Readers: Search, Find, CopyVector, LiveLabels, LiveLabelsAfter, LiveElements,
+//   ElementVector and the counters may run at any time, concurrently with each other and with
+//   Add and MarkDeleted.
+// - Add may run concurrently with other Adds of distinct labels once the graph holds an
+//   element (the first must be added alone).
+// - MarkDeleted may run concurrently with readers and other MarkDeleted calls, but not with
+//   Add (hnswlib's construction search reads the marks plainly).
+// - Save, Copy and ForEachElement need the graph to themselves among writers (readers may go
+//   on). Nothing ever moves or reallocates a graph: a larger one is a Copy.
+// A vector, once inserted, never changes: replacing an item is MarkDeleted of its element then
+// Add of a new one, and the old element stays, as a tombstone, until the graph is rebuilt.
 #pragma once
 
 #include <cstdint>
@@ -50,13 +57,17 @@ class HnswGraph {
   // Writes the graph in hnswlib's file format.
   absl::Status Save(const std::string& path) const;
 
-  // Inserts `vector` (dim floats) under `label`, or replaces the vector of an existing label
-  // and clears its deleted mark. Capacity must have been checked by the caller.
+  // Inserts `vector` (dim floats) as a new element for `label`, which must be absent or
+  // deleted (to replace a live item, MarkDeleted it first). Capacity (element_count() <
+  // max_elements()) must have been checked by the caller.
   absl::Status Add(const float* vector, uint64_t label);
-  // Marks an existing label deleted.
+  // Marks the element of a label deleted (a tombstone). NOT_FOUND if the label is absent; OK
+  // if it is deleted already.
   absl::Status MarkDeleted(uint64_t label);
-  // Grows or shrinks capacity; new_max_elements must be >= element_count().
-  absl::Status Resize(uint64_t new_max_elements);
+  // As MarkDeleted, without building a status: true if this call marked a live element.
+  bool Tombstone(uint64_t label);
+  // A copy of this graph with capacity `capacity` (>= element_count()).
+  absl::StatusOr<std::unique_ptr<HnswGraph>> Copy(uint64_t capacity) const;
 
   enum class Presence { kAbsent, kLive, kDeleted };
   Presence Find(uint64_t label) const;
@@ -78,13 +89,22 @@ class HnswGraph {
     uint64_t left_out = 0;
   };
   LabelPage LiveLabelsAfter(std::optional<uint64_t> after, size_t limit) const;
+  // The live elements, in internal order: label and element number (for ElementVector).
+  struct LiveElement {
+    uint64_t label;
+    uint32_t element;
+  };
+  std::vector<LiveElement> LiveElements() const;
+  // The vector of an element (live or not): it never changes once inserted.
+  const float* ElementVector(uint32_t element) const;
   // Calls fn for every element, live or deleted, in internal order.
   void ForEachElement(
       const std::function<void(uint64_t label, const float* vector, bool deleted)>& fn) const;
 
   uint32_t dim() const { return dim_; }
-  // Elements stored, live and deleted: what counts against max_elements.
+  // Elements stored, live and tombstones: what counts against max_elements().
   uint64_t element_count() const;
+  // Tombstones: elements marked deleted (deleted items, old vectors of replaced ones).
   uint64_t deleted_count() const;
   uint64_t max_elements() const;
   uint32_t m() const;
@@ -95,9 +115,10 @@ class HnswGraph {
 
  private:
   struct Impl;
-  explicit HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim);
+  HnswGraph(std::unique_ptr<Impl> impl, uint32_t dim, storage::Space space);
   std::unique_ptr<Impl> impl_;
   uint32_t dim_;
+  storage::Space space_;
 };
 
 }  // namespace luxdb::engine

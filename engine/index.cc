@@ -4,8 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <shared_mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,6 +24,9 @@ namespace {
 constexpr size_t kAddGrain = 32;
 // Below this a float sum of squares has lost its precision to underflow.
 constexpr float kMinFloatSquares = 1e-30f;
+// Automatic compaction waits for at least this many tombstones: rebuilding a small graph
+// frees little, and a write that runs out of room compacts anyway (MakeRoom).
+constexpr uint64_t kMinAutoCompactTombstones = 1000;
 // Upper bound on the vector bytes one leader commits in a single group.
 constexpr size_t kMaxGroupBytes = 64 << 20;
 
@@ -73,12 +76,12 @@ struct Index::Writer {
   Kind kind = Kind::kOther;
   std::span<const float> vectors;     // kAdd: n * dim, already normalised for cosine
   std::span<const uint64_t> ids;      // kAdd, kDelete
-  std::function<absl::Status()> run;  // kOther: runs alone, as leader
+  std::function<absl::Status()> run;  // kOther: runs alone, holding the mutation right
   Deadline deadline = kNoDeadline;    // kAdd, kDelete: refused unstored once it passes
   absl::Status status;
   uint64_t count = 0;  // added or newly deleted
-  bool done = false;
-  std::condition_variable turn;
+  bool done = false;   // guarded by queue_mu_
+  CondVar turn;
 };
 
 struct Index::CommittedGroup {
@@ -89,7 +92,7 @@ struct Index::CommittedGroup {
 };
 
 Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
-             const IndexContext& context)
+             const IndexContext& context, bool loading)
     : name_(config.name),
       dim_(config.dim),
       space_(config.space),
@@ -97,118 +100,169 @@ Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
       pool_(context.pool),
       aborting_(context.aborting),
       publish_mu_(context.publish_mu),
-      committed_config_(config),
-      committed_elements_(graph != nullptr ? graph->element_count() : 0),
-      config_(std::move(config)),
-      graph_(std::move(graph)) {}
+      budget_(context.budget),
+      compact_threshold_(context.compact_threshold),
+      committed_config_(config) {
+  MutexLock lock(&state_mu_);
+  config_ = std::move(config);
+  loading_ = loading;
+  if (graph != nullptr) {
+    committed_elements_ = graph->element_count();
+    committed_live_ = committed_elements_ - graph->deleted_count();
+    graph_bytes_ = HnswGraph::EstimateBytes(dim_, graph->m(), graph->max_elements());
+    if (budget_ != nullptr && !budget_->ForceReserve(graph_bytes_)) {
+      spdlog::warn(
+          "index '{}': its graph ({} MiB) takes the indexes over the memory budget of {} "
+          "MiB; new indexes and growth will be refused",
+          name_, graph_bytes_ >> 20, budget_->limit() >> 20);
+    }
+    graph_ = std::move(graph);
+  }
+}
 
-Index::~Index() = default;
+Index::~Index() {
+  {
+    MutexLock lock(&compact_mu_);
+    if (compaction_cancel_ != nullptr) compaction_cancel_->store(true);
+    while (compaction_threads_ > 0) compact_cv_.Wait(&compact_mu_);
+  }
+  if (budget_ != nullptr) {
+    budget_->Release(compaction_bytes_.exchange(0));
+    MutexLock lock(&state_mu_);
+    budget_->Release(std::exchange(graph_bytes_, 0));
+  }
+}
 
 IndexInfo Index::Info() const {
-  std::shared_lock lock(mu_);
   IndexInfo info;
   info.name = name_;
-  info.space = config_.space;
   info.dim = dim_;
+  MutexLock lock(&state_mu_);
+  info.space = config_.space;
   info.initialized = config_.initialized;
   info.m = config_.m;
   info.ef_construction = config_.ef_construction;
   info.ef = config_.ef;
   info.max_elements = config_.max_elements;
   if (graph_) {
-    info.deleted_count = graph_->deleted_count();
-    info.element_count = graph_->element_count() - info.deleted_count;
+    info.tombstones = info.deleted_count = graph_->deleted_count();
+    info.element_count = graph_->element_count() - info.tombstones;
   }
+  info.memory_bytes = graph_bytes_ + compaction_bytes_.load();
+  info.compacting = compaction_bytes_.load() != 0;
   return info;
 }
 
-absl::Status Index::CheckUsable() const { return CheckUsable(config_); }
-
-absl::Status Index::CheckUsable(const storage::IndexConfig& config) const {
+absl::Status Index::CheckUsableLocked() const {
   if (dropped_) {
     return absl::NotFoundError(absl::StrCat("index '", name_, "' does not exist (deleted)"));
   }
-  if (!config.initialized) {
+  if (loading_) {
+    return absl::UnavailableError(absl::StrCat(
+        "index '", name_, "' is still loading (the server started recently); retry shortly"));
+  }
+  if (!load_error_.ok()) return load_error_;
+  if (!config_.initialized) {
     return absl::FailedPreconditionError(
         absl::StrCat("index '", name_, "' is not initialised; call InitIndex first"));
   }
   return absl::OkStatus();
 }
 
+absl::Status Index::CheckUsable() const {
+  MutexLock lock(&state_mu_);
+  return CheckUsableLocked();
+}
+
+absl::StatusOr<Index::View> Index::Read() const {
+  MutexLock lock(&state_mu_);
+  if (absl::Status s = CheckUsableLocked(); !s.ok()) return s;
+  return View{graph_, config_.ef};
+}
+
+std::shared_ptr<HnswGraph> Index::graph() const {
+  MutexLock lock(&state_mu_);
+  return graph_;
+}
+
+void Index::ResetCommittedState() {
+  MutexLock lock(&state_mu_);
+  committed_config_ = config_;
+  committed_elements_ = graph_ != nullptr ? graph_->element_count() : 0;
+  committed_live_ = graph_ != nullptr ? committed_elements_ - graph_->deleted_count() : 0;
+}
+
 absl::Status Index::RunWriter(Writer* writer) {
-  std::unique_lock queue_lock(queue_mu_);
-  writers_.push_back(writer);
-  // A member of another leader's group leaves the queue before it is done.
-  writer->turn.wait(queue_lock, [&] {
-    return writer->done || (!writers_.empty() && writers_.front() == writer);
-  });
-  if (writer->done) return writer->status;
   std::vector<Writer*> group{writer};
-  if (writer->kind != Writer::Kind::kOther) {
-    size_t bytes = writer->vectors.size_bytes();
-    for (auto it = writers_.begin() + 1; it != writers_.end(); ++it) {
-      if ((*it)->kind == Writer::Kind::kOther || bytes > kMaxGroupBytes) break;
-      bytes += (*it)->vectors.size_bytes();
-      group.push_back(*it);
+  {
+    MutexLock lock(&queue_mu_);
+    writers_.push_back(writer);
+    // A member of another leader's group leaves the queue before it is done.
+    while (!writer->done && writers_.front() != writer) writer->turn.Wait(&queue_mu_);
+    if (writer->done) return writer->status;
+    if (writer->kind != Writer::Kind::kOther) {
+      size_t bytes = writer->vectors.size_bytes();
+      for (auto it = writers_.begin() + 1; it != writers_.end(); ++it) {
+        if ((*it)->kind == Writer::Kind::kOther || bytes > kMaxGroupBytes) break;
+        bytes += (*it)->vectors.size_bytes();
+        group.push_back(*it);
+      }
     }
   }
-  queue_lock.unlock();
 
   std::optional<CommittedGroup> committed;
   if (writer->kind == Writer::Kind::kOther) {
     WaitForApplies();
     writer->status = writer->run();
-    // Nothing is being applied: config_ and graph_ are the committed state.
-    committed_config_ = config_;
-    committed_elements_ = graph_ != nullptr ? graph_->element_count() : 0;
+    ResetCommittedState();
   } else {
     committed = CommitGroup(group);
   }
 
   // Hand the queue on: the next group is checked and stored while this one is applied.
-  queue_lock.lock();
-  for (size_t i = 0; i < group.size(); ++i) writers_.pop_front();
-  if (!writers_.empty()) writers_.front()->turn.notify_one();
-  queue_lock.unlock();
+  {
+    MutexLock lock(&queue_mu_);
+    for (size_t i = 0; i < group.size(); ++i) writers_.pop_front();
+    if (!writers_.empty()) writers_.front()->turn.Signal();
+  }
 
   if (committed.has_value()) ApplyGroup(*committed);
 
-  queue_lock.lock();
+  MutexLock lock(&queue_mu_);
   for (Writer* member : group) {
     if (member != writer) {
       member->done = true;
-      member->turn.notify_one();
+      member->turn.Signal();
     }
   }
   return writer->status;
 }
 
 void Index::WaitForApplies() {
-  std::unique_lock lock(apply_mu_);
-  apply_cv_.wait(lock, [&] { return tickets_applied_ == tickets_issued_; });
+  MutexLock lock(&apply_mu_);
+  while (tickets_applied_ != tickets_issued_) apply_cv_.Wait(&apply_mu_);
 }
 
 std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer*>& group) {
-  // Only leaders change committed_config_ and committed_elements_; dropped_ changes only under
-  // a kOther leader, so no apply in flight writes it.
-  absl::Status usable =
-      aborting_->load() ? ShuttingDown(name_, "nothing written") : CheckUsable(committed_config_);
+  absl::Status usable = aborting_->load() ? ShuttingDown(name_, "nothing written") : CheckUsable();
   if (!usable.ok()) {
     for (Writer* writer : group) writer->status = usable;
     return std::nullopt;
   }
+  const std::shared_ptr<HnswGraph> current = graph();
   // What earlier members of this group, then committed groups not yet applied, do to an id,
   // before the graph shows it.
   absl::flat_hash_map<uint64_t, HnswGraph::Presence> pending;
   auto presence = [&](uint64_t id) {
     if (auto it = pending.find(id); it != pending.end()) return it->second;
     {
-      std::lock_guard lock(inflight_mu_);
+      MutexLock lock(&inflight_mu_);
       if (auto it = inflight_.find(id); it != inflight_.end()) return it->second.first;
     }
-    return graph_->Find(id);
+    return current->Find(id);
   };
-  uint64_t stored = committed_elements_;
+  uint64_t live = committed_live_;
+  uint64_t slots = 0;  // new graph elements: every add takes one, replaces included
   storage::ItemWrite items;
   std::vector<Writer*> accepted;
   const Deadline now = std::chrono::steady_clock::now();
@@ -221,45 +275,68 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
     }
     if (writer->kind == Writer::Kind::kAdd) {
       uint64_t fresh = 0;
-      for (uint64_t id : writer->ids) fresh += presence(id) == HnswGraph::Presence::kAbsent;
-      if (stored + fresh > committed_config_.max_elements) {
-        writer->status = absl::ResourceExhaustedError(
-            absl::StrCat("index '", name_, "' is full: ", fresh,
-                         " new items would exceed max_elements ", committed_config_.max_elements,
-                         " (", stored, " stored, deleted items included); call ResizeIndex first"));
+      for (uint64_t id : writer->ids) fresh += presence(id) != HnswGraph::Presence::kLive;
+      if (live + fresh > committed_config_.max_elements) {
+        writer->status = absl::ResourceExhaustedError(absl::StrCat(
+            "index '", name_, "' is full: ", fresh, " new items would exceed max_elements ",
+            committed_config_.max_elements, " (", live, " live items); call ResizeIndex first"));
         continue;
       }
-      stored += fresh;
+      live += fresh;
+      slots += writer->ids.size();
       for (size_t i = 0; i < writer->ids.size(); ++i) {
         items.Put(writer->ids[i], writer->vectors.subspan(i * dim_, dim_));
         pending[writer->ids[i]] = HnswGraph::Presence::kLive;
       }
       writer->count = writer->ids.size();
     } else {
-      absl::flat_hash_set<uint64_t> live;
+      absl::flat_hash_set<uint64_t> newly_deleted;
       absl::Status missing;
       for (uint64_t id : writer->ids) {
         const HnswGraph::Presence p = presence(id);
-        if (p == HnswGraph::Presence::kAbsent) {
+        if (p == HnswGraph::Presence::kLive) {
+          newly_deleted.insert(id);
+          continue;
+        }
+        if (p == HnswGraph::Presence::kDeleted) continue;
+        // Not in the graph: never added, or deleted and compacted away (storage knows).
+        absl::StatusOr<storage::StoredItem> stored = store_->GetItem(committed_config_, id);
+        if (stored.ok() && stored->deleted) continue;
+        if (stored.ok() || !absl::IsNotFound(stored.status())) {
+          missing = stored.ok() ? absl::InternalError(absl::StrCat(
+                                      "index '", name_, "': item ", id,
+                                      " is stored but not in the graph; nothing deleted"))
+                                : stored.status();
+        } else {
           missing = absl::NotFoundError(
               absl::StrCat("index '", name_, "' has no item with id ", id, "; nothing deleted"));
-          break;
         }
-        if (p == HnswGraph::Presence::kLive) live.insert(id);
+        break;
       }
       if (!missing.ok()) {
         writer->status = missing;
         continue;
       }
-      for (uint64_t id : live) {
+      for (uint64_t id : newly_deleted) {
         items.MarkDeleted(id);
         pending[id] = HnswGraph::Presence::kDeleted;
       }
-      writer->count = live.size();
+      live -= newly_deleted.size();
+      writer->count = newly_deleted.size();
     }
     accepted.push_back(writer);
   }
   if (accepted.empty()) return std::nullopt;
+
+  if (committed_elements_ + slots > current->max_elements()) {
+    if (absl::Status room = MakeRoom(slots); !room.ok()) {
+      for (Writer* writer : accepted) {
+        writer->status = room;
+        writer->count = 0;
+      }
+      return std::nullopt;
+    }
+  }
 
   storage::IndexConfig after = committed_config_;
   ++after.version;
@@ -277,48 +354,113 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
   CommittedGroup group_committed{
       .after = after, .items = items.size(), .accepted = std::move(accepted)};
   committed_config_ = after;
-  committed_elements_ = stored;
+  committed_live_ = live;
+  committed_elements_ += slots;
   {
-    std::lock_guard lock(apply_mu_);
+    MutexLock lock(&apply_mu_);
     group_committed.ticket = tickets_issued_++;
   }
   {
-    std::lock_guard lock(inflight_mu_);
+    MutexLock lock(&inflight_mu_);
     for (const auto& [id, state] : pending) inflight_[id] = {state, group_committed.ticket};
   }
   return group_committed;
 }
 
+absl::Status Index::MakeRoom(uint64_t slots) {
+  WaitForApplies();  // the leader now holds the mutation right
+  uint64_t generation = 0;
+  bool running = false;
+  {
+    MutexLock lock(&compact_mu_);
+    running = compaction_running_;
+    generation = compaction_generation_;
+    while (compaction_running_ && compaction_generation_ == generation && !compaction_build_done_) {
+      compact_cv_.Wait(&compact_mu_);
+    }
+  }
+  if (running) {
+    FinishCompaction(generation);
+    ResetCommittedState();
+  }
+  if (committed_elements_ + slots <= graph()->max_elements()) return absl::OkStatus();
+  // Compact now, into a graph with room for the group.
+  if (absl::Status s = StartCompaction(committed_live_ + slots, "to make room for a write");
+      !s.ok()) {
+    return s;
+  }
+  absl::Status result;
+  {
+    MutexLock lock(&compact_mu_);
+    generation = compaction_generation_;
+    while (compaction_running_ && compaction_generation_ == generation && !compaction_build_done_) {
+      compact_cv_.Wait(&compact_mu_);
+    }
+    if (!compaction_running_ || compaction_generation_ != generation) {
+      for (const CompactionResult& r : compaction_results_) {
+        if (r.generation == generation) result = r.status;
+      }
+      if (result.ok()) result = absl::AbortedError("compaction stopped");
+    }
+  }
+  if (!result.ok()) {
+    return absl::Status(result.code(), absl::StrCat("index '", name_, "': no room for ", slots,
+                                                    " new graph elements and compaction failed: ",
+                                                    result.message()));
+  }
+  FinishCompaction(generation);
+  ResetCommittedState();
+  if (committed_elements_ + slots > graph()->max_elements()) {
+    return absl::InternalError(absl::StrCat("index '", name_, "': no room for ", slots,
+                                            " new graph elements after compaction"));
+  }
+  return absl::OkStatus();
+}
+
 void Index::ApplyGroup(const CommittedGroup& committed) {
   {
-    std::unique_lock lock(apply_mu_);
-    apply_cv_.wait(lock, [&] { return tickets_applied_ == committed.ticket; });
+    MutexLock lock(&apply_mu_);
+    while (tickets_applied_ != committed.ticket) apply_cv_.Wait(&apply_mu_);
   }
+  std::shared_ptr<HnswGraph> target;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(&state_mu_);
     config_ = committed.after;
-    unsnapshotted_items_ += committed.items;
-    for (Writer* writer : committed.accepted) {
-      absl::Status applied = ApplyToGraph({writer});
-      if (absl::IsUnavailable(applied)) {
-        // Shutdown past its grace period: storage holds the write, the graph only part of it.
-        graph_damaged_ = graph_aborted_ = true;
-        writer->status = applied;
-      } else if (!applied.ok()) {
-        // Storage holds the write; the graph lost part of it (allocation failure). A restart
-        // rebuilds the graph from storage.
-        graph_damaged_ = true;
-        spdlog::critical("index '{}': committed write not applied in memory: {}", name_,
-                         applied.ToString());
-        writer->status = absl::InternalError(
-            absl::StrCat("index '", name_,
-                         "': write stored but not searchable until restart: ", applied.message()));
-      }
+    target = graph_;
+  }
+  unsnapshotted_items_ += committed.items;
+  for (Writer* writer : committed.accepted) {
+    absl::Status applied = ApplyToGraph(*target, *writer);
+    if (applied.ok()) continue;
+    MutexLock lock(&state_mu_);
+    if (absl::IsUnavailable(applied)) {
+      // Shutdown past its grace period: storage holds the write, the graph only part of it.
+      graph_damaged_ = graph_aborted_ = true;
+      writer->status = applied;
+    } else {
+      // Storage holds the write; the graph lost part of it (allocation failure). A restart
+      // rebuilds the graph from storage.
+      graph_damaged_ = true;
+      spdlog::critical("index '{}': committed write not applied in memory: {}", name_,
+                       applied.ToString());
+      writer->status = absl::InternalError(
+          absl::StrCat("index '", name_,
+                       "': write stored but not searchable until restart: ", applied.message()));
     }
   }
   {
+    // A compaction in flight replays what this group did onto its new graph.
+    MutexLock lock(&compact_mu_);
+    if (compaction_running_) {
+      for (Writer* writer : committed.accepted) {
+        compaction_touched_.insert(writer->ids.begin(), writer->ids.end());
+      }
+    }
+  }
+  MaybeCompact();
+  {
     // The graph now shows this group: forget what it did, unless a later group did more.
-    std::lock_guard lock(inflight_mu_);
+    MutexLock lock(&inflight_mu_);
     for (Writer* writer : committed.accepted) {
       for (uint64_t id : writer->ids) {
         auto it = inflight_.find(id);
@@ -327,46 +469,345 @@ void Index::ApplyGroup(const CommittedGroup& committed) {
     }
   }
   {
-    std::lock_guard lock(apply_mu_);
+    MutexLock lock(&apply_mu_);
     ++tickets_applied_;
   }
-  apply_cv_.notify_all();
+  apply_cv_.SignalAll();
 }
 
-absl::Status Index::ApplyToGraph(const std::vector<Writer*>& accepted) {
-  for (Writer* writer : accepted) {
-    if (writer->kind == Writer::Kind::kDelete) {
-      for (uint64_t id : writer->ids) {
-        if (graph_->Find(id) != HnswGraph::Presence::kLive) continue;
-        if (absl::Status s = graph_->MarkDeleted(id); !s.ok()) return s;
+absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
+  // Marks first, alone: hnswlib's construction search reads them plainly, so they must not
+  // change while insertions run. A replaced item's old element becomes a tombstone.
+  for (uint64_t id : writer.ids) graph.Tombstone(id);
+  if (writer.kind == Writer::Kind::kDelete) return absl::OkStatus();
+  const size_t n = writer.ids.size();
+  size_t first = 0;
+  if (graph.element_count() == 0 && n > 0) {  // hnswlib wants its first element alone
+    if (absl::Status s = graph.Add(writer.vectors.data(), writer.ids[0]); !s.ok()) return s;
+    first = 1;
+  }
+  Mutex error_mu;
+  absl::Status error;
+  pool_->ParallelFor(n - first, kAddGrain, [&](size_t begin, size_t end) {
+    for (size_t i = first + begin; i < first + end; ++i) {
+      if (aborting_->load(std::memory_order_relaxed)) {
+        MutexLock lock(&error_mu);
+        error.Update(ShuttingDown(name_, "the write is stored and is searchable after restart"));
+        return;
       }
-      continue;
-    }
-    const size_t n = writer->ids.size();
-    size_t first = 0;
-    if (graph_->element_count() == 0 && n > 0) {  // hnswlib wants its first element alone
-      if (absl::Status s = graph_->Add(writer->vectors.data(), writer->ids[0]); !s.ok()) return s;
-      first = 1;
-    }
-    std::mutex error_mu;
-    absl::Status error;
-    pool_->ParallelFor(n - first, kAddGrain, [&](size_t begin, size_t end) {
-      for (size_t i = first + begin; i < first + end; ++i) {
-        if (aborting_->load(std::memory_order_relaxed)) {
-          std::lock_guard lock(error_mu);
-          error.Update(ShuttingDown(name_, "the write is stored and is searchable after restart"));
-          return;
-        }
-        absl::Status s = graph_->Add(writer->vectors.data() + i * dim_, writer->ids[i]);
-        if (!s.ok()) {
-          std::lock_guard lock(error_mu);
-          error.Update(s);
-        }
+      absl::Status s = graph.Add(writer.vectors.data() + i * dim_, writer.ids[i]);
+      if (!s.ok()) {
+        MutexLock lock(&error_mu);
+        error.Update(s);
       }
-    });
-    if (!error.ok()) return error;
+    }
+  });
+  return error;
+}
+
+void Index::MaybeCompact() {
+  if (compact_threshold_ <= 0) return;
+  const std::shared_ptr<HnswGraph> current = graph();
+  if (current == nullptr) return;
+  const uint64_t tombstones = current->deleted_count();
+  if (tombstones < kMinAutoCompactTombstones ||
+      static_cast<double>(tombstones) < compact_threshold_ * current->element_count()) {
+    return;
+  }
+  {
+    MutexLock lock(&compact_mu_);
+    if (compaction_running_ || std::chrono::steady_clock::now() < next_auto_compaction_) return;
+  }
+  if (absl::Status s = StartCompaction(0, "automatic: tombstones passed the threshold"); !s.ok()) {
+    spdlog::warn("index '{}': automatic compaction not started: {}", name_, s.ToString());
+    MutexLock lock(&compact_mu_);
+    next_auto_compaction_ = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  }
+}
+
+absl::Status Index::StartCompaction(uint64_t min_capacity, absl::string_view why) {
+  const std::shared_ptr<HnswGraph> source = graph();
+  uint64_t max_elements = 0;
+  {
+    MutexLock lock(&state_mu_);
+    if (absl::Status s = CheckUsableLocked(); !s.ok()) return s;
+    max_elements = config_.max_elements;
+  }
+  {
+    MutexLock lock(&compact_mu_);
+    if (compaction_running_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("index '", name_, "': a compaction is already running"));
+    }
+  }
+  std::vector<HnswGraph::LiveElement> live = source->LiveElements();
+  const uint64_t capacity =
+      std::max({GraphCapacity(max_elements), min_capacity, static_cast<uint64_t>(live.size())});
+  const uint64_t bytes = HnswGraph::EstimateBytes(dim_, source->m(), capacity);
+  if (budget_ != nullptr) {
+    if (absl::Status s = budget_->Reserve(
+            bytes, absl::StrCat("compacting index '", name_, "' (a second graph of ", capacity,
+                                " elements while it runs)"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  compaction_bytes_ = bytes;
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  const auto started = std::chrono::steady_clock::now();
+  uint64_t generation = 0;
+  {
+    MutexLock lock(&compact_mu_);
+    generation = ++compaction_generation_;
+    compaction_running_ = true;
+    compaction_build_done_ = false;
+    compaction_built_.reset();
+    compaction_touched_.clear();
+    compaction_tombstones_ = source->deleted_count();
+    compaction_started_ = started;
+    compaction_cancel_ = cancel;
+    ++compaction_threads_;
+  }
+  spdlog::info("index '{}': compaction {} started ({}): {} live items, {} tombstones", name_,
+               generation, std::string(why), live.size(), source->deleted_count());
+  std::thread([this, generation, source, live = std::move(live), capacity, cancel,
+               started]() mutable {
+    CompactionMain(generation, std::move(source), std::move(live), capacity, std::move(cancel),
+                   started);
+  }).detach();
+  return absl::OkStatus();
+}
+
+void Index::CompactionMain(uint64_t generation, std::shared_ptr<const HnswGraph> source,
+                           std::vector<HnswGraph::LiveElement> live, uint64_t capacity,
+                           std::shared_ptr<std::atomic<bool>> cancel,
+                           std::chrono::steady_clock::time_point started) {
+  auto stopped = [&] { return cancel->load() || aborting_->load(); };
+  absl::Status status;
+  std::unique_ptr<HnswGraph> built;
+  {
+    storage::IndexConfig config;
+    {
+      MutexLock lock(&state_mu_);
+      config = config_;
+    }
+    absl::StatusOr<std::unique_ptr<HnswGraph>> created = HnswGraph::Create(
+        {space_, dim_, capacity, config.m, config.ef_construction, config.random_seed});
+    if (created.ok()) {
+      built = *std::move(created);
+    } else {
+      status = created.status();
+    }
+  }
+  for (size_t i = 0; status.ok() && i < live.size(); ++i) {
+    if (stopped()) {
+      status = absl::AbortedError("compaction cancelled");
+      break;
+    }
+    status = built->Add(source->ElementVector(live[i].element), live[i].label);
+  }
+  source.reset();
+  live = {};
+  // Replay what writes did meanwhile, while they go on, until little is left for
+  // FinishCompaction to replay with writes held.
+  constexpr size_t kFinalCatchUp = 1000;
+  for (int round = 0; status.ok() && round < 8; ++round) {
+    absl::flat_hash_set<uint64_t> touched;
+    {
+      MutexLock lock(&compact_mu_);
+      if (compaction_touched_.size() <= kFinalCatchUp) break;
+      touched.swap(compaction_touched_);
+    }
+    if (stopped()) {
+      status = absl::AbortedError("compaction cancelled");
+      break;
+    }
+    status = CatchUp(*graph(), touched, built);
+  }
+  bool finish = false;
+  bool ended_here = false;  // this thread ended the compaction: it releases the reservation
+  {
+    MutexLock lock(&compact_mu_);
+    if (compaction_running_ && compaction_generation_ == generation) {
+      if (status.ok() && !stopped()) {
+        compaction_built_ = std::move(built);
+        compaction_build_done_ = true;
+        finish = true;
+      } else {
+        if (status.ok()) status = absl::AbortedError("compaction cancelled");
+        ended_here = true;
+        compaction_running_ = false;
+        compaction_cancel_.reset();
+        compaction_results_.push_back({generation, status, {}});
+        if (compaction_results_.size() > 16) compaction_results_.pop_front();
+      }
+    }
+    compact_cv_.SignalAll();
+  }
+  if (ended_here) {
+    if (budget_ != nullptr) {
+      budget_->Release(compaction_bytes_.exchange(0));
+    } else {
+      compaction_bytes_ = 0;
+    }
+    spdlog::warn("index '{}': compaction {} did not finish: {}", name_, generation,
+                 status.ToString());
+  }
+  built.reset();
+  if (finish) {
+    // Swap it in, unless a write that needed the room did already.
+    Writer writer;
+    writer.run = [&]() -> absl::Status {
+      FinishCompaction(generation);
+      return absl::OkStatus();
+    };
+    (void)RunWriter(&writer);
+  }
+  (void)started;
+  MutexLock lock(&compact_mu_);
+  --compaction_threads_;
+  compact_cv_.SignalAll();
+}
+
+absl::Status Index::CatchUp(const HnswGraph& source, const absl::flat_hash_set<uint64_t>& touched,
+                            std::unique_ptr<HnswGraph>& target) {
+  std::vector<float> vector(dim_);
+  for (uint64_t id : touched) {
+    const bool live = source.CopyVector(id, vector.data());
+    const bool held = target->Find(id) == HnswGraph::Presence::kLive;
+    if (held) target->Tombstone(id);
+    if (!live) continue;
+    if (target->element_count() == target->max_elements()) {
+      absl::StatusOr<std::unique_ptr<HnswGraph>> larger =
+          target->Copy(target->max_elements() + std::max<uint64_t>(touched.size(), 16));
+      if (!larger.ok()) return larger.status();
+      target = *std::move(larger);
+    }
+    if (absl::Status s = target->Add(vector.data(), id); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+void Index::FinishCompaction(uint64_t generation) {
+  std::unique_ptr<HnswGraph> built;
+  absl::flat_hash_set<uint64_t> touched;
+  uint64_t tombstones_before = 0;
+  std::chrono::steady_clock::time_point started;
+  {
+    MutexLock lock(&compact_mu_);
+    if (!compaction_running_ || compaction_generation_ != generation || !compaction_build_done_) {
+      return;
+    }
+    built = std::move(compaction_built_);
+    touched.swap(compaction_touched_);
+    tombstones_before = compaction_tombstones_;
+    started = compaction_started_;
+  }
+  const std::shared_ptr<HnswGraph> old = graph();
+  absl::Status status = CatchUp(*old, touched, built);
+  CompactStats stats;
+  if (status.ok()) {
+    stats.tombstones_removed =
+        old->deleted_count() - std::min(old->deleted_count(), built->deleted_count());
+    stats.live = built->element_count() - built->deleted_count();
+    const uint64_t bytes = HnswGraph::EstimateBytes(dim_, built->m(), built->max_elements());
+    uint64_t old_bytes = 0;
+    {
+      MutexLock lock(&state_mu_);
+      old_bytes = std::exchange(graph_bytes_, bytes);
+      graph_ = std::move(built);
+    }
+    if (budget_ != nullptr) {
+      // The reservation moves from the compaction to the graph (re-estimated: a catch-up may
+      // have grown it).
+      budget_->Release(old_bytes + compaction_bytes_.exchange(0));
+      budget_->ForceReserve(bytes);
+    } else {
+      compaction_bytes_ = 0;
+    }
+  } else if (budget_ != nullptr) {
+    budget_->Release(compaction_bytes_.exchange(0));
+  } else {
+    compaction_bytes_ = 0;
+  }
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  {
+    MutexLock lock(&compact_mu_);
+    compaction_running_ = false;
+    compaction_build_done_ = false;
+    compaction_cancel_.reset();
+    compaction_results_.push_back({generation, status, stats});
+    if (compaction_results_.size() > 16) compaction_results_.pop_front();
+    compact_cv_.SignalAll();
+  }
+  if (status.ok()) {
+    spdlog::info(
+        "index '{}': compaction {} done in {:.2f} s: {} live items, {} tombstones removed "
+        "({} at the start)",
+        name_, generation, stats.seconds, stats.live, stats.tombstones_removed, tombstones_before);
+  } else {
+    spdlog::warn("index '{}': compaction {} failed: {}", name_, generation, status.ToString());
+  }
+}
+
+void Index::CancelCompaction(const absl::Status& why) {
+  MutexLock lock(&compact_mu_);
+  if (!compaction_running_) return;
+  if (compaction_cancel_ != nullptr) compaction_cancel_->store(true);
+  compaction_running_ = false;
+  compaction_build_done_ = false;
+  compaction_built_.reset();
+  compaction_touched_.clear();
+  compaction_cancel_.reset();
+  compaction_results_.push_back({compaction_generation_, why, {}});
+  if (compaction_results_.size() > 16) compaction_results_.pop_front();
+  if (budget_ != nullptr) {
+    budget_->Release(compaction_bytes_.exchange(0));
+  } else {
+    compaction_bytes_ = 0;
+  }
+  compact_cv_.SignalAll();
+}
+
+absl::StatusOr<CompactStats> Index::Compact(Deadline deadline) {
+  uint64_t generation = 0;
+  Writer writer;
+  writer.run = [&]() -> absl::Status {
+    if (absl::Status s = CheckUsable(); !s.ok()) return s;
+    {
+      MutexLock lock(&compact_mu_);
+      if (compaction_running_) {
+        generation = compaction_generation_;
+        return absl::OkStatus();
+      }
+    }
+    if (absl::Status s = StartCompaction(0, "requested"); !s.ok()) return s;
+    MutexLock lock(&compact_mu_);
+    generation = compaction_generation_;
+    return absl::OkStatus();
+  };
+  if (absl::Status s = RunWriter(&writer); !s.ok()) return s;
+  MutexLock lock(&compact_mu_);
+  while (true) {
+    for (const CompactionResult& result : compaction_results_) {
+      if (result.generation != generation) continue;
+      if (!result.status.ok()) {
+        return absl::Status(result.status.code(),
+                            absl::StrCat("compaction of index '", name_,
+                                         "' did not finish: ", result.status.message()));
+      }
+      return result.stats;
+    }
+    if (compaction_generation_ != generation && !compaction_running_) {
+      return absl::AbortedError(absl::StrCat("compaction of index '", name_, "' was superseded"));
+    }
+    if (deadline == kNoDeadline) {
+      compact_cv_.Wait(&compact_mu_);
+    } else if (!compact_cv_.WaitUntil(&compact_mu_, deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "compaction of index '", name_, "' still running at the call's deadline; it goes on"));
+    }
+  }
 }
 
 absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<const uint64_t> ids,
@@ -397,7 +838,6 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
     }
   }
   if (ids.empty()) {
-    std::shared_lock lock(mu_);
     if (absl::Status s = CheckUsable(); !s.ok()) return s;
     return 0;
   }
@@ -454,9 +894,10 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   }
   if (absl::Status s = CheckFinite(name_, queries, dim_, "query vector"); !s.ok()) return s;
 
-  std::shared_lock lock(mu_);
-  if (absl::Status s = CheckUsable(); !s.ok()) return s;
-  const size_t breadth = ef != 0 ? ef : config_.ef;
+  absl::StatusOr<View> view = Read();
+  if (!view.ok()) return view.status();
+  const HnswGraph& graph = *view->graph;
+  const size_t breadth = ef != 0 ? ef : view->ef;
   const bool cosine = space_ == storage::Space::kCosine;
   std::atomic<bool> aborted = false;
   std::atomic<bool> late = false;
@@ -483,7 +924,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       }
       uint64_t* ids = ids_out.data() + i * k;
       float* distances = distances_out.data() + i * k;
-      const size_t found = graph_->Search(query, k, breadth, ids, distances);
+      const size_t found = graph.Search(query, k, breadth, ids, distances);
       std::fill(ids + found, ids + k, kMissingId);
       std::fill(distances + found, distances + k, kMissingDistance);
     }
@@ -499,9 +940,9 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
 }
 
 absl::StatusOr<std::vector<uint64_t>> Index::Ids() const {
-  std::shared_lock lock(mu_);
-  if (absl::Status s = CheckUsable(); !s.ok()) return s;
-  return graph_->LiveLabels();
+  absl::StatusOr<View> view = Read();
+  if (!view.ok()) return view.status();
+  return view->graph->LiveLabels();
 }
 
 absl::StatusOr<size_t> Index::CheckIdsLimit(uint64_t limit) const {
@@ -514,9 +955,9 @@ absl::StatusOr<size_t> Index::CheckIdsLimit(uint64_t limit) const {
 }
 
 absl::StatusOr<IdPage> Index::IdsPage(std::optional<uint64_t> start_after, size_t limit) const {
-  std::shared_lock lock(mu_);
-  if (absl::Status s = CheckUsable(); !s.ok()) return s;
-  HnswGraph::LabelPage page = graph_->LiveLabelsAfter(start_after, limit);
+  absl::StatusOr<View> view = Read();
+  if (!view.ok()) return view.status();
+  HnswGraph::LabelPage page = view->graph->LiveLabelsAfter(start_after, limit);
   return IdPage{std::move(page.labels), page.left_out};
 }
 
@@ -524,14 +965,23 @@ absl::Status Index::GetVectors(std::span<const uint64_t> ids, std::span<float> o
   if (out.size() != ids.size() * dim_) {
     return absl::InternalError("element output buffer has the wrong size");
   }
-  std::shared_lock lock(mu_);
-  if (absl::Status s = CheckUsable(); !s.ok()) return s;
+  absl::StatusOr<View> view = Read();
+  if (!view.ok()) return view.status();
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!graph_->CopyVector(ids[i], out.data() + i * dim_)) {
-      return absl::NotFoundError(absl::StrCat(
-          "index '", name_, "' has no item with id ", ids[i],
-          graph_->Find(ids[i]) == HnswGraph::Presence::kDeleted ? " (it was deleted)" : ""));
+    if (view->graph->CopyVector(ids[i], out.data() + i * dim_)) continue;
+    // A deleted item's tombstone may be gone (compaction, rebuild); storage still knows it.
+    bool deleted = view->graph->Find(ids[i]) == HnswGraph::Presence::kDeleted;
+    if (!deleted) {
+      storage::IndexConfig config;
+      {
+        MutexLock lock(&state_mu_);
+        config = config_;
+      }
+      absl::StatusOr<storage::StoredItem> stored = store_->GetItem(config, ids[i]);
+      deleted = stored.ok() && stored->deleted;
     }
+    return absl::NotFoundError(absl::StrCat("index '", name_, "' has no item with id ", ids[i],
+                                            deleted ? " (it was deleted)" : ""));
   }
   return absl::OkStatus();
 }
@@ -558,32 +1008,48 @@ absl::Status Index::Init(const InitParams& params) {
   }
   Writer writer;
   writer.run = [&]() -> absl::Status {
-    if (dropped_) return CheckUsable();
-    if (config_.initialized) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("index '", name_, "' is already initialised"));
+    storage::IndexConfig after;
+    {
+      MutexLock lock(&state_mu_);
+      if (dropped_ || loading_) return CheckUsableLocked();
+      if (config_.initialized) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("index '", name_, "' is already initialised"));
+      }
+      after = config_;
     }
-    const uint64_t needed = HnswGraph::EstimateBytes(dim_, m, max_elements);
-    const uint64_t available = AvailableMemoryBytes();
-    if (needed > available) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "index '", name_, "' with max_elements ", max_elements, " needs about ", needed >> 20,
-          " MiB; only ", available >> 20, " MiB of memory is available"));
+    const uint64_t capacity = GraphCapacity(max_elements);
+    const uint64_t needed = HnswGraph::EstimateBytes(dim_, m, capacity);
+    if (budget_ != nullptr) {
+      if (absl::Status s = budget_->Reserve(
+              needed, absl::StrCat("index '", name_, "' with max_elements ", max_elements));
+          !s.ok()) {
+        return s;
+      }
     }
+    auto release = [&] {
+      if (budget_ != nullptr) budget_->Release(needed);
+    };
     absl::StatusOr<std::unique_ptr<HnswGraph>> graph =
-        HnswGraph::Create({config_.space, dim_, max_elements, m, ef_construction, seed});
-    if (!graph.ok()) return graph.status();
-    storage::IndexConfig after = config_;
+        HnswGraph::Create({space_, dim_, capacity, m, ef_construction, seed});
+    if (!graph.ok()) {
+      release();
+      return graph.status();
+    }
     after.initialized = true;
     after.max_elements = max_elements;
     after.m = m;
     after.ef_construction = ef_construction;
     after.ef = kDefaultEf;
     after.random_seed = seed;
-    if (absl::Status s = store_->UpdateConfig(after); !s.ok()) return s;
-    std::unique_lock lock(mu_);
+    if (absl::Status s = store_->UpdateConfig(after); !s.ok()) {
+      release();
+      return s;
+    }
+    MutexLock lock(&state_mu_);
     config_ = after;
     graph_ = *std::move(graph);
+    graph_bytes_ = needed;
     return absl::OkStatus();
   };
   return RunWriter(&writer);
@@ -596,11 +1062,15 @@ absl::Status Index::SetEf(uint32_t ef) {
   }
   Writer writer;
   writer.run = [&]() -> absl::Status {
-    if (absl::Status s = CheckUsable(); !s.ok()) return s;
-    storage::IndexConfig after = config_;
+    storage::IndexConfig after;
+    {
+      MutexLock lock(&state_mu_);
+      if (absl::Status s = CheckUsableLocked(); !s.ok()) return s;
+      after = config_;
+    }
     after.ef = ef;
     if (absl::Status s = store_->UpdateConfig(after); !s.ok()) return s;
-    std::unique_lock lock(mu_);
+    MutexLock lock(&state_mu_);
     config_ = after;
     return absl::OkStatus();
   };
@@ -615,67 +1085,146 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
   }
   Writer writer;
   writer.run = [&]() -> absl::Status {
-    if (absl::Status s = CheckUsable(); !s.ok()) return s;
-    const uint64_t stored = graph_->element_count();
-    if (new_max_elements < stored) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "index '", name_, "' holds ", stored, " items (", graph_->deleted_count(),
-          " of them deleted, which still occupy space); cannot resize to ", new_max_elements));
+    storage::IndexConfig after;
+    std::shared_ptr<HnswGraph> current;
+    {
+      MutexLock lock(&state_mu_);
+      if (absl::Status s = CheckUsableLocked(); !s.ok()) return s;
+      after = config_;
+      current = graph_;
     }
-    if (new_max_elements > config_.max_elements) {
-      const uint64_t needed =
-          HnswGraph::EstimateBytes(dim_, config_.m, new_max_elements - config_.max_elements);
-      const uint64_t available = AvailableMemoryBytes();
-      if (needed > available) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "growing index '", name_, "' to ", new_max_elements, " elements needs about ",
-            needed >> 20, " MiB more; only ", available >> 20, " MiB is available"));
+    const uint64_t live = current->element_count() - current->deleted_count();
+    if (new_max_elements < live) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "index '", name_, "' holds ", live, " live items; cannot resize to ", new_max_elements));
+    }
+    after.max_elements = new_max_elements;
+    // The graph is copied into one of the new capacity and swapped in: searches go on
+    // meanwhile on the old one. A copy keeps the tombstones, so it is at least their size.
+    const uint64_t capacity = std::max(GraphCapacity(new_max_elements), current->element_count());
+    std::shared_ptr<HnswGraph> resized = current;
+    uint64_t bytes = 0;
+    if (capacity != current->max_elements()) {
+      bytes = HnswGraph::EstimateBytes(dim_, current->m(), capacity);
+      if (budget_ != nullptr) {
+        if (absl::Status s = budget_->Reserve(
+                bytes, absl::StrCat("resizing index '", name_, "' to max_elements ",
+                                    new_max_elements, " (a copy of its graph)"));
+            !s.ok()) {
+          return s;
+        }
+      }
+      absl::StatusOr<std::unique_ptr<HnswGraph>> copy = current->Copy(capacity);
+      if (!copy.ok()) {
+        if (budget_ != nullptr) budget_->Release(bytes);
+        return copy.status();
+      }
+      resized = *std::move(copy);
+    }
+    // Graph first: if it cannot grow, nothing is persisted. If persisting fails, the larger
+    // graph is dropped and the old one keeps serving.
+    if (absl::Status s = store_->UpdateConfig(after); !s.ok()) {
+      if (budget_ != nullptr && resized != current) budget_->Release(bytes);
+      return s;
+    }
+    // A compaction in flight was sized for the old capacity: start again later.
+    CancelCompaction(absl::AbortedError(
+        absl::StrCat("index '", name_, "' was resized while it ran; compact again")));
+    uint64_t old_bytes = 0;
+    {
+      MutexLock lock(&state_mu_);
+      config_ = after;
+      if (resized != current) {
+        graph_ = resized;
+        old_bytes = std::exchange(graph_bytes_, bytes);
       }
     }
-    storage::IndexConfig after = config_;
-    after.max_elements = new_max_elements;
-    std::unique_lock lock(mu_);
-    // Graph first: if it cannot grow, nothing is persisted. If persisting fails, the graph
-    // is merely larger than the capacity the config enforces.
-    if (absl::Status s = graph_->Resize(new_max_elements); !s.ok()) return s;
-    if (absl::Status s = store_->UpdateConfig(after); !s.ok()) return s;
-    config_ = after;
+    if (budget_ != nullptr) budget_->Release(old_bytes);
     return absl::OkStatus();
   };
   return RunWriter(&writer);
 }
 
+void Index::FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
+                       uint64_t unsnapshotted_items) {
+  SetSnapshotState(snapshot_version, unsnapshotted_items);
+  Writer writer;
+  writer.run = [&]() -> absl::Status {
+    const uint64_t bytes =
+        graph != nullptr ? HnswGraph::EstimateBytes(dim_, graph->m(), graph->max_elements()) : 0;
+    if (budget_ != nullptr && bytes != 0 && !budget_->ForceReserve(bytes)) {
+      spdlog::warn(
+          "index '{}': its graph ({} MiB) takes the indexes over the memory budget of {} "
+          "MiB; new indexes and growth will be refused",
+          name_, bytes >> 20, budget_->limit() >> 20);
+    }
+    MutexLock lock(&state_mu_);
+    if (graph != nullptr) {
+      graph_ = std::move(graph);
+      graph_bytes_ = bytes;
+    }
+    loading_ = false;
+    return absl::OkStatus();
+  };
+  (void)RunWriter(&writer);
+}
+
+void Index::FailLoad(absl::Status status) {
+  Writer writer;
+  writer.run = [&]() -> absl::Status {
+    MutexLock lock(&state_mu_);
+    loading_ = false;
+    load_error_ = absl::Status(
+        status.code(), absl::StrCat("index '", name_, "' could not be loaded: ", status.message()));
+    return absl::OkStatus();
+  };
+  (void)RunWriter(&writer);
+}
+
 void Index::SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items) {
-  std::lock_guard lock(snapshot_mu_);
+  MutexLock lock(&snapshot_mu_);
   snapshot_version_ = version;
   unsnapshotted_items_ = unsnapshotted_items;
 }
 
 absl::Status Index::SaveSnapshot() {
-  std::lock_guard snapshot_lock(snapshot_mu_);
+  MutexLock snapshot_lock(&snapshot_mu_);
   storage::IndexConfig config;
   uint64_t items = 0;
+  bool saved = false;
   const auto started = std::chrono::steady_clock::now();
-  {
-    std::shared_lock lock(mu_);
-    if (dropped_ || !config_.initialized) return absl::OkStatus();
-    if (graph_aborted_) {
-      spdlog::warn(
-          "index '{}': insertion was stopped by the shutdown; graph not saved, the next "
-          "start recovers it from the last snapshot and storage",
-          name_);
-      return absl::OkStatus();
+  const std::optional<uint64_t> last_version = snapshot_version_;
+  // The graph is written out as a writer's turn: writes wait, queries go on.
+  Writer writer;
+  writer.run = [&]() -> absl::Status {
+    std::shared_ptr<HnswGraph> current;
+    {
+      MutexLock lock(&state_mu_);
+      if (dropped_ || loading_ || !load_error_.ok() || !config_.initialized) {
+        return absl::OkStatus();
+      }
+      if (graph_aborted_) {
+        spdlog::warn(
+            "index '{}': insertion was stopped by the shutdown; graph not saved, the next "
+            "start recovers it from the last snapshot and storage",
+            name_);
+        return absl::OkStatus();
+      }
+      if (graph_damaged_) {
+        return absl::DataLossError(absl::StrCat("index '", name_,
+                                                "': graph differs from storage after a failed "
+                                                "write; not saved, the next start recovers it"));
+      }
+      if (last_version == config_.version) return absl::OkStatus();
+      config = config_;
+      current = graph_;
     }
-    if (graph_damaged_) {
-      return absl::DataLossError(absl::StrCat("index '", name_,
-                                              "': graph differs from storage after a failed "
-                                              "write; not saved, the next start recovers it"));
-    }
-    if (snapshot_version_ == config_.version) return absl::OkStatus();
-    if (absl::Status s = graph_->Save(store_->TempSnapshotPath(config_.cf_id)); !s.ok()) return s;
-    config = config_;
+    if (absl::Status s = current->Save(store_->TempSnapshotPath(config.cf_id)); !s.ok()) return s;
     items = unsnapshotted_items_.exchange(0);
-  }
+    saved = true;
+    return absl::OkStatus();
+  };
+  if (absl::Status s = RunWriter(&writer); !s.ok() || !saved) return s;
   std::shared_lock publish_lock(*publish_mu_);
   absl::Status published = store_->PublishSnapshot(config.cf_id, config.version);
   if (!published.ok()) {
@@ -697,11 +1246,21 @@ absl::Status Index::SaveSnapshot() {
 absl::Status Index::Drop(const std::function<absl::Status()>& drop) {
   Writer writer;
   writer.run = [&]() -> absl::Status {
-    std::unique_lock lock(mu_);
-    if (dropped_) return CheckUsable();
+    {
+      MutexLock lock(&state_mu_);
+      if (dropped_) return CheckUsableLocked();
+    }
     if (absl::Status s = drop(); !s.ok()) return s;
-    dropped_ = true;
-    graph_.reset();
+    CancelCompaction(absl::NotFoundError(absl::StrCat("index '", name_, "' was deleted")));
+    std::shared_ptr<HnswGraph> old;  // freed once the last reader lets go
+    uint64_t bytes = 0;
+    {
+      MutexLock lock(&state_mu_);
+      dropped_ = true;
+      old = std::move(graph_);
+      bytes = std::exchange(graph_bytes_, 0);
+    }
+    if (budget_ != nullptr) budget_->Release(bytes);
     return absl::OkStatus();
   };
   return RunWriter(&writer);

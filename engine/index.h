@@ -1,24 +1,27 @@
 // One named index: an HNSW graph, its persisted config, and the locks that order access.
 //
-// Concurrency: queries, GetVectors and Ids run in parallel under a reader lock. Every
-// mutation enters a per-index writer queue (as in LevelDB's DBImpl::Write): the writer at
-// its head becomes leader, takes the consecutive Add/Delete requests behind it, validates
-// them in order, commits them to storage in one synced write, and applies them to the graph
-// under the writer lock, spreading a batch's insertions over the thread pool. So concurrent
-// writers share one fsync, disk and memory apply writes in the same order, and queries are
-// blocked only while the graph itself changes.
+// Concurrency: queries, GetVectors and Ids never wait for writes. They take a reference to the
+// current graph under a short lock (state_mu_) and search it while insertions and deletions
+// change it in place (HnswGraph's protocol makes that safe). Every mutation enters a per-index
+// writer queue (as in LevelDB's DBImpl::Write): the writer at its head becomes leader, takes the
+// consecutive Add/Delete requests behind it, validates them in order, commits them to storage
+// in one synced write, and applies them to the graph, spreading a batch's insertions over the
+// thread pool. So concurrent writers share one fsync, and disk and memory apply writes in the
+// same order. Replacing an item tombstones its element and inserts a new one; a compaction
+// (CompactIndex, or automatic past a tombstone threshold) rebuilds the graph without
+// tombstones on a thread of its own while reads and writes go on, then swaps it in. Resizes
+// also swap in a copy: no operation makes readers wait longer than a pointer swap.
 //
 // Durability: a mutation is acknowledged only after storage has committed it; a refused
 // mutation changes nothing on disk or in memory.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -26,13 +29,14 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/hnsw_graph.h"
 #include "engine/limits.h"
 #include "engine/memory_budget.h"
 #include "engine/mutex.h"
-#include "engine/rw_lock.h"
 #include "engine/thread_pool.h"
 #include "storage/index_config.h"
 #include "storage/store.h"
@@ -190,18 +194,53 @@ class Index {
  private:
   struct Writer;
   struct CommittedGroup;
+  // What a reader needs, taken under state_mu_ in one short hold: the graph to search (kept
+  // alive by the reader even if a resize or compaction swaps in another) and the default ef.
+  struct View {
+    std::shared_ptr<const HnswGraph> graph;
+    uint32_t ef = 0;
+  };
+  absl::StatusOr<View> Read() const ABSL_LOCKS_EXCLUDED(state_mu_);
+  std::shared_ptr<HnswGraph> graph() const ABSL_LOCKS_EXCLUDED(state_mu_);
+
+  // The mutation right: a thread holds it while no group is being applied and no other
+  // thread can change the graph or config (a kOther writer's run, a leader after
+  // WaitForApplies, or ApplyGroup before its ticket is counted). Functions marked "mutator"
+  // need it; it is a protocol of the writer queue, not a lock the compiler can check.
   absl::Status RunWriter(Writer* writer);
   // Stage one of a write, by the leader: checks each writer of the group against the state
   // as of the last commit and stores the accepted ones. Returns what stage two applies.
   std::optional<CommittedGroup> CommitGroup(const std::vector<Writer*>& group);
   // Stage two, after the leader handed the queue on: waits until every group committed before
-  // this one is applied, then applies this one to the graph.
+  // this one is applied, then applies this one to the graph (concurrently with readers).
   void ApplyGroup(const CommittedGroup& committed);
-  absl::Status ApplyToGraph(const std::vector<Writer*>& accepted);
-  // Waits until every committed group is applied (leaders of kOther writers call it).
-  void WaitForApplies();
-  absl::Status CheckUsable() const;  // needs mu_ shared, or leadership with no apply in flight
-  absl::Status CheckUsable(const storage::IndexConfig& config) const;
+  absl::Status ApplyToGraph(HnswGraph& graph, const Writer& writer);
+  // Waits until every committed group is applied.
+  void WaitForApplies() ABSL_LOCKS_EXCLUDED(apply_mu_);
+  // Leader: makes room in the graph for `slots` more elements (all applies done first),
+  // finishing a running compaction or compacting now. Errors name what is missing.
+  absl::Status MakeRoom(uint64_t slots);
+  // Leader state as of the last commit, recomputed from the graph after a mutator ran.
+  void ResetCommittedState() ABSL_LOCKS_EXCLUDED(state_mu_);
+  absl::Status CheckUsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
+  absl::Status CheckUsable() const ABSL_LOCKS_EXCLUDED(state_mu_);
+
+  // Compaction. StartCompaction, FinishCompaction and CancelCompaction are mutators.
+  // StartCompaction captures the live elements of the current graph and builds a new graph of
+  // them on a thread of its own; applies record the ids they touch meanwhile, which the
+  // thread replays onto the new graph; FinishCompaction replays the rest and swaps it in.
+  absl::Status StartCompaction(uint64_t min_capacity, absl::string_view why);
+  void CompactionMain(uint64_t generation, std::shared_ptr<const HnswGraph> source,
+                      std::vector<HnswGraph::LiveElement> live, uint64_t capacity,
+                      std::shared_ptr<std::atomic<bool>> cancel,
+                      std::chrono::steady_clock::time_point started);
+  void FinishCompaction(uint64_t generation);
+  void CancelCompaction(const absl::Status& why);
+  // Brings `target` up to date with `source` for the ids in `touched`.
+  absl::Status CatchUp(const HnswGraph& source, const absl::flat_hash_set<uint64_t>& touched,
+                       std::unique_ptr<HnswGraph>& target);
+  // Checks the automatic compaction threshold after an apply (mutator).
+  void MaybeCompact();
 
   const std::string name_;
   const uint32_t dim_;
@@ -210,44 +249,80 @@ class Index {
   ThreadPool* const pool_;
   const std::atomic<bool>* const aborting_;
   std::shared_mutex* const publish_mu_;
+  MemoryBudget* const budget_;
+  const double compact_threshold_;
+
+  // Lock order: snapshot_mu_ is held across a whole writer turn (RunWriter) of SaveSnapshot.
+  // Every other lock of Index is a leaf: no thread holds two of queue_mu_, inflight_mu_,
+  // apply_mu_, compact_mu_ and state_mu_ at once, and none is held while calling out (store,
+  // budget, graph insertion, thread pool) except state_mu_ around pointer and counter updates.
 
   // Writer queue: its head is the leader. A leader of adds and deletes commits its group to
   // storage, hands the queue on, then applies the group to the graph, so the next group is
   // checked and written to storage while this one is inserted. Groups are applied in the order
   // they were committed (tickets). A leader of anything else first waits until every group is
-  // applied, and is then the only thread that changes graph_ or config_.
-  std::mutex queue_mu_;
-  std::deque<Writer*> writers_;  // guarded by queue_mu_
+  // applied, and then holds the mutation right.
+  Mutex queue_mu_;  // guards the writer queue
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(queue_mu_);
 
-  // Leader only: the config and the element count (deleted ones included) as of the last
-  // commit, which groups still being applied may not show in config_ and graph_ yet.
+  // Leader only (the writer queue orders them, not a lock): the config, the live item count
+  // and the graph's element count as of the last commit, which groups still being applied may
+  // not show in config_ and the graph yet.
   storage::IndexConfig committed_config_;
+  uint64_t committed_live_ = 0;
   uint64_t committed_elements_ = 0;
+  Mutex inflight_mu_;  // guards inflight_
   // What committed groups not yet applied do to an id, and the ticket of the last such group.
-  std::mutex inflight_mu_;
-  absl::flat_hash_map<uint64_t, std::pair<HnswGraph::Presence, uint64_t>>
-      inflight_;  // guarded by inflight_mu_
-  std::mutex apply_mu_;
-  std::condition_variable apply_cv_;
-  uint64_t tickets_issued_ = 0;   // guarded by apply_mu_
-  uint64_t tickets_applied_ = 0;  // guarded by apply_mu_
+  absl::flat_hash_map<uint64_t, std::pair<HnswGraph::Presence, uint64_t>> inflight_
+      ABSL_GUARDED_BY(inflight_mu_);
+  Mutex apply_mu_;  // guards the tickets that order applies
+  CondVar apply_cv_;
+  uint64_t tickets_issued_ ABSL_GUARDED_BY(apply_mu_) = 0;
+  uint64_t tickets_applied_ ABSL_GUARDED_BY(apply_mu_) = 0;
 
-  // Guards graph_ and config_ against readers while a writer changes them. A leader with no
-  // group being applied may read both without it.
-  mutable RwLock mu_;
-  storage::IndexConfig config_;
-  std::unique_ptr<HnswGraph> graph_;
-  bool dropped_ = false;
+  // Guards what readers take a copy of. Held only for copies and pointer swaps, never during
+  // a search, an insertion or storage work.
+  mutable Mutex state_mu_;
+  storage::IndexConfig config_ ABSL_GUARDED_BY(state_mu_);
+  // The graph readers search. Insertions and marks change it in place concurrently with
+  // searches (HnswGraph's protocol); resizes and compactions swap in another one.
+  std::shared_ptr<HnswGraph> graph_ ABSL_GUARDED_BY(state_mu_);
+  uint64_t graph_bytes_ ABSL_GUARDED_BY(state_mu_) = 0;  // graph_'s budget reservation
+  bool dropped_ ABSL_GUARDED_BY(state_mu_) = false;
+  bool loading_ ABSL_GUARDED_BY(state_mu_) = false;
+  absl::Status load_error_ ABSL_GUARDED_BY(state_mu_);
   // Set when a committed write could not be fully applied to the graph (allocation failure,
   // or insertion stopped by a shutdown past its grace period): the graph no longer matches
   // storage, so it must never become a snapshot; the next start rebuilds it from storage.
-  bool graph_damaged_ = false;
-  bool graph_aborted_ = false;  // the cause was the shutdown, not a failure
+  bool graph_damaged_ ABSL_GUARDED_BY(state_mu_) = false;
+  bool graph_aborted_ ABSL_GUARDED_BY(state_mu_) = false;  // the cause was the shutdown
 
-  // Serialises SaveSnapshot. Guards snapshot_version_.
-  std::mutex snapshot_mu_;
-  std::optional<uint64_t> snapshot_version_;
-  // Written under mu_ exclusively (with config_.version), read anywhere.
+  // The compaction in flight, if any, and the results of recent ones.
+  struct CompactionResult {
+    uint64_t generation = 0;
+    absl::Status status;
+    CompactStats stats;
+  };
+  Mutex compact_mu_;    // guards the compaction state below
+  CondVar compact_cv_;  // signalled when a compaction's graph is built and when one ends
+  bool compaction_running_ ABSL_GUARDED_BY(compact_mu_) = false;
+  uint64_t compaction_generation_ ABSL_GUARDED_BY(compact_mu_) = 0;  // of the latest started
+  std::unique_ptr<HnswGraph> compaction_built_ ABSL_GUARDED_BY(compact_mu_);
+  bool compaction_build_done_ ABSL_GUARDED_BY(compact_mu_) = false;
+  uint64_t compaction_tombstones_ ABSL_GUARDED_BY(compact_mu_) = 0;  // at the start
+  std::chrono::steady_clock::time_point compaction_started_ ABSL_GUARDED_BY(compact_mu_);
+  absl::flat_hash_set<uint64_t> compaction_touched_ ABSL_GUARDED_BY(compact_mu_);
+  std::shared_ptr<std::atomic<bool>> compaction_cancel_ ABSL_GUARDED_BY(compact_mu_);
+  std::deque<CompactionResult> compaction_results_ ABSL_GUARDED_BY(compact_mu_);
+  int compaction_threads_ ABSL_GUARDED_BY(compact_mu_) = 0;  // waited for by ~Index
+  // No automatic compaction before this (after one was refused by the memory budget).
+  std::chrono::steady_clock::time_point next_auto_compaction_ ABSL_GUARDED_BY(compact_mu_);
+  // The running compaction's budget reservation, for Info.
+  std::atomic<uint64_t> compaction_bytes_ = 0;
+
+  Mutex snapshot_mu_;  // serialises SaveSnapshot; guards snapshot_version_
+  std::optional<uint64_t> snapshot_version_ ABSL_GUARDED_BY(snapshot_mu_);
+  // Added to by applies, taken by SaveSnapshot; read anywhere.
   std::atomic<uint64_t> unsnapshotted_items_ = 0;
 };
 

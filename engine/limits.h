@@ -27,6 +27,14 @@ inline constexpr uint64_t kMaxElements = std::numeric_limits<uint32_t>::max() - 
 // index, so pages far smaller than this make listing a large index quadratic.
 inline constexpr uint32_t kMaxIdsPerPage = 10'000'000;
 
+// Elements a graph has room for, given an index's max_elements (its limit on live items): a
+// quarter more, so that replaces and deletes, which leave tombstones until a compaction, do
+// not force a compaction at every write of a full index.
+inline constexpr uint64_t GraphCapacity(uint64_t max_elements) {
+  const uint64_t slack = max_elements / 4 > 16 ? max_elements / 4 : 16;
+  return max_elements > kMaxElements - slack ? kMaxElements : max_elements + slack;
+}
+
 inline constexpr uint32_t kDefaultM = 16;
 inline constexpr uint32_t kDefaultEfConstruction = 200;
 inline constexpr uint64_t kDefaultRandomSeed = 100;

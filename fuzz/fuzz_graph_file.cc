@@ -153,16 +153,17 @@ void Exercise(HnswGraph& graph, luxdb::storage::Space space, uint32_t dim) {
     if (graph.Find(fresh) != HnswGraph::Presence::kLive) Fail("an added id is not live");
   }
   if (!live.empty()) {
+    CheckOk(graph.MarkDeleted(live.back()), "tombstoning a loaded id to replace it");
     CheckOk(graph.Add(vector.data(), live.back()), "replacing the vector of a loaded id");
     CheckOk(graph.MarkDeleted(live.back()), "deleting a loaded id");
     if (graph.Find(live.back()) != HnswGraph::Presence::kDeleted) Fail("a deleted id is live");
   }
   CheckSearch(graph, vector, finite);
-  CheckOk(graph.Resize(graph.element_count() + 2), "growing a loaded graph");
-  if (graph.element_count() < graph.max_elements()) {
-    while (graph.Find(fresh) != HnswGraph::Presence::kAbsent) ++fresh;
-    CheckOk(graph.Add(vector.data(), fresh), "adding to a grown graph");
-  }
+  absl::StatusOr<std::unique_ptr<HnswGraph>> grown = graph.Copy(graph.element_count() + 2);
+  CheckOk(grown.status(), "copying a loaded graph into a larger one");
+  while ((*grown)->Find(fresh) != HnswGraph::Presence::kAbsent) ++fresh;
+  CheckOk((*grown)->Add(vector.data(), fresh), "adding to a grown graph");
+  CheckSearch(**grown, query, finite);
   CheckSearch(graph, query, finite);
 
   // A snapshot of it must load again.

@@ -382,8 +382,8 @@ void Accepted(const v1::ListIndexesRequest&, const v1::ListIndexesResponse& resp
     const v1::IndexInfo& got = response.indexes(static_cast<int>(i));
     same = got.name() == list[i].name && got.dim() == list[i].dim &&
            got.element_count() == list[i].element_count &&
-           got.deleted_count() == list[i].deleted_count &&
-           got.max_elements() == list[i].max_elements;
+           got.deleted_count() == list[i].deleted_count && got.tombstones() == list[i].tombstones &&
+           got.memory_bytes() == list[i].memory_bytes && got.max_elements() == list[i].max_elements;
   }
   if (!same) Fail(absl::StrCat("ListIndexes answered ", response.ShortDebugString()));
 }
@@ -394,6 +394,8 @@ void Accepted(const v1::DescribeIndexRequest& request, const v1::DescribeIndexRe
       response.info().dim() != info->dim || response.info().ef() != info->ef ||
       response.info().element_count() != info->element_count ||
       response.info().deleted_count() != info->deleted_count ||
+      response.info().tombstones() != info->tombstones ||
+      response.info().memory_bytes() != info->memory_bytes ||
       response.info().initialized() != info->initialized) {
     Fail(absl::StrCat("DescribeIndex answered ", response.ShortDebugString()));
   }
@@ -521,6 +523,25 @@ void Accepted(const v1::ResizeIndexRequest& request, const v1::ResizeIndexRespon
   }
 }
 
+// The tombstones are gone, and every live id keeps its vector.
+void Accepted(const v1::CompactIndexRequest& request, const v1::CompactIndexResponse& response) {
+  const std::string& name = request.name();
+  const IndexInfo* before = BaselineInfo(name);
+  const IndexInfo after = CurrentInfo(name);
+  if (after.tombstones != 0 || response.live() != after.element_count ||
+      (before != nullptr && response.tombstones_removed() != before->tombstones)) {
+    Fail(absl::StrCat("CompactIndex answered removed=", response.tombstones_removed(),
+                      " live=", response.live(), " and left ", Describe(after),
+                      " tombstones=", after.tombstones));
+  }
+  std::vector<uint64_t> ids;
+  std::map<uint64_t, std::vector<float>> vectors;
+  Capture(name, &ids, &vectors);
+  if (ids != state->baseline.ids[name] || vectors != state->baseline.vectors[name]) {
+    Fail(absl::StrCat("after CompactIndex '", name, "' has other live ids or vectors"));
+  }
+}
+
 // Without paging fields: every live id (the fixture's lists fit in one reply). Paged: the
 // live ids above start_after, as many as the limit (0: kMaxIdsPerPage) and the reply allow,
 // with next_start_after set to the last of them exactly when more follow.
@@ -606,7 +627,8 @@ constexpr bool kMutating =
     std::is_same_v<Request, v1::DeleteIndexRequest> || std::is_same_v<Request, v1::SetEfRequest> ||
     std::is_same_v<Request, v1::AddItemsRequest> ||
     std::is_same_v<Request, v1::DeleteItemsRequest> ||
-    std::is_same_v<Request, v1::ResizeIndexRequest>;
+    std::is_same_v<Request, v1::ResizeIndexRequest> ||
+    std::is_same_v<Request, v1::CompactIndexRequest>;
 
 // A call changed nothing visible and is checked as read-only (an empty AddItems, a
 // DeleteItems of ids already deleted).
@@ -709,7 +731,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using S = LuxDBService;
   const uint8_t* body = data + 1;
   const size_t n = size - 1;
-  switch (data[0] % 14) {
+  switch (data[0] % 15) {
     case 0:
       Run("CreateIndex", &S::CreateIndex, body, n);
       break;
@@ -751,6 +773,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 13:
       Run("Backup", &S::Backup, body, n);
+      break;
+    case 14:
+      Run("CompactIndex", &S::CompactIndex, body, n);
       break;
   }
   return 0;

@@ -147,6 +147,11 @@ void RequestSeeds(const fs::path& dir) {
   seed(13, backup);
   backup.set_path("../escape");
   seed(13, backup);
+  v1::CompactIndexRequest compact;
+  compact.set_name("dead");  // every item deleted: all tombstones
+  seed(14, compact);
+  compact.set_name("l2");
+  seed(14, compact);
 }
 
 // fuzz_token. libFuzzer's FuzzedDataProvider takes integers from the end of the input and

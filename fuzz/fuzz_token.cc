@@ -27,12 +27,13 @@ namespace {
 
 using luxdb::auth::TokenVerifier;
 
-constexpr std::array<const char*, 15> kMethods = {
+constexpr std::array<const char*, 16> kMethods = {
     "/luxdb.v1.LuxDB/CreateIndex", "/luxdb.v1.LuxDB/InitIndex",   "/luxdb.v1.LuxDB/DeleteIndex",
     "/luxdb.v1.LuxDB/IndexExists", "/luxdb.v1.LuxDB/ListIndexes", "/luxdb.v1.LuxDB/DescribeIndex",
     "/luxdb.v1.LuxDB/SetEf",       "/luxdb.v1.LuxDB/AddItems",    "/luxdb.v1.LuxDB/DeleteItems",
     "/luxdb.v1.LuxDB/QueryIndex",  "/luxdb.v1.LuxDB/ResizeIndex", "/luxdb.v1.LuxDB/GetIds",
-    "/luxdb.v1.LuxDB/GetElements", "/luxdb.v1.LuxDB/Backup",      luxdb::auth::kAnyMethod};
+    "/luxdb.v1.LuxDB/GetElements", "/luxdb.v1.LuxDB/Backup",      "/luxdb.v1.LuxDB/CompactIndex",
+    luxdb::auth::kAnyMethod};
 
 // A fixed point in time (2026-01-01T00:00:00Z), so runs are reproducible.
 const std::chrono::system_clock::time_point kNow{std::chrono::milliseconds(1767225600000)};

@@ -61,6 +61,9 @@ void ToProto(const engine::IndexInfo& info, v1::IndexInfo* out) {
   out->set_element_count(info.element_count);
   out->set_deleted_count(info.deleted_count);
   out->set_initialized(info.initialized);
+  out->set_tombstones(info.tombstones);
+  out->set_memory_bytes(info.memory_bytes);
+  out->set_compacting(info.compacting);
 }
 
 template <typename T>
@@ -325,6 +328,21 @@ grpc::Status LuxDBService::ResizeIndex(grpc::ServerContext* context,
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());
   return ToGrpc((*index)->Resize(request->new_max_elements()));
+}
+
+grpc::Status LuxDBService::CompactIndex(grpc::ServerContext* context,
+                                        const v1::CompactIndexRequest* request,
+                                        v1::CompactIndexResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  const CallDeadline deadline = DeadlineOf(context);
+  absl::StatusOr<engine::CompactStats> stats = (*index)->Compact(deadline.when);
+  if (!stats.ok()) return ToGrpc(NameDeadline(stats.status(), deadline));
+  response->set_tombstones_removed(stats->tombstones_removed);
+  response->set_live(stats->live);
+  response->set_seconds(stats->seconds);
+  return grpc::Status::OK;
 }
 
 grpc::Status LuxDBService::GetIds(grpc::ServerContext* context, const v1::GetIdsRequest* request,

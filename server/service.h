@@ -56,6 +56,8 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   grpc::Status GetElements(grpc::ServerContext*, const v1::GetElementsRequest*,
                            v1::GetElementsResponse*) override;
   grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest*, v1::BackupResponse*) override;
+  grpc::Status CompactIndex(grpc::ServerContext*, const v1::CompactIndexRequest*,
+                            v1::CompactIndexResponse*) override;
 
  private:
   // The catalog; UNAVAILABLE while indexes are still loading, DEADLINE_EXCEEDED if the call's

@@ -132,6 +132,31 @@ grpc::Status AddItems(Stub& stub, const std::string& name, const std::vector<uin
   return Call(stub, &Stub::AddItems, request, &response, auth);
 }
 
+grpc::Status DeleteItems(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids) {
+  v1::DeleteItemsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::DeleteItemsResponse response;
+  return Call(stub, &Stub::DeleteItems, request, &response);
+}
+
+grpc::Status CompactIndex(Stub& stub, const std::string& name, Authorization auth = std::nullopt,
+                          v1::CompactIndexResponse* response = nullptr) {
+  v1::CompactIndexRequest request;
+  request.set_name(name);
+  v1::CompactIndexResponse ignored;
+  return Call(stub, &Stub::CompactIndex, request, response != nullptr ? response : &ignored, auth);
+}
+
+// DescribeIndex's tombstone count.
+uint64_t TombstonesOf(Stub& stub, const std::string& name) {
+  v1::DescribeIndexRequest request;
+  request.set_name(name);
+  v1::DescribeIndexResponse response;
+  EXPECT_TRUE(IsOk(Call(stub, &Stub::DescribeIndex, request, &response))) << name;
+  return response.info().tombstones();
+}
+
 bool Exists(Stub& stub, const std::string& name) {
   v1::IndexExistsRequest request;
   request.set_name(name);
@@ -325,6 +350,11 @@ TEST_F(AuthServiceTest, EveryRpcWorksWithTheClientsTokens) {
     ok("ResizeIndex", Call(stub(), &Stub::ResizeIndex, request, &response));
   }
   {
+    v1::CompactIndexResponse response;
+    ok("CompactIndex", CompactIndex(stub(), "docs", std::nullopt, &response));
+    EXPECT_EQ(response.tombstones_removed(), 1u);
+  }
+  {
     v1::DescribeIndexRequest request;
     request.set_name("docs");
     v1::DescribeIndexResponse response;
@@ -348,7 +378,7 @@ TEST_F(AuthServiceTest, EveryRpcWorksWithTheClientsTokens) {
   }
   ok("DeleteIndex", DeleteIndex(stub(), "docs"));
   EXPECT_FALSE(Exists(stub(), "docs"));
-  EXPECT_EQ(called.size(), 13u);
+  EXPECT_EQ(called.size(), 14u);
 }
 
 TEST_F(AuthServiceTest, HandMadeTokensWorkOnAPlainChannel) {
@@ -409,6 +439,26 @@ TEST_F(AuthServiceTest, DeleteIndexRefusesBadTokensAndDeletesNothing) {
   ASSERT_TRUE(IsOk(DeleteIndex(*raw_, "one", token)));
   EXPECT_TRUE(IsUnauthenticated(DeleteIndex(*raw_, "two", token)));
   EXPECT_EQ(IndexNames(stub()), (std::vector<std::string>{"docs", "two"}));
+}
+
+TEST_F(AuthServiceTest, CompactIndexRefusesBadTokensAndCompactsNothing) {
+  MakeDocs();
+  ASSERT_TRUE(IsOk(DeleteItems(stub(), "docs", {1})));
+  ASSERT_EQ(TombstonesOf(stub(), "docs"), 1u);
+  ExpectRefusedAndHarmless(
+      FullMethod("CompactIndex"),
+      [&](int, const Authorization& auth) { return CompactIndex(*raw_, "docs", auth); },
+      [&] {
+        EXPECT_EQ(TombstonesOf(stub(), "docs"), 1u);
+        EXPECT_EQ(IdsOf(stub(), "docs"), (std::vector<uint64_t>{2}));
+      });
+
+  const std::string token = Bearer(auth::MintToken(key_, FullMethod("CompactIndex")));
+  v1::CompactIndexResponse response;
+  ASSERT_TRUE(IsOk(CompactIndex(*raw_, "docs", token, &response)));
+  EXPECT_EQ(response.tombstones_removed(), 1u);
+  EXPECT_EQ(TombstonesOf(stub(), "docs"), 0u);
+  EXPECT_TRUE(IsUnauthenticated(CompactIndex(*raw_, "docs", token)));
 }
 
 TEST_F(AuthServiceTest, RefusalsSayWhatWasWrong) {

@@ -235,6 +235,10 @@ TEST_F(ClientTest, CreateInitDescribeListExistsAndDelete) {
   EXPECT_EQ(info->ef_construction, 50u);
   EXPECT_EQ(info->m, 8u);
   EXPECT_EQ(info->element_count, 0u);
+  EXPECT_EQ(info->tombstones, 0u);
+  EXPECT_GT(info->memory_bytes, 0u);
+  EXPECT_FALSE(info->compacting);
+  EXPECT_EQ(fresh->memory_bytes, 0u);
 
   absl::StatusOr<std::vector<IndexInfo>> all = db_->ListIndexes();
   ASSERT_TRUE(all.ok()) << all.status();
@@ -392,6 +396,37 @@ TEST_F(ClientTest, SetEfDeleteItemsAndResize) {
   EXPECT_EQ(db_->DescribeIndex("docs")->max_elements, 5000u);
 }
 
+TEST_F(ClientTest, CompactIndexRemovesTheTombstonesDescribeCounts) {
+  MakeIndex("docs", Space::kL2, 4, 50);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(20, 4), Iota(20)).ok());
+  ASSERT_TRUE(db_->DeleteItems("docs", std::vector<uint64_t>{0, 5, 6}).ok());
+  absl::StatusOr<IndexInfo> before = db_->DescribeIndex("docs");
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->tombstones, 3u);
+  EXPECT_EQ(before->deleted_count, 3u);
+  EXPECT_GT(before->memory_bytes, 0u);
+
+  absl::StatusOr<CompactInfo> compacted = db_->CompactIndex("docs");
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  EXPECT_EQ(compacted->tombstones_removed, 3u);
+  EXPECT_EQ(compacted->live, 17u);
+  EXPECT_GE(compacted->seconds, 0.0);
+
+  absl::StatusOr<IndexInfo> after = db_->DescribeIndex("docs");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->tombstones, 0u);
+  EXPECT_EQ(after->element_count, 17u);
+  EXPECT_FALSE(after->compacting);
+  EXPECT_EQ(after->memory_bytes, before->memory_bytes);
+  EXPECT_EQ(db_->GetIds("docs")->size(), 17u);
+
+  // Refusals keep the server's code and message.
+  ASSERT_TRUE(db_->CreateIndex("raw", Space::kL2, 4).ok());
+  absl::Status uninitialised = db_->CompactIndex("raw").status();
+  EXPECT_EQ(uninitialised.code(), absl::StatusCode::kFailedPrecondition) << uninitialised;
+  EXPECT_THAT(uninitialised.message(), HasSubstr("index 'raw' is not initialised"));
+}
+
 TEST_F(ClientTest, ManyThreadsShareOneClient) {
   MakeIndex("docs", Space::kL2, 4, 10000);
   std::vector<std::thread> threads;
@@ -430,6 +465,7 @@ TEST_F(ClientTest, EveryMethodNamingAnUnknownIndexIsNotFoundNamingIt) {
       db_->GetIdsPage(name).status(),
       db_->GetIdsPage(name, 0, 10).status(),
       db_->GetElements(name, id).status(),
+      db_->CompactIndex(name).status(),
   };
   for (size_t i = 0; i < statuses.size(); ++i) {
     EXPECT_EQ(statuses[i].code(), absl::StatusCode::kNotFound)
@@ -801,6 +837,9 @@ TEST(CommandLineTest, UsageErrorsAreRefusedNamingTheProblem) {
       {{"--secret", "s", "ids", "docs", "--start-after", "18446744073709551616"},
        "from 0 to 18446744073709551615"},
       {{"--secret", "s", "get", "docs", "1", "--limit", "3"}, "--limit is not an option of 'get'"},
+      {{"--secret", "s", "compact"}, "'compact' takes NAME, got 0 arguments"},
+      {{"--secret", "s", "compact", "a", "b"}, "luxdb compact NAME"},
+      {{"--secret", "s", "compact", "docs", "--json"}, "--json is not an option of 'compact'"},
   };
   for (const auto& [args, expected] : cases) {
     absl::StatusOr<cli::Invocation> inv = cli::ParseCommandLine(args);

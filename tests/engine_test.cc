@@ -508,14 +508,24 @@ TEST_F(HnswGraphTest, MarkDeletedHidesTheElement) {
   ASSERT_EQ(seen.size(), 50u);
   for (const auto& [label, is_deleted] : seen) EXPECT_EQ(is_deleted, deleted.contains(label));
 
-  // Adding a deleted label again revives it with the new vector.
+  // Adding a deleted label again revives it with the new vector, as a new element: the old
+  // one stays a tombstone (vectors never change in place, so searches never see a torn one).
   const std::vector<float> fresh(kDim, 0.25f);
   ASSERT_TRUE(graph->Add(fresh.data(), 5).ok());
   EXPECT_EQ(graph->Find(5), HnswGraph::Presence::kLive);
-  EXPECT_EQ(graph->deleted_count(), 9u);
-  EXPECT_EQ(graph->element_count(), 50u);
+  EXPECT_EQ(graph->deleted_count(), 10u);
+  EXPECT_EQ(graph->element_count(), 51u);
   ASSERT_TRUE(graph->CopyVector(5, out.data()));
   EXPECT_EQ(out, fresh);
+  // A live label is not added twice: replacing needs its element tombstoned first.
+  EXPECT_FALSE(graph->Add(fresh.data(), 6).ok());
+  ASSERT_TRUE(graph->MarkDeleted(6).ok());
+  ASSERT_TRUE(graph->Add(fresh.data(), 6).ok());
+  ASSERT_TRUE(graph->CopyVector(6, out.data()));
+  EXPECT_EQ(out, fresh);
+  const SearchResult nearest = SearchGraph(*graph, fresh.data(), 5, 50);
+  EXPECT_EQ(std::set<uint64_t>(nearest.ids.begin(), nearest.ids.end()).size(), nearest.ids.size())
+      << "a label is returned once";
 }
 
 TEST_F(HnswGraphTest, SaveLoadRoundTrip) {
@@ -560,7 +570,7 @@ TEST_F(HnswGraphTest, SaveLoadRoundTrip) {
 
 TEST_F(HnswGraphTest, LiveLabelsAfterPagesThroughLiveLabelsInAscendingOrder) {
   constexpr size_t kCount = 2000;
-  std::unique_ptr<HnswGraph> graph = MakeGraph(kCount, Space::kL2, 2, 4);
+  std::unique_ptr<HnswGraph> graph = MakeGraph(kCount + 2, Space::kL2, 2, 4);
   ASSERT_NE(graph, nullptr);
   std::mt19937_64 generator(3);
   std::set<uint64_t> labels = {0, 1, std::numeric_limits<uint64_t>::max() - 1};
@@ -576,6 +586,7 @@ TEST_F(HnswGraphTest, LiveLabelsAfterPagesThroughLiveLabelsInAscendingOrder) {
   // Revived and replaced labels are listed once.
   const std::vector<float> vector = {0.5f, 0.5f};
   ASSERT_TRUE(graph->Add(vector.data(), shuffled[7]).ok());
+  ASSERT_TRUE(graph->MarkDeleted(shuffled[8]).ok());
   ASSERT_TRUE(graph->Add(vector.data(), shuffled[8]).ok());
   live.insert(shuffled[7]);
   const std::vector<uint64_t> expected(live.begin(), live.end());
@@ -606,17 +617,25 @@ TEST_F(HnswGraphTest, LiveLabelsAfterPagesThroughLiveLabelsInAscendingOrder) {
   EXPECT_EQ(past.left_out, 0u);
 }
 
-TEST_F(HnswGraphTest, ResizeKeepsElementsAndRefusesBelowCount) {
-  std::unique_ptr<HnswGraph> graph = MakeGraph(20);
-  ASSERT_NE(graph, nullptr);
+TEST_F(HnswGraphTest, CopyKeepsElementsAndRefusesBelowCount) {
+  std::unique_ptr<HnswGraph> original = MakeGraph(20);
+  ASSERT_NE(original, nullptr);
   const std::vector<float> data = RandomVectors(20, kDim, 8);
-  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, data, Range(0, 20)));
-  EXPECT_FALSE(graph->Resize(19).ok());
-  ASSERT_TRUE(graph->Resize(40).ok());
+  ASSERT_NO_FATAL_FAILURE(AddAll(*original, data, Range(0, 20)));
+  ASSERT_TRUE(original->MarkDeleted(7).ok());
+  EXPECT_FALSE(original->Copy(19).ok());
+  absl::StatusOr<std::unique_ptr<HnswGraph>> copy = original->Copy(40);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  std::unique_ptr<HnswGraph> graph = *std::move(copy);
+  original.reset();  // the copy owns everything it uses
   EXPECT_EQ(graph->max_elements(), 40u);
-  const std::vector<float> more = RandomVectors(20, kDim, 9);
-  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, more, Range(20, 40)));
-  EXPECT_EQ(graph->LiveLabels(), Range(0, 40));
+  EXPECT_EQ(graph->deleted_count(), 1u);
+  EXPECT_EQ(graph->Find(7), HnswGraph::Presence::kDeleted);
+  ASSERT_TRUE(graph->Add(data.data() + 7 * kDim, 7).ok());  // revived: a new element
+  const std::vector<float> more = RandomVectors(19, kDim, 9);
+  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, more, Range(20, 39)));
+  EXPECT_EQ(graph->LiveLabels(), Range(0, 39));
+  EXPECT_EQ(graph->element_count(), 40u);
   const SearchResult self = SearchGraph(*graph, data.data() + 4 * kDim, 1, 50);
   ASSERT_EQ(self.ids.size(), 1u);
   EXPECT_EQ(self.ids[0], 4u);
@@ -984,6 +1003,7 @@ TEST_F(CatalogTest, DroppedIndexRefusesWritesAndDataIsGone) {
                        absl::StatusCode::kNotFound));
   EXPECT_TRUE(StatusIs(index->SetEf(20), absl::StatusCode::kNotFound));
   EXPECT_TRUE(StatusIs(index->Resize(20), absl::StatusCode::kNotFound));
+  index.reset();  // an Index may not outlive its Catalog (IndexContext), which CloseAndReopen ends
 
   ASSERT_TRUE(catalog_->Create("gone", Space::kL2, 2).ok());
   ASSERT_TRUE(GetIndex("gone")->Init({.max_elements = 10}).ok());
@@ -1177,13 +1197,21 @@ TEST_F(CatalogTest, RefusedAddsChangeNothing) {
   EXPECT_TRUE(StatusIs(index->Add(RandomVectors(1, dim, 18), std::vector<uint64_t>{102}).status(),
                        absl::StatusCode::kResourceExhausted));
 
-  // Deleted items still occupy their slot, and reviving one needs no new slot.
+  // A deleted item frees its place for a new id at once, without ResizeIndex; reviving the
+  // deleted id is then a new item like any other.
   ASSERT_TRUE(index->Delete(std::vector<uint64_t>{5}).ok());
-  EXPECT_TRUE(StatusIs(index->Add(RandomVectors(1, dim, 19), std::vector<uint64_t>{102}).status(),
-                       absl::StatusCode::kResourceExhausted));
-  ASSERT_TRUE(index->Add(RandomVectors(1, dim, 20), std::vector<uint64_t>{5}).ok());
+  ASSERT_TRUE(index->Add(RandomVectors(1, dim, 19), std::vector<uint64_t>{102}).ok());
   EXPECT_EQ(index->Info().element_count, 10u);
-  EXPECT_EQ(index->Info().deleted_count, 0u);
+  EXPECT_TRUE(StatusIs(index->Add(RandomVectors(1, dim, 20), std::vector<uint64_t>{5}).status(),
+                       absl::StatusCode::kResourceExhausted, {"10 live items"}));
+  // The two replaced vectors and the deleted item are tombstones until a compaction.
+  EXPECT_EQ(index->Info().tombstones, 3u);
+  absl::StatusOr<CompactStats> compacted = index->Compact();
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  EXPECT_EQ(compacted->tombstones_removed, 3u);
+  EXPECT_EQ(compacted->live, 10u);
+  EXPECT_EQ(index->Info().tombstones, 0u);
+  EXPECT_EQ(index->Info().element_count, 10u);
 
   // All of this survives a restart unchanged.
   const std::vector<uint64_t> ids_now = *index->Ids();
@@ -1339,17 +1367,19 @@ TEST_F(CatalogTest, ResizeAndSetEf) {
   ASSERT_TRUE(index->Add(RandomVectors(10, dim, 31), Range(0, 10)).ok());
   ASSERT_TRUE(index->Delete(Range(0, 3)).ok());
 
-  // 10 stored, 3 of them deleted: 9 is too small even though only 7 are live.
-  EXPECT_TRUE(StatusIs(index->Resize(9), absl::StatusCode::kFailedPrecondition, {"10", "9"}));
+  // 10 stored, 3 of them deleted: only the 7 live ones count.
+  EXPECT_TRUE(StatusIs(index->Resize(6), absl::StatusCode::kFailedPrecondition, {"7", "6"}));
   EXPECT_TRUE(StatusIs(index->Resize(0), absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(index->Info().max_elements, 10u);
-  ASSERT_TRUE(index->Resize(10).ok());
+  ASSERT_TRUE(index->Resize(7).ok());
+  EXPECT_TRUE(StatusIs(index->Add(RandomVectors(1, dim, 30), std::vector<uint64_t>{200}).status(),
+                       absl::StatusCode::kResourceExhausted));
   ASSERT_TRUE(index->Resize(25).ok());
   EXPECT_EQ(index->Info().max_elements, 25u);
-  ASSERT_TRUE(index->Add(RandomVectors(15, dim, 32), Range(100, 115)).ok());
+  ASSERT_TRUE(index->Add(RandomVectors(18, dim, 32), Range(100, 118)).ok());
   EXPECT_TRUE(StatusIs(index->Add(RandomVectors(1, dim, 33), std::vector<uint64_t>{200}).status(),
                        absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(index->Info().element_count, 22u);
+  EXPECT_EQ(index->Info().element_count, 25u);
 
   EXPECT_TRUE(StatusIs(index->SetEf(0), absl::StatusCode::kInvalidArgument, {"0"}));
   EXPECT_TRUE(StatusIs(index->SetEf(kMaxEf + 1), absl::StatusCode::kInvalidArgument, {"100001"}));
@@ -1449,7 +1479,7 @@ void ExpectSameState(const IndexState& a, const IndexState& b) {
   EXPECT_EQ(a.info.ef, b.info.ef);
   EXPECT_EQ(a.info.max_elements, b.info.max_elements);
   EXPECT_EQ(a.info.element_count, b.info.element_count);
-  EXPECT_EQ(a.info.deleted_count, b.info.deleted_count);
+  // Tombstones are not compared: a graph rebuilt from storage has none.
   EXPECT_EQ(a.ids, b.ids);
   ASSERT_EQ(a.vectors.size(), b.vectors.size());
   EXPECT_TRUE(a.vectors.empty() || std::memcmp(a.vectors.data(), b.vectors.data(),
@@ -1515,8 +1545,9 @@ class PersistenceTest : public CatalogTest {
   void ExpectWritable() {
     std::shared_ptr<engine::Index> l2 = GetIndex("l2");
     ASSERT_NE(l2, nullptr);
-    const std::vector<float> more = RandomVectors(150, 8, 44);  // 250 + 150 = 400
-    ASSERT_TRUE(l2->Add(more, Range(2000, 2150)).ok());
+    // 250 stored, 23 deleted: 227 live, and 173 more fill max_elements 400.
+    const std::vector<float> more = RandomVectors(173, 8, 44);
+    ASSERT_TRUE(l2->Add(more, Range(2000, 2173)).ok());
     EXPECT_TRUE(StatusIs(l2->Add(RandomVectors(1, 8, 47), std::vector<uint64_t>{3000}).status(),
                          absl::StatusCode::kResourceExhausted));
     absl::StatusOr<QueryResult> self = RunQuery(*l2, std::span(more).subspan(8 * 77, 8), 1);
@@ -1647,7 +1678,7 @@ TEST_F(PersistenceTest, ReopenRebuildsWhenASnapshotVectorByteIsFlipped) {
   }
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_NO_FATAL_FAILURE(ExpectRestored(before));
-  EXPECT_EQ(GetIndex("l2")->UnsnapshottedItems(), 250u);  // rebuilt: every stored item
+  EXPECT_EQ(GetIndex("l2")->UnsnapshottedItems(), 227u);  // rebuilt: every live item
   ASSERT_NO_FATAL_FAILURE(ExpectWritable());
 }
 
@@ -1929,12 +1960,12 @@ TEST_F(CatalogTest, ConcurrentMixedWritesReachTheExpectedState) {
   EXPECT_EQ(*index->Ids(), expected);
   const IndexInfo info = index->Info();
   EXPECT_EQ(info.element_count, expected.size());
-  EXPECT_EQ(info.deleted_count, kWriters * kPerWriter - expected.size());
-  // Storage holds the same: a reopen without Close rebuilds from it.
+  EXPECT_EQ(info.tombstones, kWriters * kPerWriter - expected.size());
+  // Storage holds the same: a reopen without Close rebuilds from it, without tombstones.
   index.reset();
   ASSERT_NO_FATAL_FAILURE(Open());
   EXPECT_EQ(*GetIndex("mixed")->Ids(), expected);
-  EXPECT_EQ(GetIndex("mixed")->Info().deleted_count, kWriters * kPerWriter - expected.size());
+  EXPECT_EQ(GetIndex("mixed")->Info().element_count, expected.size());
 }
 
 // A group is stored, then applied to the graph while the next group is already checked and
@@ -1982,7 +2013,7 @@ TEST_F(CatalogTest, WritesToIdsWhoseEarlierWritesAreStillBeingAppliedSeeThem) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
 
   const IndexInfo info = index->Info();
-  EXPECT_EQ(info.element_count + info.deleted_count, kIds);  // replacements, never new elements
+  EXPECT_LE(info.element_count, kIds);  // replacements and revivals, never new items
   const std::vector<uint64_t> ids = *index->Ids();
   EXPECT_EQ(ids.size(), info.element_count);
   absl::StatusOr<std::vector<float>> vectors = Vectors(*index, ids);
@@ -1995,7 +2026,7 @@ TEST_F(CatalogTest, WritesToIdsWhoseEarlierWritesAreStillBeingAppliedSeeThem) {
   std::shared_ptr<engine::Index> reopened = GetIndex("same");
   ASSERT_NE(reopened, nullptr);
   EXPECT_EQ(*reopened->Ids(), ids);
-  EXPECT_EQ(reopened->Info().deleted_count, info.deleted_count);
+  EXPECT_EQ(reopened->Info().element_count, info.element_count);
   EXPECT_EQ(*Vectors(*reopened, ids), *vectors);
 }
 
@@ -2143,13 +2174,14 @@ TEST_F(ImportTest, ImportedIndexAnswersLikeTheFile) {
   std::shared_ptr<engine::Index> rebuilt = GetIndex("imported");
   ASSERT_NE(rebuilt, nullptr);
   EXPECT_EQ(*rebuilt->Ids(), source_->LiveLabels());
-  EXPECT_EQ(rebuilt->Info().deleted_count, 10u);
+  EXPECT_EQ(rebuilt->Info().tombstones, 0u);  // rebuilt from storage: deleted items left out
   EXPECT_EQ(rebuilt->Info().max_elements, 200u);
 
-  // The imported index takes writes like any other.
-  ASSERT_TRUE(rebuilt->Add(RandomVectors(50, kDim, 73), Range(0, 50)).ok());
-  EXPECT_TRUE(StatusIs(rebuilt->Add(RandomVectors(1, kDim, 74), std::vector<uint64_t>{50}).status(),
-                       absl::StatusCode::kResourceExhausted));
+  // The imported index takes writes like any other: 140 live, so 60 more fit.
+  ASSERT_TRUE(rebuilt->Add(RandomVectors(60, kDim, 73), Range(100'000, 100'060)).ok());
+  EXPECT_TRUE(
+      StatusIs(rebuilt->Add(RandomVectors(1, kDim, 74), std::vector<uint64_t>{200'000}).status(),
+               absl::StatusCode::kResourceExhausted));
 }
 
 TEST_F(ImportTest, ImportOfACatalogSnapshot) {

@@ -202,6 +202,13 @@ grpc::Status ResizeIndex(Stub& stub, const std::string& name, uint64_t new_max_e
   return Call(stub, &Stub::ResizeIndex, request, &response);
 }
 
+grpc::Status CompactIndex(Stub& stub, const std::string& name, v1::CompactIndexResponse* response) {
+  v1::CompactIndexRequest request;
+  request.set_name(name);
+  v1::CompactIndexResponse ignored;
+  return Call(stub, &Stub::CompactIndex, request, response != nullptr ? response : &ignored);
+}
+
 grpc::Status GetIds(Stub& stub, const std::string& name, std::vector<uint64_t>* ids) {
   v1::GetIdsRequest request;
   request.set_name(name);
@@ -268,6 +275,13 @@ v1::IndexInfo InfoOf(Stub& stub, const std::string& name) {
   v1::IndexInfo info;
   EXPECT_TRUE(IsOk(DescribeIndex(stub, name, &info))) << name;
   return info;
+}
+
+std::string WithoutMemory(v1::IndexInfo info) {
+  EXPECT_EQ(info.memory_bytes() > 0, info.initialized())
+      << "index '" << info.name() << "': memory_bytes " << info.memory_bytes();
+  info.clear_memory_bytes();
+  return info.ShortDebugString();
 }
 
 std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name) {

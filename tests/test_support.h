@@ -136,6 +136,8 @@ grpc::Status GetIdsPage(Stub& stub, const std::string& name, std::optional<uint6
 grpc::Status GetElements(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
                          std::vector<float>* vectors, uint32_t* dim = nullptr);
 grpc::Status Backup(Stub& stub, const std::string& path, v1::BackupResponse* response);
+grpc::Status CompactIndex(Stub& stub, const std::string& name,
+                          v1::CompactIndexResponse* response = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Checking answers.
@@ -151,6 +153,10 @@ std::vector<uint32_t> Bits(const std::vector<float>& floats);
 // result is then empty).
 v1::IndexInfo InfoOf(Stub& stub, const std::string& name);
 std::vector<uint64_t> IdsOf(Stub& stub, const std::string& name);
+// `info` as text (ShortDebugString) without memory_bytes, which depends on the graph's layout
+// rather than on the calls made; reports a failure unless memory_bytes is set exactly when
+// the index is initialised.
+std::string WithoutMemory(v1::IndexInfo info);
 std::vector<float> VectorsOf(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids);
 
 // What a client can see of an index: its description, live ids and their stored vectors.

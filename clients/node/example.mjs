@@ -49,7 +49,8 @@ function tokenInterceptor(key) {
     });
 }
 
-// Returns { CreateIndex, ..., GetElements, close }: each RPC as an async function of the request.
+// Returns { CreateIndex, ..., CompactIndex, close }: each RPC of the service (read from the
+// .proto) as an async function of the request.
 export function connect(address, secret, credentials = grpc.credentials.createInsecure()) {
   const client = new LuxDB(address, credentials, {
     interceptors: [tokenInterceptor(deriveKey(secret))],

@@ -173,6 +173,25 @@ describe("Node example against luxdb-server", () => {
     assert.equal(info.space, "L2");
   });
 
+  it("compacts an index: CompactIndex drops the tombstones DescribeIndex counts", async () => {
+    const name = "node-compact";
+    await db.CreateIndex({ name, space: "L2", dim: 2 });
+    await db.InitIndex({ name, max_elements: 100 });
+    await db.AddItems({ name, vectors: [1, 0, 0, 1, 1, 1], ids: [1, 2, 3] });
+    await db.DeleteItems({ name, ids: [2] });
+    let { info } = await db.DescribeIndex({ name });
+    assert.equal(info.tombstones, "1");
+    assert.ok(BigInt(info.memory_bytes) > 0n, info.memory_bytes);
+    assert.equal(info.compacting, false);
+    const reply = await db.CompactIndex({ name });
+    assert.equal(reply.tombstones_removed, "1");
+    assert.equal(reply.live, "2");
+    ({ info } = await db.DescribeIndex({ name }));
+    assert.equal(info.tombstones, "0");
+    assert.equal(info.element_count, "2");
+    await db.DeleteIndex({ name });
+  });
+
   it("runs as a script (LUXDB_ADDRESS, LUXDB_SECRET); a rerun recreates the index", async () => {
     const script = fileURLToPath(new URL("./example.mjs", import.meta.url));
     const { stdout } = await promisify(execFile)(process.execPath, [script], {

@@ -57,10 +57,15 @@ async def index_lifecycle(db):
     before = await db.info("docs")
     assert (before["space"], before["dim"], before["initialized"]) == ("ip", 8, False)
 
+    assert before["memory_bytes"] == 0 and before["tombstones"] == 0
+
     assert await db.init_index("docs", 50, ef_construction=40, M=6) is None
-    assert await db.info("docs") == {
+    info = await db.info("docs")
+    assert info.pop("memory_bytes") > 0  # depends on the graph's layout
+    assert info == {
         "space": "ip", "dim": 8, "M": 6, "ef_construction": 40, "ef": 10, "max_elements": 50,
-        "element_count": 0, "deleted_count": 0, "initialized": True,
+        "element_count": 0, "deleted_count": 0, "tombstones": 0, "compacting": False,
+        "initialized": True,
     }
     assert await db.get_ef_construction("docs") == 40
     assert await db.max_elements("docs") == 50
@@ -143,6 +148,43 @@ async def add_query_read_delete(db):
     assert await db.delete_items("pts", [10, 13]) == 2
 
 
+async def compact_removes_tombstones(db):
+    await db.create_index("c", "l2", 4)
+    await db.init_index("c", 100)
+    vectors = np.random.default_rng(5).random((40, 4), dtype=np.float32)
+    await db.add_items("c", vectors, range(40))
+    assert await db.delete_items("c", [1, 2, 3, 30]) == 4
+    await db.add_items("c", [[9, 9, 9, 9]], [7])  # a replaced vector is a tombstone too
+    info = await db.info("c")
+    assert (info["tombstones"], info["deleted_count"], info["element_count"]) == (5, 5, 36)
+    assert info["memory_bytes"] > 0 and info["compacting"] is False
+
+    compacted = await db.compact_index("c")
+    assert compacted["tombstones_removed"] == 5 and compacted["live"] == 36
+    assert compacted["seconds"] >= 0
+    after = await db.info("c")
+    assert (after["tombstones"], after["deleted_count"], after["element_count"]) == (0, 0, 36)
+    assert after["memory_bytes"] == info["memory_bytes"] and after["compacting"] is False
+    ids = (await db.get_ids("c")).tolist()
+    assert ids == [i for i in range(40) if i not in (1, 2, 3, 30)]
+    np.testing.assert_array_equal(await db.get_items("c", [0, 7, 39]),
+                                  [vectors[0], [9, 9, 9, 9], vectors[39]])
+    labels, distances = await db.query_index("c", [9, 9, 9, 9], 1)
+    assert labels.tolist() == [[7]] and distances.tolist() == [[0.0]]
+    assert (await db.compact_index("c"))["tombstones_removed"] == 0
+
+    code = grpc.StatusCode
+    with pytest.raises(IndexDoesNotExistException) as info:
+        await db.compact_index("nope")
+    assert_server_error(info, IndexDoesNotExistException, code.NOT_FOUND,
+                        "index 'nope' does not exist")
+    await db.create_index("raw", "l2", 4)
+    with pytest.raises(IndexNotInitializedException) as info:
+        await db.compact_index("raw")
+    assert_server_error(info, IndexNotInitializedException, code.FAILED_PRECONDITION,
+                        "'raw'", "not initialised")
+
+
 async def cosine_and_inner_product(db):
     await db.create_index("cos", "cosine", 2)
     await db.init_index("cos", 5)
@@ -188,7 +230,8 @@ async def errors_map_to_exception_classes(db):
     for call, args in [("count", ()), ("info", ()), ("get_ids", ()), ("delete_index", ()),
                        ("init_index", (5,)), ("set_ef", (5,)), ("get_items", ([1],)),
                        ("add_items", ([1, 2, 3], 1)), ("query_index", ([1, 2, 3], 1)),
-                       ("delete_item", (1,)), ("resize_index", (9,)), ("get_ef", ())]:
+                       ("delete_item", (1,)), ("resize_index", (9,)), ("get_ef", ()),
+                       ("compact_index", ())]:
         with pytest.raises(IndexDoesNotExistException) as info:
             await getattr(db, call)("nope", *args)
         assert_server_error(info, IndexDoesNotExistException, code.NOT_FOUND,
@@ -321,4 +364,5 @@ async def ids_in_pages(db):
 
 
 SCENARIOS = [index_lifecycle, add_query_read_delete, cosine_and_inner_product,
-             backup_writes_a_copy, errors_map_to_exception_classes, batch_of_10000]
+             compact_removes_tombstones, backup_writes_a_copy, errors_map_to_exception_classes,
+             batch_of_10000]

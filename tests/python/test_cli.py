@@ -135,21 +135,38 @@ def test_every_command_on_an_npy_file(luxdb_server, data, tmp_path):
     luxdb(luxdb_server, "set-ef", "docs", "64")
 
     info = json.loads(luxdb(luxdb_server, "info", "docs", "--json").stdout)
+    memory = info.pop("memory_bytes")
+    assert memory > 0
     assert info == {"name": "docs", "space": "l2", "dim": 16, "initialized": True,
-                    "element_count": 4987, "deleted_count": 13, "max_elements": 20000, "m": 12,
-                    "ef_construction": 100, "ef": 64}
+                    "element_count": 4987, "deleted_count": 13, "tombstones": 13,
+                    "max_elements": 20000, "m": 12, "ef_construction": 100, "ef": 64,
+                    "compacting": False}
     info_text = luxdb(luxdb_server, "info", "docs").stdout
     assert "items:           4987\n" in info_text
+    assert "tombstones:      13 (luxdb compact frees them)\n" in info_text
     assert "max_elements:    20000\n" in info_text
+    assert f"memory:          {memory / 2**20:.1f} MiB ({memory} bytes)\n" in info_text
+    assert "compacting:      no\n" in info_text
 
     luxdb(luxdb_server, "create", "empty", "--space", "cosine", "--dim", "3")
     listed = luxdb(luxdb_server, "list").stdout.splitlines()
-    assert listed[0].split() == ["name", "space", "dim", "items", "deleted", "max_elements", "m",
-                                 "ef_c", "ef"]
+    assert listed[0].split() == ["name", "space", "dim", "items", "tombstones", "max_elements",
+                                 "m", "ef_c", "ef"]
     assert listed[1].split() == ["docs", "l2", "16", "4987", "13", "20000", "12", "100", "64"]
     assert listed[2].split() == ["empty", "cosine", "3", "-", "-", "-", "-", "-", "-"]
     assert [i["name"] for i in json.loads(luxdb(luxdb_server, "list", "--json").stdout)] == [
         "docs", "empty"]
+
+    compacted = luxdb(luxdb_server, "compact", "docs")
+    assert re.fullmatch(r"compacted index 'docs': removed 13 tombstones, 4,?987 live items, "
+                        r"in [0-9.]+ s\n", compacted.stdout), compacted.stdout
+    info_text = luxdb(luxdb_server, "info", "docs").stdout
+    assert "tombstones:      0\n" in info_text
+    assert "items:           4987\n" in info_text
+    assert [int(i) for i in luxdb(luxdb_server, "ids", "docs").stdout.split()][:3] == [0, 4, 5]
+    uninitialised = luxdb(luxdb_server, "compact", "empty", check=False)
+    assert uninitialised.returncode == 1
+    assert "index 'empty' is not initialised" in uninitialised.stderr
 
     assert luxdb(luxdb_server, "drop", "docs").stdout == "dropped index 'docs'\n"
     missing = luxdb(luxdb_server, "info", "docs", check=False)

@@ -8,7 +8,9 @@ on top of everything earlier cycles left, then SIGKILLs the server at one of the
 
 - "writes":  a random 0.2-2.0 s into the concurrent writes;
 - "bulk":    while a single AddItems of BULK_ITEMS x 32 is being inserted into the graph
-             (after its storage commit: the index's lock is seen held), among the writes;
+             (after its storage commit: the index's graph is seen growing), among the writes;
+- "compaction": while a CompactIndex of the l2 index is building its new graph (DescribeIndex
+             says compacting), among the writes;
 - "serving": right after a clean restart (SIGTERM, start) reports SERVING, to catch snapshot
              and replay bugs at open;
 - "loading": during the writes as above, and then once more while the restarted server is
@@ -55,6 +57,8 @@ WRITES_S = (0.2, 2.0)
 
 
 def kill_moment(cycle):
+    if cycle % 5 == 1:
+        return "compaction"
     if cycle % 10 == 4:
         return "serving"
     if cycle % 3 == 2:
@@ -64,24 +68,39 @@ def kill_moment(cycle):
     return "writes"
 
 
-def wait_for_bulk_insertion(stub, name, future, limit_s=30):
-    """Waits until the bulk AddItems holds the index's lock (its write is committed and the
-    graph insertion under way): a DescribeIndex then gets no answer within 0.1 s. Returns a
-    description of the moment."""
+def graph_elements(stub, name):
+    info = stub.DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name), timeout=5).info
+    return info.element_count + info.tombstones
+
+
+def wait_for_bulk_insertion(stub, name, future, before, limit_s=30):
+    """Waits until the bulk AddItems is being inserted into the graph (its write is committed):
+    the graph then holds more than `before` + the small writers' share of elements while the
+    call is still running. Queries and DescribeIndex no longer wait for insertions, so the
+    growth is what shows it. Returns a description of the moment."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
         if future.done():
             return f"bulk finished {time.monotonic() - started:.2f} s after sending"
-        try:
-            stub.DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name), timeout=0.1)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise
-            if not future.done():
-                return (f"bulk graph insertion under way "
-                        f"{time.monotonic() - started:.2f} s after sending")
-        time.sleep(0.005)
+        if graph_elements(stub, name) > before + BULK_ITEMS // 10 and not future.done():
+            return (f"bulk graph insertion under way "
+                    f"{time.monotonic() - started:.2f} s after sending")
+        time.sleep(0.002)
     return f"bulk still not inserting after {limit_s} s"
+
+
+def wait_for_compaction(stub, name, future, limit_s=30):
+    """Waits until a CompactIndex is building its graph: DescribeIndex says compacting."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        if future.done():
+            return f"compaction finished {time.monotonic() - started:.2f} s after sending"
+        info = stub.DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name), timeout=5).info
+        if info.compacting:
+            return (f"compaction of {info.element_count} live items and {info.tombstones} "
+                    f"tombstones under way {time.monotonic() - started:.2f} s after sending")
+        time.sleep(0.002)
+    return f"compaction still not running after {limit_s} s"
 
 
 LOADED_LOG = re.compile(r" serving \d+ indexes from ")
@@ -152,8 +171,13 @@ def test_sigkill_cycles_keep_every_acknowledged_write(luxdb_server_bin, tmp_path
 
             bulk = None
             if kind == "bulk":
+                before = graph_elements(server.stub, cycle_groups[0].name)
                 bulk = cycle_groups[0].send_bulk(BULK_ITEMS)
-                moment = wait_for_bulk_insertion(server.stub, cycle_groups[0].name, bulk)
+                moment = wait_for_bulk_insertion(server.stub, cycle_groups[0].name, bulk, before)
+            elif kind == "compaction":
+                compaction = server.stub.CompactIndex.future(
+                    luxdb_pb2.CompactIndexRequest(name=cycle_groups[0].name), timeout=60)
+                moment = wait_for_compaction(server.stub, cycle_groups[0].name, compaction)
             elif kind == "serving":
                 for group in cycle_groups:
                     group.stop()

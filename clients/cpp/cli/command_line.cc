@@ -35,6 +35,9 @@ Commands:
   delete NAME IDS                       mark IDS deleted
   set-ef NAME EF                        set an index's default search breadth
   resize NAME N                         change an index's capacity to N items
+  compact NAME                          rebuild an index's graph without its tombstones
+                                        (deleted items, replaced vectors) to free their
+                                        memory; returns once the new graph serves
   drop NAME                             delete an index and everything in it
   backup DIR                            the server writes a consistent copy of its data
                                         directory to DIR, a new directory on ITS machine
@@ -45,6 +48,9 @@ FILE is .npy (2-D float32 or float64, C order), .fvecs, or .csv (one vector per 
 IDS is a comma-separated list of ids and ranges, e.g. 1,5,10-20.
 list, info, ids, get and query print a table, or JSON with --json; in query's JSON, a slot
 the index could not fill (fewer than K live items) has id and distance null, "-" in tables.
+info shows an index's tombstones (deleted items and old vectors of replaced ones, which
+keep their memory until a compaction), the memory reserved for its graph, and whether a
+compaction is running; the server also compacts by itself once tombstones pile up.
 
 Options:
   --host H          server address (default 127.0.0.1)
@@ -138,6 +144,7 @@ const std::map<std::string, std::vector<std::string>>& Commands() {
       {"delete", {"NAME", "IDS"}},
       {"set-ef", {"NAME", "EF"}},
       {"resize", {"NAME", "N"}},
+      {"compact", {"NAME"}},
       {"drop", {"NAME"}},
       {"backup", {"DIR"}},
       {"token", {}},

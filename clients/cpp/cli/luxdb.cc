@@ -68,11 +68,17 @@ absl::Status CheckDimension(const VectorReader& reader, const std::string& file,
 std::string InfoJson(const IndexInfo& info) {
   return absl::StrFormat(
       "{\"name\": %s, \"space\": \"%s\", \"dim\": %d, \"initialized\": %s, "
-      "\"element_count\": %d, \"deleted_count\": %d, \"max_elements\": %d, \"m\": %d, "
-      "\"ef_construction\": %d, \"ef\": %d}",
+      "\"element_count\": %d, \"deleted_count\": %d, \"tombstones\": %d, "
+      "\"max_elements\": %d, \"m\": %d, \"ef_construction\": %d, \"ef\": %d, "
+      "\"memory_bytes\": %d, \"compacting\": %s}",
       JsonString(info.name), SpaceName(info.space), info.dim, info.initialized ? "true" : "false",
-      info.element_count, info.deleted_count, info.max_elements, info.m, info.ef_construction,
-      info.ef);
+      info.element_count, info.deleted_count, info.tombstones, info.max_elements, info.m,
+      info.ef_construction, info.ef, info.memory_bytes, info.compacting ? "true" : "false");
+}
+
+// "12.5 MiB (13107200 bytes)".
+std::string MemoryText(uint64_t bytes) {
+  return absl::StrFormat("%.1f MiB (%d bytes)", static_cast<double>(bytes) / 1048576.0, bytes);
 }
 
 absl::Status RunList(Client& db, const Invocation& inv) {
@@ -88,15 +94,15 @@ absl::Status RunList(Client& db, const Invocation& inv) {
   }
   size_t name_width = 4;
   for (const IndexInfo& info : *indexes) name_width = std::max(name_width, info.name.size());
-  constexpr absl::string_view kRow = "%-*s  %-6s  %6s  %12s  %9s  %12s  %4s  %6s  %6s\n";
+  constexpr absl::string_view kRow = "%-*s  %-6s  %6s  %12s  %10s  %12s  %4s  %6s  %6s\n";
   const int width = static_cast<int>(name_width);
-  std::cout << absl::StrFormat(kRow, width, "name", "space", "dim", "items", "deleted",
+  std::cout << absl::StrFormat(kRow, width, "name", "space", "dim", "items", "tombstones",
                                "max_elements", "m", "ef_c", "ef");
   for (const IndexInfo& info : *indexes) {
     auto init = [&](uint64_t v) { return info.initialized ? absl::StrCat(v) : std::string("-"); };
     std::cout << absl::StrFormat(kRow, width, info.name, SpaceName(info.space),
                                  absl::StrCat(info.dim), init(info.element_count),
-                                 init(info.deleted_count), init(info.max_elements), init(info.m),
+                                 init(info.tombstones), init(info.max_elements), init(info.m),
                                  init(info.ef_construction), init(info.ef));
   }
   return absl::OkStatus();
@@ -115,11 +121,15 @@ absl::Status RunInfo(Client& db, const Invocation& inv) {
             << "initialized:     " << (info->initialized ? "yes" : "no (run luxdb init)") << "\n";
   if (info->initialized) {
     std::cout << "items:           " << info->element_count << "\n"
-              << "deleted:         " << info->deleted_count << "\n"
+              << "tombstones:      " << info->tombstones
+              << (info->tombstones > 0 && !info->compacting ? " (luxdb compact frees them)" : "")
+              << "\n"
               << "max_elements:    " << info->max_elements << "\n"
               << "m:               " << info->m << "\n"
               << "ef_construction: " << info->ef_construction << "\n"
-              << "ef:              " << info->ef << "\n";
+              << "ef:              " << info->ef << "\n"
+              << "memory:          " << MemoryText(info->memory_bytes) << "\n"
+              << "compacting:      " << (info->compacting ? "yes" : "no") << "\n";
   }
   return absl::OkStatus();
 }
@@ -442,6 +452,13 @@ absl::Status Run(const Invocation& inv) {
   } else if (inv.command == "resize") {
     if (absl::Status s = (*db)->ResizeIndex(name, inv.number); !s.ok()) return s;
     std::cout << "resized index '" << name << "' to max_elements " << inv.number << "\n";
+  } else if (inv.command == "compact") {
+    absl::StatusOr<CompactInfo> compacted = (*db)->CompactIndex(name);
+    if (!compacted.ok()) return compacted.status();
+    std::cout << absl::StrFormat(
+        "compacted index '%s': removed %d tombstone%s, %d live item%s, in %.2f s\n", name,
+        compacted->tombstones_removed, compacted->tombstones_removed == 1 ? "" : "s",
+        compacted->live, compacted->live == 1 ? "" : "s", compacted->seconds);
   } else if (inv.command == "backup") {
     absl::StatusOr<BackupInfo> backup = (*db)->Backup(inv.operands[0]);
     if (!backup.ok()) return backup.status();

@@ -56,7 +56,10 @@ absl::StatusOr<IndexInfo> FromProto(const v1::IndexInfo& info) {
                    .ef = info.ef(),
                    .max_elements = info.max_elements(),
                    .element_count = info.element_count(),
+                   .tombstones = info.tombstones(),
                    .deleted_count = info.deleted_count(),
+                   .memory_bytes = info.memory_bytes(),
+                   .compacting = info.compacting(),
                    .initialized = info.initialized()};
 }
 
@@ -279,6 +282,18 @@ absl::Status Client::ResizeIndex(const std::string& name, uint64_t new_max_eleme
   request.set_new_max_elements(new_max_elements);
   v1::ResizeIndexResponse response;
   return impl_->Call(&Stub::ResizeIndex, request, &response, call);
+}
+
+absl::StatusOr<CompactInfo> Client::CompactIndex(const std::string& name, const CallOptions& call) {
+  v1::CompactIndexRequest request;
+  request.set_name(name);
+  v1::CompactIndexResponse response;
+  if (absl::Status s = impl_->Call(&Stub::CompactIndex, request, &response, call); !s.ok()) {
+    return s;
+  }
+  return CompactInfo{.tombstones_removed = response.tombstones_removed(),
+                     .live = response.live(),
+                     .seconds = response.seconds()};
 }
 
 absl::StatusOr<std::vector<uint64_t>> Client::GetIds(const std::string& name,

@@ -52,8 +52,23 @@ struct IndexInfo {
   uint32_t ef = 0;
   uint64_t max_elements = 0;
   uint64_t element_count = 0;  // live items
-  uint64_t deleted_count = 0;  // items marked deleted; they still occupy capacity
+  // Elements of the graph that no longer answer queries: deleted items and the old vectors
+  // of replaced items. They keep their memory until a compaction (CompactIndex, or the
+  // server's automatic one) but do not count against max_elements.
+  uint64_t tombstones = 0;
+  uint64_t deleted_count = 0;  // the same as tombstones (its older name)
+  // Bytes the server reserved for the graph at full capacity, including a running
+  // compaction's second graph; 0 before InitIndex.
+  uint64_t memory_bytes = 0;
+  bool compacting = false;  // a compaction is building a new graph
   bool initialized = false;
+};
+
+// What Client::CompactIndex did.
+struct CompactInfo {
+  uint64_t tombstones_removed = 0;
+  uint64_t live = 0;  // items in the new graph
+  double seconds = 0;
 };
 
 // InitIndex's parameters; zero means the server's default (m 16, ef_construction 200,
@@ -184,6 +199,14 @@ class Client {
   // count, or not initialised), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (memory).
   absl::Status ResizeIndex(const std::string& name, uint64_t new_max_elements,
                            const CallOptions& call = {});
+
+  // Rebuilds index `name`'s graph without its tombstones while queries and writes go on, and
+  // returns once the new graph serves; joins a compaction the server already runs. NOT_FOUND;
+  // FAILED_PRECONDITION (not initialised); RESOURCE_EXHAUSTED (the server's memory budget
+  // cannot hold a second graph meanwhile); UNAVAILABLE (the index is still loading);
+  // DEADLINE_EXCEEDED if `call.timeout` passes first, though the compaction goes on (see
+  // IndexInfo::compacting). A large index can take minutes: give it a long timeout.
+  absl::StatusOr<CompactInfo> CompactIndex(const std::string& name, const CallOptions& call = {});
 
   // The ids of index `name`'s live items, ascending, however many: fetched a page at a time
   // (GetIdsPage, pages as large as the server allows), each page a call of its own with its

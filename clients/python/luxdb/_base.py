@@ -125,6 +125,9 @@ def _info_dict(info):
         "max_elements": info.max_elements,
         "element_count": info.element_count,
         "deleted_count": info.deleted_count,
+        "tombstones": info.tombstones,
+        "memory_bytes": info.memory_bytes,
+        "compacting": info.compacting,
         "initialized": info.initialized,
     }
 
@@ -214,7 +217,8 @@ class Operations:
                                (n, "query vectors")))
 
     def delete_item(self, name, label):
-        """Marks the item deleted: queries no longer return it (it keeps its capacity)."""
+        """Marks the item deleted: queries no longer return it. It stays in the graph as a
+        tombstone, keeping its memory (not its capacity) until a compaction."""
         return self._call(self._delete_call(name, label, lambda deleted: None))
 
     def delete_items(self, name, labels):
@@ -227,6 +231,19 @@ class Operations:
                                         new_max_elements=_whole(new_size, "new_size", 64))
         return self._call(_message_call("ResizeIndex", request))
 
+    def compact_index(self, name):
+        """Rebuilds the index's graph without its tombstones (deleted items and the old vectors
+        of replaced ones), freeing their memory, while queries and writes go on; returns once
+        the new graph serves, as {"tombstones_removed", "live", "seconds"}. Joins a compaction
+        the server already runs. The client's timeout applies: past it DEADLINE_EXCEEDED is
+        raised but the compaction goes on (info()["compacting"] shows it). Raises NOT_FOUND for
+        an unknown index, FAILED_PRECONDITION if it is not initialised, RESOURCE_EXHAUSTED if
+        the server's memory budget cannot hold the second graph meanwhile."""
+        return self._call(_message_call(
+            "CompactIndex", pb.CompactIndexRequest(name=name),
+            lambda reply: {"tombstones_removed": reply.tombstones_removed, "live": reply.live,
+                           "seconds": reply.seconds}))
+
     def count(self, name):
         """The number of live items (added and not deleted)."""
         return self._describe(name, lambda info: info.element_count)
@@ -237,7 +254,10 @@ class Operations:
 
     def info(self, name):
         """A dict with space, dim, M, ef_construction, ef, max_elements, element_count (live
-        items), deleted_count and initialized."""
+        items), tombstones (deleted items and old vectors of replaced ones, still in the graph
+        until a compaction; they do not count against max_elements), deleted_count (the same
+        number, its older name), memory_bytes (reserved for the graph at full capacity,
+        including a running compaction's second graph), compacting and initialized."""
         return self._describe(name, _info_dict)
 
     def get_indexes(self):
