@@ -262,6 +262,7 @@ TEST_F(CatalogRaceTest, CreateOfANameBeingDroppedWaitsForTheDropAndGetsFreshStor
   ASSERT_TRUE(x.ok()) << x.status();
   EXPECT_EQ((*x)->dim(), 6u);
   EXPECT_FALSE((*x)->Info().initialized);
+  x = absl::NotFoundError("released");  // an Index may not outlive its Catalog
   // Storage holds the new index, not the dropped one.
   ASSERT_TRUE(catalog_->Close().ok());
   ASSERT_NO_FATAL_FAILURE(Open());

@@ -1403,6 +1403,7 @@ TEST_F(CatalogTest, MemoryAdmissionOnInitAndResize) {
   ASSERT_TRUE(index->Init({.max_elements = 10}).ok());
   EXPECT_TRUE(StatusIs(index->Resize(kMaxElements), absl::StatusCode::kResourceExhausted, {"MiB"}));
   EXPECT_EQ(index->Info().max_elements, 10u);
+  index.reset();  // an Index may not outlive its Catalog
   ASSERT_NO_FATAL_FAILURE(CloseAndReopen());
   EXPECT_EQ(GetIndex("huge")->Info().max_elements, 10u);
 }
@@ -1788,6 +1789,7 @@ TEST_F(PersistenceTest, AbortWorkStopsCallsAndTheNextOpenRebuildsFromStorage) {
                        absl::StatusCode::kUnavailable, {"shutting down", "nothing written"}));
   EXPECT_TRUE(StatusIs(RunQuery(*l2, RandomVectors(1, 8, 49), 1).status(),
                        absl::StatusCode::kUnavailable, {"shutting down"}));
+  l2.reset();  // an Index may not outlive its Catalog
   ASSERT_TRUE(catalog_->Close().ok());
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_NO_FATAL_FAILURE(ExpectRestored(before));
