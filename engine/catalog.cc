@@ -8,6 +8,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -68,26 +69,44 @@ class ProgressLog {
   std::chrono::steady_clock::time_point last_ = start_;
 };
 
-// Inserts ids[i] with vectors[i * dim ...] into `graph`, spread over `pool`.
+// The first error of several threads.
+class FirstError {
+ public:
+  void Update(const absl::Status& status) {
+    MutexLock lock(&mu_);
+    status_.Update(status);
+  }
+  absl::Status Get() {
+    MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  Mutex mu_;  // guards status_
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+// Inserts ids[i] with vectors[i * dim ...] into `graph`, spread over `pool`. Once `stop` is
+// set, gives up between items with `stopped()`.
 absl::Status InsertAll(HnswGraph& graph, ThreadPool& pool, std::span<const uint64_t> ids,
-                       std::span<const float> vectors, uint32_t dim) {
+                       std::span<const float> vectors, uint32_t dim, const std::atomic<bool>& stop,
+                       const std::function<absl::Status()>& stopped) {
   size_t first = 0;
   if (graph.element_count() == 0 && !ids.empty()) {  // hnswlib wants its first element alone
     if (absl::Status s = graph.Add(vectors.data(), ids[0]); !s.ok()) return s;
     first = 1;
   }
-  absl::Status error;
-  std::mutex error_mu;
+  FirstError error;
   pool.ParallelFor(ids.size() - first, 32, [&](size_t begin, size_t end) {
     for (size_t i = first + begin; i < first + end; ++i) {
-      absl::Status s = graph.Add(vectors.data() + i * dim, ids[i]);
-      if (!s.ok()) {
-        std::lock_guard lock(error_mu);
-        error.Update(s);
+      if (stop.load(std::memory_order_relaxed)) {
+        error.Update(stopped());
+        return;
       }
+      if (absl::Status s = graph.Add(vectors.data() + i * dim, ids[i]); !s.ok()) error.Update(s);
     }
   });
-  return error;
+  return error.Get();
 }
 
 }  // namespace
@@ -103,32 +122,40 @@ absl::StatusOr<storage::Space> ParseSpace(absl::string_view text) {
 
 Catalog::Catalog(std::unique_ptr<storage::Store> store, std::unique_ptr<ThreadPool> pool,
                  const Options& options)
-    : store_(std::move(store)), pool_(std::move(pool)), options_(options) {}
+    : store_(std::move(store)),
+      pool_(std::move(pool)),
+      options_(options),
+      budget_(options.memory_budget_bytes) {}
 
 Catalog::~Catalog() {
+  StopLoading();
   {
-    std::lock_guard lock(snapshotter_mu_);
+    MutexLock lock(&snapshotter_mu_);
     snapshotter_stop_ = true;
   }
-  snapshotter_cv_.notify_all();
+  snapshotter_cv_.SignalAll();
   if (snapshotter_.joinable()) snapshotter_.join();
-  std::unique_lock lock(mu_);
+  WriterLock lock(&mu_);
   indexes_.clear();  // before the pool and store they point to
 }
 
-std::vector<std::shared_ptr<Index>> Catalog::AllIndexes() const {
+std::vector<std::shared_ptr<Index>> Catalog::ReadyIndexes() const {
   std::vector<std::shared_ptr<Index>> indexes;
-  std::shared_lock lock(mu_);
-  for (const auto& [name, index] : indexes_) indexes.push_back(index);
+  ReaderLock lock(&mu_);
+  for (const auto& [name, entry] : indexes_) {
+    if (entry.state == Entry::State::kReady) indexes.push_back(entry.index);
+  }
   return indexes;
 }
 
 void Catalog::SnapshotLoop() {
-  std::unique_lock lock(snapshotter_mu_);
-  while (!snapshotter_cv_.wait_for(lock, kSnapshotPollInterval,
-                                   [this] { return snapshotter_stop_; })) {
-    lock.unlock();
-    for (const std::shared_ptr<Index>& index : AllIndexes()) {
+  MutexLock lock(&snapshotter_mu_);
+  while (!snapshotter_stop_) {
+    snapshotter_cv_.WaitUntil(&snapshotter_mu_,
+                              std::chrono::steady_clock::now() + kSnapshotPollInterval);
+    if (snapshotter_stop_) break;
+    snapshotter_mu_.unlock();
+    for (const std::shared_ptr<Index>& index : ReadyIndexes()) {
       if (aborting_) break;
       if (index->UnsnapshottedItems() < options_.snapshot_every) continue;
       if (absl::Status s = index->SaveSnapshot(); !s.ok()) {
@@ -136,53 +163,128 @@ void Catalog::SnapshotLoop() {
                       s.ToString());
       }
     }
-    lock.lock();
+    snapshotter_mu_.lock();
   }
 }
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& dir,
                                                        const Options& options) {
   const auto started = std::chrono::steady_clock::now();
-  auto seconds_since = [](std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(dir, {.sync = options.sync});
   if (!store.ok()) return store.status();
-  spdlog::info("storage of '{}' opened in {:.2f} s", dir, seconds_since(started));
-  const auto loading = std::chrono::steady_clock::now();
+  spdlog::info("storage of '{}' opened in {:.2f} s", dir,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   const size_t threads =
       options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::unique_ptr<Catalog> catalog(
       new Catalog(*std::move(store), std::make_unique<ThreadPool>(threads), options));
-  // Indexes load in parallel on the pool, one at a time per thread: with thousands of small
-  // indexes a restart is dominated by per-index work (files opened, checksums, allocations).
-  const std::vector<storage::IndexConfig> configs = catalog->store_->ListIndexes();
-  std::vector<absl::StatusOr<Loaded>> loaded;
-  loaded.reserve(configs.size());
-  for (size_t i = 0; i < configs.size(); ++i) loaded.emplace_back(Loaded{});
-  catalog->pool_->ParallelFor(configs.size(), 1, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) {
-      if (configs[i].initialized) loaded[i] = catalog->LoadGraph(configs[i]);
+  // Every index is listed at once; those with a graph answer UNAVAILABLE until it loads.
+  std::vector<storage::IndexConfig> to_load;
+  {
+    WriterLock lock(&catalog->mu_);
+    for (storage::IndexConfig& config : catalog->store_->ListIndexes()) {
+      const bool loading = config.initialized;
+      if (loading) to_load.push_back(config);
+      const std::string name = config.name;
+      auto index = std::make_shared<Index>(std::move(config), nullptr, catalog->Context(), loading);
+      catalog->indexes_.emplace(
+          name, Entry{.index = std::move(index),
+                      .state = loading ? Entry::State::kLoading : Entry::State::kReady,
+                      .failure = {}});
     }
-  });
-  for (size_t i = 0; i < configs.size(); ++i) {
-    const storage::IndexConfig& config = configs[i];
-    if (!loaded[i].ok()) {
-      return absl::Status(
-          loaded[i].status().code(),
-          absl::StrCat("cannot load index '", config.name, "': ", loaded[i].status().message()));
-    }
-    auto index = std::make_shared<Index>(config, std::move(loaded[i]->graph), catalog->Context());
-    index->SetSnapshotState(loaded[i]->snapshot_version, loaded[i]->unsnapshotted_items);
-    std::unique_lock lock(catalog->mu_);
-    catalog->indexes_.emplace(config.name, std::move(index));
   }
-  spdlog::info("{} indexes loaded in {:.2f} s", configs.size(), seconds_since(loading));
+  catalog->loads_total_ = to_load.size();
+  catalog->loader_ =
+      std::thread([c = catalog.get(), configs = std::move(to_load)] { c->LoadAll(configs); });
   if (options.snapshot_every > 0) {
     catalog->snapshotter_ = std::thread([c = catalog.get()] { c->SnapshotLoop(); });
   }
   return catalog;
+}
+
+void Catalog::LoadAll(const std::vector<storage::IndexConfig>& configs) {
+  const auto started = std::chrono::steady_clock::now();
+  // Indexes load in parallel on the pool, one at a time per thread: with thousands of small
+  // indexes a restart is dominated by per-index work (files opened, checksums, allocations).
+  pool_->ParallelFor(configs.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) LoadOne(configs[i]);
+  });
+  if (stop_loading_) {
+    spdlog::warn(
+        "loading stopped by the shutdown; the indexes it did not finish load again at the next "
+        "start");
+  } else {
+    spdlog::info("{} indexes loaded in {:.2f} s", configs.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+  MutexLock lock(&load_mu_);
+  loaded_ = true;
+  load_cv_.SignalAll();
+}
+
+void Catalog::LoadOne(const storage::IndexConfig& config) {
+  std::shared_ptr<Index> index;
+  {
+    ReaderLock lock(&mu_);
+    index = indexes_.at(config.name).index;  // Drop refuses indexes still loading
+  }
+  absl::StatusOr<Loaded> loaded = Loaded{};
+  if (absl::Status s = CheckLoadNotStopped(config.name); !s.ok()) {
+    loaded = s;
+  } else {
+    Hook("load", config.name);
+    loaded = LoadGraph(config);
+  }
+  absl::Status failure;
+  if (loaded.ok()) {
+    index->FinishLoad(std::move(loaded->graph), loaded->snapshot_version,
+                      loaded->unsnapshotted_items);
+  } else {
+    failure = loaded.status();
+    if (!absl::IsUnavailable(failure)) {  // not stopped by the shutdown
+      failure = absl::Status(failure.code(), absl::StrCat("cannot load index '", config.name,
+                                                          "': ", failure.message()));
+      spdlog::error("{}", std::string(failure.message()));
+    }
+    index->FailLoad(failure);
+  }
+  ++loads_done_;
+  WriterLock lock(&mu_);
+  Entry& entry = indexes_.at(config.name);
+  entry.state = failure.ok() ? Entry::State::kReady : Entry::State::kFailed;
+  entry.failure = std::move(failure);
+}
+
+absl::Status Catalog::CheckLoadNotStopped(const std::string& name) const {
+  if (!stop_loading_.load(std::memory_order_relaxed)) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("index '", name,
+                   "' was still loading when the server began shutting down; it loads "
+                   "again at the next start"));
+}
+
+absl::Status Catalog::StillLoading(const std::string& name) const {
+  return absl::UnavailableError(absl::StrCat("index '", name, "' is still loading (",
+                                             loads_done_.load(), " of ", loads_total_,
+                                             " indexes loaded); retry shortly"));
+}
+
+void Catalog::WaitUntilLoaded() const {
+  MutexLock lock(&load_mu_);
+  while (!loaded_) load_cv_.Wait(&load_mu_);
+}
+
+bool Catalog::AllLoaded() const {
+  MutexLock lock(&load_mu_);
+  return loaded_;
+}
+
+void Catalog::StopLoading() {
+  stop_loading_ = true;
+  std::call_once(loader_joined_, [this] {
+    if (loader_.joinable()) loader_.join();
+  });
 }
 
 absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& config) {
@@ -273,13 +375,15 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
       graph = *std::move(larger);
     }
     for (uint64_t id : to_replace) graph->Tombstone(id);
-    absl::Status error = InsertAll(*graph, *pool_, add_ids, add_vectors, config.dim);
+    absl::Status error = InsertAll(*graph, *pool_, add_ids, add_vectors, config.dim, stop_loading_,
+                                   [&] { return CheckLoadNotStopped(config.name); });
     add_ids.clear();
     add_vectors.clear();
     to_replace.clear();
     return error;
   };
   for (uint64_t id : touched) {
+    if (absl::Status s = CheckLoadNotStopped(config.name); !s.ok()) return s;
     absl::StatusOr<storage::StoredItem> item = store_->GetItem(config, id);
     if (!item.ok()) return item.status();
     const HnswGraph::Presence presence = graph->Find(id);
@@ -319,15 +423,18 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
   uint64_t deleted = 0;  // stored deleted: not in the graph at all
   uint64_t total = 0;
   auto insert_chunk = [&]() -> absl::Status {
-    absl::Status error = InsertAll(graph, *pool_, ids, vectors, config.dim);
+    absl::Status error = InsertAll(graph, *pool_, ids, vectors, config.dim, stop_loading_,
+                                   [&] { return CheckLoadNotStopped(config.name); });
     total += ids.size();
     ids.clear();
     vectors.clear();
     progress.Update(total);
+    if (error.ok()) Hook("rebuild_chunk", config.name);
     return error;
   };
   absl::Status scanned = store_->ScanItems(
       config, [&](uint64_t id, std::span<const float> vector, bool is_deleted) -> absl::Status {
+        if (absl::Status s = CheckLoadNotStopped(config.name); !s.ok()) return s;
         if (is_deleted) {
           ++deleted;
           return absl::OkStatus();
@@ -347,56 +454,111 @@ absl::StatusOr<std::unique_ptr<HnswGraph>> Catalog::RebuildGraph(
   return created;
 }
 
+absl::Status Catalog::ReserveName(const std::string& name) {
+  for (;;) {
+    std::shared_future<void> dropped;
+    {
+      WriterLock lock(&mu_);
+      if (indexes_.contains(name) || creating_.contains(name)) {
+        return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
+      }
+      auto it = dropping_.find(name);
+      if (it == dropping_.end()) {
+        creating_.insert(name);
+        return absl::OkStatus();
+      }
+      dropped = it->second;
+    }
+    // Storage still catalogues the name until the Drop is done, and drops by name: a new
+    // index of the same name must not be created under it.
+    dropped.wait();
+  }
+}
+
+void Catalog::Publish(const std::string& name, std::shared_ptr<Index> index) {
+  WriterLock lock(&mu_);
+  creating_.erase(name);
+  if (index != nullptr) {
+    indexes_.emplace(
+        name, Entry{.index = std::move(index), .state = Entry::State::kReady, .failure = {}});
+  }
+}
+
 absl::Status Catalog::Create(const std::string& name, storage::Space space, uint32_t dim) {
   if (absl::Status s = ValidateShape(name, space, dim); !s.ok()) return s;
-  std::unique_lock lock(mu_);
-  if (indexes_.contains(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
-  }
+  if (absl::Status s = ReserveName(name); !s.ok()) return s;
   storage::IndexConfig config;
   config.name = name;
   config.space = space;
   config.dim = dim;
+  Hook("create", name);
   absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
-  if (!created.ok()) return created.status();
-  indexes_.emplace(name, std::make_shared<Index>(*created, nullptr, Context()));
+  if (!created.ok()) {
+    Publish(name, nullptr);
+    return created.status();
+  }
+  Publish(name, std::make_shared<Index>(*std::move(created), nullptr, Context()));
   return absl::OkStatus();
 }
 
 absl::Status Catalog::Drop(const std::string& name) {
   if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
-  std::unique_lock lock(mu_);
-  auto it = indexes_.find(name);
-  if (it == indexes_.end()) {
-    return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+  Entry entry;
+  std::promise<void> done;
+  {
+    WriterLock lock(&mu_);
+    auto it = indexes_.find(name);
+    if (it == indexes_.end()) {
+      return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+    }
+    if (it->second.state == Entry::State::kLoading) return StillLoading(name);
+    entry = std::move(it->second);
+    indexes_.erase(it);
+    dropping_.emplace(name, done.get_future().share());
   }
-  if (absl::Status s = it->second->Drop([&] { return store_->DropIndex(name); }); !s.ok()) {
-    return s;
+  // Waits for the index's calls in flight, outside the catalog lock: other indexes, and
+  // Get of this name (NOT_FOUND now), go on meanwhile.
+  absl::Status dropped = entry.index->Drop([&] {
+    Hook("drop", name);
+    return store_->DropIndex(name);
+  });
+  {
+    WriterLock lock(&mu_);
+    dropping_.erase(name);
+    if (!dropped.ok()) indexes_.emplace(name, std::move(entry));
   }
-  indexes_.erase(it);
-  return absl::OkStatus();
+  done.set_value();
+  return dropped;
 }
 
 absl::StatusOr<std::shared_ptr<Index>> Catalog::Get(const std::string& name) const {
   if (absl::Status s = ValidateIndexName(name); !s.ok()) return s;
-  std::shared_lock lock(mu_);
+  ReaderLock lock(&mu_);
   auto it = indexes_.find(name);
   if (it == indexes_.end()) {
     return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
   }
-  return it->second;
+  switch (it->second.state) {
+    case Entry::State::kLoading:
+      return StillLoading(name);
+    case Entry::State::kFailed:
+      return it->second.failure;
+    case Entry::State::kReady:
+      break;
+  }
+  return it->second.index;
 }
 
 bool Catalog::Exists(const std::string& name) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(&mu_);
   return indexes_.contains(name);
 }
 
 std::vector<IndexInfo> Catalog::List() const {
   std::vector<std::shared_ptr<Index>> indexes;
   {
-    std::shared_lock lock(mu_);
-    for (const auto& [name, index] : indexes_) indexes.push_back(index);
+    ReaderLock lock(&mu_);
+    for (const auto& [name, entry] : indexes_) indexes.push_back(entry.index);
   }
   std::vector<IndexInfo> infos;
   infos.reserve(indexes.size());
@@ -407,9 +569,15 @@ std::vector<IndexInfo> Catalog::List() const {
 absl::Status Catalog::Import(const std::string& path, const std::string& name, storage::Space space,
                              uint32_t dim) {
   if (absl::Status s = ValidateShape(name, space, dim); !s.ok()) return s;
-  if (Exists(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
-  }
+  if (absl::Status s = ReserveName(name); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<Index>> imported = ImportReserved(path, name, space, dim);
+  Publish(name, imported.ok() ? *imported : nullptr);
+  return imported.status();
+}
+
+absl::StatusOr<std::shared_ptr<Index>> Catalog::ImportReserved(const std::string& path,
+                                                               const std::string& name,
+                                                               storage::Space space, uint32_t dim) {
   absl::StatusOr<std::unique_ptr<HnswGraph>> loaded = HnswGraph::Load(path, space, dim, 0);
   if (!loaded.ok()) return loaded.status();
   std::unique_ptr<HnswGraph> graph = *std::move(loaded);
@@ -417,20 +585,26 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
     return absl::InvalidArgumentError(absl::StrCat("hnswlib file '", path, "' has M ", graph->m(),
                                                    "; LuxDB allows at most ", kMaxM));
   }
+  // Held until the Index takes the graph over and reserves it itself.
+  const uint64_t graph_bytes = HnswGraph::EstimateBytes(dim, graph->m(), graph->max_elements());
+  if (absl::Status s =
+          budget_.Reserve(graph_bytes, absl::StrCat("importing '", path, "' as index '", name,
+                                                    "' with max_elements ", graph->max_elements()));
+      !s.ok()) {
+    return s;
+  }
 
   storage::IndexConfig config;
   config.name = name;
   config.space = space;
   config.dim = dim;
-  {
-    std::unique_lock lock(mu_);
-    if (indexes_.contains(name)) {
-      return absl::AlreadyExistsError(absl::StrCat("index '", name, "' already exists"));
-    }
-    absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
-    if (!created.ok()) return created.status();
-    config = *created;
+  Hook("create", name);
+  absl::StatusOr<storage::IndexConfig> created = store_->CreateIndex(config);
+  if (!created.ok()) {
+    budget_.Release(graph_bytes);
+    return created.status();
   }
+  config = *std::move(created);
   config.initialized = true;
   config.max_elements = graph->max_elements();
   config.m = graph->m();
@@ -476,6 +650,7 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   if (status.ok()) status = store_->PublishSnapshot(config.cf_id, config.version);
   if (status.ok()) status = store_->TrimHistory(config, config.version);
   if (!status.ok()) {
+    budget_.Release(graph_bytes);
     if (absl::Status dropped = store_->DropIndex(name); !dropped.ok()) {
       spdlog::error("import of '{}' failed and its partial index '{}' could not be removed: {}",
                     path, name, dropped.ToString());
@@ -484,11 +659,10 @@ absl::Status Catalog::Import(const std::string& path, const std::string& name, s
   }
   spdlog::info("imported '{}' as index '{}': {} items ({} deleted) in {:.1f} s", path, name, total,
                graph->deleted_count(), progress.seconds());
+  budget_.Release(graph_bytes);
   auto index = std::make_shared<Index>(config, std::move(graph), Context());
   index->SetSnapshotState(config.version, 0);
-  std::unique_lock lock(mu_);
-  indexes_.emplace(name, std::move(index));
-  return absl::OkStatus();
+  return index;
 }
 
 absl::StatusOr<uint64_t> Catalog::Backup(const storage::BackupTarget& target) {
@@ -497,16 +671,19 @@ absl::StatusOr<uint64_t> Catalog::Backup(const storage::BackupTarget& target) {
 }
 
 absl::Status Catalog::Close() {
+  StopLoading();
   {
-    std::lock_guard lock(snapshotter_mu_);
+    MutexLock lock(&snapshotter_mu_);
     snapshotter_stop_ = true;
   }
-  snapshotter_cv_.notify_all();
+  snapshotter_cv_.SignalAll();
   if (snapshotter_.joinable()) snapshotter_.join();
   // Snapshots are written on every pool thread (each is a few fsyncs: with thousands of
   // indexes, their latency, not the CPU, is what a shutdown waits for), the indexes with most
   // to replay first.
-  std::vector<std::shared_ptr<Index>> indexes = AllIndexes();
+  // Indexes whose load did not finish keep their last snapshot: the next Open loads them
+  // again from it and storage.
+  std::vector<std::shared_ptr<Index>> indexes = ReadyIndexes();
   std::sort(indexes.begin(), indexes.end(), [](const auto& a, const auto& b) {
     return a->UnsnapshottedItems() > b->UnsnapshottedItems();
   });

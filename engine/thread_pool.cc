@@ -14,10 +14,10 @@ ThreadPool::ThreadPool(size_t threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   for (std::thread& worker : workers_) worker.join();
 }
 
@@ -25,8 +25,8 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     std::function<void()> task;
     {
-      std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && queue_.empty()) wake_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping
       task = std::move(queue_.back().run);
       queue_.pop_back();
@@ -56,7 +56,7 @@ void ThreadPool::ParallelFor(size_t n, size_t grain,
   std::latch done(static_cast<std::ptrdiff_t>(helpers));
   uint64_t call;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     call = next_call_++;
     for (size_t i = 0; i < helpers; ++i) {
       queue_.push_back({call, [&drain, &done] {
@@ -65,13 +65,13 @@ void ThreadPool::ParallelFor(size_t n, size_t grain,
                         }});
     }
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   drain();
   // Helpers that no worker has picked up yet would only find the range exhausted: withdraw
   // them rather than wait for busy workers to reach them.
   size_t withdrawn = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     withdrawn = std::erase_if(queue_, [call](const Task& task) { return task.call == call; });
   }
   if (withdrawn > 0) done.count_down(static_cast<std::ptrdiff_t>(withdrawn));

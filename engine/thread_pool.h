@@ -1,13 +1,16 @@
 // A fixed pool of worker threads for splitting one request's work across cores.
+//
+// Locks: mu_ only, a leaf: fn runs, and workers run tasks, without it.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "engine/mutex.h"
 
 namespace luxdb::engine {
 
@@ -33,12 +36,13 @@ class ThreadPool {
   };
   void WorkerLoop();
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::vector<Task> queue_;  // guarded by mu_
-  uint64_t next_call_ = 0;   // guarded by mu_
-  bool stopping_ = false;    // guarded by mu_
-  std::vector<std::thread> workers_;
+  // Guards the task queue and the stop flag; wake_ tells idle workers a task or the stop came.
+  Mutex mu_;
+  CondVar wake_;
+  std::vector<Task> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;  // set by the constructor only
 };
 
 }  // namespace luxdb::engine

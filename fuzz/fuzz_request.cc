@@ -193,6 +193,7 @@ void OpenCatalog() {
   auto catalog = Catalog::Open(state->data_dir, {.threads = 1, .sync = false, .snapshot_every = 0});
   CheckOk(catalog.status(), "opening the catalog");
   state->catalog = *std::move(catalog);
+  state->catalog->WaitUntilLoaded();
   state->service =
       std::make_unique<LuxDBService>(kMaxMessageBytes, state->data_dir, state->backup_dir);
   state->service->AttachCatalog(state->catalog.get());

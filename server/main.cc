@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -50,7 +51,9 @@ int Import(const luxdb::server::Options& options) {
     return 2;
   }
   absl::StatusOr<std::unique_ptr<luxdb::engine::Catalog>> catalog = luxdb::engine::Catalog::Open(
-      options.data_dir, {.threads = options.threads, .sync = options.sync});
+      options.data_dir, {.threads = options.threads,
+                         .sync = options.sync,
+                         .memory_budget_bytes = options.memory_budget_mb << 20});
   if (!catalog.ok()) {
     std::cerr << "luxdb-server: " << catalog.status().message() << "\n";
     return 1;
@@ -157,24 +160,31 @@ int main(int argc, char** argv) {
     std::cerr << "luxdb-server: " << server.status().message() << "\n";
     return 1;
   }
-  absl::Status loaded;
+  // Calls are answered once storage is open; the line below, which harness::ServerProcess
+  // waits for, is printed once every index has loaded (health SERVING).
+  std::promise<absl::Status> opened;
+  std::future<absl::Status> opened_result = opened.get_future();
   std::thread watcher([&] {
-    loaded = (*server)->WaitUntilLoaded();
-    if (loaded.ok()) {
+    const absl::Status open = (*server)->WaitUntilLoaded();
+    opened.set_value(open);
+    if (!open.ok()) {
+      kill(getpid(), SIGTERM);  // wakes the sigwait below
+      return;
+    }
+    if ((*server)->WaitUntilReady().ok()) {  // not ok: shutdown began first
       std::cerr << "luxdb-server: serving '" << options->data_dir << "' on " << options->host << ":"
                 << (*server)->port() << std::endl;
-    } else {
-      kill(getpid(), SIGTERM);  // wakes the sigwait below
     }
   });
   int signal = 0;
   sigwait(&signals, &signal);
-  watcher.join();
+  const absl::Status loaded = opened_result.get();
   if (loaded.ok()) {
     spdlog::warn("received {}, shutting down (grace {} s)", signal == SIGINT ? "SIGINT" : "SIGTERM",
                  options->grace_seconds);
   }
   absl::Status stopped = (*server)->Shutdown(std::chrono::seconds(options->grace_seconds));
+  watcher.join();  // Shutdown ended its wait for the indexes
   if (!loaded.ok()) {
     std::cerr << "luxdb-server: " << loaded.message() << "\n";
     return 1;

@@ -1,6 +1,7 @@
 #include "server/options.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "auth/token.h"
+#include "engine/memory_budget.h"
 
 namespace luxdb::server {
 namespace {
@@ -20,7 +22,7 @@ constexpr uint32_t kMaxMessageMbLimit = 2047;  // gRPC message sizes are 32-bit 
 
 struct Flag {
   const char* name;
-  const char* help;
+  std::string help;
   bool boolean;
   std::function<absl::Status(Options&, absl::string_view)> set;
 };
@@ -37,6 +39,32 @@ std::function<absl::Status(Options&, absl::string_view)> Number(T Options::*fiel
     options.*field = static_cast<T>(value);
     return absl::OkStatus();
   };
+}
+
+// A fraction from 0 to 1, e.g. "0.2".
+std::function<absl::Status(Options&, absl::string_view)> Fraction(double Options::*field,
+                                                                  const char* name) {
+  return [=](Options& options, absl::string_view text) -> absl::Status {
+    double value = 0;
+    if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < 0 || value > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be a fraction from 0 to 1, got '", text, "'"));
+    }
+    options.*field = value;
+    return absl::OkStatus();
+  };
+}
+
+// --memory-budget-mb's help, with the default this machine computes.
+std::string MemoryBudgetHelp() {
+  const uint64_t bytes = engine::MemoryBudget::DefaultLimitBytes();
+  return absl::StrCat(
+      "memory all index graphs together may reserve, in MiB; InitIndex, ResizeIndex, "
+      "compactions and imports beyond it are refused with RESOURCE_EXHAUSTED (default 0: 85% of "
+      "the cgroup memory limit, else of MemTotal; here: ",
+      bytes == std::numeric_limits<uint64_t>::max() ? "unknown, so unlimited"
+                                                    : absl::StrCat(bytes >> 20, " MiB"),
+      ")");
 }
 
 std::function<absl::Status(Options&, absl::string_view)> Bool(bool Options::*field,
@@ -119,6 +147,13 @@ const std::vector<Flag>& Flags() {
        "snapshot an index's graph after this many item writes (0: only at shutdown); a restart "
        "after a crash replays at most about this many",
        false, Number(&Options::snapshot_every, 0, uint64_t{1} << 40, "snapshot-every")},
+      {"memory-budget-mb", MemoryBudgetHelp(), false,
+       Number(&Options::memory_budget_mb, 0, uint64_t{1} << 40, "memory-budget-mb")},
+      {"compact-threshold",
+       "fraction of a graph's elements that are tombstones (deleted or replaced items) before "
+       "a background compaction rebuilds it without them (default 0.2; 0: no automatic "
+       "compaction)",
+       false, Fraction(&Options::compact_threshold, "compact-threshold")},
       {"backup-dir",
        "where Backup writes: relative paths resolve here, absolute ones must lie inside it; "
        "no symbolic link below it is followed (default: any absolute path outside PATH, with "

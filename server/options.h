@@ -48,6 +48,13 @@ struct Options {
   // Snapshot an index's graph once this many items were written since its last snapshot (0:
   // only at shutdown); bounds what a restart after a crash replays.
   uint64_t snapshot_every = 100'000;
+  // Memory all index graphs together may reserve, in MiB (engine::MemoryBudget): InitIndex,
+  // ResizeIndex, compactions and imports beyond it are refused with RESOURCE_EXHAUSTED. 0:
+  // 85 % of the cgroup memory limit, else of MemTotal (MemoryBudget::DefaultLimitBytes).
+  uint64_t memory_budget_mb = 0;
+  // A background compaction of an index starts once this fraction (0..1) of its graph's
+  // elements are tombstones (deleted or replaced items); 0 turns automatic compaction off.
+  double compact_threshold = 0.2;
   // Backup RPC: relative paths resolve here and absolute ones must lie inside it; empty: any
   // absolute path outside the data directory.
   std::string backup_dir;

@@ -235,6 +235,8 @@ void LuxServer::Load() {
   catalog_options.threads = options_.threads;
   catalog_options.snapshot_every = options_.snapshot_every;
   catalog_options.sync = options_.sync;
+  catalog_options.memory_budget_bytes = uint64_t{options_.memory_budget_mb} << 20;
+  catalog_options.compact_threshold = options_.compact_threshold;
   // While indexes load, glibc keeps up to 64 MiB of free heap top instead of giving back all
   // above 128 KiB at once: hnswlib's loader allocates 2.5 MiB of update locks for every graph,
   // which HnswGraph then shrinks, and with the default every index page-faulted them in afresh
@@ -244,23 +246,44 @@ void LuxServer::Load() {
   constexpr int kLoadingTrimThresholdBytes = 64 << 20;
   constexpr int kGlibcDefaultTrimThresholdBytes = 128 << 10;
   if (tune_trim) mallopt(M_TRIM_THRESHOLD, kLoadingTrimThresholdBytes);
-  absl::StatusOr<std::unique_ptr<engine::Catalog>> catalog =
+  absl::StatusOr<std::unique_ptr<engine::Catalog>> opened =
       engine::Catalog::Open(options_.data_dir, catalog_options);
-  if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
-  std::lock_guard lock(mu_);
-  loaded_ = true;
-  loaded_changed_.notify_all();
-  if (!catalog.ok()) {
-    load_status_ = catalog.status();
-    spdlog::critical("cannot open data directory '{}': {}", options_.data_dir,
-                     catalog.status().ToString());
+  engine::Catalog* catalog = nullptr;
+  bool shutting_down = false;
+  {
+    std::lock_guard lock(mu_);
+    loaded_ = true;
+    loaded_changed_.notify_all();
+    if (!opened.ok()) {
+      if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
+      load_status_ = opened.status();
+      spdlog::critical("cannot open data directory '{}': {}", options_.data_dir,
+                       opened.status().ToString());
+      return;
+    }
+    catalog_ = *std::move(opened);
+    catalog = catalog_.get();  // valid until Shutdown, which joins this thread first
+    // Calls are answered from now on: those on an index still loading get UNAVAILABLE.
+    shutting_down = shut_down_;
+    if (!shutting_down) service_->AttachCatalog(catalog);
+  }
+  if (shutting_down) {  // began while storage was opening: do not load what nobody will use
+    catalog->StopLoading();
+    if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
     return;
   }
-  catalog_ = *std::move(catalog);
+  spdlog::info("answering calls for '{}' while its {} indexes load", options_.data_dir,
+               catalog->List().size());
+  catalog->WaitUntilLoaded();  // Shutdown stops the loads first
+  if (tune_trim) mallopt(M_TRIM_THRESHOLD, kGlibcDefaultTrimThresholdBytes);
+  std::lock_guard lock(mu_);
   if (shut_down_) return;
-  service_->AttachCatalog(catalog_.get());
+  // Readiness: SERVING once every index has loaded (or failed to).
   health_->SetServing(true);
-  spdlog::info("serving {} indexes from '{}'", catalog_->List().size(), options_.data_dir);
+  ready_ = true;
+  loaded_changed_.notify_all();
+  // Once every index has loaded (tests/python/test_crash.py waits for this line).
+  spdlog::info("serving {} indexes from '{}'", catalog->List().size(), options_.data_dir);
 }
 
 absl::Status LuxServer::WaitUntilLoaded() {
@@ -269,12 +292,25 @@ absl::Status LuxServer::WaitUntilLoaded() {
   return load_status_;
 }
 
+absl::Status LuxServer::WaitUntilReady() {
+  std::unique_lock lock(mu_);
+  loaded_changed_.wait(lock, [this] { return ready_ || shut_down_ || !load_status_.ok(); });
+  if (!load_status_.ok() || ready_) return load_status_;
+  return absl::UnavailableError("the server began shutting down before its indexes loaded");
+}
+
 absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
+  engine::Catalog* loading = nullptr;
   {
     std::lock_guard lock(mu_);
     if (shut_down_) return absl::OkStatus();
     shut_down_ = true;
+    loaded_changed_.notify_all();
+    loading = catalog_.get();  // null while storage is opening: Load then stops itself
   }
+  // Loads still running give up between items (their indexes load again at the next start)
+  // rather than hold the shutdown up.
+  if (loading != nullptr) loading->StopLoading();
   if (server_ != nullptr) {  // null when Start failed before building it
     health_->Shutdown();
     // gRPC cancels the calls still running at the deadline, but a handler inserting a large

@@ -23,19 +23,25 @@ namespace luxdb::server {
 
 class LuxServer {
  public:
-  // Starts listening, reports NOT_SERVING on the health service, and loads the data
-  // directory in the background; once every index is loaded, health turns SERVING and calls
-  // are answered (until then they get UNAVAILABLE). Fails if the port cannot be bound.
+  // Starts listening, reports NOT_SERVING on the health service, and opens the data
+  // directory in the background. Calls are answered as soon as storage is open (until then
+  // they get UNAVAILABLE); indexes then load one by one, and a call on one still loading gets
+  // UNAVAILABLE naming it. Health turns SERVING (readiness) once every index has loaded.
+  // Fails if the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<LuxServer>> Start(const Options& options);
   ~LuxServer();
 
   // The bound port (useful with Options::port = 0).
   int port() const { return port_; }
-  // Blocks until loading ends; returns its outcome (e.g. the data directory is locked by
-  // another server).
+  // Blocks until the data directory is open (its indexes may still be loading); returns the
+  // outcome (e.g. the data directory is locked by another server).
   absl::Status WaitUntilLoaded();
-  // Stops accepting calls, lets in-flight ones finish for up to `grace` (then cancels them),
-  // saves graph snapshots and flushes storage. Idempotent.
+  // Blocks until every index has loaded (health SERVING); the error of WaitUntilLoaded, or
+  // UNAVAILABLE if shutdown began first.
+  absl::Status WaitUntilReady();
+  // Stops the index loads still running (those indexes load again at the next start), stops
+  // accepting calls, lets in-flight ones finish for up to `grace` (then cancels them), saves
+  // graph snapshots of the loaded indexes and flushes storage. Idempotent.
   absl::Status Shutdown(std::chrono::milliseconds grace);
 
  private:
@@ -57,7 +63,8 @@ class LuxServer {
   std::mutex mu_;
   std::condition_variable loaded_changed_;
   // Guarded by mu_.
-  bool loaded_ = false;
+  bool loaded_ = false;  // storage opened, or failed to
+  bool ready_ = false;   // every index loaded
   absl::Status load_status_;
   std::unique_ptr<engine::Catalog> catalog_;
   bool shut_down_ = false;

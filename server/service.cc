@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "auth/secret_file.h"
+#include "engine/resources.h"
 #include "spdlog/spdlog.h"
 #include "storage/backup_target.h"
 
@@ -72,9 +73,9 @@ std::span<const T> AsSpan(const google::protobuf::RepeatedField<T>& field) {
 
 // Room for a response's fixed fields and per-field framing.
 constexpr uint64_t kResponseOverhead = 64;
-// A call that arrives while the indexes load waits this long for them before it is answered
-// UNAVAILABLE: loading a small data directory takes milliseconds, and gRPC's health service
-// briefly reports SERVING right after the server starts, before LuxDB can mark it loading.
+// A call that arrives while storage opens waits this long for it before it is answered
+// UNAVAILABLE: opening a small data directory takes milliseconds. (Indexes still loading
+// after that answer UNAVAILABLE themselves, naming the index.)
 constexpr auto kLoadingWait = std::chrono::seconds(2);
 // A packed uint64 is a varint: up to 10 bytes (padding ids 2^64-1 take all 10).
 constexpr uint64_t kMaxIdBytes = 10;
@@ -134,7 +135,7 @@ absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* 
     attached_.wait_for(lock, kLoadingWait, [&] { return (catalog = catalog_.load()) != nullptr; });
   }
   if (catalog == nullptr) {
-    return absl::UnavailableError("LuxDB is loading its indexes; retry shortly");
+    return absl::UnavailableError("LuxDB is opening its data directory; retry shortly");
   }
   return catalog;
 }
@@ -217,9 +218,11 @@ grpc::Status LuxDBService::IndexExists(grpc::ServerContext* context,
                                        const v1::IndexExistsRequest* request,
                                        v1::IndexExistsResponse* response) {
   const CallSlot slot(&calls_in_flight_);
-  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
-  if (!index.ok() && !absl::IsNotFound(index.status())) return ToGrpc(index.status());
-  response->set_exists(index.ok());
+  absl::StatusOr<engine::Catalog*> catalog = Ready(context);
+  if (!catalog.ok()) return ToGrpc(catalog.status());
+  if (absl::Status s = engine::ValidateIndexName(request->name()); !s.ok()) return ToGrpc(s);
+  // True for an index still loading too.
+  response->set_exists((*catalog)->Exists(request->name()));
   return grpc::Status::OK;
 }
 

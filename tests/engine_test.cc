@@ -889,6 +889,7 @@ class CatalogTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Open(dir(), options);
     ASSERT_TRUE(catalog.ok()) << catalog.status();
     catalog_ = *std::move(catalog);
+    catalog_->WaitUntilLoaded();
   }
   // Clean shutdown (snapshots) and reopen.
   void CloseAndReopen() {
@@ -1747,6 +1748,7 @@ TEST_F(PersistenceTest, BackupUnderConcurrentWritesOpensConsistently) {
   absl::StatusOr<std::unique_ptr<Catalog>> copy =
       Catalog::Open(target, {.threads = 2, .sync = false, .snapshot_every = 0});
   ASSERT_TRUE(copy.ok()) << copy.status();
+  (*copy)->WaitUntilLoaded();
   for (const std::string name : {"cos", "empty", "uninit"}) {
     SCOPED_TRACE(name);
     ExpectSameState(before.at(name), Capture(**(*copy)->Get(name), Range(0, 1100)));

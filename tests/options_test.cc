@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace luxdb::server {
@@ -57,6 +58,8 @@ TEST(ParseOptionsTest, Defaults) {
   EXPECT_EQ(options->grace_seconds, 25u);
   EXPECT_EQ(options->max_concurrent_calls, 256u);
   EXPECT_EQ(options->max_call_seconds, 300u);
+  EXPECT_EQ(options->memory_budget_mb, 0u);
+  EXPECT_EQ(options->compact_threshold, 0.2);
   EXPECT_TRUE(options->import_path.empty());
   EXPECT_TRUE(options->import_name.empty());
   EXPECT_TRUE(options->import_space.empty());
@@ -184,6 +187,36 @@ TEST(ParseOptionsTest, NumbersOutOfRangeOrMalformed) {
   EXPECT_EQ(max_port->port, 65535);
 }
 
+TEST(ParseOptionsTest, MemoryBudgetAndCompactThreshold) {
+  absl::StatusOr<Options> flags =
+      Parse({"--memory-budget-mb", "4096", "--compact-threshold=0.35", "/data"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->memory_budget_mb, 4096u);
+  EXPECT_EQ(flags->compact_threshold, 0.35);
+
+  absl::StatusOr<Options> env =
+      Parse({"/data"}, {{"LUXDB_MEMORY_BUDGET_MB", "512"}, {"LUXDB_COMPACT_THRESHOLD", "0"}});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->memory_budget_mb, 512u);
+  EXPECT_EQ(env->compact_threshold, 0.0);  // automatic compaction off
+
+  absl::StatusOr<Options> whole = Parse({"--compact-threshold", "1", "/data"});
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->compact_threshold, 1.0);
+
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--memory-budget-mb", "-1", "/data"}), {"--memory-budget-mb", "'-1'"}));
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--memory-budget-mb", "8G", "/data"}), {"--memory-budget-mb", "'8G'"}));
+  for (const char* bad : {"1.5", "-0.1", "nan", "inf", "20%", ""}) {
+    EXPECT_TRUE(IsInvalid(Parse({absl::StrCat("--compact-threshold=", bad), "/data"}),
+                          {"--compact-threshold", "from 0 to 1", absl::StrCat("'", bad, "'")}))
+        << bad;
+  }
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_COMPACT_THRESHOLD", "2"}}),
+                        {"LUXDB_COMPACT_THRESHOLD", "'2'"}));
+}
+
 TEST(ParseOptionsTest, TransportLimits) {
   absl::StatusOr<Options> defaults = Parse({"/data"});
   ASSERT_TRUE(defaults.ok()) << defaults.status();
@@ -303,6 +336,10 @@ TEST(UsageTextTest, ListsEveryFlagWithItsVariable) {
                            "LUXDB_SYNC",
                            "--grace-seconds",
                            "LUXDB_GRACE_SECONDS",
+                           "--memory-budget-mb",
+                           "LUXDB_MEMORY_BUDGET_MB",
+                           "--compact-threshold",
+                           "LUXDB_COMPACT_THRESHOLD",
                            "--import-path",
                            "LUXDB_IMPORT_PATH",
                            "--import-name",
@@ -312,6 +349,10 @@ TEST(UsageTextTest, ListsEveryFlagWithItsVariable) {
                            "PATH"}) {
     EXPECT_NE(usage.find(text), std::string::npos) << "usage text lacks " << text;
   }
+  // The budget's default is spelled out, with what it comes to on this machine.
+  EXPECT_NE(usage.find("default 0: 85% of the cgroup memory limit, else of MemTotal; here: "),
+            std::string::npos)
+      << usage;
 }
 
 }  // namespace

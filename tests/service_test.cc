@@ -1672,6 +1672,63 @@ TEST_F(ServiceTest, HealthWatchSeesTheShutdownAndDoesNotHoldItUp) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
 }
 
+// A server whose index must be rebuilt (its snapshot removed) serves at once: calls on that
+// index answer UNAVAILABLE naming it and health says NOT_SERVING until it has loaded; a
+// shutdown meanwhile stops the rebuild, and the next start has every item.
+TEST(ServiceLoadingTest, IndexesLoadWhileTheServerServesAndAShutdownStopsTheirLoading) {
+  constexpr uint32_t kDim = 16;
+  constexpr uint64_t kCount = 40000;  // a rebuild of seconds; a call takes milliseconds
+  TempDir dir;
+  {
+    TestServer server(dir.path());
+    ASSERT_TRUE(IsOk(CreateIndex(server.stub(), "big", v1::L2, kDim)));
+    ASSERT_TRUE(IsOk(InitIndex(server.stub(), "big", kCount)));
+    for (uint64_t start = 0; start < kCount; start += 10000) {
+      std::vector<uint64_t> ids(10000);
+      for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = start + i;
+      ASSERT_TRUE(IsOk(AddItems(server.stub(), "big", RandomVectors(10000, kDim, start), ids)));
+    }
+    ASSERT_TRUE(IsOk(CreateIndex(server.stub(), "empty", v1::L2, kDim)));
+  }
+  auto remove_snapshots = [&] {
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path() + "/graphs")) {
+      std::filesystem::remove(entry.path());
+    }
+  };
+  remove_snapshots();
+  constexpr int kServing = 1;
+  constexpr int kNotServing = 2;
+  {
+    TestServer server(dir.path(), TestServer::DefaultOptions(), /*wait_until_ready=*/false);
+    QueryResult result;
+    EXPECT_TRUE(IsError(QueryIndex(server.stub(), "big", RandomVectors(1, kDim, 7), 3, 0, &result),
+                        Code::UNAVAILABLE, {"index 'big' is still loading"}));
+    grpc::Status status;
+    EXPECT_EQ(testing::HealthStatus(server.channel(), "", &status), kNotServing)
+        << status.error_message();
+    bool exists = false;
+    ASSERT_TRUE(IsOk(IndexExists(server.stub(), "big", &exists)));
+    EXPECT_TRUE(exists);
+    EXPECT_TRUE(IsOk(IndexExists(server.stub(), "empty", &exists)));  // not loading: serves
+    const auto started = std::chrono::steady_clock::now();
+    server.Stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  }
+  // Nothing was snapshotted for the index whose load was stopped; the next start rebuilds it.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/graphs"));
+  TestServer server(dir.path(), TestServer::DefaultOptions(), /*wait_until_ready=*/false);
+  const absl::Status ready = server.server().WaitUntilReady();
+  ASSERT_TRUE(ready.ok()) << ready;
+  grpc::Status status;
+  EXPECT_EQ(testing::HealthStatus(server.channel(), "", &status), kServing)
+      << status.error_message();
+  v1::IndexInfo info;
+  ASSERT_TRUE(IsOk(DescribeIndex(server.stub(), "big", &info)));
+  EXPECT_EQ(info.element_count(), kCount);
+  QueryResult result;
+  ASSERT_TRUE(IsOk(QueryIndex(server.stub(), "big", RandomVectors(1, kDim, 30000), 1, 0, &result)));
+}
+
 TEST_F(ServiceTest, BackupWritesACopyAServerCanOpen) {
   ASSERT_NO_FATAL_FAILURE(MakeIndex("docs", v1::COSINE, 3, 100));
   ASSERT_TRUE(IsOk(AddItems(stub(), "docs", {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0}, {1, 2, 3, 4})));

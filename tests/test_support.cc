@@ -40,22 +40,23 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-TestServer::TestServer(const std::string& dir, server::Options options) : options_(options) {
+TestServer::TestServer(const std::string& dir, server::Options options, bool wait_until_ready)
+    : options_(options) {
   // luxdb-server's main sets the level from --loglevel; tests keep the default's quiet.
   spdlog::set_level(spdlog::level::warn);
   options_.data_dir = dir;
   options_.host = "127.0.0.1";
   options_.port = 0;
-  Start();
+  Start(wait_until_ready);
 }
 
 TestServer::~TestServer() { Stop(); }
 
-void TestServer::Start() {
+void TestServer::Start(bool wait_until_ready) {
   absl::StatusOr<std::unique_ptr<server::LuxServer>> server = server::LuxServer::Start(options_);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);
-  absl::Status loaded = server_->WaitUntilLoaded();
+  absl::Status loaded = wait_until_ready ? server_->WaitUntilReady() : server_->WaitUntilLoaded();
   ASSERT_TRUE(loaded.ok()) << loaded;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(ConnectOptions());
   ASSERT_TRUE(channel.ok()) << channel.status();

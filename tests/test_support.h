@@ -52,7 +52,10 @@ class TestServer {
  public:
   // `options.data_dir`, host and port are overridden. Unless `options` says --insecure or
   // sets a secret, the server uses kTestSecret with kTestKdfIterations, and so does stub().
-  explicit TestServer(const std::string& dir, server::Options options = DefaultOptions());
+  // With `wait_until_ready` false the constructor returns once storage is open, while
+  // indexes may still be loading (see LuxServer::WaitUntilReady).
+  explicit TestServer(const std::string& dir, server::Options options = DefaultOptions(),
+                      bool wait_until_ready = true);
   static server::Options DefaultOptions();
   ~TestServer();
 
@@ -68,9 +71,10 @@ class TestServer {
   client::ConnectOptions ConnectOptions() const;
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   v1::LuxDB::Stub& stub() { return *stub_; }
+  server::LuxServer& server() { return *server_; }
 
  private:
-  void Start();
+  void Start(bool wait_until_ready = true);
 
   server::Options options_;
   std::unique_ptr<server::LuxServer> server_;
