@@ -139,6 +139,31 @@ output and modes:
   --only hnswlib|luxdb  run one side only (no ratios)
   --quick               smoke run: 10k base, 1k queries, 2 s per concurrency level, 1 run
   --help
+
+--mixed: LuxDB alone (issue 15), on a server it starts with auth off: single-query latency and
+QPS idle and while one client writes, and the writer's ingest rate against ingest alone.
+Uses --data-dir / --synthetic, --queries (cycled), --k, --m, --ef-construction, --duration
+(the idle phase, default 10), --batch (the preload's calls), --threads, --server, --work-dir.
+  --mixed-preload N     base vectors loaded before the phases (default 20000)
+  --mixed-stream N      the next N base vectors, streamed by the writer (default 40000)
+  --write-batch N       vectors per writer AddItems call (default 500)
+  --query-clients N     query clients, one call in flight each (default 4)
+  --query-ef N          ef of their queries (default 40)
+  --recall-sample N     queries whose recall is checked, per phase (default 1000)
+
+--churn: LuxDB alone (issue 15), servers with auth off: replace every item, delete half and
+add new ids without ResizeIndex, then self-recall against a fresh build, deleted ids never
+returned, and server RSS after compaction against a fresh server. Uses --seed, --m,
+--ef-construction, --batch (default 1000), --threads, --server, --work-dir.
+  --churn-items N       gaussian vectors, and the index capacity (default 20000)
+  --churn-dim N         their dimension (default 64)
+  --churn-rounds N      replace passes and delete + add rounds (default 3)
+  --churn-ef N          ef of the self-recall and deleted-id queries (default 100)
+  --self-recall-sample N  items whose self-recall is measured (default 5000)
+  --compact-wait S      seconds to wait for the server to drop tombstones (default 20)
+
+--check                 --mixed / --churn: exit 1 if a target is missed (default: exit 0
+                        whenever the workload ran, as CI runs it without timing targets)
 )";
 
 absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
@@ -316,6 +341,48 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv, bool* help) {
     } else if (flag == "--json") {
       LUXDB_BENCH_VALUE(v);
       config.json_path = v;
+    } else if (flag == "--mixed") {
+      config.workload = Workload::kMixed;
+    } else if (flag == "--churn") {
+      config.workload = Workload::kChurn;
+    } else if (flag == "--check") {
+      config.check = true;
+    } else if (flag == "--mixed-preload") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.mixed_preload);
+    } else if (flag == "--mixed-stream") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.mixed_stream);
+    } else if (flag == "--write-batch") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.write_batch);
+    } else if (flag == "--query-clients") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.query_clients);
+    } else if (flag == "--query-ef") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.mixed_ef);
+    } else if (flag == "--recall-sample") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.recall_sample);
+    } else if (flag == "--churn-items") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.churn_items);
+    } else if (flag == "--churn-dim") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.churn_dim);
+    } else if (flag == "--churn-rounds") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.churn_rounds);
+    } else if (flag == "--churn-ef") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.churn_ef);
+    } else if (flag == "--self-recall-sample") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.self_recall_sample);
+    } else if (flag == "--compact-wait") {
+      LUXDB_BENCH_VALUE(v);
+      s = ParseNumber(flag, v, &config.compact_wait_s);
     } else if (flag == "--only") {
       LUXDB_BENCH_VALUE(v);
       if (v == "hnswlib") {
@@ -353,6 +420,18 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv, bool* help) {
     return Usage(
         "--m must be >= 2; --k, --threads, --batch, --batch-calls, --queries, --single-ef, "
         "--repeat >= 1");
+  }
+  if (config.workload != Workload::kCompare) {
+    if (!config.address.empty()) {
+      return Usage("--mixed and --churn start their own servers; --address is not supported");
+    }
+    if (config.mixed_preload < 1 || config.write_batch < 1 || config.query_clients < 1 ||
+        config.mixed_ef < 1 || config.churn_items < 2 || config.churn_dim < 1 ||
+        config.churn_ef < 1) {
+      return Usage(
+          "--mixed-preload, --write-batch, --query-clients, --query-ef, --churn-dim and "
+          "--churn-ef must be >= 1, --churn-items >= 2");
+    }
   }
   if (config.synthetic_n > 0 && config.base_limit > 0) {
     config.synthetic_n = std::min(config.synthetic_n, config.base_limit);
@@ -557,6 +636,8 @@ int Main(int argc, char** argv) {
   std::cout << "command: " << config->command_line << "\n";
   for (const auto& [name, value] : facts) std::cout << name << ": " << value << "\n";
   std::cout << std::flush;
+  if (config->workload == Workload::kMixed) return RunMixed(*config);
+  if (config->workload == Workload::kChurn) return RunChurn(*config);
 
   Clock::time_point start = Clock::now();
   absl::StatusOr<Dataset> data = LoadDataset(*config);

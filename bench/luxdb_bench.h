@@ -1,12 +1,16 @@
 // luxdb-bench: LuxDB through gRPC (auth on, sync on) against hnswlib in-process, on the same
-// data, parameters, thread count and SIMD flags. This header holds what the parts share: the
-// configuration, the data set, the measurements of each side, and /proc helpers.
+// data, parameters, thread count and SIMD flags; and, with --mixed or --churn, the workloads of
+// issue 15 against LuxDB alone. This header holds what the parts share: the configuration, the
+// data set, the measurements of each side, and /proc helpers.
 //
 //   luxdb_bench.cc          command line, machine facts, orchestration
 //   luxdb_bench_data.cc     Fashion-MNIST / synthetic data, exact ground truth (cached), recall
 //   luxdb_bench_hnswlib.cc  the in-process reference (the bench's only hnswlib include)
 //   luxdb_bench_luxdb.cc    the server process, signed channels, the LuxDB workloads
 //   luxdb_bench_report.cc   the table (ratios, targets, PASS/MISS) and the JSON file
+//   luxdb_bench_server.cc   --mixed / --churn: servers with auth off, luxdb::Client helpers
+//   luxdb_bench_mixed.cc    --mixed: query latency while one client writes
+//   luxdb_bench_churn.cc    --churn: replace, delete + add, self-recall and memory
 #pragma once
 
 #include <sys/types.h>
@@ -23,9 +27,44 @@
 #include "absl/status/statusor.h"
 #include "harness/server_process.h"
 
+namespace luxdb {
+class Client;
+}  // namespace luxdb
+
 namespace luxdb::bench {
 
+// What one run of luxdb-bench measures.
+enum class Workload {
+  kCompare,  // LuxDB against hnswlib in-process (issue 7), the default
+  kMixed,    // --mixed: single queries idle and while one client writes (issue 15)
+  kChurn,    // --churn: replaced and deleted items, self-recall and memory (issue 15)
+};
+
 struct Config {
+  Workload workload = Workload::kCompare;
+  // --mixed and --churn: exit 1 when a target is missed (otherwise 0 whenever the run worked).
+  bool check = false;
+
+  // --mixed: `mixed_preload` base vectors are loaded first; the writer then streams the next
+  // `mixed_stream` in AddItems calls of `write_batch` while `query_clients` clients each send
+  // one query (k, `mixed_ef`) at a time. Recall is checked on the first `recall_sample` queries.
+  size_t mixed_preload = 20'000;
+  size_t mixed_stream = 40'000;
+  size_t write_batch = 500;
+  int query_clients = 4;
+  uint32_t mixed_ef = 40;
+  size_t recall_sample = 1'000;
+
+  // --churn: `churn_items` gaussian vectors of `churn_dim` (seeded by `seed`), in an index of
+  // that capacity; `churn_rounds` passes of replace and of delete-half + add-new, in AddItems
+  // calls of `ingest_batch`; self-recall (k 1, `churn_ef`) over `self_recall_sample` items.
+  size_t churn_items = 20'000;
+  size_t churn_dim = 64;
+  int churn_rounds = 3;
+  uint32_t churn_ef = 100;
+  size_t self_recall_sample = 5'000;
+  double compact_wait_s = 20;  // how long to wait for the server to drop tombstones
+
   // Data: Fashion-MNIST from data_dir unless synthetic_n > 0 (uniform [0,1) floats).
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   size_t synthetic_n = 0;
@@ -284,6 +323,64 @@ class PhaseMeter {
   double machine_start_, self_start_, server_start_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// ---- --mixed and --churn (luxdb_bench_server.cc, luxdb_bench_mixed.cc, luxdb_bench_churn.cc)
+
+// A luxdb-server that --mixed and --churn start: auth off (--insecure), config.threads, sync on,
+// on a temporary data directory of its own, removed when it stops (unless config.keep_data).
+// Not thread-safe; the clients it hands out are.
+class BenchServer {
+ public:
+  explicit BenchServer(const Config& config);
+  ~BenchServer();  // Stop(), reporting a failure on stderr
+  BenchServer(const BenchServer&) = delete;
+  BenchServer& operator=(const BenchServer&) = delete;
+
+  // Starts the server and waits until it serves. The error carries its output.
+  absl::Status Start();
+  // A client with a channel (and TCP connection) of its own. Errors as luxdb::Client::Connect.
+  absl::StatusOr<std::unique_ptr<Client>> Connect() const;
+  // SIGTERM and a clean exit (see harness::ServerProcess::Stop); OK if not running.
+  absl::Status Stop();
+  pid_t pid() const;  // 0 when not running
+
+ private:
+  const Config& config_;
+  std::string temp_dir_;
+  std::unique_ptr<harness::ServerProcess> process_;
+};
+
+// Creates index `name` (l2, `dim`) and initialises it with config.m, config.ef_construction
+// and `max_elements`. The errors of luxdb::Client::CreateIndex and InitIndex.
+absl::Status CreateL2Index(Client& client, const std::string& name, size_t dim, size_t max_elements,
+                           const Config& config);
+
+// Adds `ids` (their vectors row-major in `vectors`) to index `name` in AddItems calls of
+// `batch` ids, each acknowledged before the next. Stops at the first failed call: `added` then
+// counts the ids of the calls before it, and `status` is that call's error, naming the ids.
+struct AddResult {
+  size_t added = 0;
+  absl::Status status;
+};
+AddResult AddInBatches(Client& client, const std::string& name, std::span<const float> vectors,
+                       std::span<const uint64_t> ids, size_t batch);
+
+// One line of the --mixed and --churn tables: a metric, its value, the target and PASS/FAIL
+// ("" for information). A row without a metric is a blank line.
+struct TargetRow {
+  std::string metric;
+  std::string value;
+  std::string target;
+  std::string result;
+};
+// Prints `rows` with aligned columns and returns how many say FAIL.
+int PrintTargetTable(const std::vector<TargetRow>& rows);
+inline const char* PassFail(bool pass) { return pass ? "PASS" : "FAIL"; }
+
+// The workloads; each returns the process's exit status (1 if it could not run, or with
+// config.check if a target was missed).
+int RunMixed(const Config& config);
+int RunChurn(const Config& config);
 
 // Percentile (0..100) of `values`, which it sorts.
 double Percentile(std::vector<double>& values, double percentile);

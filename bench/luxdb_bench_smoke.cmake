@@ -1,5 +1,7 @@
 # bench_smoke: runs `luxdb-bench --quick` and checks that it exits 0 and prints the table with
-# both columns. Performance is not asserted (CI machines vary).
+# both columns; then tiny runs of the issue 15 workloads, --mixed and --churn (synthetic data,
+# without --check), for their code paths and tables. Performance is not asserted (CI machines
+# vary).
 #   cmake -DBENCH=/path/to/luxdb-bench -P luxdb_bench_smoke.cmake
 if(NOT BENCH)
   message(FATAL_ERROR "pass -DBENCH=<path to luxdb-bench>")
@@ -17,3 +19,29 @@ foreach(expected "metric +hnswlib +LuxDB +LuxDB/hnswlib +target +result"
     message(FATAL_ERROR "luxdb-bench --quick output lacks '${expected}'; stderr:\n${errors}")
   endif()
 endforeach()
+
+# Runs luxdb-bench with the arguments after `name` and fails unless it exits 0 and prints every
+# line of EXPECTED (a list variable named by `expected_var`).
+function(run_workload name expected_var)
+  execute_process(COMMAND ${BENCH} ${ARGN}
+    RESULT_VARIABLE result OUTPUT_VARIABLE output ERROR_VARIABLE errors)
+  message("${output}")
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "luxdb-bench ${name} exited with ${result}:\n${errors}")
+  endif()
+  foreach(expected IN LISTS ${expected_var})
+    if(NOT output MATCHES "${expected}")
+      message(FATAL_ERROR "luxdb-bench ${name} output lacks '${expected}'; stderr:\n${errors}")
+    endif()
+  endforeach()
+endfunction()
+
+set(mixed_lines "idle: query p50 / p99 / max ms" "while writing: QPS" "while writing: recall@10"
+                "p99 while writing / idle p99" "ingest while querying / alone" "--mixed: ")
+run_workload(--mixed mixed_lines --mixed --synthetic 3000 32 --queries 200 --mixed-preload 1000
+             --mixed-stream 2000 --duration 1 --recall-sample 100)
+set(churn_lines "A: replace passes accepted" "A: self-recall fresh - replaced"
+                "B: delete-half \\+ add-new rounds accepted" "B: deleted ids returned"
+                "B: self-recall fresh - churned" "B: server VmRSS MiB churned / fresh" "--churn: ")
+run_workload(--churn churn_lines --churn --churn-items 2000 --churn-dim 16 --churn-rounds 2
+             --self-recall-sample 500 --compact-wait 1)

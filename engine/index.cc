@@ -1,9 +1,14 @@
 #include "engine/index.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <shared_mutex>
 #include <thread>
 #include <utility>
@@ -24,6 +29,8 @@ namespace {
 constexpr size_t kAddGrain = 32;
 // Below this a float sum of squares has lost its precision to underflow.
 constexpr float kMinFloatSquares = 1e-30f;
+// Nice value of compaction threads: a busy server's queries and writes come first.
+constexpr int kCompactionNice = 10;
 // Automatic compaction waits for at least this many tombstones: rebuilding a small graph
 // frees little, and a write that runs out of room compacts anyway (MakeRoom).
 constexpr uint64_t kMinAutoCompactTombstones = 1000;
@@ -371,17 +378,45 @@ absl::Status Index::MakeRoom(uint64_t slots) {
   WaitForApplies();  // the leader now holds the mutation right
   uint64_t generation = 0;
   bool running = false;
+  bool built = false;
   {
     MutexLock lock(&compact_mu_);
     running = compaction_running_;
+    built = compaction_build_done_;
     generation = compaction_generation_;
-    while (compaction_running_ && compaction_generation_ == generation && !compaction_build_done_) {
-      compact_cv_.Wait(&compact_mu_);
-    }
   }
-  if (running) {
+  if (running && built) {
     FinishCompaction(generation);
     ResetCommittedState();
+  } else if (running) {
+    // A compaction is still building: rather than make the write wait for it, copy the graph
+    // into a larger one (a memcpy; readers go on with the old one). The compaction then swaps
+    // in a graph of the normal size.
+    const std::shared_ptr<HnswGraph> current = graph();
+    const uint64_t capacity =
+        std::min(kMaxElements, committed_elements_ + std::max(slots, current->max_elements() / 4));
+    const uint64_t bytes = HnswGraph::EstimateBytes(dim_, current->m(), capacity);
+    if (budget_ != nullptr) {
+      if (absl::Status s = budget_->Reserve(
+              bytes, absl::StrCat("growing index '", name_, "' to ", capacity,
+                                  " graph elements while a compaction runs"));
+          !s.ok()) {
+        return s;
+      }
+    }
+    absl::StatusOr<std::unique_ptr<HnswGraph>> larger = current->Copy(capacity);
+    if (!larger.ok()) {
+      if (budget_ != nullptr) budget_->Release(bytes);
+      return larger.status();
+    }
+    uint64_t old_bytes = 0;
+    {
+      MutexLock lock(&state_mu_);
+      graph_ = *std::move(larger);
+      old_bytes = std::exchange(graph_bytes_, bytes);
+    }
+    if (budget_ != nullptr) budget_->Release(old_bytes);
+    return absl::OkStatus();
   }
   if (committed_elements_ + slots <= graph()->max_elements()) return absl::OkStatus();
   // Compact now, into a graph with room for the group.
@@ -510,8 +545,12 @@ void Index::MaybeCompact() {
   const std::shared_ptr<HnswGraph> current = graph();
   if (current == nullptr) return;
   const uint64_t tombstones = current->deleted_count();
+  const uint64_t elements = current->element_count();
+  const uint64_t free = current->max_elements() - std::min(current->max_elements(), elements);
+  // Past the threshold, or when a compaction would at least double the free room (a full index
+  // whose items are replaced fills its slack with tombstones: start before it runs out).
   if (tombstones < kMinAutoCompactTombstones ||
-      static_cast<double>(tombstones) < compact_threshold_ * current->element_count()) {
+      (static_cast<double>(tombstones) < compact_threshold_ * elements && free > tombstones)) {
     return;
   }
   {
@@ -582,6 +621,11 @@ void Index::CompactionMain(uint64_t generation, std::shared_ptr<const HnswGraph>
                            std::vector<HnswGraph::LiveElement> live, uint64_t capacity,
                            std::shared_ptr<std::atomic<bool>> cancel,
                            std::chrono::steady_clock::time_point started) {
+  // Background work: queries and writes come first (Linux nice values are per thread).
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kCompactionNice) != 0) {
+    spdlog::debug("index '{}': compaction thread keeps its priority: {}", name_,
+                  std::strerror(errno));
+  }
   auto stopped = [&] { return cancel->load() || aborting_->load(); };
   absl::Status status;
   std::unique_ptr<HnswGraph> built;
