@@ -362,7 +362,6 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
 
   std::vector<uint64_t> add_ids;
   std::vector<float> add_vectors;
-  std::vector<uint64_t> to_replace;  // ids in add_ids whose live element gets a tombstone
   std::vector<uint64_t> to_delete;
   std::vector<float> current(config.dim);
   auto insert = [&]() -> absl::Status {
@@ -374,12 +373,11 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
       if (!larger.ok()) return larger.status();
       graph = *std::move(larger);
     }
-    for (uint64_t id : to_replace) graph->Tombstone(id);
     absl::Status error = InsertAll(*graph, *pool_, add_ids, add_vectors, config.dim, stop_loading_,
                                    [&] { return CheckLoadNotStopped(config.name); });
+    graph->TombstoneSuperseded();  // the old elements of replaced ids
     add_ids.clear();
     add_vectors.clear();
-    to_replace.clear();
     return error;
   };
   for (uint64_t id : touched) {
@@ -392,12 +390,11 @@ absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
       continue;
     }
     // Live in storage: re-add unless the graph already holds this vector, live. A live
-    // element with another vector becomes a tombstone first (vectors never change in place).
+    // element with another vector is replaced by a new one (vectors never change in place).
     if (presence == HnswGraph::Presence::kLive && graph->CopyVector(id, current.data()) &&
         std::memcmp(current.data(), item->vector.data(), current.size() * sizeof(float)) == 0) {
       continue;
     }
-    if (presence == HnswGraph::Presence::kLive) to_replace.push_back(id);
     add_ids.push_back(id);
     add_vectors.insert(add_vectors.end(), item->vector.begin(), item->vector.end());
     if (add_ids.size() == kRebuildChunk) {

@@ -60,8 +60,9 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   using Candidates = std::priority_queue<std::pair<float, tableint>,
                                          std::vector<std::pair<float, tableint>>, CompareByFirst>;
 
-  // Inserts a new element for `label`. The label must be absent, or its element marked
-  // deleted (a replace: Index marks the old element first); it then names the new element.
+  // Inserts a new element for `label`, which names it at once. If the label names a live
+  // element, that one is superseded: label listings leave it out, searches may still reach it
+  // (Search keeps one result per label) until TombstoneSuperseded marks it deleted.
   void Insert(const float* vector, hnswlib::labeltype label) {
     tableint id = 0;
     int level = 0;
@@ -71,23 +72,46 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     }
     {
       std::lock_guard count_lock(cur_element_count_guard_);
-      if (auto it = label_lookup_.find(label);
-          it != label_lookup_.end() && !IsDeleted(it->second)) {
-        throw std::runtime_error("label is live; mark its element deleted before replacing it");
-      }
       if (cur_element_count >= max_elements_) {
         throw std::runtime_error("The number of elements exceeds the specified limit");
       }
       id = static_cast<tableint>(cur_element_count++);
-      // Header, label and level before the element becomes countable: a walk over the elements
-      // below the count (LiveLabelsAfter) reads them under this lock's count.
+      // Header, vector, label and level before the element becomes countable or findable by
+      // its label: a walk over the elements below the count (LiveLabelsAfter) and CopyVector
+      // read them under this lock.
       std::memset(data_level0_memory_ + id * size_data_per_element_ + offsetLevel0_, 0,
                   size_data_per_element_);
+      std::memcpy(getDataByInternalId(id), vector, data_size_);
       std::memcpy(getExternalLabeLp(id), &label, sizeof(label));
       element_levels_[id] = level;
-      label_lookup_[label] = id;
+      auto [it, inserted] = label_lookup_.try_emplace(label, id);
+      if (!inserted) {
+        const tableint old = std::exchange(it->second, id);
+        if (!IsDeleted(old)) {
+          superseded_[old].store(1, std::memory_order_release);
+          MutexLock lock(&superseded_mu_);
+          to_tombstone_.push_back(old);
+        }
+      }
     }
-    InsertNew(vector, id, level);
+    InsertNew(id, level);
+  }
+
+  // Marks the elements superseded by replaces deleted. Call while no insertion runs.
+  size_t TombstoneSuperseded() {
+    std::vector<tableint> ids;
+    {
+      MutexLock lock(&superseded_mu_);
+      ids.swap(to_tombstone_);
+    }
+    size_t marked = 0;
+    for (tableint id : ids) marked += MarkDeletedElement(id);
+    return marked;
+  }
+
+  // Live for label listings: neither deleted nor superseded.
+  bool IsListed(tableint id) const {
+    return !IsDeleted(id) && superseded_[id].load(std::memory_order_acquire) == 0;
   }
 
   // Marks the element of a live label deleted. False if the label is absent or deleted.
@@ -99,6 +123,10 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
       if (it == label_lookup_.end()) return false;
       id = it->second;
     }
+    return MarkDeletedElement(id);
+  }
+
+  bool MarkDeletedElement(tableint id) {
     if (__atomic_fetch_or(DeletedByte(id), DELETE_MARK, __ATOMIC_RELEASE) & DELETE_MARK) {
       return false;
     }
@@ -158,6 +186,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   // elements), instead of the 65,536 (2.5 MiB) it allocates for every graph.
   void Prepare() {
     std::vector<std::mutex>(1).swap(link_list_update_locks_);
+    superseded_ = std::make_unique<std::atomic<uint8_t>[]>(max_elements_);
     uint64_t marked = 0;
     for (size_t i = 0; i < cur_element_count; ++i) marked += IsDeleted(static_cast<tableint>(i));
     tombstones_ = marked;
@@ -261,7 +290,8 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     return top;
   }
 
-  void InsertNew(const float* vector, tableint id, int level) {
+  void InsertNew(tableint id, int level) {
+    const void* vector = getDataByInternalId(id);
     // Held for the whole insertion, as hnswlib does: once linked on an upper level the element
     // is reachable, and another insertion must not add to its lower-level lists before it has
     // written them (mutuallyConnectNewElement requires them blank). A search reaching it then
@@ -272,7 +302,6 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     if (level <= top_level) top_lock.unlock();
     const tableint entry = enterpoint_node_;
 
-    std::memcpy(getDataByInternalId(id), vector, data_size_);
     if (level > 0) {
       const size_t bytes = size_links_per_element_ * level + 1;
       linkLists_[id] = static_cast<char*>(std::malloc(bytes));
@@ -329,6 +358,10 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
   Mutex level_mu_;  // serialises draws from hnswlib's level generator
+  // Per element: 1 once a replace made its label name a newer element (see Insert).
+  std::unique_ptr<std::atomic<uint8_t>[]> superseded_;
+  Mutex superseded_mu_;  // guards to_tombstone_; a leaf lock
+  std::vector<tableint> to_tombstone_ ABSL_GUARDED_BY(superseded_mu_);
   std::atomic<uint64_t> tombstones_ = 0;
   // (top level << 32) | entry element, or kNoEntry for an empty graph.
   std::atomic<uint64_t> entry_ = kNoEntry;
@@ -619,6 +652,8 @@ absl::Status HnswGraph::MarkDeleted(uint64_t label) {
 
 bool HnswGraph::Tombstone(uint64_t label) { return impl_->graph->MarkDeletedLabel(label); }
 
+size_t HnswGraph::TombstoneSuperseded() { return impl_->graph->TombstoneSuperseded(); }
+
 absl::StatusOr<std::unique_ptr<HnswGraph>> HnswGraph::Copy(uint64_t capacity) const {
   const Graph& g = *impl_->graph;
   if (capacity < g.cur_element_count) {
@@ -695,7 +730,7 @@ HnswGraph::LabelPage HnswGraph::LiveLabelsAfter(std::optional<uint64_t> after, s
   // A live element's label is unique (Load checks it of a file; replaces mark the old first).
   for (size_t i = 0; i < count; ++i) {
     const tableint internal = static_cast<tableint>(i);
-    if (g.IsDeleted(internal)) continue;
+    if (!g.IsListed(internal)) continue;
     const uint64_t label = g.getExternalLabel(internal);
     if (after.has_value() && label <= *after) continue;
     ++matched;
@@ -730,7 +765,7 @@ std::vector<HnswGraph::LiveElement> HnswGraph::LiveElements() const {
   live.reserve(count - std::min<uint64_t>(count, g.tombstones()));
   for (size_t i = 0; i < count; ++i) {
     const tableint internal = static_cast<tableint>(i);
-    if (!g.IsDeleted(internal)) live.push_back({g.getExternalLabel(internal), internal});
+    if (g.IsListed(internal)) live.push_back({g.getExternalLabel(internal), internal});
   }
   return live;
 }

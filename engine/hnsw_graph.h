@@ -57,10 +57,15 @@ class HnswGraph {
   // Writes the graph in hnswlib's file format.
   absl::Status Save(const std::string& path) const;
 
-  // Inserts `vector` (dim floats) as a new element for `label`, which must be absent or
-  // deleted (to replace a live item, MarkDeleted it first). Capacity (element_count() <
-  // max_elements()) must have been checked by the caller.
+  // Inserts `vector` (dim floats) as a new element for `label`, which names it at once
+  // (Find, CopyVector). A live label is replaced: its old element is left out of label
+  // listings at once, and searches may still reach it (one result per label, the nearer)
+  // until TombstoneSuperseded marks it deleted. Capacity (element_count() < max_elements())
+  // must have been checked by the caller.
   absl::Status Add(const float* vector, uint64_t label);
+  // Marks deleted the old elements of the labels Add replaced; returns how many. Call while no
+  // Add runs (as MarkDeleted).
+  size_t TombstoneSuperseded();
   // Marks the element of a label deleted (a tombstone). NOT_FOUND if the label is absent; OK
   // if it is deleted already.
   absl::Status MarkDeleted(uint64_t label);

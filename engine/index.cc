@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <shared_mutex>
@@ -397,9 +397,9 @@ absl::Status Index::MakeRoom(uint64_t slots) {
         std::min(kMaxElements, committed_elements_ + std::max(slots, current->max_elements() / 4));
     const uint64_t bytes = HnswGraph::EstimateBytes(dim_, current->m(), capacity);
     if (budget_ != nullptr) {
-      if (absl::Status s = budget_->Reserve(
-              bytes, absl::StrCat("growing index '", name_, "' to ", capacity,
-                                  " graph elements while a compaction runs"));
+      if (absl::Status s =
+              budget_->Reserve(bytes, absl::StrCat("growing index '", name_, "' to ", capacity,
+                                                   " graph elements while a compaction runs"));
           !s.ok()) {
         return s;
       }
@@ -511,10 +511,11 @@ void Index::ApplyGroup(const CommittedGroup& committed) {
 }
 
 absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
-  // Marks first, alone: hnswlib's construction search reads them plainly, so they must not
-  // change while insertions run. A replaced item's old element becomes a tombstone.
-  for (uint64_t id : writer.ids) graph.Tombstone(id);
-  if (writer.kind == Writer::Kind::kDelete) return absl::OkStatus();
+  // Marks are set while no insertion runs (hnswlib's construction search reads them plainly).
+  if (writer.kind == Writer::Kind::kDelete) {
+    for (uint64_t id : writer.ids) graph.Tombstone(id);
+    return absl::OkStatus();
+  }
   const size_t n = writer.ids.size();
   size_t first = 0;
   if (graph.element_count() == 0 && n > 0) {  // hnswlib wants its first element alone
@@ -537,6 +538,9 @@ absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
       }
     }
   });
+  // A replaced item's old element becomes a tombstone once its new one is in: a query or
+  // GetElements during the replace sees the old vector or the new one, never neither.
+  graph.TombstoneSuperseded();
   return error;
 }
 
@@ -718,10 +722,12 @@ absl::Status Index::CatchUp(const HnswGraph& source, const absl::flat_hash_set<u
   std::vector<float> vector(dim_);
   for (uint64_t id : touched) {
     const bool live = source.CopyVector(id, vector.data());
-    const bool held = target->Find(id) == HnswGraph::Presence::kLive;
-    if (held) target->Tombstone(id);
-    if (!live) continue;
+    if (!live) {
+      target->Tombstone(id);
+      continue;
+    }
     if (target->element_count() == target->max_elements()) {
+      target->TombstoneSuperseded();  // a copy carries marks, not pending supersessions
       absl::StatusOr<std::unique_ptr<HnswGraph>> larger =
           target->Copy(target->max_elements() + std::max<uint64_t>(touched.size(), 16));
       if (!larger.ok()) return larger.status();
@@ -729,6 +735,7 @@ absl::Status Index::CatchUp(const HnswGraph& source, const absl::flat_hash_set<u
     }
     if (absl::Status s = target->Add(vector.data(), id); !s.ok()) return s;
   }
+  target->TombstoneSuperseded();
   return absl::OkStatus();
 }
 

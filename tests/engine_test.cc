@@ -517,12 +517,16 @@ TEST_F(HnswGraphTest, MarkDeletedHidesTheElement) {
   EXPECT_EQ(graph->element_count(), 51u);
   ASSERT_TRUE(graph->CopyVector(5, out.data()));
   EXPECT_EQ(out, fresh);
-  // A live label is not added twice: replacing needs its element tombstoned first.
-  EXPECT_FALSE(graph->Add(fresh.data(), 6).ok());
-  ASSERT_TRUE(graph->MarkDeleted(6).ok());
+  // Adding a live label replaces it: the label names the new element at once, the old one
+  // leaves the listings at once and becomes a tombstone with TombstoneSuperseded.
   ASSERT_TRUE(graph->Add(fresh.data(), 6).ok());
   ASSERT_TRUE(graph->CopyVector(6, out.data()));
   EXPECT_EQ(out, fresh);
+  const std::vector<uint64_t> listed = graph->LiveLabels();
+  EXPECT_EQ(std::count(listed.begin(), listed.end(), 6u), 1);
+  EXPECT_EQ(graph->deleted_count(), 10u);
+  EXPECT_EQ(graph->TombstoneSuperseded(), 1u);
+  EXPECT_EQ(graph->deleted_count(), 11u);
   const SearchResult nearest = SearchGraph(*graph, fresh.data(), 5, 50);
   EXPECT_EQ(std::set<uint64_t>(nearest.ids.begin(), nearest.ids.end()).size(), nearest.ids.size())
       << "a label is returned once";
