@@ -299,8 +299,8 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     std::unique_lock element_lock(link_list_locks_[id]);
     std::unique_lock top_lock(global);  // kept while this element may become the entry point
     const int top_level = maxlevel_;
+    const tableint entry = enterpoint_node_;  // read under `global`, as maxlevel_
     if (level <= top_level) top_lock.unlock();
-    const tableint entry = enterpoint_node_;
 
     if (level > 0) {
       const size_t bytes = size_links_per_element_ * level + 1;
