@@ -89,6 +89,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
         const tableint old = std::exchange(it->second, id);
         if (!IsDeleted(old)) {
           superseded_[old].store(1, std::memory_order_release);
+          superseded_pending_.fetch_add(1, std::memory_order_relaxed);
           MutexLock lock(&superseded_mu_);
           to_tombstone_.push_back(old);
         }
@@ -106,6 +107,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     }
     size_t marked = 0;
     for (tableint id : ids) marked += MarkDeletedElement(id);
+    superseded_pending_.fetch_sub(ids.size(), std::memory_order_relaxed);
     return marked;
   }
 
@@ -180,6 +182,10 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
   uint64_t tombstones() const { return tombstones_.load(std::memory_order_relaxed); }
+  // Elements replaced but not yet marked (TombstoneSuperseded).
+  uint64_t superseded_pending() const {
+    return superseded_pending_.load(std::memory_order_relaxed);
+  }
 
   // After construction, loading or copying: publishes the entry point, counts the marks, and
   // keeps only the update locks hnswlib's in-place update would use (none: replaces insert new
@@ -363,6 +369,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   Mutex superseded_mu_;  // guards to_tombstone_; a leaf lock
   std::vector<tableint> to_tombstone_ ABSL_GUARDED_BY(superseded_mu_);
   std::atomic<uint64_t> tombstones_ = 0;
+  std::atomic<uint64_t> superseded_pending_ = 0;
   // (top level << 32) | entry element, or kNoEntry for an empty graph.
   std::atomic<uint64_t> entry_ = kNoEntry;
 };
@@ -787,6 +794,14 @@ void HnswGraph::ForEachElement(
 
 uint64_t HnswGraph::element_count() const { return impl_->graph->Count(); }
 uint64_t HnswGraph::deleted_count() const { return impl_->graph->tombstones(); }
+uint64_t HnswGraph::live_count() const {
+  const Graph& g = *impl_->graph;
+  // Read the tombstones and pending replaces before the count, so that an insertion between
+  // the reads can only make the answer smaller than the truth, never larger.
+  const uint64_t gone = g.tombstones() + g.superseded_pending();
+  const uint64_t count = g.Count();
+  return count - std::min(count, gone);
+}
 uint64_t HnswGraph::max_elements() const { return impl_->graph->max_elements_; }
 uint32_t HnswGraph::m() const { return static_cast<uint32_t>(impl_->graph->M_); }
 uint32_t HnswGraph::ef_construction() const {

@@ -111,6 +111,8 @@ class HnswGraph {
   uint64_t element_count() const;
   // Tombstones: elements marked deleted (deleted items, old vectors of replaced ones).
   uint64_t deleted_count() const;
+  // Live items: elements neither deleted nor replaced (while Adds run, a close lower bound).
+  uint64_t live_count() const;
   uint64_t max_elements() const;
   uint32_t m() const;
   uint32_t ef_construction() const;

@@ -1,7 +1,6 @@
 #include "engine/index.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,8 +28,6 @@ namespace {
 constexpr size_t kAddGrain = 32;
 // Below this a float sum of squares has lost its precision to underflow.
 constexpr float kMinFloatSquares = 1e-30f;
-// Nice value of compaction threads: a busy server's queries and writes come first.
-constexpr int kCompactionNice = 10;
 // Automatic compaction waits for at least this many tombstones: rebuilding a small graph
 // frees little, and a write that runs out of room compacts anyway (MakeRoom).
 constexpr uint64_t kMinAutoCompactTombstones = 1000;
@@ -153,7 +150,7 @@ IndexInfo Index::Info() const {
   info.max_elements = config_.max_elements;
   if (graph_) {
     info.tombstones = info.deleted_count = graph_->deleted_count();
-    info.element_count = graph_->element_count() - info.tombstones;
+    info.element_count = graph_->live_count();
   }
   info.memory_bytes = graph_bytes_ + compaction_bytes_.load();
   info.compacting = compaction_bytes_.load() != 0;
@@ -625,11 +622,6 @@ void Index::CompactionMain(uint64_t generation, std::shared_ptr<const HnswGraph>
                            std::vector<HnswGraph::LiveElement> live, uint64_t capacity,
                            std::shared_ptr<std::atomic<bool>> cancel,
                            std::chrono::steady_clock::time_point started) {
-  // Background work: queries and writes come first (Linux nice values are per thread).
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kCompactionNice) != 0) {
-    spdlog::debug("index '{}': compaction thread keeps its priority: {}", name_,
-                  std::strerror(errno));
-  }
   auto stopped = [&] { return cancel->load() || aborting_->load(); };
   absl::Status status;
   std::unique_ptr<HnswGraph> built;
@@ -754,7 +746,7 @@ void Index::FinishCompaction(uint64_t generation) {
     tombstones_before = compaction_tombstones_;
     started = compaction_started_;
   }
-  const std::shared_ptr<HnswGraph> old = graph();
+  std::shared_ptr<HnswGraph> old = graph();
   absl::Status status = CatchUp(*old, touched, built);
   CompactStats stats;
   if (status.ok()) {
@@ -791,6 +783,10 @@ void Index::FinishCompaction(uint64_t generation) {
     if (compaction_results_.size() > 16) compaction_results_.pop_front();
     compact_cv_.SignalAll();
   }
+  // The old graph goes once the last query holding it finishes (usually now). Its blocks were
+  // allocated over time in several malloc arenas; give what they free back to the kernel.
+  old.reset();
+  malloc_trim(0);
   if (status.ok()) {
     spdlog::info(
         "index '{}': compaction {} done in {:.2f} s: {} live items, {} tombstones removed "
