@@ -1,41 +1,13 @@
 #include "engine/memory_budget.h"
 
-#include <fstream>
 #include <limits>
 #include <string>
-#include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "engine/resources.h"
 
 namespace luxdb::engine {
 namespace {
-
-uint64_t ReadMemTotal() {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.starts_with("MemTotal:")) continue;
-    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-    uint64_t kib = 0;
-    if (fields.size() >= 2 && absl::SimpleAtoi(fields[1], &kib)) return kib * 1024;
-  }
-  return 0;
-}
-
-// The cgroup v2 (memory.max) or v1 (memory.limit_in_bytes) limit; 0 if none is set ("max",
-// or v1's huge "unlimited" value).
-uint64_t ReadCgroupLimit() {
-  for (const char* path :
-       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(path);
-    std::string text;
-    uint64_t limit = 0;
-    if (in >> text && absl::SimpleAtoi(text, &limit) && limit < (uint64_t{1} << 60)) return limit;
-  }
-  return 0;
-}
 
 std::string Mib(uint64_t bytes) { return absl::StrCat((bytes + (1 << 20) - 1) >> 20, " MiB"); }
 
@@ -45,8 +17,9 @@ MemoryBudget::MemoryBudget(uint64_t limit_bytes)
     : limit_(limit_bytes != 0 ? limit_bytes : DefaultLimitBytes()) {}
 
 uint64_t MemoryBudget::DefaultLimitBytes() {
-  uint64_t total = ReadMemTotal();
-  if (const uint64_t cgroup = ReadCgroupLimit(); cgroup != 0 && (total == 0 || cgroup < total)) {
+  uint64_t total = MemTotalBytes();
+  if (const uint64_t cgroup = CgroupMemoryLimitBytes();
+      cgroup != 0 && (total == 0 || cgroup < total)) {
     total = cgroup;
   }
   if (total == 0) return std::numeric_limits<uint64_t>::max();

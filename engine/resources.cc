@@ -6,10 +6,12 @@
 #include <cwctype>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -19,17 +21,23 @@
 namespace luxdb::engine {
 namespace {
 
-uint64_t ReadMemAvailable() {
+// A "Name: N kB" line of /proc/meminfo in bytes (`field` includes the colon); nullopt if
+// missing.
+std::optional<uint64_t> ReadMeminfoBytes(absl::string_view field) {
   std::ifstream in("/proc/meminfo");
   std::string line;
   while (std::getline(in, line)) {
-    if (!line.starts_with("MemAvailable:")) continue;
+    if (!absl::StartsWith(line, field)) continue;
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, ' ', absl::SkipWhitespace());  // "MemAvailable:" N "kB"
     uint64_t kib = 0;
     if (fields.size() >= 2 && absl::SimpleAtoi(fields[1], &kib)) return kib * 1024;
   }
-  return std::numeric_limits<uint64_t>::max();
+  return std::nullopt;
+}
+
+uint64_t ReadMemAvailable() {
+  return ReadMeminfoBytes("MemAvailable:").value_or(std::numeric_limits<uint64_t>::max());
 }
 
 // Remaining allowance under a cgroup v2 (memory.max) or v1 (memory.limit_in_bytes) limit.
@@ -97,6 +105,19 @@ bool IsLetter(char32_t c) {
 }  // namespace
 
 uint64_t AvailableMemoryBytes() { return std::min(ReadMemAvailable(), ReadCgroupRemaining()); }
+
+uint64_t MemTotalBytes() { return ReadMeminfoBytes("MemTotal:").value_or(0); }
+
+uint64_t CgroupMemoryLimitBytes() {
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    std::string text;
+    uint64_t limit = 0;
+    if (in >> text && absl::SimpleAtoi(text, &limit) && limit < (uint64_t{1} << 60)) return limit;
+  }
+  return 0;
+}
 
 absl::Status ValidateIndexName(absl::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("index name is empty");
