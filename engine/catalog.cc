@@ -6,7 +6,6 @@
 #include <cstring>
 #include <future>
 #include <mutex>
-#include <shared_mutex>
 #include <thread>
 #include <utility>
 
@@ -663,7 +662,7 @@ absl::StatusOr<std::shared_ptr<Index>> Catalog::ImportReserved(const std::string
 }
 
 absl::StatusOr<uint64_t> Catalog::Backup(const storage::BackupTarget& target) {
-  std::unique_lock lock(publish_mu_);
+  WriterLock lock(&publish_mu_);
   return store_->Backup(target);
 }
 

@@ -28,7 +28,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -195,9 +194,9 @@ class Catalog {
   std::atomic<bool> aborting_ = false;
   std::atomic<bool> stop_loading_ = false;
   // Held shared by an Index while it publishes a snapshot and trims the history it covers,
-  // exclusively by Backup (see IndexContext::publish_mu). A std::shared_mutex because
-  // IndexContext hands it to Index as one.
-  std::shared_mutex publish_mu_;
+  // exclusively by Backup (see IndexContext::publish_mu). It guards no member: it orders the
+  // store's snapshot publication against the store's backup.
+  RwLock publish_mu_;
 
   // Guards the name map: what Get, Exists and List see, and the names Create, Import and Drop
   // are working on. Held only while the map is read or updated.

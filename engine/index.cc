@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <shared_mutex>
 #include <thread>
 #include <utility>
 
@@ -1272,7 +1271,7 @@ absl::Status Index::SaveSnapshot() {
     return absl::OkStatus();
   };
   if (absl::Status s = RunWriter(&writer); !s.ok() || !saved) return s;
-  std::shared_lock publish_lock(*publish_mu_);
+  ReaderLock publish_lock(publish_mu_);
   absl::Status published = store_->PublishSnapshot(config.cf_id, config.version);
   if (!published.ok()) {
     unsnapshotted_items_ += items;

@@ -23,7 +23,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,7 +99,7 @@ struct IndexContext {
   const std::atomic<bool>* aborting = nullptr;
   // Held shared while a snapshot is published and the history it covers trimmed; held
   // exclusively by a backup, so the snapshots and history it copies stay consistent.
-  std::shared_mutex* publish_mu = nullptr;
+  RwLock* publish_mu = nullptr;
 };
 
 class Index {
@@ -248,7 +247,7 @@ class Index {
   storage::Store* const store_;
   ThreadPool* const pool_;
   const std::atomic<bool>* const aborting_;
-  std::shared_mutex* const publish_mu_;
+  RwLock* const publish_mu_;
   MemoryBudget* const budget_;
   const double compact_threshold_;
 
