@@ -41,7 +41,8 @@ struct QueryStats {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   double recall = 0;
   size_t recall_rows = 0;
-  double background_cores = 0;  // other processes' load meanwhile (PhaseMeter)
+  double background_cores = 0;               // other processes' load meanwhile (PhaseMeter)
+  double server_cores = 0, bench_cores = 0;  // CPU the server and this process used
   double qps() const { return seconds > 0 ? queries / seconds : 0; }
 };
 
@@ -49,6 +50,7 @@ struct IngestStats {
   size_t vectors = 0;
   double seconds = 0;
   double background_cores = 0;
+  double server_cores = 0, bench_cores = 0;
   double rate() const { return seconds > 0 ? vectors / seconds : 0; }
 };
 
@@ -91,6 +93,10 @@ class QueryLoad {
     QueryStats stats;
     stats.seconds = SecondsSince(start_);
     stats.background_cores = meter_->background_cores();
+    if (stats.seconds > 0) {
+      stats.server_cores = meter_->server_cpu_s() / stats.seconds;
+      stats.bench_cores = meter_->self_cpu_s() / stats.seconds;
+    }
     std::vector<double> all;
     for (size_t c = 0; c < clients_.size(); ++c) {
       if (!errors_[c].ok()) return errors_[c];
@@ -161,6 +167,10 @@ absl::StatusOr<IngestStats> Stream(Client& client, const std::string& index, con
   IngestStats stats{.vectors = added.added,
                     .seconds = SecondsSince(start),
                     .background_cores = meter.background_cores()};
+  if (stats.seconds > 0) {
+    stats.server_cores = meter.server_cpu_s() / stats.seconds;
+    stats.bench_cores = meter.self_cpu_s() / stats.seconds;
+  }
   if (!added.status.ok()) return added.status;
   return stats;
 }
@@ -177,6 +187,12 @@ Dataset Prefix(const Dataset& data, size_t n, size_t nq) {
   prefix.queries.assign(data.queries.begin(), data.queries.begin() + nq * data.dim);
   prefix.cache_dir = data.cache_dir;
   return prefix;
+}
+
+template <typename Stats>
+std::string Cores(const Stats& s) {
+  return absl::StrFormat("%.2f + %.2f = %.2f", s.server_cores, s.bench_cores,
+                         s.server_cores + s.bench_cores);
 }
 
 std::string Latencies(const QueryStats& s) {
@@ -259,6 +275,12 @@ int RunMixed(const Config& config) {
   const double p99_ratio = idle->p99_ms > 0 ? writing->p99_ms / idle->p99_ms : 0;
   const double qps_ratio = idle->qps() > 0 ? writing->qps() / idle->qps() : 0;
   const double ingest_ratio = alone->rate() > 0 ? written->rate() / alone->rate() : 0;
+  // Both throughput targets at once need, at the per-query and per-vector CPU cost of the
+  // phases alone, this many cores (server and this process, which sends the calls).
+  const double idle_cores = idle->server_cores + idle->bench_cores;
+  const double alone_cores = alone->server_cores + alone->bench_cores;
+  const double cores_needed = kMinQpsRatio * idle_cores + kMinIngestRatio * alone_cores;
+  const unsigned machine_cores = std::max(1u, std::thread::hardware_concurrency());
   const std::string recall_target = absl::StrFormat(">= %.2f (sanity)", kMinRecall);
   std::vector<TargetRow> rows = {
       {"idle: query p50 / p99 / max ms", Latencies(*idle), "", ""},
@@ -272,6 +294,14 @@ int RunMixed(const Config& config) {
        PassFail(writing->recall >= kMinRecall)},
       {"ingest alone vectors/s", absl::StrFormat("%.0f", alone->rate()), "", ""},
       {"ingest while querying vectors/s", absl::StrFormat("%.0f", written->rate()), "", ""},
+      {"cores, server + bench: idle", Cores(*idle), "", ""},
+      {"cores, server + bench: ingest alone", Cores(*alone), "", ""},
+      {"cores, server + bench: while writing (queries' and writer's)", Cores(*writing), "", ""},
+      {absl::StrFormat("cores both ratio targets need: %.1f x idle + %.1f x ingest alone",
+                       kMinQpsRatio, kMinIngestRatio),
+       absl::StrFormat("%.2f", cores_needed),
+       absl::StrFormat("<= %u (this machine)", machine_cores),
+       cores_needed <= machine_cores ? "feasible" : "infeasible"},
       {"others busy, cores: idle / ingest alone / while writing",
        absl::StrFormat("%.1f / %.1f / %.1f", idle->background_cores, alone->background_cores,
                        writing->background_cores),
