@@ -5,11 +5,13 @@
 #include <filesystem>
 #include <optional>
 #include <span>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "auth/secret_file.h"
 #include "engine/resources.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "spdlog/spdlog.h"
 #include "storage/backup_target.h"
 
@@ -93,7 +95,7 @@ void LuxDBService::SetCallLimits(uint32_t max_concurrent_calls,
   max_call_duration_ = max_call_duration;
 }
 
-LuxDBService::CallDeadline LuxDBService::DeadlineOf(const grpc::ServerContext* context) const {
+LuxDBService::CallDeadline LuxDBService::DeadlineOf(const grpc::ServerContextBase* context) const {
   using std::chrono::steady_clock;
   using std::chrono::system_clock;
   CallDeadline deadline;
@@ -119,16 +121,19 @@ absl::Status LuxDBService::NameDeadline(absl::Status status, const CallDeadline&
                                                   " s per call, --max-call-seconds)"));
 }
 
-absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContext* context) const {
+absl::Status LuxDBService::CheckCallLimit(uint32_t calls) const {
+  if (calls <= max_concurrent_calls_) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the server is already handling its limit of ", max_concurrent_calls_,
+                   " calls at once (--max-concurrent-calls); retry shortly"));
+}
+
+absl::StatusOr<engine::Catalog*> LuxDBService::Ready(const grpc::ServerContextBase* context) const {
   // A call that waited for a thread past its client's deadline: nobody waits for its answer.
   if (context->deadline() < std::chrono::system_clock::now()) {
     return absl::DeadlineExceededError("the call's deadline passed before it could start");
   }
-  if (calls_in_flight_.load() > max_concurrent_calls_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the server is already handling its limit of ", max_concurrent_calls_,
-                     " calls at once (--max-concurrent-calls); retry shortly"));
-  }
+  if (absl::Status busy = CheckCallLimit(calls_in_flight_.load()); !busy.ok()) return busy;
   engine::Catalog* catalog = catalog_.load();
   if (catalog == nullptr) {
     std::unique_lock lock(attach_mu_);
@@ -149,7 +154,7 @@ void LuxDBService::AttachCatalog(engine::Catalog* catalog) {
 }
 
 absl::StatusOr<std::shared_ptr<engine::Index>> LuxDBService::Find(
-    const grpc::ServerContext* context, const std::string& name) const {
+    const grpc::ServerContextBase* context, const std::string& name) const {
   absl::StatusOr<engine::Catalog*> catalog = Ready(context);
   if (!catalog.ok()) return catalog.status();
   return (*catalog)->Get(name);
@@ -288,9 +293,79 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status LuxDBService::QueryIndex(grpc::ServerContext* context,
-                                      const v1::QueryIndexRequest* request,
-                                      v1::QueryIndexResponse* response) {
+namespace {
+
+// A QueryIndex call's parsed request and its response, parsed and built by LuxDB (the method is
+// raw: gRPC hands over and takes back bytes).
+struct QueryCall {
+  v1::QueryIndexRequest request;
+  v1::QueryIndexResponse response;
+};
+
+// The request in `bytes`, or INTERNAL as gRPC's own parser answers for the other methods, here
+// with a message naming what was wrong.
+grpc::Status ParseQuery(const grpc::ByteBuffer& bytes, v1::QueryIndexRequest* request) {
+  grpc::ByteBuffer copy(bytes);  // shares the slices; the reader needs a mutable buffer
+  grpc::ProtoBufferReader reader(&copy);
+  if (request->ParseFromZeroCopyStream(&reader)) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      absl::StrCat("QueryIndex: the request (", bytes.Length(),
+                                   " bytes) is not a luxdb.v1.QueryIndexRequest (a string "
+                                   "field that is not UTF-8 is refused too)"));
+}
+
+// Finishes the call with `status`, and on OK with `response`.
+void Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
+            const v1::QueryIndexResponse& response, grpc::ByteBuffer* bytes) {
+  if (!status.ok()) {
+    reactor->Finish(status);
+    return;
+  }
+  bool own_buffer = false;
+  reactor->Finish(
+      grpc::SerializationTraits<v1::QueryIndexResponse>::Serialize(response, bytes, &own_buffer));
+}
+
+}  // namespace
+
+// QueryIndex is a raw method of gRPC's callback API: a call whose query vectors hold at most
+// this many floats (one vector of 4,096 dimensions, five of 784) is answered on the gRPC thread
+// that received it, without the sync server's hand-off of every call from its poller to a
+// worker thread. On this machine (Fashion-MNIST, ef 40, one client) that took the p50 of a
+// one-vector call from 0.40-0.43 ms to 0.27-0.30 ms. Larger calls take a thread of their own,
+// so that a long batch never holds up the calls gRPC's thread would serve next.
+constexpr int kInlineQueryFloats = 4096;
+
+grpc::ServerUnaryReactor* LuxDBService::QueryIndex(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request_bytes,
+                                                   grpc::ByteBuffer* response_bytes) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto call = std::make_unique<QueryCall>();
+  if (grpc::Status parsed = ParseQuery(*request_bytes, &call->request); !parsed.ok()) {
+    reactor->Finish(parsed);
+    return reactor;
+  }
+  // Until the catalog is attached, Ready waits for it: never on gRPC's thread.
+  if (call->request.vectors_size() <= kInlineQueryFloats && catalog_.load() != nullptr) {
+    Answer(reactor, Query(context, &call->request, &call->response), call->response,
+           response_bytes);
+    return reactor;
+  }
+  // Threads started here are bounded as the sync server's are: refused beyond the limit.
+  if (absl::Status busy = CheckCallLimit(calls_in_flight_.load() + 1); !busy.ok()) {
+    reactor->Finish(ToGrpc(busy));
+    return reactor;
+  }
+  std::thread([this, context, reactor, response_bytes, call = std::move(call)] {
+    Answer(reactor, Query(context, &call->request, &call->response), call->response,
+           response_bytes);
+  }).detach();
+  return reactor;
+}
+
+grpc::Status LuxDBService::Query(const grpc::ServerContextBase* context,
+                                 const v1::QueryIndexRequest* request,
+                                 v1::QueryIndexResponse* response) {
   const CallSlot slot(&calls_in_flight_);
   absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
   if (!index.ok()) return ToGrpc(index.status());

@@ -14,7 +14,8 @@
 
 namespace luxdb::server {
 
-class LuxDBService final : public luxdb::v1::LuxDB::Service {
+class LuxDBService final
+    : public luxdb::v1::LuxDB::WithRawCallbackMethod_QueryIndex<luxdb::v1::LuxDB::Service> {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
@@ -48,8 +49,11 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
                         v1::AddItemsResponse*) override;
   grpc::Status DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest*,
                            v1::DeleteItemsResponse*) override;
-  grpc::Status QueryIndex(grpc::ServerContext*, const v1::QueryIndexRequest*,
-                          v1::QueryIndexResponse*) override;
+  // A raw method of gRPC's callback API (LuxDB parses the request): small queries are answered
+  // on the thread that received them, larger ones on a thread of their own (service.cc,
+  // kInlineQueryFloats).
+  grpc::ServerUnaryReactor* QueryIndex(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
+                                       grpc::ByteBuffer*) override;
   grpc::Status ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest*,
                            v1::ResizeIndexResponse*) override;
   grpc::Status GetIds(grpc::ServerContext*, const v1::GetIdsRequest*, v1::GetIdsResponse*) override;
@@ -63,7 +67,9 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   // The catalog; UNAVAILABLE while indexes are still loading, DEADLINE_EXCEEDED if the call's
   // deadline passed before it started. Every handler starts here (directly or through Find).
   // RESOURCE_EXHAUSTED when more than max_concurrent_calls calls hold a CallSlot.
-  absl::StatusOr<engine::Catalog*> Ready(const grpc::ServerContext* context) const;
+  absl::StatusOr<engine::Catalog*> Ready(const grpc::ServerContextBase* context) const;
+  // RESOURCE_EXHAUSTED naming --max-concurrent-calls if `calls` calls in progress exceed it.
+  absl::Status CheckCallLimit(uint32_t calls) const;
   // Counts a call among those in progress for as long as it lives; every handler makes one
   // before calling Ready.
   class CallSlot {
@@ -81,11 +87,11 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
     engine::Deadline when = engine::kNoDeadline;
     bool server_limit = false;  // `when` is the server's cap, not the client's deadline
   };
-  CallDeadline DeadlineOf(const grpc::ServerContext* context) const;
+  CallDeadline DeadlineOf(const grpc::ServerContextBase* context) const;
   // `status`, with the server's limit named if DEADLINE_EXCEEDED came from it.
   absl::Status NameDeadline(absl::Status status, const CallDeadline& deadline) const;
   // The named index, or the status explaining why there is none.
-  absl::StatusOr<std::shared_ptr<engine::Index>> Find(const grpc::ServerContext* context,
+  absl::StatusOr<std::shared_ptr<engine::Index>> Find(const grpc::ServerContextBase* context,
                                                       const std::string& name) const;
   // RESOURCE_EXHAUSTED if a response of `bytes` (of `what`), answering `items` requested
   // things (`item_noun`), would exceed the message cap; the message suggests how many fit.
@@ -95,6 +101,9 @@ class LuxDBService final : public luxdb::v1::LuxDB::Service {
   // this check, not gRPC's own terse refusal, answers a batch that is too large.
   absl::Status CheckRequestSize(const google::protobuf::Message& request, uint64_t items,
                                 absl::string_view what, absl::string_view item_noun) const;
+  // QueryIndex's work, on whichever thread runs it.
+  grpc::Status Query(const grpc::ServerContextBase* context, const v1::QueryIndexRequest* request,
+                     v1::QueryIndexResponse* response);
   absl::Status CheckSize(absl::string_view message, absl::string_view advice, uint64_t spare,
                          uint64_t bytes, uint64_t items, absl::string_view what,
                          absl::string_view item_noun) const;

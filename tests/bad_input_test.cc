@@ -950,6 +950,18 @@ TEST_F(BadInputTest, GarbageRequestsAreRefusedByTheParserForEveryMethod) {
   }
 }
 
+// QueryIndex parses its own request (a raw callback method, server/service.cc): it refuses
+// what does not parse with the same code as gRPC's parser, and says what was wrong.
+TEST_F(BadInputTest, AnUnparsableQueryIndexRequestIsRefusedNamingTheRequest) {
+  ExpectRefused("QueryIndex with a group never ended", Send("QueryIndex", "\x0b\x08\x01"),
+                Code::INTERNAL, {"QueryIndex", "3 bytes", "luxdb.v1.QueryIndexRequest"});
+  ExpectRefused("QueryIndex with a name that is not UTF-8",
+                Send("QueryIndex", std::string("\x0a\x03"
+                                               "ab\xff",
+                                               5)),
+                Code::INTERNAL, {"QueryIndex", "5 bytes", "not UTF-8"});
+}
+
 TEST_F(BadInputTest, EmptyRequestsMeanEveryFieldIsDefaultAndAreRefusedAsSuch) {
   for (const google::protobuf::MethodDescriptor* method : LuxDBMethods()) {
     const std::string what = absl::StrCat(method->name(), " with an empty request");
