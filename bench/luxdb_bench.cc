@@ -573,11 +573,22 @@ absl::Status Run(const Config& config, const Dataset& data, const GroundTruth& t
 
   for (int r = 0; r < config.repeats; ++r) {
     if (h) {
-      SingleQueryResult s = h->SingleQueries();
+      SingleQueryResult s = h->SingleQueries(config.threads);
       std::cerr << "[hnswlib] single queries, " << config.threads << " threads, ef "
                 << config.single_ef << ": " << static_cast<int>(s.qps()) << " q/s"
                 << Background(s.background_cores) << std::endl;
       hr->single.Add(s);
+      SingleQueryResult one = h->SingleQueries(1);
+      std::cerr << "[hnswlib] single queries, 1 thread: p50 " << one.p50_ms << " ms"
+                << Background(one.background_cores) << std::endl;
+      hr->single_one_thread.Add(one);
+    }
+    if (l) {
+      absl::StatusOr<SingleQueryResult> floor = l->HealthFloor();
+      if (!floor.ok()) return floor.status();
+      std::cerr << "[luxdb] gRPC floor (Health/Check), 1 client: p50 " << floor->p50_ms << " ms"
+                << Background(floor->background_cores) << std::endl;
+      lr->floor.Add(*floor);
     }
     for (size_t i = 0; l && i < config.clients.size(); ++i) {
       absl::StatusOr<SingleQueryResult> s = l->SingleQueries(config.clients[i]);

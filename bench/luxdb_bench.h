@@ -201,10 +201,11 @@ struct HnswlibResult {
   Runs<IngestResult> ingest;
   std::vector<Runs<BatchQueryResult>> batch;  // per config.batch_efs
   Runs<SingleQueryResult> single;
-  uint64_t rss_delta_bytes = 0;    // VmRSS after the first build minus before
-  uint64_t theoretical_bytes = 0;  // hnswlib's allocations, counted from its fields
-  uint64_t graph_file_bytes = 0;   // what saveIndex would write
-  std::string simd;                // the distance kernel the compile flags select
+  Runs<SingleQueryResult> single_one_thread;  // the per-query time of the call-path target
+  uint64_t rss_delta_bytes = 0;               // VmRSS after the first build minus before
+  uint64_t theoretical_bytes = 0;             // hnswlib's allocations, counted from its fields
+  uint64_t graph_file_bytes = 0;              // what saveIndex would write
+  std::string simd;                           // the distance kernel the compile flags select
 };
 
 struct LuxdbResult {
@@ -215,6 +216,7 @@ struct LuxdbResult {
   Runs<IngestResult> ingest_parallel;           // 2 concurrent clients
   std::vector<Runs<BatchQueryResult>> batch;    // per config.batch_efs
   std::vector<Runs<SingleQueryResult>> single;  // per config.clients
+  Runs<SingleQueryResult> floor;                // Health/Check, 1 client (HealthFloor)
   uint64_t vm_rss_idle_bytes = 0;               // right after start, before any index exists
   uint64_t vm_hwm_bytes = 0;                    // after ingest + queries of one index
   uint64_t vm_rss_bytes = 0;                    // at the same moment
@@ -243,8 +245,8 @@ class HnswlibSide {
   IngestResult Build();
   // All queries, config.threads threads, one searchKnn per query.
   BatchQueryResult BatchQuery(uint32_t ef);
-  // config.threads threads, each searching one query at a time for config.duration_s.
-  SingleQueryResult SingleQueries();
+  // `threads` threads, each searching one query at a time for config.duration_s.
+  SingleQueryResult SingleQueries(int threads);
   void Free();
   uint64_t rss_delta_bytes() const;
   uint64_t theoretical_bytes() const;
@@ -272,6 +274,9 @@ class LuxdbSide {
   absl::StatusOr<BatchQueryResult> BatchQuery(uint32_t ef);
   // `clients` threads, each sending one query per call for config.duration_s.
   absl::StatusOr<SingleQueryResult> SingleQueries(int clients);
+  // gRPC's own floor: grpc.health.v1.Health/Check from one client, one call at a time, through
+  // the same channel and completion-queue machinery as SingleQueries, for config.duration_s.
+  absl::StatusOr<SingleQueryResult> HealthFloor();
   // Deletes the kept index.
   absl::Status DropKept();
   absl::Status Stop();

@@ -148,13 +148,12 @@ BatchQueryResult HnswlibSide::BatchQuery(uint32_t ef) {
   return result;
 }
 
-SingleQueryResult HnswlibSide::SingleQueries() {
+SingleQueryResult HnswlibSide::SingleQueries(int threads) {
   const Config& config = impl_->config;
   const Dataset& data = impl_->data;
   const size_t k = config.k;
   Graph& graph = *impl_->graph;
   graph.setEf(config.single_ef);
-  const int threads = config.threads;
   std::vector<std::vector<double>> latencies(threads);
   // The answers of each thread's first pass over the queries, for recall after the clock stops.
   std::vector<uint64_t> answers(data.nq * k, ~uint64_t{0});

@@ -23,6 +23,7 @@
 #include "auth/key.h"
 #include "auth/token.h"
 #include "bench/luxdb_bench.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/create_channel.h"
@@ -398,6 +399,52 @@ absl::StatusOr<BatchQueryResult> LuxdbSide::BatchQuery(uint32_t ef) {
     if (!s.ok()) return s;
   }
   result.recall = Recall(data, impl_->truth, ids, k);
+  return result;
+}
+
+absl::StatusOr<SingleQueryResult> LuxdbSide::HealthFloor() {
+  using grpc::health::v1::Health;
+  const std::unique_ptr<Health::Stub> stub = Health::NewStub(impl_->channels->Get());
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::CompletionQueue queue;
+  // One call, waited for on the completion queue as SingleQueries' driver waits.
+  auto check = [&]() -> grpc::Status {
+    grpc::ClientContext context;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<grpc::health::v1::HealthCheckResponse>> reader =
+        stub->AsyncCheck(&context, request, &queue);
+    reader->Finish(&response, &status, &queue);
+    void* tag = nullptr;
+    bool ok = false;
+    if (!queue.Next(&tag, &ok) || !ok) return grpc::Status(grpc::StatusCode::INTERNAL, "lost");
+    return status;
+  };
+  if (grpc::Status s = check(); !s.ok()) return FromGrpc(s, "Health/Check warm-up");
+  std::vector<double> latencies;
+  latencies.reserve(1 << 18);
+  const PhaseMeter meter(impl_->server_pid);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point stop =
+      start + std::chrono::duration_cast<Clock::duration>(
+                  std::chrono::duration<double>(impl_->config.duration_s));
+  for (Clock::time_point sent = start; sent < stop; sent = Clock::now()) {
+    const grpc::Status s = check();
+    if (!s.ok()) return FromGrpc(s, "Health/Check");
+    latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
+  }
+  queue.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue.Next(&tag, &ok)) {
+  }
+  SingleQueryResult result;
+  result.seconds = SecondsSince(start);
+  meter.Fill(&result);
+  result.clients = 1;
+  result.queries = latencies.size();
+  result.p50_ms = Percentile(latencies, 50);
+  result.p99_ms = Percentile(latencies, 99);
   return result;
 }
 

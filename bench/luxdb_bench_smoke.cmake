@@ -14,7 +14,8 @@ if(NOT result EQUAL 0)
 endif()
 foreach(expected "metric +hnswlib +LuxDB +LuxDB/hnswlib +target +result"
                  "ingest vectors/s, 1 client" "batch QPS, ef=100" "single-query QPS, 16 clients"
-                 "server peak RSS MiB" "Targets met: ")
+                 "server peak RSS MiB" "gRPC floor p50 ms" "in-process p50 ms per query"
+                 "call path: LuxDB p50 ms, 1 client" "Targets met: ")
   if(NOT output MATCHES "${expected}")
     message(FATAL_ERROR "luxdb-bench --quick output lacks '${expected}'; stderr:\n${errors}")
   endif()
@@ -37,7 +38,8 @@ function(run_workload name expected_var)
 endfunction()
 
 set(mixed_lines "idle: query p50 / p99 / max ms" "while writing: QPS" "while writing: recall@10"
-                "p99 while writing / idle p99" "ingest while querying / alone" "--mixed: ")
+                "p99 while writing / idle p99" "ingest while querying / alone"
+                "cores both ratio targets need" "--mixed: ")
 run_workload(--mixed mixed_lines --mixed --synthetic 3000 32 --queries 200 --mixed-preload 1000
              --mixed-stream 2000 --duration 1 --recall-sample 100)
 set(churn_lines "A: replace passes accepted" "A: self-recall fresh - replaced"

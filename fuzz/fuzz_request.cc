@@ -670,11 +670,13 @@ std::string RequestName(const Request& request) {
   }
 }
 
-template <typename Request, typename Response>
-using Handler = grpc::Status (LuxDBService::*)(grpc::ServerContext*, const Request*, Response*);
+// A sync handler (grpc::ServerContext), or QueryIndex's Query (grpc::ServerContextBase).
+template <typename Context, typename Request, typename Response>
+using Handler = grpc::Status (LuxDBService::*)(Context*, const Request*, Response*);
 
-template <typename Request, typename Response>
-void Run(const char* rpc, Handler<Request, Response> handler, const uint8_t* data, size_t size) {
+template <typename Context, typename Request, typename Response>
+void Run(const char* rpc, Handler<Context, Request, Response> handler, const uint8_t* data,
+         size_t size) {
   Request request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return;
   if (TooLarge(request)) return;
@@ -760,7 +762,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Run("DeleteItems", &S::DeleteItems, body, n);
       break;
     case 9:
-      Run("QueryIndex", &S::QueryIndex, body, n);
+      Run("QueryIndex", &S::Query, body, n);
       break;
     case 10:
       Run("ResizeIndex", &S::ResizeIndex, body, n);

@@ -63,6 +63,11 @@ class LuxDBService final
   grpc::Status CompactIndex(grpc::ServerContext*, const v1::CompactIndexRequest*,
                             v1::CompactIndexResponse*) override;
 
+  // QueryIndex's work on the calling thread, once the request is parsed: what the callback
+  // method runs (public for fuzz_request, which calls the handlers in-process).
+  grpc::Status Query(const grpc::ServerContextBase* context, const v1::QueryIndexRequest* request,
+                     v1::QueryIndexResponse* response);
+
  private:
   // The catalog; UNAVAILABLE while indexes are still loading, DEADLINE_EXCEEDED if the call's
   // deadline passed before it started. Every handler starts here (directly or through Find).
@@ -101,9 +106,6 @@ class LuxDBService final
   // this check, not gRPC's own terse refusal, answers a batch that is too large.
   absl::Status CheckRequestSize(const google::protobuf::Message& request, uint64_t items,
                                 absl::string_view what, absl::string_view item_noun) const;
-  // QueryIndex's work, on whichever thread runs it.
-  grpc::Status Query(const grpc::ServerContextBase* context, const v1::QueryIndexRequest* request,
-                     v1::QueryIndexResponse* response);
   absl::Status CheckSize(absl::string_view message, absl::string_view advice, uint64_t spare,
                          uint64_t bytes, uint64_t items, absl::string_view what,
                          absl::string_view item_noun) const;
