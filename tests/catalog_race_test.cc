@@ -4,8 +4,6 @@
 // The slow parts are held open with Catalog::Options::test_hook, so the tests assert what
 // finishes while they are held, not how long anything takes (a timeout only bounds a failure).
 // Also built with ThreadSanitizer by the tsan_race_tests test (tests/CMakeLists.txt).
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,7 +14,6 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,28 +26,18 @@
 #include "engine/catalog.h"
 #include "engine/index.h"
 #include "gtest/gtest.h"
+#include "tests/race_support.h"
 
 namespace luxdb::engine {
 namespace {
 
+using race::RandomVectors;
+using race::Range;
+using race::TempDir;
 using storage::Space;
 
 // Bounds how long a test waits for something that must happen; only reached on failure.
 constexpr auto kFailureTimeout = std::chrono::seconds(60);
-
-std::vector<float> RandomVectors(size_t n, uint32_t dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1, 1);
-  std::vector<float> v(n * dim);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<uint64_t> Range(uint64_t begin, uint64_t end) {
-  std::vector<uint64_t> ids(end - begin);
-  for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = begin + i;
-  return ids;
-}
 
 absl::Status QueryOne(Index& index, uint32_t seed) {
   std::vector<uint64_t> ids(1);
@@ -61,25 +48,6 @@ absl::Status QueryOne(Index& index, uint32_t seed) {
 bool HasCodeAndNames(const absl::Status& status, absl::StatusCode code, absl::string_view text) {
   return status.code() == code && absl::StrContains(status.message(), text);
 }
-
-// A fresh directory under $TMPDIR, removed with its contents. (Not tests/test_support's
-// TempDir: that library brings in gRPC, which the ThreadSanitizer build would then compile.)
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/luxdb-race-XXXXXX");
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Holds a hooked operation: the hook calls Pass, which blocks until Open.
 class Gate {

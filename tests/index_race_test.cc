@@ -1,13 +1,9 @@
 // Index under concurrency: queries racing writes on one index. Also built with
 // ThreadSanitizer by the tsan_race_tests test (tests/CMakeLists.txt), so keep it to the
 // engine (no gRPC) and to modest sizes.
-#include <stdlib.h>
-
 #include <atomic>
 #include <cstdint>
-#include <filesystem>
 #include <memory>
-#include <random>
 #include <span>
 #include <string>
 #include <thread>
@@ -15,48 +11,19 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "engine/catalog.h"
 #include "engine/index.h"
 #include "engine/limits.h"
 #include "gtest/gtest.h"
+#include "tests/race_support.h"
 
 namespace luxdb::engine {
 namespace {
 
+using race::RandomVectors;
+using race::Range;
+using race::TempDir;
 using storage::Space;
-
-std::vector<float> RandomVectors(size_t n, uint32_t dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1, 1);
-  std::vector<float> v(n * dim);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<uint64_t> Range(uint64_t begin, uint64_t end) {
-  std::vector<uint64_t> ids(end - begin);
-  for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = begin + i;
-  return ids;
-}
-
-// A fresh directory under $TMPDIR, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/luxdb-race-XXXXXX");
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class IndexRaceTest : public ::testing::Test {
  protected:
