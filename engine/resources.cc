@@ -40,19 +40,22 @@ uint64_t ReadMemAvailable() {
   return ReadMeminfoBytes("MemAvailable:").value_or(std::numeric_limits<uint64_t>::max());
 }
 
+// The number a cgroup file such as memory.max holds; false if it is missing or not a number
+// ("max").
+bool ReadNumberFile(const char* path, uint64_t* value) {
+  std::ifstream in(path);
+  std::string text;
+  return static_cast<bool>(in >> text) && absl::SimpleAtoi(text, value);
+}
+
 // Remaining allowance under a cgroup v2 (memory.max) or v1 (memory.limit_in_bytes) limit.
 uint64_t ReadCgroupRemaining() {
-  auto read_number = [](const char* path, uint64_t* value) {
-    std::ifstream in(path);
-    std::string text;
-    return static_cast<bool>(in >> text) && absl::SimpleAtoi(text, value);
-  };
   uint64_t limit = 0;
   uint64_t usage = 0;
-  if ((read_number("/sys/fs/cgroup/memory.max", &limit) &&
-       read_number("/sys/fs/cgroup/memory.current", &usage)) ||
-      (read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes", &limit) &&
-       read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes", &usage))) {
+  if ((ReadNumberFile("/sys/fs/cgroup/memory.max", &limit) &&
+       ReadNumberFile("/sys/fs/cgroup/memory.current", &usage)) ||
+      (ReadNumberFile("/sys/fs/cgroup/memory/memory.limit_in_bytes", &limit) &&
+       ReadNumberFile("/sys/fs/cgroup/memory/memory.usage_in_bytes", &usage))) {
     return limit > usage ? limit - usage : 0;
   }
   return std::numeric_limits<uint64_t>::max();
@@ -111,10 +114,8 @@ uint64_t MemTotalBytes() { return ReadMeminfoBytes("MemTotal:").value_or(0); }
 uint64_t CgroupMemoryLimitBytes() {
   for (const char* path :
        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(path);
-    std::string text;
     uint64_t limit = 0;
-    if (in >> text && absl::SimpleAtoi(text, &limit) && limit < (uint64_t{1} << 60)) return limit;
+    if (ReadNumberFile(path, &limit) && limit < (uint64_t{1} << 60)) return limit;
   }
   return 0;
 }
