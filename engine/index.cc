@@ -370,6 +370,17 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
   return group_committed;
 }
 
+absl::StatusOr<std::unique_ptr<HnswGraph>> Index::ReservedCopy(const HnswGraph& graph,
+                                                               uint64_t capacity, uint64_t bytes,
+                                                               absl::string_view purpose) {
+  if (budget_ != nullptr) {
+    if (absl::Status s = budget_->Reserve(bytes, purpose); !s.ok()) return s;
+  }
+  absl::StatusOr<std::unique_ptr<HnswGraph>> copy = graph.Copy(capacity);
+  if (!copy.ok() && budget_ != nullptr) budget_->Release(bytes);
+  return copy;
+}
+
 absl::Status Index::MakeRoom(uint64_t slots) {
   WaitForApplies();  // the leader now holds the mutation right
   uint64_t generation = 0;
@@ -392,19 +403,11 @@ absl::Status Index::MakeRoom(uint64_t slots) {
     const uint64_t capacity =
         std::min(kMaxElements, committed_elements_ + std::max(slots, current->max_elements() / 4));
     const uint64_t bytes = HnswGraph::EstimateBytes(dim_, current->m(), capacity);
-    if (budget_ != nullptr) {
-      if (absl::Status s =
-              budget_->Reserve(bytes, absl::StrCat("growing index '", name_, "' to ", capacity,
-                                                   " graph elements while a compaction runs"));
-          !s.ok()) {
-        return s;
-      }
-    }
-    absl::StatusOr<std::unique_ptr<HnswGraph>> larger = current->Copy(capacity);
-    if (!larger.ok()) {
-      if (budget_ != nullptr) budget_->Release(bytes);
-      return larger.status();
-    }
+    absl::StatusOr<std::unique_ptr<HnswGraph>> larger =
+        ReservedCopy(*current, capacity, bytes,
+                     absl::StrCat("growing index '", name_, "' to ", capacity,
+                                  " graph elements while a compaction runs"));
+    if (!larger.ok()) return larger.status();
     uint64_t old_bytes = 0;
     {
       MutexLock lock(&state_mu_);
@@ -751,7 +754,7 @@ void Index::FinishCompaction(uint64_t generation) {
   if (status.ok()) {
     stats.tombstones_removed =
         old->deleted_count() - std::min(old->deleted_count(), built->deleted_count());
-    stats.live = built->element_count() - built->deleted_count();
+    stats.live = built->live_count();
     const uint64_t bytes = HnswGraph::EstimateBytes(dim_, built->m(), built->max_elements());
     uint64_t old_bytes = 0;
     {
@@ -1139,7 +1142,7 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
       after = config_;
       current = graph_;
     }
-    const uint64_t live = current->element_count() - current->deleted_count();
+    const uint64_t live = current->live_count();
     if (new_max_elements < live) {
       return absl::FailedPreconditionError(absl::StrCat(
           "index '", name_, "' holds ", live, " live items; cannot resize to ", new_max_elements));
@@ -1152,19 +1155,11 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
     uint64_t bytes = 0;
     if (capacity != current->max_elements()) {
       bytes = HnswGraph::EstimateBytes(dim_, current->m(), capacity);
-      if (budget_ != nullptr) {
-        if (absl::Status s = budget_->Reserve(
-                bytes, absl::StrCat("resizing index '", name_, "' to max_elements ",
+      absl::StatusOr<std::unique_ptr<HnswGraph>> copy =
+          ReservedCopy(*current, capacity, bytes,
+                       absl::StrCat("resizing index '", name_, "' to max_elements ",
                                     new_max_elements, " (a copy of its graph)"));
-            !s.ok()) {
-          return s;
-        }
-      }
-      absl::StatusOr<std::unique_ptr<HnswGraph>> copy = current->Copy(capacity);
-      if (!copy.ok()) {
-        if (budget_ != nullptr) budget_->Release(bytes);
-        return copy.status();
-      }
+      if (!copy.ok()) return copy.status();
       resized = *std::move(copy);
     }
     // Graph first: if it cannot grow, nothing is persisted. If persisting fails, the larger

@@ -216,6 +216,12 @@ class Index {
   absl::Status ApplyToGraph(HnswGraph& graph, const Writer& writer);
   // Waits until every committed group is applied.
   void WaitForApplies() ABSL_LOCKS_EXCLUDED(apply_mu_);
+  // A copy of `graph` with room for `capacity` elements, its `bytes` reserved against the
+  // memory budget for `purpose` (RESOURCE_EXHAUSTED naming it when they do not fit), and
+  // released again if the copy fails. The caller swaps it in and releases the old graph's.
+  absl::StatusOr<std::unique_ptr<HnswGraph>> ReservedCopy(const HnswGraph& graph, uint64_t capacity,
+                                                          uint64_t bytes,
+                                                          absl::string_view purpose);
   // Leader: makes room in the graph for `slots` more elements (all applies done first),
   // finishing a running compaction or compacting now. Errors name what is missing.
   absl::Status MakeRoom(uint64_t slots);
