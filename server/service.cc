@@ -295,72 +295,135 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
 
 namespace {
 
-// A QueryIndex call's parsed request and its response, parsed and built by LuxDB (the method is
-// raw: gRPC hands over and takes back bytes).
-struct QueryCall {
-  v1::QueryIndexRequest request;
-  v1::QueryIndexResponse response;
-};
-
-// The request in `bytes`, or INTERNAL as gRPC's own parser answers for the other methods, here
-// with a message naming what was wrong.
-grpc::Status ParseQuery(const grpc::ByteBuffer& bytes, v1::QueryIndexRequest* request) {
+// The request in `bytes` (of `method`), or INTERNAL as gRPC's own parser answers for the other
+// methods, here with a message naming what was wrong.
+grpc::Status ParseQuery(absl::string_view method, const grpc::ByteBuffer& bytes,
+                        v1::QueryIndexRequest* request) {
   grpc::ByteBuffer copy(bytes);  // shares the slices; the reader needs a mutable buffer
   grpc::ProtoBufferReader reader(&copy);
   if (request->ParseFromZeroCopyStream(&reader)) return grpc::Status::OK;
   return grpc::Status(grpc::StatusCode::INTERNAL,
-                      absl::StrCat("QueryIndex: the request (", bytes.Length(),
+                      absl::StrCat(method, ": the request (", bytes.Length(),
                                    " bytes) is not a luxdb.v1.QueryIndexRequest (a string "
                                    "field that is not UTF-8 is refused too)"));
 }
 
-// Finishes the call with `status`, and on OK with `response`.
-void Answer(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
-            const v1::QueryIndexResponse& response, grpc::ByteBuffer* bytes) {
-  if (!status.ok()) {
-    reactor->Finish(status);
-    return;
-  }
+grpc::Status Serialize(const v1::QueryIndexResponse& response, grpc::ByteBuffer* bytes) {
   bool own_buffer = false;
-  reactor->Finish(
-      grpc::SerializationTraits<v1::QueryIndexResponse>::Serialize(response, bytes, &own_buffer));
+  return grpc::SerializationTraits<v1::QueryIndexResponse>::Serialize(response, bytes, &own_buffer);
 }
+
+// A call whose query vectors hold at most this many floats (one vector of 4,096 dimensions,
+// five of 784) is answered on the gRPC thread that received it, without the sync server's
+// hand-off of every call from its poller to a worker thread. On this machine (Fashion-MNIST,
+// ef 40, one client) that took the p50 of a one-vector QueryIndex call from 0.40-0.43 ms to
+// 0.27-0.30 ms. Larger calls take a thread of their own, so that a long batch never holds up
+// the calls gRPC's thread would serve next.
+constexpr int kInlineQueryFloats = 4096;
 
 }  // namespace
 
-// QueryIndex is a raw method of gRPC's callback API: a call whose query vectors hold at most
-// this many floats (one vector of 4,096 dimensions, five of 784) is answered on the gRPC thread
-// that received it, without the sync server's hand-off of every call from its poller to a
-// worker thread. On this machine (Fashion-MNIST, ef 40, one client) that took the p50 of a
-// one-vector call from 0.40-0.43 ms to 0.27-0.30 ms. Larger calls take a thread of their own,
-// so that a long batch never holds up the calls gRPC's thread would serve next.
-constexpr int kInlineQueryFloats = 4096;
+// QueryIndex and QueryStream are raw methods of gRPC's callback API: gRPC hands over and takes
+// back bytes, LuxDB parses the request and builds the response.
+struct LuxDBService::QueryCall {
+  v1::QueryIndexRequest request;
+  v1::QueryIndexResponse response;
+};
+
+template <typename Done>
+void LuxDBService::RunQuery(const grpc::ServerContextBase* context, std::unique_ptr<QueryCall> call,
+                            Done done) {
+  // Until the catalog is attached, Ready waits for it: never on gRPC's thread.
+  if (call->request.vectors_size() <= kInlineQueryFloats && catalog_.load() != nullptr) {
+    const grpc::Status status = Query(context, &call->request, &call->response);
+    done(status, *call);
+    return;
+  }
+  // Threads started here are bounded as the sync server's are: refused beyond the limit.
+  if (absl::Status busy = CheckCallLimit(calls_in_flight_.load() + 1); !busy.ok()) {
+    done(ToGrpc(busy), *call);
+    return;
+  }
+  std::thread([this, context, call = std::move(call), done = std::move(done)]() mutable {
+    const grpc::Status status = Query(context, &call->request, &call->response);
+    done(status, *call);
+  }).detach();
+}
 
 grpc::ServerUnaryReactor* LuxDBService::QueryIndex(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request_bytes,
                                                    grpc::ByteBuffer* response_bytes) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto call = std::make_unique<QueryCall>();
-  if (grpc::Status parsed = ParseQuery(*request_bytes, &call->request); !parsed.ok()) {
+  if (grpc::Status parsed = ParseQuery("QueryIndex", *request_bytes, &call->request);
+      !parsed.ok()) {
     reactor->Finish(parsed);
     return reactor;
   }
-  // Until the catalog is attached, Ready waits for it: never on gRPC's thread.
-  if (call->request.vectors_size() <= kInlineQueryFloats && catalog_.load() != nullptr) {
-    Answer(reactor, Query(context, &call->request, &call->response), call->response,
-           response_bytes);
-    return reactor;
-  }
-  // Threads started here are bounded as the sync server's are: refused beyond the limit.
-  if (absl::Status busy = CheckCallLimit(calls_in_flight_.load() + 1); !busy.ok()) {
-    reactor->Finish(ToGrpc(busy));
-    return reactor;
-  }
-  std::thread([this, context, reactor, response_bytes, call = std::move(call)] {
-    Answer(reactor, Query(context, &call->request, &call->response), call->response,
-           response_bytes);
-  }).detach();
+  RunQuery(context, std::move(call),
+           [reactor, response_bytes](const grpc::Status& status, const QueryCall& done) {
+             reactor->Finish(status.ok() ? Serialize(done.response, response_bytes) : status);
+           });
   return reactor;
+}
+
+// One QueryStream call. It reads a request, answers it, and only then reads the next, so the
+// answers keep the requests' order and a stream holds at most one request in memory, however
+// fast its client sends (HTTP/2 flow control holds the rest in the client). It ends with OK
+// when the client closes its side, with the status of the first query that fails, or when the
+// call is cancelled (the client went away, its deadline passed, the server shuts down).
+class LuxDBService::QueryStreamReactor final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  QueryStreamReactor(LuxDBService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side (or the call ended: then nobody reads the status)
+      Finish(grpc::Status::OK);
+      return;
+    }
+    auto call = std::make_unique<QueryCall>();
+    const grpc::Status parsed = ParseQuery("QueryStream", request_, &call->request);
+    request_.Clear();
+    if (!parsed.ok()) {
+      Finish(parsed);
+      return;
+    }
+    service_->RunQuery(
+        context_, std::move(call), [this](const grpc::Status& status, const QueryCall& done) {
+          grpc::Status answered = status.ok() ? Serialize(done.response, &response_) : status;
+          if (answered.ok()) {
+            StartWrite(&response_);
+          } else {
+            Finish(answered);
+          }
+        });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the stream broke: the client cannot read this status either
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "QueryStream: the answer was not sent"));
+      return;
+    }
+    response_.Clear();
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  LuxDBService* const service_;
+  grpc::CallbackServerContext* const context_;
+  grpc::ByteBuffer request_;   // the request being read; empty while its query runs
+  grpc::ByteBuffer response_;  // the answer being written
+};
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LuxDBService::QueryStream(
+    grpc::CallbackServerContext* context) {
+  return new QueryStreamReactor(this, context);
 }
 
 grpc::Status LuxDBService::Query(const grpc::ServerContextBase* context,

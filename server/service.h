@@ -15,7 +15,8 @@
 namespace luxdb::server {
 
 class LuxDBService final
-    : public luxdb::v1::LuxDB::WithRawCallbackMethod_QueryIndex<luxdb::v1::LuxDB::Service> {
+    : public luxdb::v1::LuxDB::WithRawCallbackMethod_QueryStream<
+          luxdb::v1::LuxDB::WithRawCallbackMethod_QueryIndex<luxdb::v1::LuxDB::Service>> {
  public:
   // Responses larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED before
   // they are built.
@@ -54,6 +55,10 @@ class LuxDBService final
   // kInlineQueryFloats).
   grpc::ServerUnaryReactor* QueryIndex(grpc::CallbackServerContext*, const grpc::ByteBuffer*,
                                        grpc::ByteBuffer*) override;
+  // QueryIndex's queries over one bidirectional stream, answered one at a time, in order, each
+  // as QueryIndex would answer it (QueryStreamReactor in service.cc).
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* QueryStream(
+      grpc::CallbackServerContext*) override;
   grpc::Status ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest*,
                            v1::ResizeIndexResponse*) override;
   grpc::Status GetIds(grpc::ServerContext*, const v1::GetIdsRequest*, v1::GetIdsResponse*) override;
@@ -69,6 +74,15 @@ class LuxDBService final
                      v1::QueryIndexResponse* response);
 
  private:
+  struct QueryCall;  // a query's parsed request and its response
+  class QueryStreamReactor;
+  // Runs `call`'s query, then calls done(status, *call) (call->response holds the answer on
+  // OK): on the calling thread for a small query, once the catalog is attached; otherwise on
+  // a thread of its own, or refused beyond max_concurrent_calls (service.cc,
+  // kInlineQueryFloats). `context` must outlive `done`'s call.
+  template <typename Done>
+  void RunQuery(const grpc::ServerContextBase* context, std::unique_ptr<QueryCall> call, Done done);
+
   // The catalog; UNAVAILABLE while indexes are still loading, DEADLINE_EXCEEDED if the call's
   // deadline passed before it started. Every handler starts here (directly or through Find).
   // RESOURCE_EXHAUSTED when more than max_concurrent_calls calls hold a CallSlot.

@@ -206,6 +206,27 @@ std::string TokenStamped(const auth::Key& key, uint64_t millis, absl::string_vie
 // Ways to get a call wrong. Each gives the "authorization" metadata (or none) for a call of
 // `method` (full name).
 
+// Two queries of index "docs" (dimension 3, near id 1) over one QueryStream; `answers` gets
+// the nearest id of each answer received.
+grpc::Status QueryStream(Stub& stub, const Authorization& auth, std::vector<uint64_t>* answers) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  if (auth.has_value()) context.AddMetadata(auth::kAuthorizationHeader, *auth);
+  auto stream = stub.QueryStream(&context);
+  v1::QueryIndexRequest request;
+  request.set_name("docs");
+  for (float v : {1.0f, 2.0f, 3.0f}) request.add_vectors(v);
+  request.set_k(1);
+  answers->clear();
+  if (stream->Write(request)) stream->Write(request);
+  stream->WritesDone();
+  v1::QueryIndexResponse response;
+  while (stream->Read(&response)) {
+    answers->push_back(response.ids_size() > 0 ? response.ids(0) : ~uint64_t{0});
+  }
+  return stream->Finish();
+}
+
 struct BadAuthorization {
   std::string what;
   std::function<Authorization(const std::string& method)> make;
@@ -376,9 +397,14 @@ TEST_F(AuthServiceTest, EveryRpcWorksWithTheClientsTokens) {
     ok("ListIndexes", Call(stub(), &Stub::ListIndexes, request, &response));
     EXPECT_EQ(response.indexes_size(), 1);
   }
+  {
+    std::vector<uint64_t> answers;
+    ok("QueryStream", QueryStream(stub(), std::nullopt, &answers));
+    EXPECT_EQ(answers, (std::vector<uint64_t>{1, 1}));
+  }
   ok("DeleteIndex", DeleteIndex(stub(), "docs"));
   EXPECT_FALSE(Exists(stub(), "docs"));
-  EXPECT_EQ(called.size(), 14u);
+  EXPECT_EQ(called.size(), 15u);
 }
 
 TEST_F(AuthServiceTest, HandMadeTokensWorkOnAPlainChannel) {
@@ -387,6 +413,23 @@ TEST_F(AuthServiceTest, HandMadeTokensWorkOnAPlainChannel) {
       IsOk(CreateIndex(*raw_, "hand", Bearer(auth::MintToken(key_, FullMethod("CreateIndex"))))));
   ASSERT_TRUE(IsOk(CreateIndex(*raw_, "any", Bearer(auth::MintToken(key_, auth::kAnyMethod)))));
   EXPECT_EQ(IndexNames(stub()), (std::vector<std::string>{"any", "hand"}));
+}
+
+// The token is checked once, when the stream opens: a stream without a valid one answers
+// nothing.
+TEST_F(AuthServiceTest, QueryStreamRefusesBadTokensAndAnswersNothing) {
+  MakeDocs();
+  std::vector<uint64_t> answers;
+  ExpectRefusedAndHarmless(
+      FullMethod("QueryStream"),
+      [&](int, const Authorization& auth) { return QueryStream(*raw_, auth, &answers); },
+      [&] { EXPECT_TRUE(answers.empty()); });
+
+  const std::string token = Bearer(auth::MintToken(key_, FullMethod("QueryStream")));
+  ASSERT_TRUE(IsOk(QueryStream(*raw_, token, &answers)));
+  EXPECT_EQ(answers, (std::vector<uint64_t>{1, 1}));
+  EXPECT_TRUE(IsUnauthenticated(QueryStream(*raw_, token, &answers)));
+  EXPECT_TRUE(answers.empty());
 }
 
 TEST_F(AuthServiceTest, AddItemsRefusesBadTokensAndAddsNothing) {

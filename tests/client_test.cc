@@ -292,6 +292,111 @@ TEST_F(ClientTest, AddQueryGetIdsAndGetElements) {
   EXPECT_THAT(back->row(2), ElementsAreArray(all.subspan(299 * kDim, kDim)));
 }
 
+// A stream answers every query message as QueryIndex would, in the order sent, while a second
+// thread is still sending; messages of one row and of many rows (answered off gRPC's thread)
+// mix in one stream.
+TEST_F(ClientTest, QueryStreamAnswersEveryMessageInOrderAsQueryIndexWould) {
+  constexpr uint32_t kDim = 8;
+  constexpr size_t kRows = 600;
+  MakeIndex("docs", Space::kL2, kDim, kRows);
+  const std::vector<float> vectors = Rows(kRows, kDim);
+  ASSERT_TRUE(db_->AddItems("docs", vectors, Iota(kRows)).ok());
+  // Message i asks for rows [i, i + size): mostly one row, every 10th 520 rows (4,160 floats,
+  // above the server's inline limit).
+  std::vector<std::pair<size_t, size_t>> messages;
+  for (size_t i = 0; i < 60; ++i) messages.push_back({i, i % 10 == 9 ? 520 : 1});
+  const auto rows_of = [&](std::pair<size_t, size_t> m) {
+    return std::span<const float>(vectors).subspan(m.first * kDim, m.second * kDim);
+  };
+
+  std::unique_ptr<QueryStream> stream = db_->OpenQueryStream("docs", 3, /*ef=*/50);
+  std::thread sender([&] {
+    for (const auto& m : messages) {
+      if (!stream->Send(rows_of(m))) return;
+    }
+    stream->CloseSend();
+  });
+  std::vector<QueryResult> answers;
+  for (absl::StatusOr<QueryResult> r = stream->Receive(); r.ok(); r = stream->Receive()) {
+    answers.push_back(*std::move(r));
+  }
+  sender.join();
+  EXPECT_TRUE(stream->Finish().ok()) << stream->Finish();
+  ASSERT_EQ(answers.size(), messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    absl::StatusOr<QueryResult> unary = db_->QueryIndex("docs", rows_of(messages[i]), 3, 50);
+    ASSERT_TRUE(unary.ok()) << unary.status();
+    EXPECT_EQ(answers[i].k, 3u);
+    ASSERT_EQ(answers[i].rows(), messages[i].second) << "message " << i;
+    EXPECT_EQ(answers[i].row_ids(0)[0], messages[i].first) << "message " << i;
+    EXPECT_EQ(answers[i].ids, unary->ids) << "message " << i;
+    EXPECT_EQ(answers[i].distances, unary->distances) << "message " << i;
+  }
+}
+
+// The first failing query ends the stream with QueryIndex's error for it; those before it
+// were answered, and a stream that closes at once ends OK with no answers.
+TEST_F(ClientTest, QueryStreamEndsAtTheFirstFailingQueryWithQueryIndexsError) {
+  MakeIndex("docs", Space::kL2, 3, 10);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(4, 3), Iota(4)).ok());
+  std::unique_ptr<QueryStream> stream = db_->OpenQueryStream("docs", 2);
+  const std::vector<float> good = Rows(1, 3), wrong_dimension = {1, 2};
+  ASSERT_TRUE(stream->Send(good));
+  ASSERT_TRUE(stream->Send(good));
+  ASSERT_TRUE(stream->Send(wrong_dimension));
+  stream->Send(good);  // may already fail: the stream may have ended
+  stream->CloseSend();
+  EXPECT_TRUE(stream->Receive().ok());
+  EXPECT_TRUE(stream->Receive().ok());
+  absl::Status third = stream->Receive().status();
+  EXPECT_EQ(third.code(), absl::StatusCode::kInvalidArgument) << third;
+  EXPECT_EQ(third.message(), db_->QueryIndex("docs", wrong_dimension, 2).status().message());
+  EXPECT_EQ(stream->Finish(), third);
+
+  std::unique_ptr<QueryStream> unknown = db_->OpenQueryStream("nowhere", 1);
+  ASSERT_TRUE(unknown->Send(good));
+  absl::Status absent = unknown->Receive().status();
+  EXPECT_EQ(absent.code(), absl::StatusCode::kNotFound) << absent;
+  EXPECT_THAT(absent.message(), HasSubstr("'nowhere'"));
+
+  std::unique_ptr<QueryStream> empty = db_->OpenQueryStream("docs", 1);
+  empty->CloseSend();
+  EXPECT_EQ(empty->Receive().status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(empty->Finish().ok());
+}
+
+// A stream given up on with answers unread is cancelled rather than waited for, and the
+// server goes on serving.
+TEST_F(ClientTest, QueryStreamFinishedEarlyIsCancelled) {
+  MakeIndex("docs", Space::kL2, 3, 10);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(4, 3), Iota(4)).ok());
+  {
+    std::unique_ptr<QueryStream> stream = db_->OpenQueryStream("docs", 1);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(stream->Send(Rows(1, 3)));
+    EXPECT_TRUE(stream->Receive().ok());
+    absl::Status ended = stream->Finish();
+    EXPECT_TRUE(ended.ok() || absl::IsCancelled(ended)) << ended;
+  }
+  std::unique_ptr<QueryStream> dropped = db_->OpenQueryStream("docs", 1);
+  ASSERT_TRUE(dropped->Send(Rows(1, 3)));
+  dropped.reset();  // the destructor finishes it
+  EXPECT_TRUE(db_->QueryIndex("docs", Rows(1, 3), 1).ok());
+}
+
+// The client's deadline covers the whole stream.
+TEST_F(ClientTest, QueryStreamDeadlineCoversTheWholeStream) {
+  MakeIndex("docs", Space::kL2, 3, 10);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(4, 3), Iota(4)).ok());
+  std::unique_ptr<QueryStream> stream =
+      db_->OpenQueryStream("docs", 1, 0, {.timeout = std::chrono::milliseconds(300)});
+  ASSERT_TRUE(stream->Send(Rows(1, 3)));
+  EXPECT_TRUE(stream->Receive().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  stream->Send(Rows(1, 3));
+  absl::Status late = stream->Receive().status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kDeadlineExceeded) << late;
+}
+
 // Behind a 1 MiB message cap a reply holds 104,851 ids: GetIds pages through 210,000 in three
 // calls, and GetIdsPage fetches any one page.
 TEST(ClientPagingTest, GetIdsPagesThroughMoreIdsThanOneReplyHolds) {

@@ -1,9 +1,11 @@
 #include "luxdb/client.h"
 
+#include <atomic>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/mutex.h"
 #include "grpcpp/client_context.h"
 #include "luxdb/connect.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
@@ -104,6 +106,17 @@ class Client::Impl {
   }
 
   const std::string& target() const { return target_; }
+
+  // A fresh context with the deadline `call` (or the client's default) asks for.
+  std::unique_ptr<grpc::ClientContext> Context(const CallOptions& call) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    const std::chrono::milliseconds timeout =
+        call.timeout.count() > 0 ? call.timeout : default_timeout_;
+    if (timeout.count() > 0) context->set_deadline(std::chrono::system_clock::now() + timeout);
+    return context;
+  }
+
+  Stub& stub() { return *stub_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
@@ -250,6 +263,104 @@ absl::StatusOr<uint64_t> Client::DeleteItems(const std::string& name, std::span<
   return response.deleted();
 }
 
+namespace {
+
+// The QueryResult in `response`, or INTERNAL naming `target` if its fields do not agree.
+absl::StatusOr<QueryResult> FromResponse(v1::QueryIndexResponse& response,
+                                         const std::string& method, const std::string& target) {
+  if (response.ids_size() != response.distances_size() ||
+      (response.k() == 0 ? response.ids_size() != 0 : response.ids_size() % response.k() != 0)) {
+    return absl::InternalError(
+        absl::StrCat("malformed ", method, " answer from ", target, ": ", response.ids_size(),
+                     " ids, ", response.distances_size(), " distances, k ", response.k()));
+  }
+  QueryResult result;
+  result.k = response.k();
+  result.ids.assign(response.ids().begin(), response.ids().end());
+  result.distances.assign(response.distances().begin(), response.distances().end());
+  return result;
+}
+
+class GrpcQueryStream final : public QueryStream {
+ public:
+  GrpcQueryStream(Stub& stub, std::unique_ptr<grpc::ClientContext> context, const std::string& name,
+                  uint32_t k, uint32_t ef, std::string target)
+      : context_(std::move(context)),
+        stream_(stub.QueryStream(context_.get())),
+        target_(std::move(target)) {
+    request_.set_name(name);
+    request_.set_k(k);
+    request_.set_ef(ef);
+  }
+
+  ~GrpcQueryStream() override {
+    if (!finished_) (void)Finish();
+  }
+
+  bool Send(std::span<const float> queries) override {
+    engine::MutexLock lock(&write_mu_);
+    if (closed_) return false;
+    request_.mutable_vectors()->Assign(queries.begin(), queries.end());
+    sent_.fetch_add(1);  // before the write: Finish must know a blocked write is unanswered
+    return stream_->Write(request_);
+  }
+
+  void CloseSend() override {
+    engine::MutexLock lock(&write_mu_);
+    if (closed_) return;
+    closed_ = true;
+    stream_->WritesDone();
+  }
+
+  absl::StatusOr<QueryResult> Receive() override {
+    v1::QueryIndexResponse response;
+    if (stream_->Read(&response)) {
+      received_.fetch_add(1);
+      return FromResponse(response, "QueryStream", target_);
+    }
+    absl::Status status = End(/*ended=*/true);
+    if (!status.ok()) return status;
+    return absl::OutOfRangeError("QueryStream: every query sent was answered");
+  }
+
+  absl::Status Finish() override { return End(/*ended=*/false); }
+
+ private:
+  // The stream's status, once; `ended` when a Read found the call over.
+  absl::Status End(bool ended) {
+    if (!finished_) {
+      finished_ = true;
+      // With answers unread, Finish could wait for the server forever: a stream given up on
+      // early is cancelled instead. That also ends a Send blocked in flow control, so that
+      // CloseSend gets the write lock. (A call already over keeps the status it ended with.)
+      if (!ended && received_.load() < sent_.load()) context_->TryCancel();
+      CloseSend();
+      status_ = FromGrpc(stream_->Finish());
+    }
+    return status_;
+  }
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::QueryIndexRequest, v1::QueryIndexResponse>> stream_;
+  const std::string target_;
+  v1::QueryIndexRequest request_;  // name, k and ef set once; the vectors of each Send
+  // Keeps Write and WritesDone from overlapping (Send's thread and Finish's).
+  engine::Mutex write_mu_;
+  bool closed_ ABSL_GUARDED_BY(write_mu_) = false;  // WritesDone was called
+  std::atomic<uint64_t> sent_{0};                   // messages written or being written
+  std::atomic<uint64_t> received_{0};               // answers read (Receive's thread)
+  bool finished_ = false;                           // Finish's thread (Receive's, or the owner's)
+  absl::Status status_;
+};
+
+}  // namespace
+
+std::unique_ptr<QueryStream> Client::OpenQueryStream(const std::string& name, uint32_t k,
+                                                     uint32_t ef, const CallOptions& call) {
+  return std::make_unique<GrpcQueryStream>(impl_->stub(), impl_->Context(call), name, k, ef,
+                                           target());
+}
+
 absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
                                                std::span<const float> queries, uint32_t k,
                                                uint32_t ef, const CallOptions& call) {
@@ -262,17 +373,7 @@ absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
   if (absl::Status s = impl_->Call(&Stub::QueryIndex, request, &response, call); !s.ok()) {
     return s;
   }
-  if (response.ids_size() != response.distances_size() ||
-      (response.k() == 0 ? response.ids_size() != 0 : response.ids_size() % response.k() != 0)) {
-    return absl::InternalError(
-        absl::StrCat("malformed QueryIndex answer from ", target(), ": ", response.ids_size(),
-                     " ids, ", response.distances_size(), " distances, k ", response.k()));
-  }
-  QueryResult result;
-  result.k = response.k();
-  result.ids.assign(response.ids().begin(), response.ids().end());
-  result.distances.assign(response.distances().begin(), response.distances().end());
-  return result;
+  return FromResponse(response, "QueryIndex", target());
 }
 
 absl::Status Client::ResizeIndex(const std::string& name, uint64_t new_max_elements,

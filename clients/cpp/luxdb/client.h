@@ -131,6 +131,39 @@ struct BackupInfo {
   double seconds = 0;
 };
 
+// One QueryStream call (Client::OpenQueryStream): queries of one index sent one after another
+// without waiting for their answers, answered in order. Each Send is one QueryIndex's worth of
+// queries (any number of rows). One thread may Send while another Receives; Sends must not
+// overlap each other, nor Receives each other.
+//
+//   auto stream = db.OpenQueryStream("docs", /*k=*/10);
+//   std::thread sender([&] { for (auto& q : queries) if (!(*stream)->Send(q)) break;
+//                            (*stream)->CloseSend(); });
+//   while (absl::StatusOr<luxdb::QueryResult> r = (*stream)->Receive(); r.ok()) ...;
+//   sender.join();
+//   absl::Status s = (*stream)->Finish();  // OK, or why the stream ended early
+class QueryStream {
+ public:
+  virtual ~QueryStream() = default;
+
+  // Sends one query message: `queries` is row-major, a multiple of the index's dimension.
+  // False once the stream has ended (a query failed, the deadline passed, the server went
+  // away): Finish says why.
+  virtual bool Send(std::span<const float> queries) = 0;
+
+  // Tells the server no more queries follow; Receive still answers those already sent.
+  virtual void CloseSend() = 0;
+
+  // The answer to the oldest query sent and not yet answered. OUT_OF_RANGE once every answer
+  // was received after CloseSend; otherwise, when the stream ended early, its status (the
+  // first failed query's, as QueryIndex would have answered it).
+  virtual absl::StatusOr<QueryResult> Receive() = 0;
+
+  // Ends the stream (cancelling it if queries are still unanswered) and returns its status:
+  // OK when every query sent was answered.
+  virtual absl::Status Finish() = 0;
+};
+
 class Client {
  public:
   // Derives the key from options.secret (PBKDF2, ~0.2 s at the default iterations), then
@@ -194,6 +227,12 @@ class Client {
   // (answer over the message cap: query fewer rows per call).
   absl::StatusOr<QueryResult> QueryIndex(const std::string& name, std::span<const float> queries,
                                          uint32_t k, uint32_t ef = 0, const CallOptions& call = {});
+
+  // Opens a QueryStream call for queries of index `name` with k results each, searched with
+  // breadth `ef` (0: the index's ef). `call.timeout` covers the whole stream. Errors arrive
+  // through the stream: the same as QueryIndex's, ending it at the first failing query.
+  std::unique_ptr<QueryStream> OpenQueryStream(const std::string& name, uint32_t k, uint32_t ef = 0,
+                                               const CallOptions& call = {});
 
   // Changes index `name`'s capacity. NOT_FOUND, FAILED_PRECONDITION (below the stored item
   // count, or not initialised), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (memory).
