@@ -366,3 +366,42 @@ async def ids_in_pages(db):
 SCENARIOS = [index_lifecycle, add_query_read_delete, cosine_and_inner_product,
              compact_removes_tombstones, backup_writes_a_copy, errors_map_to_exception_classes,
              batch_of_10000]
+
+
+async def query_stream_answers_in_order(db, collect):
+    """query_stream against query_index. `collect(name, queries, k, ef=0)` runs one
+    query_stream to its end: (its answers, the exception it raised or None)."""
+    rng = np.random.default_rng(16)
+    data = rng.random((700, 8), dtype=np.float32)
+    await db.create_index("s", "l2", 8)
+    await db.init_index("s", 700)
+    await db.add_items("s", data, np.arange(700))
+    # One vector per message, with a batch of 600 (4,800 floats, answered off gRPC's thread)
+    # every 7th; handed over lazily, as a generator.
+    shapes = [data[i:i + 600] if i % 7 == 6 else data[i] for i in range(40)]
+    answers, error = await collect("s", (q for q in shapes), 3)
+    assert error is None
+    assert len(answers) == len(shapes)
+    for i, (query, (labels, distances)) in enumerate(zip(shapes, answers)):
+        want_labels, want_distances = await db.query_index("s", query, k=3)
+        np.testing.assert_array_equal(labels, want_labels)
+        np.testing.assert_array_equal(distances, want_distances)
+        assert labels[0, 0] == i
+    assert await collect("s", [], 3) == ([], None)
+
+    # The server's refusal of the third message ends the stream after two answers, with the
+    # error query_index raises for the same query.
+    with pytest.raises(InvalidArgumentError) as unary:
+        await db.query_index("s", data[0, :5], k=3)
+    answers, error = await collect("s", [data[0], data[1], data[0, :5], data[2]], 3)
+    assert len(answers) == 2
+    assert type(error) is InvalidArgumentError and error.details == unary.value.details
+    # So does an array the client cannot send.
+    answers, error = await collect("s", [data[0], data[1], "not numbers", data[2]], 3)
+    assert len(answers) == 2
+    assert type(error) is InvalidArgumentError and "not an array of numbers" in str(error)
+    answers, error = await collect("nowhere", [data[0]], 3)
+    assert answers == [] and type(error) is IndexDoesNotExistException
+    assert "'nowhere'" in str(error)
+    answers, error = await collect("s", [data[0]], 3, ef=-1)
+    assert answers == [] and type(error) is InvalidArgumentError and "ef" in str(error)

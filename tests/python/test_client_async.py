@@ -5,11 +5,12 @@ import asyncio
 import inspect
 
 import grpc
+import numpy as np
 import grpc.aio
 import pytest
 
 import luxdb.client
-from client_cases import SCENARIOS, ids_in_pages
+from client_cases import SCENARIOS, ids_in_pages, query_stream_answers_in_order
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError
 from luxdb.stubs import luxdb_pb2 as pb
@@ -131,3 +132,29 @@ async def test_mutual_tls(luxdb_tls_server, tls_files):
     with pytest.raises(LuxDBError) as info:  # plaintext to a TLS server
         await luxdb.client.Client("127.0.0.1", luxdb_tls_server, TEST_SECRET).connect()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.asyncio
+async def test_query_stream(client_args):
+    async with luxdb.client.connect(*client_args) as client:
+
+        async def collect(name, queries, k, ef=0):
+            answers = []
+            try:
+                async for answer in client.query_stream(name, queries, k, ef=ef):
+                    answers.append(answer)
+            except LuxDBError as error:
+                return answers, error
+            return answers, None
+
+        await query_stream_answers_in_order(client, collect)
+
+        async def zeros():
+            for _ in range(100):
+                yield np.zeros(8, dtype=np.float32)
+
+        # An async iterable of queries; leaving early cancels the stream, the client goes on.
+        async for labels, _ in client.query_stream("s", zeros(), 1):
+            assert labels.shape == (1, 1)
+            break
+        assert (await client.query_index("s", np.zeros(8), 1))[0].shape == (1, 1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import luxdb.sync_client
-from client_cases import SCENARIOS, Awaitable, ids_in_pages
+from client_cases import SCENARIOS, Awaitable, ids_in_pages, query_stream_answers_in_order
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError, UnknownSpaceException, \
     error_from_rpc
@@ -184,3 +184,22 @@ def test_batch_above_the_message_cap_names_a_batch_size_that_fits(start_luxdb_se
         assert client.count("capped") == fits
         with pytest.raises(LuxDBError, match="query vectors per call"):
             client.query_index("capped", np.zeros((5000, 100)), 1)
+
+
+def test_query_stream(client_args):
+    with luxdb.sync_client.connect(*client_args) as client:
+
+        async def collect(name, queries, k, ef=0):
+            answers = []
+            try:
+                for answer in client.query_stream(name, queries, k, ef=ef):
+                    answers.append(answer)
+            except LuxDBError as error:
+                return answers, error
+            return answers, None
+
+        asyncio.run(query_stream_answers_in_order(Awaitable(client), collect))
+        # Leaving a stream early cancels it; the client goes on.
+        for _ in client.query_stream("s", [np.zeros(8)] * 100, 1):
+            break
+        assert client.query_index("s", np.zeros(8), 1)[0].shape == (1, 1)

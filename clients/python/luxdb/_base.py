@@ -2,6 +2,7 @@
 channel setup, the call tokens and the error mapping. A client adds only how a call is made
 (`_call`: awaited with grpc.aio, or blocking with grpc) and how it connects and quits."""
 
+import collections
 import functools
 import re
 from typing import Any, Callable, NamedTuple, Optional
@@ -132,6 +133,74 @@ def _info_dict(info):
     }
 
 
+def _query_call(rpc, name, vector, k, ef):
+    """The Call of one query message (QueryIndex's, or one of a QueryStream's)."""
+    queries = _as_vectors(vector, "query vectors", name)
+    n = queries.shape[0]
+    head = pb.QueryIndexRequest(name=name, k=k, ef=ef)
+    request = _wire.request(head, _wire.packed_floats(2, queries))
+
+    def decode(data):
+        fields = _wire.scan(data)
+        labels = _wire.uint64_field(fields, 1)
+        distances = _wire.float_field(fields, 2)
+        if labels.size != n * k or distances.size != n * k:
+            raise InvalidArgumentError(
+                f"query vectors of dimension {queries.shape[1]} do not match index "
+                f"'{name}': the server read {labels.size // max(k, 1)} queries, not {n}",
+                code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
+        return labels.reshape(n, k), distances.reshape(n, k)
+
+    return Call(SERVICE_PATH + rpc, request, decode, name, (n, "query vectors"))
+
+
+class StreamQueries:
+    """The requests of one QueryStream call, made from the caller's query arrays as gRPC asks
+    for them, and the decoders of their answers, in order. A query array that cannot be sent
+    ends the requests (the server then answers those before it and ends the stream OK) and is
+    kept in `failure`, for the reader of the answers to raise after the last one."""
+
+    METHOD = SERVICE_PATH + "QueryStream"
+
+    def __init__(self, name, k, ef):
+        self.name = name
+        self.k = _whole(k, "k", 32)
+        self.ef = _whole(ef, "ef", 32)
+        self.decoders = collections.deque()  # appended by gRPC's sending side, popped by ours
+        self.failure = None
+
+    def call(self):
+        """A Call describing the stream, for errors and the token."""
+        return Call(self.METHOD, b"", None, self.name)
+
+    def request(self, vector):
+        """The bytes of one query message; its decoder is queued first."""
+        call = _query_call("QueryStream", self.name, vector, self.k, self.ef)
+        self.decoders.append(call.decode)
+        return call.request
+
+    def requests(self, queries):
+        try:
+            for vector in queries:
+                yield self.request(vector)
+        except Exception as error:  # raised to the caller after the answers before it
+            self.failure = error
+
+    async def async_requests(self, queries):
+        try:
+            if hasattr(queries, "__aiter__"):
+                async for vector in queries:
+                    yield self.request(vector)
+            else:
+                for vector in queries:
+                    yield self.request(vector)
+        except Exception as error:  # raised to the caller after the answers before it
+            self.failure = error
+
+    def answer(self, data):
+        return self.decoders.popleft()(data)
+
+
 class Operations:
     """The LuxDB operations of the original Python client. Each builds its request and says
     how to read the reply; the client's `_call` performs it (and the async client awaits it).
@@ -196,25 +265,8 @@ class Operations:
         """The k nearest items of each query vector: (labels, distances), numpy arrays of shape
         (n, k) (uint64 and float32), nearest first; one 1-D vector gives n = 1. A row with
         fewer than k matches is padded with label 2**64-1 and distance inf."""
-        queries = _as_vectors(vector, "query vectors", name)
         k = _whole(k, "k", 32)
-        n = queries.shape[0]
-        request = _wire.request(pb.QueryIndexRequest(name=name, k=k),
-                                _wire.packed_floats(2, queries))
-
-        def decode(data):
-            fields = _wire.scan(data)
-            labels = _wire.uint64_field(fields, 1)
-            distances = _wire.float_field(fields, 2)
-            if labels.size != n * k or distances.size != n * k:
-                raise InvalidArgumentError(
-                    f"query vectors of dimension {queries.shape[1]} do not match index "
-                    f"'{name}': the server read {labels.size // max(k, 1)} queries, not {n}",
-                    code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
-            return labels.reshape(n, k), distances.reshape(n, k)
-
-        return self._call(Call(SERVICE_PATH + "QueryIndex", request, decode, name,
-                               (n, "query vectors")))
+        return self._call(_query_call("QueryIndex", name, vector, k, 0))
 
     def delete_item(self, name, label):
         """Marks the item deleted: queries no longer return it. It stays in the graph as a
@@ -425,6 +477,16 @@ class ClientBase(Operations):
         callable_ = self._callables.get(method)
         if callable_ is None:
             callable_ = self._callables[method] = self._channel.unary_unary(method)
+        return callable_
+
+    def _stream_callable(self):
+        """The channel's bytes-in, bytes-out callable for QueryStream."""
+        if self._channel is None:
+            raise LuxDBError("the client is not connected: call connect() first")
+        callable_ = self._callables.get(StreamQueries.METHOD)
+        if callable_ is None:
+            callable_ = self._channel.stream_stream(StreamQueries.METHOD)
+            self._callables[StreamQueries.METHOD] = callable_
         return callable_
 
     def _call_arguments(self, call):

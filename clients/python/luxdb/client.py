@@ -15,7 +15,7 @@ import contextlib
 import grpc
 import grpc.aio
 
-from luxdb._base import ClientBase, awaitable_operations
+from luxdb._base import ClientBase, StreamQueries, awaitable_operations
 from luxdb.exceptions import LuxDBError
 
 
@@ -48,6 +48,32 @@ class Client(ClientBase):
         except grpc.RpcError as error:
             raise self._error(error, call) from None
         return call.decode(reply)
+
+    async def query_stream(self, name, queries, k=1, *, ef=0):
+        """query_index for many query arrays over one QueryStream call: `queries` is an
+        iterable or async iterable of query arrays (each one vector or a 2-D batch), read as
+        the stream sends them; an async iterator of their (labels, distances), in order, as
+        query_index would return them:
+
+            async for labels, distances in client.query_stream("docs", batches, k=10): ...
+
+        The arrays are sent ahead of their answers, so a long stream costs about one search
+        per query rather than one round trip. The first query the server refuses raises its
+        error (LuxDBError) once the answers before it were yielded; an array that is not a
+        valid query raises after them too. `timeout` covers the whole stream. Stopping early
+        cancels the stream."""
+        stream = StreamQueries(name, k, ef)
+        responses = self._stream_callable()(stream.async_requests(queries),
+                                            **self._call_arguments(stream.call()))
+        try:
+            async for reply in responses:
+                yield stream.answer(reply)
+        except grpc.RpcError as error:
+            raise self._error(error, stream.call()) from None
+        finally:
+            responses.cancel()
+        if stream.failure is not None:
+            raise stream.failure
 
     async def _call_each(self, calls):
         try:

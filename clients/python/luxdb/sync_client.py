@@ -14,7 +14,7 @@ import contextlib
 
 import grpc
 
-from luxdb._base import ClientBase
+from luxdb._base import ClientBase, StreamQueries
 from luxdb.exceptions import LuxDBError
 
 
@@ -46,6 +46,31 @@ class SyncClient(ClientBase):
         except grpc.RpcError as error:
             raise self._error(error, call) from None
         return call.decode(reply)
+
+    def query_stream(self, name, queries, k=1, *, ef=0):
+        """query_index for many query arrays over one QueryStream call: `queries` is an
+        iterable of query arrays (each one vector or a 2-D batch), read as the stream sends
+        them; returns an iterator of their (labels, distances), in order, as query_index
+        would return them. The arrays are sent ahead of their answers, so a long stream
+        costs about one search per query rather than one round trip. The first query the
+        server refuses raises its error (LuxDBError) once the answers before it were
+        yielded; an array that is not a valid query raises after them too. `timeout` covers
+        the whole stream. Stopping early (breaking out of the loop) cancels the stream."""
+        stream = StreamQueries(name, k, ef)
+        responses = self._stream_callable()(stream.requests(iter(queries)),
+                                            **self._call_arguments(stream.call()))
+        return self._answers(stream, responses)
+
+    def _answers(self, stream, responses):
+        try:
+            for reply in responses:
+                yield stream.answer(reply)
+        except grpc.RpcError as error:
+            raise self._error(error, stream.call()) from None
+        finally:
+            responses.cancel()
+        if stream.failure is not None:
+            raise stream.failure
 
     def _call_each(self, calls):
         try:
