@@ -396,6 +396,15 @@ async def query_stream_answers_in_order(db, collect):
     answers, error = await collect("s", [data[0], data[1], data[0, :5], data[2]], 3)
     assert len(answers) == 2
     assert type(error) is InvalidArgumentError and error.details == unary.value.details
+    # Arrays sent together in one message (the client groups those waiting): the refused one
+    # is still named as query_index names it, after the answers before it.
+    nan = data[5].copy()
+    nan[3] = np.nan
+    with pytest.raises(InvalidArgumentError) as unary:
+        await db.query_index("s", nan, k=3)
+    answers, error = await collect("s", [data[0], data[1], nan, data[2]], 3)
+    assert [labels[0, 0] for labels, _ in answers] == [0, 1]
+    assert type(error) is InvalidArgumentError and error.details == unary.value.details
     # So does an array the client cannot send.
     answers, error = await collect("s", [data[0], data[1], "not numbers", data[2]], 3)
     assert len(answers) == 2

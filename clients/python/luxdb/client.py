@@ -65,13 +65,20 @@ class Client(ClientBase):
         stream = StreamQueries(name, k, ef)
         responses = self._stream_callable()(stream.async_requests(queries),
                                             **self._call_arguments(stream.call()))
+        refused = None
         try:
             async for reply in responses:
-                yield stream.answer(reply)
+                for answer in stream.answers(reply):
+                    yield answer
         except grpc.RpcError as error:
-            raise self._error(error, stream.call()) from None
+            refused = self._error(error, stream.call())
         finally:
             responses.cancel()
+        if refused is not None:
+            # A message of several arrays: a call per array names the one refused.
+            for call in stream.refused(refused):
+                yield await self._call(call)
+            raise refused
         if stream.failure is not None:
             raise stream.failure
 

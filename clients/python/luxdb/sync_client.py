@@ -64,11 +64,18 @@ class SyncClient(ClientBase):
     def _answers(self, stream, responses):
         try:
             for reply in responses:
-                yield stream.answer(reply)
+                yield from stream.answers(reply)
         except grpc.RpcError as error:
-            raise self._error(error, stream.call()) from None
+            refused = self._error(error, stream.call())
+        else:
+            refused = None
         finally:
             responses.cancel()
+        if refused is not None:
+            # A message of several arrays: a call per array names the one refused.
+            for call in stream.refused(refused):
+                yield self._call(call)
+            raise refused
         if stream.failure is not None:
             raise stream.failure
 
