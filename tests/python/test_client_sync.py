@@ -161,6 +161,15 @@ def test_bulk_fields_encode_and_decode_as_protobuf_does():
     assert _wire.float_field(fields, 2).tolist() == vectors.ravel().tolist()
     assert _wire.int_field(fields, 3) == 3
     assert _wire.uint64_field(_wire.scan(b""), 1).size == 0
+    # Short runs of varints are decoded by a Python loop, long ones by numpy: both agree with
+    # protobuf, and both refuse a truncated one.
+    for repeat in (1, 40):
+        many = np.tile(ids, repeat)
+        reply = pb.QueryIndexResponse(ids=many.tolist()).SerializeToString()
+        assert _wire.uint64_field(_wire.scan(reply), 1).tolist() == many.tolist()
+        payload = _wire.varints(many)
+        with pytest.raises(_wire.MalformedResponse):
+            _wire.decode_varints(payload[:-1])
 
 
 def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):

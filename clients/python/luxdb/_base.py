@@ -600,7 +600,8 @@ class ClientBase(Operations):
         self.host = host
         self.port = port
         self.timeout = timeout
-        self._key = None if secret is None else auth.derive_key(secret, salt, iterations)
+        self._minter = None if secret is None else auth.Minter(
+            auth.derive_key(secret, salt, iterations))
         self._credentials = channel_credentials(tls_ca, tls_cert, tls_key)
         self._channel_options = CHANNEL_OPTIONS + tuple(channel_options)
         self._channel = None
@@ -647,8 +648,8 @@ class ClientBase(Operations):
 
     def _call_arguments(self, call):
         metadata = None
-        if self._key is not None:
-            metadata = (("authorization", "Bearer " + auth.mint_token(self._key, call.method)),)
+        if self._minter is not None:
+            metadata = (("authorization", "Bearer " + self._minter.mint(call.method)),)
         return {"timeout": self.timeout, "metadata": metadata}
 
     def _forget_channel(self):

@@ -46,12 +46,27 @@ def derive_key(secret, salt=None, iterations=None):
     return hashlib.pbkdf2_hmac("sha256", secret, salt.encode(), iterations)
 
 
+class Minter:
+    """Mints tokens with one key. The HMAC's keyed state is computed once, here; each token
+    copies it, which saves a third of a token's cost on a client's every call."""
+
+    _VERSION = bytes([TOKEN_VERSION])
+
+    def __init__(self, key):
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def mint(self, method, now=None, nonce=None):
+        """A token for one call of `method` ("/luxdb.v1.LuxDB/QueryIndex", or "*" for any)."""
+        millis = int((time.time() if now is None else now) * 1000)
+        body = self._VERSION + struct.pack(">q", millis) + (nonce or os.urandom(16))
+        mac = self._mac.copy()
+        mac.update(body + method.encode())
+        return base64.urlsafe_b64encode(body + mac.digest()).rstrip(b"=").decode()
+
+
 def mint_token(key, method, now=None, nonce=None):
     """A token for one call of `method` ("/luxdb.v1.LuxDB/QueryIndex", or "*" for any)."""
-    millis = int((time.time() if now is None else now) * 1000)
-    body = bytes([TOKEN_VERSION]) + struct.pack(">q", millis) + (nonce or os.urandom(16))
-    tag = hmac.new(key, body + method.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
+    return Minter(key).mint(method, now, nonce)
 
 
 class _Details(grpc.ClientCallDetails):
@@ -68,11 +83,11 @@ class TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Adds "authorization: Bearer <token>" for the called method to every unary call."""
 
     def __init__(self, key):
-        self._key = key
+        self._minter = Minter(key)
 
     def intercept_unary_unary(self, continuation, details, request):
         metadata = list(details.metadata or [])
-        metadata.append(("authorization", "Bearer " + mint_token(self._key, details.method)))
+        metadata.append(("authorization", "Bearer " + self._minter.mint(details.method)))
         return continuation(_Details(details, metadata), request)
 
 
@@ -80,12 +95,12 @@ class AsyncTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     """TokenInterceptor for grpc.aio channels (`interceptors=[AsyncTokenInterceptor(key)]`)."""
 
     def __init__(self, key):
-        self._key = key
+        self._minter = Minter(key)
 
     async def intercept_unary_unary(self, continuation, details, request):
         method = details.method
         if isinstance(method, bytes):  # grpc.aio hands the method over encoded
             method = method.decode()
         metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
-        metadata.add("authorization", "Bearer " + mint_token(self._key, method))
+        metadata.add("authorization", "Bearer " + self._minter.mint(method))
         return await continuation(details._replace(metadata=metadata), request)
