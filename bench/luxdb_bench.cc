@@ -125,6 +125,9 @@ parameters (both sides):
   --shared-channel      concurrent clients share one channel (one TCP connection, HTTP/2
                         streams); default: each client thread has its own channel and connection
   --no-concurrent-ingest  skip the 2-client ingest
+  --python SCRIPT       the Python rows' script (default bench/python_clients.py in the
+                        source tree), run with /usr/bin/python3 and the build's luxdb package
+  --no-python           skip the Python rows
 LuxDB:
   --server PATH         luxdb-server to start (default: ../server/luxdb-server next to this
                         binary in the build tree); it gets a temporary data directory, a random
@@ -321,6 +324,11 @@ absl::StatusOr<Config> ParseArgs(int argc, char** argv, bool* help) {
       config.shared_channel = true;
     } else if (flag == "--no-concurrent-ingest") {
       config.concurrent_ingest = false;
+    } else if (flag == "--python") {
+      LUXDB_BENCH_VALUE(v);
+      config.python_script = v;
+    } else if (flag == "--no-python") {
+      config.run_python = false;
     } else if (flag == "--server") {
       LUXDB_BENCH_VALUE(v);
       config.server_path = v;
@@ -605,6 +613,12 @@ absl::Status Run(const Config& config, const Dataset& data, const GroundTruth& t
     if (l->server_pid() != 0) {
       lr->vm_hwm_bytes = ProcStatusBytes(l->server_pid(), "VmHWM");
       lr->vm_rss_bytes = ProcStatusBytes(l->server_pid(), "VmRSS");
+    }
+    if (config.run_python) {
+      std::cerr << "[python] " << config.python_script << " on the kept index..." << std::endl;
+      absl::StatusOr<std::map<std::string, double>> python = l->PythonClients();
+      if (!python.ok()) return python.status();
+      lr->python = *std::move(python);
     }
     if (absl::Status s = l->DropKept(); !s.ok()) return s;
   }

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -111,6 +112,12 @@ struct Config {
   // shared: background load only ever slows a run down).
   int repeats = 2;
   int ingest_repeats = 2;  // the same for the ingest runs (each builds a whole index)
+
+  // The Python rows (issue 16): bench/python_clients.py run on the kept index with
+  // /usr/bin/python3 and the build's luxdb package (python_path on PYTHONPATH).
+  bool run_python = true;
+  std::string python_script = LUXDB_BENCH_PYTHON_SCRIPT;
+  std::string python_path = LUXDB_BENCH_PYTHONPATH;
 
   bool run_hnswlib = true;
   bool run_luxdb = true;
@@ -222,6 +229,8 @@ struct LuxdbResult {
   uint64_t vm_rss_bytes = 0;                    // at the same moment
   uint64_t vm_hwm_final_bytes = 0;              // at the end (after further ingest runs)
   uint64_t data_dir_bytes = 0;                  // after the first ingest
+  // What bench/python_clients.py printed: figure name -> value (see the script).
+  std::map<std::string, double> python;
 };
 
 // Fashion-MNIST or synthetic data as `config` asks.
@@ -277,6 +286,9 @@ class LuxdbSide {
   // gRPC's own floor: grpc.health.v1.Health/Check from one client, one call at a time, through
   // the same channel and completion-queue machinery as SingleQueries, for config.duration_s.
   absl::StatusOr<SingleQueryResult> HealthFloor();
+  // On the kept index: bench/python_clients.py (config.python_script) with every query, at
+  // config.single_ef, config.duration_s / 2 per run and config.repeats runs; its figures.
+  absl::StatusOr<std::map<std::string, double>> PythonClients();
   // Deletes the kept index.
   absl::Status DropKept();
   absl::Status Stop();

@@ -4,12 +4,15 @@
 // The bench calls the generated stub directly rather than luxdb::Client so that it controls
 // the channel per client (own TCP connection or shared) and reuses request objects; the calls,
 // tokens and messages on the wire are the same as luxdb::Client's.
+#include <fcntl.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -161,7 +164,10 @@ struct LuxdbSide::Impl {
   pid_t server_pid = 0;
   std::unique_ptr<Channels> channels;
   int indexes_created = 0;
-  std::string kept;  // the index queries run on
+  std::string kept;    // the index queries run on
+  std::string target;  // host:port of the server
+  std::string secret;
+  bool own_server = false;  // started by the bench, with the default KDF parameters
 };
 
 LuxdbSide::LuxdbSide(const Config& config, const Dataset& data, const GroundTruth& truth)
@@ -224,6 +230,9 @@ absl::Status LuxdbSide::Start() {
       return absl::InvalidArgumentError("--address needs --secret or LUXDB_SECRET");
     }
   }
+  impl_->target = target;
+  impl_->secret = secret;
+  impl_->own_server = config.address.empty();
   absl::StatusOr<auth::Key> key = auth::DeriveKey(secret, kdf);
   if (!key.ok()) return key.status();
   impl_->channels = std::make_unique<Channels>(target, *key, config.shared_channel);
@@ -277,6 +286,102 @@ absl::Status LuxdbSide::Impl::DeleteIndex(const std::string& name) {
   request.set_name(name);
   v1::DeleteIndexResponse response;
   return FromGrpc(stub.DeleteIndex(Context().get(), request, &response), "DeleteIndex");
+}
+
+absl::StatusOr<std::map<std::string, double>> LuxdbSide::PythonClients() {
+  const Config& config = impl_->config;
+  const Dataset& data = impl_->data;
+  if (impl_->kept.empty()) return absl::FailedPreconditionError("no index is kept for Python");
+  const char* tmpdir = std::getenv("TMPDIR");
+  const std::string dir = !impl_->temp_dir.empty()   ? impl_->temp_dir
+                          : !config.work_dir.empty() ? config.work_dir
+                          : tmpdir != nullptr        ? tmpdir
+                                                     : "/tmp";
+  const std::string stem = absl::StrCat(dir, "/luxdb-bench-python-", getpid());
+  const std::string queries_path = stem + ".f32";
+  const std::string figures_path = stem + ".txt";
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      std::error_code error;
+      for (const std::string& path : paths) std::filesystem::remove(path, error);
+    }
+  } cleanup{{queries_path, figures_path}};
+  {
+    std::ofstream out(queries_path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(data.queries.data()),
+              static_cast<std::streamsize>(data.queries.size() * sizeof(float)));
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", queries_path));
+  }
+  std::vector<std::string> args = {"/usr/bin/python3",
+                                   config.python_script,
+                                   "--address",
+                                   impl_->target,
+                                   "--index",
+                                   impl_->kept,
+                                   "--queries",
+                                   queries_path,
+                                   "--dim",
+                                   std::to_string(data.dim),
+                                   "--k",
+                                   std::to_string(config.k),
+                                   "--ef",
+                                   std::to_string(config.single_ef),
+                                   "--duration",
+                                   absl::StrCat(std::max(1.0, config.duration_s / 2)),
+                                   "--repeats",
+                                   std::to_string(config.repeats)};
+  // The secret goes through the environment, not the command line; KDF parameters of ours
+  // would not be the server's it started with the defaults.
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.starts_with("LUXDB_SECRET=") || text.starts_with("PYTHONPATH=")) continue;
+    if (impl_->own_server && (text.starts_with("KDF_ITERATIONS=") ||
+                              text.starts_with("LUXDB_SALT=") || text.starts_with("LUXBD_SALT="))) {
+      continue;
+    }
+    env.emplace_back(text);
+  }
+  env.push_back("LUXDB_SECRET=" + impl_->secret);
+  env.push_back("PYTHONPATH=" + config.python_path);
+  std::vector<char*> argv, envp;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int out = open(figures_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", figures_path));
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(out, STDOUT_FILENO);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  close(out);
+  if (child < 0) return absl::ErrnoToStatus(errno, "fork");
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(
+        absl::StrCat(config.python_script, " failed (",
+                     WIFEXITED(status) ? absl::StrCat("exit status ", WEXITSTATUS(status))
+                                       : absl::StrCat("signal ", WTERMSIG(status)),
+                     "; its messages are above; --no-python skips the Python rows)"));
+  }
+  std::map<std::string, double> figures;
+  std::ifstream in(figures_path);
+  for (std::string line; std::getline(in, line);) {
+    const size_t space = line.find(' ');
+    double value = 0;
+    if (space == std::string::npos || !absl::SimpleAtod(line.substr(space + 1), &value)) {
+      return absl::InternalError(
+          absl::StrCat(config.python_script, " printed '", line, "', not '<name> <value>'"));
+    }
+    figures[line.substr(0, space)] = value;
+  }
+  return figures;
 }
 
 absl::Status LuxdbSide::DropKept() {

@@ -21,6 +21,12 @@ constexpr double kSingleQpsRatio = 0.75;  // issue 16 (was 0.60)
 // Issue 16: one client's QueryIndex p50 at most gRPC's floor + the search in-process + this.
 constexpr double kCallPathAllowanceMs = 0.030;
 constexpr int kSingleTargetClients = 16;
+// Issue 16, Python: the clients' p50 over a bare generated stub's, one call of every query
+// against in-process batch QPS at the same ef, QueryStream against the same client's unary rate.
+constexpr double kPythonSyncAllowanceMs = 0.040;
+constexpr double kPythonAsyncAllowanceMs = 0.080;
+constexpr double kPythonOneCallRatio = 0.85;
+constexpr double kPythonStreamRatio = 2.0;
 constexpr double kRssFactor = 1.3;
 constexpr uint64_t kRssAllowance = 64ull << 20;
 
@@ -54,6 +60,12 @@ std::string JsonObject(const Fields& fields) {
 }
 std::string JsonArray(const std::vector<std::string>& values) {
   return absl::StrCat("[", absl::StrJoin(values, ", "), "]");
+}
+
+std::string JsonPython(const std::map<std::string, double>& figures) {
+  Fields fields;
+  for (const auto& [name, value] : figures) fields.emplace_back(name, JsonNumber(value));
+  return JsonObject(fields);
 }
 
 std::string Json(const IngestResult& r) {
@@ -289,6 +301,54 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                "call_path_p50_1_client", reference, l_one->p50_ms,
                l_one->p50_ms <= reference + kCallPathAllowanceMs);
   }
+  // Python (bench/python_clients.py): the reference column holds what each figure is held to.
+  if (luxdb && !luxdb->python.empty()) {
+    const auto py = [&](const char* name) {
+      const auto it = luxdb->python.find(name);
+      return it == luxdb->python.end() ? 0.0 : it->second;
+    };
+    const double stub = py("stub_p50_ms");
+    rows.push_back({});
+    rows.push_back({"Python p50 ms, bare generated stub + TokenInterceptor, 1 client", "",
+                    Num(stub, 3), "", "", "", ""});
+    for (const auto& [kind, allowance] :
+         {std::pair<std::string, double>{"sync", kPythonSyncAllowanceMs},
+          std::pair<std::string, double>{"async", kPythonAsyncAllowanceMs}}) {
+      const double p50 = py((kind + "_p50_ms").c_str());
+      add_target(
+          {absl::StrCat("Python ", kind, " client p50 ms (reference: the stub's)"), Num(stub, 3),
+           Num(p50, 3), Ratio(p50, stub), absl::StrFormat("<= +%.3f ms", allowance), "", ""},
+          absl::StrCat("python_", kind, "_p50"), stub, p50, p50 <= stub + allowance);
+    }
+    const BatchQueryResult* in_process = nullptr;
+    for (size_t i = 0; hnswlib && i < config.batch_efs.size(); ++i) {
+      if (config.batch_efs[i] == config.single_ef && !hnswlib->batch[i].empty()) {
+        in_process = &hnswlib->batch[i].best();
+      }
+    }
+    const double one_call = py("batch_qps"), in_process_qps = in_process ? in_process->qps() : 0;
+    add_target({absl::StrFormat("Python: 1 query_index call of %.0f queries, QPS, ef=%u "
+                                "(reference: hnswlib batch)",
+                                py("batch_queries"), config.single_ef),
+                Num(in_process_qps), Num(one_call), Ratio(one_call, in_process_qps),
+                absl::StrFormat(">= %.2fx", kPythonOneCallRatio), "", ""},
+               "python_one_call_qps", in_process_qps, one_call,
+               one_call >= kPythonOneCallRatio * in_process_qps);
+    for (const std::string kind : {"sync", "async"}) {
+      const double unary = py((kind + "_rate").c_str());
+      const double stream = py(("stream_" + kind + "_rate").c_str());
+      add_target(
+          {absl::StrCat("Python QueryStream q/s, ", kind, " client (reference: its unary calls/s)"),
+           Num(unary), Num(stream), Ratio(stream, unary),
+           absl::StrFormat(">= %.2fx", kPythonStreamRatio), "", ""},
+          absl::StrCat("python_stream_", kind), unary, stream,
+          stream >= kPythonStreamRatio * unary);
+    }
+    const double mismatches = py("stream_mismatches");
+    rows.push_back({"  streamed answers unlike query_index's", "", Num(mismatches), "", "0",
+                    Verdict(mismatches == 0), ""});
+    targets.push_back({"python_stream_answers", 0, mismatches, 0, "0", mismatches == 0});
+  }
   rows.push_back({});
 
   // Memory.
@@ -433,6 +493,7 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                                    {"batch", JsonArray(batch)},
                                    {"single", JsonArray(single)},
                                    {"health_floor", Json(luxdb->floor)},
+                                   {"python", JsonPython(luxdb->python)},
                                    {"vm_rss_idle_bytes", JsonNumber(luxdb->vm_rss_idle_bytes)},
                                    {"vm_hwm_bytes", JsonNumber(luxdb->vm_hwm_bytes)},
                                    {"vm_rss_bytes", JsonNumber(luxdb->vm_rss_bytes)},
