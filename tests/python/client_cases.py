@@ -294,8 +294,18 @@ async def batch_of_10000(db):
     await db.add_items("big", data, ids)  # one call
     assert await db.count("big") == 10_000
     await db.set_ef("big", 64)
+    # 3.7 MiB of queries: sent in parts, three at a time, answered in order as one call.
     labels, distances = await db.query_index("big", data, k=2)
     assert labels.shape == distances.shape == (10_000, 2)
+    part_labels, part_distances = await db.query_index("big", data[7000:7100], k=2)
+    np.testing.assert_array_equal(labels[7000:7100], part_labels)
+    np.testing.assert_array_equal(distances[7000:7100], part_distances)
+    # A refused value is named by its row in the whole call, not in its part.
+    bad = data.copy()
+    bad[7000, 5] = np.nan
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.query_index("big", bad, k=2)
+    assert "query vector 7000 " in info.value.details
     assert labels.dtype == np.uint64 and distances.dtype == np.float32
     assert (labels[:, 0] == ids).mean() > 0.99  # each vector finds itself (hnswlib: 0.997)
     assert (distances[:, 0] <= distances[:, 1]).all()

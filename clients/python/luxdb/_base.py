@@ -136,6 +136,20 @@ def _info_dict(info):
     }
 
 
+# query_index sends more than twice this many bytes of query vectors in calls of about this
+# size, this many at once: the server searches one while the next arrives, and no part waits
+# for the whole request to be sent, received and parsed (one 31 MiB call of 10,000 vectors of
+# 784 dimensions reached 0.56-0.74x of in-process batch QPS).
+SPLIT_BYTES = 1 << 20
+SPLIT_IN_FLIGHT = 3
+
+
+def _join_answers(answers):
+    """One (labels, distances) of the (labels, distances) of consecutive parts."""
+    return (np.concatenate([labels for labels, _ in answers]),
+            np.concatenate([distances for _, distances in answers]))
+
+
 def _query_call(rpc, name, vector, k, ef):
     """The Call of one query message (QueryIndex's, or one of a QueryStream's)."""
     queries = _as_vectors(vector, "query vectors", name)
@@ -420,9 +434,22 @@ class Operations:
     def query_index(self, name, vector, k=1):
         """The k nearest items of each query vector: (labels, distances), numpy arrays of shape
         (n, k) (uint64 and float32), nearest first; one 1-D vector gives n = 1. A row with
-        fewer than k matches is padded with label 2**64-1 and distance inf."""
+        fewer than k matches is padded with label 2**64-1 and distance inf.
+
+        Above SPLIT_BYTES of vectors the queries go in calls of about that size, up to
+        SPLIT_IN_FLIGHT at once, so that the server searches one part while the next
+        arrives; the answer is the same, in the same order (`timeout` applies to each
+        call)."""
         k = _whole(k, "k", 32)
-        return self._call(_query_call("QueryIndex", name, vector, k, 0))
+        queries = _as_vectors(vector, "query vectors", name)
+        if queries.nbytes <= 2 * SPLIT_BYTES:
+            return self._call(_query_call("QueryIndex", name, queries, k, 0))
+        rows = max(1, SPLIT_BYTES // max(1, queries.shape[1] * 4))
+        parts = [lambda start=start: _query_call("QueryIndex", name,
+                                                 queries[start:start + rows], k, 0)
+                 for start in range(0, queries.shape[0], rows)]
+        return self._call_split(parts, lambda: _query_call("QueryIndex", name, queries, k, 0),
+                                _join_answers)
 
     def delete_item(self, name, label):
         """Marks the item deleted: queries no longer return it. It stays in the graph as a
@@ -509,6 +536,14 @@ class Operations:
     def _call_each(self, calls):
         """Performs each Call the generator `calls` yields, sending it the call's result;
         returns what the generator returns (the clients define how: blocking or awaited)."""
+        raise NotImplementedError
+
+    def _call_split(self, parts, whole, join):
+        """join(results of the Calls parts() make, in order): the calls run up to
+        SPLIT_IN_FLIGHT at once, each made just before it is sent. If one is refused as
+        INVALID_ARGUMENT, the rest are cancelled and whole() is made and performed instead,
+        so that the error names the value as one call of everything would (the clients
+        define how: blocking or awaited)."""
         raise NotImplementedError
 
     @staticmethod

@@ -10,12 +10,14 @@ Every operation is a coroutine; see luxdb._base.Operations for what each one doe
 luxdb.exceptions for the errors they raise. luxdb.sync_client has the same API, blocking.
 """
 
+import asyncio
+import collections
 import contextlib
 
 import grpc
 import grpc.aio
 
-from luxdb._base import ClientBase, StreamQueries, awaitable_operations
+from luxdb._base import SPLIT_IN_FLIGHT, ClientBase, StreamQueries, awaitable_operations
 from luxdb.exceptions import LuxDBError
 
 
@@ -81,6 +83,27 @@ class Client(ClientBase):
             raise refused
         if stream.failure is not None:
             raise stream.failure
+
+    async def _call_split(self, parts, whole, join):
+        in_flight = collections.deque()  # tasks, oldest first
+        results = []
+        try:
+            for make in parts:
+                in_flight.append(asyncio.ensure_future(self._call(make())))
+                if len(in_flight) >= SPLIT_IN_FLIGHT:
+                    results.append(await in_flight.popleft())
+            while in_flight:
+                results.append(await in_flight.popleft())
+        except LuxDBError as error:
+            if error.code != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            return await self._call(whole())
+        finally:
+            for task in in_flight:
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a later part's error is not news
+        return join(results)
 
     async def _call_each(self, calls):
         try:

@@ -10,11 +10,12 @@ See luxdb._base.Operations for what each operation does and luxdb.exceptions for
 they raise. A SyncClient may be shared by threads. luxdb.client is the asyncio version.
 """
 
+import collections
 import contextlib
 
 import grpc
 
-from luxdb._base import ClientBase, StreamQueries
+from luxdb._base import SPLIT_IN_FLIGHT, ClientBase, StreamQueries
 from luxdb.exceptions import LuxDBError
 
 
@@ -78,6 +79,34 @@ class SyncClient(ClientBase):
             raise refused
         if stream.failure is not None:
             raise stream.failure
+
+    def _call_split(self, parts, whole, join):
+        in_flight = collections.deque()  # (call, future), oldest first
+        results = []
+        try:
+            for make in parts:
+                call = make()
+                in_flight.append((call, self._callable(call.method).future(
+                    call.request, **self._call_arguments(call))))
+                if len(in_flight) >= SPLIT_IN_FLIGHT:
+                    results.append(self._result(*in_flight.popleft()))
+            while in_flight:
+                results.append(self._result(*in_flight.popleft()))
+        except LuxDBError as error:
+            if error.code != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            return self._call(whole())
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+        return join(results)
+
+    def _result(self, call, future):
+        try:
+            reply = future.result()
+        except grpc.RpcError as error:
+            raise self._error(error, call) from None
+        return call.decode(reply)
 
     def _call_each(self, calls):
         try:
