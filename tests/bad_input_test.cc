@@ -931,7 +931,7 @@ TEST_F(BadInputTest, GarbageRequestsAreRefusedByTheParserForEveryMethod) {
       {"random bytes", random_bytes},
   };
   const auto methods = LuxDBMethods();
-  ASSERT_EQ(methods.size(), 15u);
+  ASSERT_EQ(methods.size(), 16u);
   for (const google::protobuf::MethodDescriptor* method : methods) {
     const Message* prototype =
         google::protobuf::MessageFactory::generated_factory()->GetPrototype(method->input_type());
@@ -950,8 +950,9 @@ TEST_F(BadInputTest, GarbageRequestsAreRefusedByTheParserForEveryMethod) {
   }
 }
 
-// QueryIndex parses its own request (a raw callback method, server/service.cc): it refuses
-// what does not parse with the same code as gRPC's parser, and says what was wrong.
+// QueryIndex and QueryStream parse their own requests (raw callback methods, server/service.cc):
+// they refuse
+// what does not parse with the same code as gRPC's parser, and say what was wrong.
 TEST_F(BadInputTest, AnUnparsableQueryIndexRequestIsRefusedNamingTheRequest) {
   ExpectRefused("QueryIndex with a group never ended", Send("QueryIndex", "\x0b\x08\x01"),
                 Code::INTERNAL, {"QueryIndex", "3 bytes", "luxdb.v1.QueryIndexRequest"});
@@ -960,6 +961,9 @@ TEST_F(BadInputTest, AnUnparsableQueryIndexRequestIsRefusedNamingTheRequest) {
                                                "ab\xff",
                                                5)),
                 Code::INTERNAL, {"QueryIndex", "5 bytes", "not UTF-8"});
+  // So does QueryStream, message by message (here its only one).
+  ExpectRefused("QueryStream with a group never ended", Send("QueryStream", "\x0b\x08\x01"),
+                Code::INTERNAL, {"QueryStream", "3 bytes", "luxdb.v1.QueryIndexRequest"});
 }
 
 TEST_F(BadInputTest, EmptyRequestsMeanEveryFieldIsDefaultAndAreRefusedAsSuch) {

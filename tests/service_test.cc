@@ -1811,10 +1811,11 @@ TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
       }
     }
   }
-  EXPECT_EQ(methods, (std::set<std::string>{"AddItems", "Backup", "CreateIndex", "DeleteIndex",
-                                            "DeleteItems", "DescribeIndex", "GetElements", "GetIds",
-                                            "IndexExists", "InitIndex", "ListIndexes", "QueryIndex",
-                                            "ResizeIndex", "SetEf", "CompactIndex"}));
+  EXPECT_EQ(methods,
+            (std::set<std::string>{"AddItems", "Backup", "CreateIndex", "DeleteIndex",
+                                   "DeleteItems", "DescribeIndex", "GetElements", "GetIds",
+                                   "IndexExists", "InitIndex", "ListIndexes", "QueryIndex",
+                                   "QueryStream", "ResizeIndex", "SetEf", "CompactIndex"}));
 }
 
 }  // namespace

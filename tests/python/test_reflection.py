@@ -98,8 +98,13 @@ def test_describe_luxdb_service_lists_every_method_with_its_types(ask):
     [service] = [s for s in file.service if s.name == "LuxDB"]
     methods = [(m.name, m.input_type, m.output_type, m.client_streaming, m.server_streaming)
                for m in service.method]
-    assert methods == [(name, f".luxdb.v1.{name}Request", f".luxdb.v1.{name}Response", False,
-                        False) for name in LUXDB_METHODS]
+    unary = [(name, f".luxdb.v1.{name}Request", f".luxdb.v1.{name}Response", False, False)
+             for name in LUXDB_METHODS]
+    # QueryStream, after QueryIndex: a stream of QueryIndex's messages both ways.
+    stream = ("QueryStream", ".luxdb.v1.QueryIndexRequest", ".luxdb.v1.QueryIndexResponse",
+              True, True)
+    at = LUXDB_METHODS.index("QueryIndex") + 1
+    assert methods == unary[:at] + [stream] + unary[at:]
     # Every request and response type is described in the same file, so a client can build
     # calls (grpcurl -d '{...}') from reflection alone.
     messages = {m.name for m in file.message_type}
