@@ -615,10 +615,20 @@ absl::Status Run(const Config& config, const Dataset& data, const GroundTruth& t
       lr->vm_rss_bytes = ProcStatusBytes(l->server_pid(), "VmRSS");
     }
     if (config.run_python) {
+      auto reference = [&] {
+        if (!h) return;
+        BatchQueryResult b = h->BatchQuery(config.single_ef);
+        std::cerr << "[hnswlib] batch ef=" << config.single_ef
+                  << " beside the Python rows: " << static_cast<int>(b.qps()) << " q/s"
+                  << Background(b.background_cores) << std::endl;
+        hr->batch_beside_python.Add(b);
+      };
+      reference();
       std::cerr << "[python] " << config.python_script << " on the kept index..." << std::endl;
       absl::StatusOr<std::map<std::string, double>> python = l->PythonClients();
       if (!python.ok()) return python.status();
       lr->python = *std::move(python);
+      reference();
     }
     if (absl::Status s = l->DropKept(); !s.ok()) return s;
   }

@@ -209,10 +209,13 @@ struct HnswlibResult {
   std::vector<Runs<BatchQueryResult>> batch;  // per config.batch_efs
   Runs<SingleQueryResult> single;
   Runs<SingleQueryResult> single_one_thread;  // the per-query time of the call-path target
-  uint64_t rss_delta_bytes = 0;               // VmRSS after the first build minus before
-  uint64_t theoretical_bytes = 0;             // hnswlib's allocations, counted from its fields
-  uint64_t graph_file_bytes = 0;              // what saveIndex would write
-  std::string simd;                           // the distance kernel the compile flags select
+  // Batch queries at config.single_ef run just before and just after the Python rows: the
+  // reference of their one-call row, measured at the same machine speed.
+  Runs<BatchQueryResult> batch_beside_python;
+  uint64_t rss_delta_bytes = 0;    // VmRSS after the first build minus before
+  uint64_t theoretical_bytes = 0;  // hnswlib's allocations, counted from its fields
+  uint64_t graph_file_bytes = 0;   // what saveIndex would write
+  std::string simd;                // the distance kernel the compile flags select
 };
 
 struct LuxdbResult {

