@@ -292,6 +292,38 @@ TEST_F(ClientTest, AddQueryGetIdsAndGetElements) {
   EXPECT_THAT(back->row(2), ElementsAreArray(all.subspan(299 * kDim, kDim)));
 }
 
+// Above 2 MiB of query vectors QueryIndex sends parts of about 1 MiB, three at once: the
+// answer is the one of one call, row for row, and a refused row is named by its place in the
+// whole call.
+TEST_F(ClientTest, LargeQueryGoesInPartsWithOneCallsAnswerAndErrors) {
+  constexpr uint32_t kDim = 16;
+  constexpr size_t kRows = 2000;
+  MakeIndex("docs", Space::kL2, kDim, kRows);
+  const std::vector<float> vectors = Rows(kRows, kDim);
+  ASSERT_TRUE(db_->AddItems("docs", vectors, Iota(kRows)).ok());
+  // 40,000 queries of 16 floats: 2.4 MiB, 3 parts of 16,384 rows.
+  std::vector<float> queries;
+  for (int copy = 0; copy < 20; ++copy)
+    queries.insert(queries.end(), vectors.begin(), vectors.end());
+  absl::StatusOr<QueryResult> whole = db_->QueryIndex("docs", queries, 2, 30);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_EQ(whole->rows(), 20 * kRows);
+  absl::StatusOr<QueryResult> one = db_->QueryIndex("docs", vectors, 2, 30);
+  ASSERT_TRUE(one.ok()) << one.status();
+  for (size_t copy = 0; copy < 20; ++copy) {
+    EXPECT_TRUE(std::equal(one->ids.begin(), one->ids.end(), whole->ids.begin() + copy * kRows * 2))
+        << "copy " << copy;
+    EXPECT_TRUE(std::equal(one->distances.begin(), one->distances.end(),
+                           whole->distances.begin() + copy * kRows * 2))
+        << "copy " << copy;
+  }
+  queries[35'000 * kDim + 3] = std::numeric_limits<float>::quiet_NaN();
+  absl::Status refused = db_->QueryIndex("docs", queries, 2, 30).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("query vector 35000 "));
+  EXPECT_EQ(db_->QueryIndex("nowhere", queries, 2).status().code(), absl::StatusCode::kNotFound);
+}
+
 // A stream answers every query message as QueryIndex would, in the order sent, while a second
 // thread is still sending; messages of one row and of many rows (answered off gRPC's thread)
 // mix in one stream.

@@ -65,6 +65,29 @@ absl::StatusOr<IndexInfo> FromProto(const v1::IndexInfo& info) {
                    .initialized = info.initialized()};
 }
 
+// The QueryResult in `response`, or INTERNAL naming `target` if its fields do not agree.
+absl::StatusOr<QueryResult> FromResponse(v1::QueryIndexResponse& response,
+                                         const std::string& method, const std::string& target) {
+  if (response.ids_size() != response.distances_size() ||
+      (response.k() == 0 ? response.ids_size() != 0 : response.ids_size() % response.k() != 0)) {
+    return absl::InternalError(
+        absl::StrCat("malformed ", method, " answer from ", target, ": ", response.ids_size(),
+                     " ids, ", response.distances_size(), " distances, k ", response.k()));
+  }
+  QueryResult result;
+  result.k = response.k();
+  result.ids.assign(response.ids().begin(), response.ids().end());
+  result.distances.assign(response.distances().begin(), response.distances().end());
+  return result;
+}
+
+// QueryIndex sends more than twice this many bytes of query vectors as calls of about this
+// size, this many at once: the server searches one while the next arrives, instead of waiting
+// for the whole request to be sent, received and parsed (from Python, one call of 10,000 x 784
+// reached 7,200-7,800 queries/s, these parts 10,500-11,900 on this machine).
+constexpr size_t kSplitBytes = size_t{1} << 20;
+constexpr size_t kSplitInFlight = 3;
+
 std::string Target(const ConnectOptions& options) {
   return options.host.find(':') != std::string::npos
              ? absl::StrCat("[", options.host, "]:", options.port)
@@ -117,6 +140,85 @@ class Client::Impl {
   }
 
   Stub& stub() { return *stub_; }
+
+  // QueryIndex as calls of about kSplitBytes of whole `dim`-float rows, kSplitInFlight at once,
+  // their answers joined in order; the first failure cancels the rest and is returned.
+  absl::StatusOr<QueryResult> QueryInParts(const std::string& name, std::span<const float> queries,
+                                           uint32_t dim, uint32_t k, uint32_t ef,
+                                           const CallOptions& call, const std::string& target) {
+    struct Part {
+      std::unique_ptr<grpc::ClientContext> context;
+      v1::QueryIndexRequest request;
+      v1::QueryIndexResponse response;
+      grpc::Status status;
+      std::unique_ptr<grpc::ClientAsyncResponseReader<v1::QueryIndexResponse>> reader;
+      bool finished = false;
+    };
+    const size_t rows_per_part = std::max<size_t>(1, kSplitBytes / (size_t{dim} * sizeof(float)));
+    const size_t floats_per_part = rows_per_part * dim;
+    const size_t count = (queries.size() + floats_per_part - 1) / floats_per_part;
+    std::vector<Part> parts(count);
+    grpc::CompletionQueue cq;
+    size_t next = 0;
+    size_t in_flight = 0;
+    absl::Status failed;
+    const auto start = [&] {
+      Part& part = parts[next];
+      part.context = Context(call);
+      part.request.set_name(name);
+      const std::span<const float> rows =
+          queries.subspan(next * floats_per_part,
+                          std::min(floats_per_part, queries.size() - next * floats_per_part));
+      part.request.mutable_vectors()->Assign(rows.begin(), rows.end());
+      part.request.set_k(k);
+      part.request.set_ef(ef);
+      part.reader = stub_->PrepareAsyncQueryIndex(part.context.get(), part.request, &cq);
+      part.reader->StartCall();
+      part.reader->Finish(&part.response, &part.status, reinterpret_cast<void*>(next));
+      ++next;
+      ++in_flight;
+    };
+    while (next < count && in_flight < kSplitInFlight) start();
+    while (in_flight > 0) {
+      void* tag = nullptr;
+      bool ok = false;
+      if (!cq.Next(&tag, &ok)) break;
+      --in_flight;
+      Part& part = parts[reinterpret_cast<size_t>(tag)];
+      part.finished = true;
+      part.request.Clear();
+      if (!part.status.ok() && failed.ok()) {
+        failed = FromGrpc(part.status);
+        for (Part& other : parts) {
+          if (other.context != nullptr && !other.finished) other.context->TryCancel();
+        }
+      }
+      if (failed.ok() && next < count) start();
+    }
+    cq.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq.Next(&tag, &ok)) {
+    }
+    if (!failed.ok()) return failed;
+    QueryResult result;
+    result.k = k;
+    result.ids.reserve(queries.size() / dim * k);
+    result.distances.reserve(queries.size() / dim * k);
+    for (Part& part : parts) {
+      absl::StatusOr<QueryResult> answer = FromResponse(part.response, "QueryIndex", target);
+      if (!answer.ok()) return answer.status();
+      result.ids.insert(result.ids.end(), answer->ids.begin(), answer->ids.end());
+      result.distances.insert(result.distances.end(), answer->distances.begin(),
+                              answer->distances.end());
+    }
+    if (result.ids.size() != queries.size() / dim * k) {
+      return absl::InternalError(absl::StrCat("malformed QueryIndex answers from ", target, ": ",
+                                              result.ids.size(), " results for ",
+                                              queries.size() / dim, " queries at k ", k));
+    }
+    return result;
+  }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
@@ -265,22 +367,6 @@ absl::StatusOr<uint64_t> Client::DeleteItems(const std::string& name, std::span<
 
 namespace {
 
-// The QueryResult in `response`, or INTERNAL naming `target` if its fields do not agree.
-absl::StatusOr<QueryResult> FromResponse(v1::QueryIndexResponse& response,
-                                         const std::string& method, const std::string& target) {
-  if (response.ids_size() != response.distances_size() ||
-      (response.k() == 0 ? response.ids_size() != 0 : response.ids_size() % response.k() != 0)) {
-    return absl::InternalError(
-        absl::StrCat("malformed ", method, " answer from ", target, ": ", response.ids_size(),
-                     " ids, ", response.distances_size(), " distances, k ", response.k()));
-  }
-  QueryResult result;
-  result.k = response.k();
-  result.ids.assign(response.ids().begin(), response.ids().end());
-  result.distances.assign(response.distances().begin(), response.distances().end());
-  return result;
-}
-
 class GrpcQueryStream final : public QueryStream {
  public:
   GrpcQueryStream(Stub& stub, std::unique_ptr<grpc::ClientContext> context, const std::string& name,
@@ -364,6 +450,19 @@ std::unique_ptr<QueryStream> Client::OpenQueryStream(const std::string& name, ui
 absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
                                                std::span<const float> queries, uint32_t k,
                                                uint32_t ef, const CallOptions& call) {
+  if (queries.size_bytes() > 2 * kSplitBytes) {
+    // Rows are the index's dimension long: asked once (a fraction of a millisecond against
+    // the tens of milliseconds of the query). Without it, or for a length that is not whole
+    // rows, one call answers (or refuses) as always.
+    absl::StatusOr<IndexInfo> info = DescribeIndex(name, call);
+    if (info.ok() && info->dim > 0 && queries.size() % info->dim == 0) {
+      absl::StatusOr<QueryResult> parts =
+          impl_->QueryInParts(name, queries, info->dim, k, ef, call, target());
+      // A part refused for its content: one whole call names the offending row as it always
+      // did (a part counts rows from its own start).
+      if (parts.ok() || !absl::IsInvalidArgument(parts.status())) return parts;
+    }
+  }
   v1::QueryIndexRequest request;
   request.set_name(name);
   request.mutable_vectors()->Add(queries.begin(), queries.end());

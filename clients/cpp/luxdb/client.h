@@ -224,7 +224,11 @@ class Client {
   // dimension), searched with breadth `ef` (0: the index's ef). A row with fewer than k live
   // results is padded with kMissingId / kMissingDistance. NOT_FOUND, FAILED_PRECONDITION,
   // INVALID_ARGUMENT (k or ef out of range, wrong dimension, NaN/Inf), RESOURCE_EXHAUSTED
-  // (answer over the message cap: query fewer rows per call).
+  // (answer over the message cap: query fewer rows per call). Above 2 MiB of queries the
+  // client asks the index's dimension (DescribeIndex) and sends calls of about 1 MiB, three
+  // at once, so that the server searches one while the next arrives; the answer is the same
+  // (`call.timeout` then applies to each call), and a refused row is still named by its place
+  // in the whole batch.
   absl::StatusOr<QueryResult> QueryIndex(const std::string& name, std::span<const float> queries,
                                          uint32_t k, uint32_t ef = 0, const CallOptions& call = {});
 
