@@ -598,6 +598,14 @@ absl::Status Run(const Config& config, const Dataset& data, const GroundTruth& t
                 << Background(floor->background_cores) << std::endl;
       lr->floor.Add(*floor);
     }
+    if (l) {
+      absl::StatusOr<SingleQueryResult> stream = l->StreamQueries();
+      if (!stream.ok()) return stream.status();
+      std::cerr << "[luxdb] QueryStream, 1 client, one query per message: "
+                << static_cast<int>(stream->qps()) << " q/s, recall " << stream->recall
+                << Background(stream->background_cores) << std::endl;
+      lr->stream.Add(*stream);
+    }
     for (size_t i = 0; l && i < config.clients.size(); ++i) {
       absl::StatusOr<SingleQueryResult> s = l->SingleQueries(config.clients[i]);
       if (!s.ok()) return s.status();

@@ -227,6 +227,7 @@ struct LuxdbResult {
   std::vector<Runs<BatchQueryResult>> batch;    // per config.batch_efs
   std::vector<Runs<SingleQueryResult>> single;  // per config.clients
   Runs<SingleQueryResult> floor;                // Health/Check, 1 client (HealthFloor)
+  Runs<SingleQueryResult> stream;               // QueryStream, 1 client (StreamQueries)
   uint64_t vm_rss_idle_bytes = 0;               // right after start, before any index exists
   uint64_t vm_hwm_bytes = 0;                    // after ingest + queries of one index
   uint64_t vm_rss_bytes = 0;                    // at the same moment
@@ -289,6 +290,9 @@ class LuxdbSide {
   // gRPC's own floor: grpc.health.v1.Health/Check from one client, one call at a time, through
   // the same channel and completion-queue machinery as SingleQueries, for config.duration_s.
   absl::StatusOr<SingleQueryResult> HealthFloor();
+  // Every query, one vector per message, over one QueryStream call from one client: one
+  // thread sends, the calling thread reads the answers (recall checked).
+  absl::StatusOr<SingleQueryResult> StreamQueries();
   // On the kept index: bench/python_clients.py (config.python_script) with every query, at
   // config.single_ef, config.duration_s / 2 per run and config.repeats runs; its figures.
   absl::StatusOr<std::map<std::string, double>> PythonClients();

@@ -553,6 +553,53 @@ absl::StatusOr<SingleQueryResult> LuxdbSide::HealthFloor() {
   return result;
 }
 
+absl::StatusOr<SingleQueryResult> LuxdbSide::StreamQueries() {
+  const Config& config = impl_->config;
+  const Dataset& data = impl_->data;
+  const size_t k = config.k;
+  Stub stub(impl_->channels->Get());
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  std::unique_ptr<grpc::ClientReaderWriter<v1::QueryIndexRequest, v1::QueryIndexResponse>> stream =
+      stub.QueryStream(context.get());
+  std::vector<uint64_t> ids(data.nq * k, ~uint64_t{0});
+  const PhaseMeter meter(impl_->server_pid);
+  const Clock::time_point start = Clock::now();
+  std::thread sender([&] {
+    v1::QueryIndexRequest request;
+    request.set_name(impl_->kept);
+    request.set_k(static_cast<uint32_t>(k));
+    request.set_ef(config.single_ef);
+    for (size_t i = 0; i < data.nq; ++i) {
+      const std::span<const float> query = data.query(i);
+      request.mutable_vectors()->Assign(query.begin(), query.end());
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  v1::QueryIndexResponse response;
+  size_t answered = 0;
+  while (stream->Read(&response)) {
+    if (answered < data.nq && static_cast<size_t>(response.ids_size()) == k) {
+      std::copy(response.ids().begin(), response.ids().end(), ids.begin() + answered * k);
+    }
+    ++answered;
+  }
+  sender.join();
+  const grpc::Status status = stream->Finish();
+  SingleQueryResult result;
+  result.seconds = SecondsSince(start);
+  meter.Fill(&result);
+  if (!status.ok()) return FromGrpc(status, "QueryStream");
+  if (answered != data.nq) {
+    return absl::InternalError(
+        absl::StrCat("QueryStream answered ", answered, " of ", data.nq, " queries"));
+  }
+  result.clients = 1;
+  result.queries = answered;
+  result.recall = Recall(data, impl_->truth, ids, k);
+  return result;
+}
+
 absl::StatusOr<SingleQueryResult> LuxdbSide::SingleQueries(int clients) {
   const Config& config = impl_->config;
   const Dataset& data = impl_->data;

@@ -301,6 +301,15 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                "call_path_p50_1_client", reference, l_one->p50_ms,
                l_one->p50_ms <= reference + kCallPathAllowanceMs);
   }
+  if (luxdb && !luxdb->stream.empty()) {
+    const SingleQueryResult& s = luxdb->stream.best();
+    const double one_thread = h_one ? h_one->qps() : 0;
+    rows.push_back(
+        {absl::StrCat("QueryStream q/s, 1 client, 1 query per message, ef=", config.single_ef,
+                      " (hnswlib column: 1 thread)"),
+         Num(one_thread), Num(s.qps()), Ratio(s.qps(), one_thread), "", "", busy(h_one, &s)});
+    rows.push_back({absl::StrCat("  recall@", config.k), "", Num(s.recall, 4), "", "", "", ""});
+  }
   // Python (bench/python_clients.py): the reference column holds what each figure is held to.
   if (luxdb && !luxdb->python.empty()) {
     const auto py = [&](const char* name) {
@@ -491,6 +500,7 @@ bool Report(const Config& config, const Dataset& data, const GroundTruth& truth,
                                    {"batch", JsonArray(batch)},
                                    {"single", JsonArray(single)},
                                    {"health_floor", Json(luxdb->floor)},
+                                   {"query_stream", Json(luxdb->stream)},
                                    {"python", JsonPython(luxdb->python)},
                                    {"vm_rss_idle_bytes", JsonNumber(luxdb->vm_rss_idle_bytes)},
                                    {"vm_hwm_bytes", JsonNumber(luxdb->vm_hwm_bytes)},

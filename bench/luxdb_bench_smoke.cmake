@@ -16,7 +16,7 @@ foreach(expected "metric +hnswlib +LuxDB +LuxDB/hnswlib +target +result"
                  "ingest vectors/s, 1 client" "batch QPS, ef=100" "single-query QPS, 16 clients"
                  "server peak RSS MiB" "gRPC floor p50 ms" "in-process p50 ms per query"
                  "call path: LuxDB p50 ms, 1 client" "Python sync client p50 ms"
-                 "Python QueryStream q/s, async client"
+                 "Python QueryStream q/s, async client" "QueryStream q/s, 1 client, 1 query per message"
                  "streamed answers unlike query_index's +- +0 +PASS" "Targets met: ")
   if(NOT output MATCHES "${expected}")
     message(FATAL_ERROR "luxdb-bench --quick output lacks '${expected}'; stderr:\n${errors}")
