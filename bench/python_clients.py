@@ -11,9 +11,10 @@ QUERIES.f32 holds the query vectors as raw little-endian float32, row after row.
 is set to --ef for the run and restored after it. Progress goes to stderr; the figures to
 stdout, one "<name> <value>" line each (times in ms, rates in queries/s):
 
-    stub_p50_ms, sync_p50_ms, async_p50_ms    one query per call, one call at a time (the best
-                                              of --repeats runs of --duration s, interleaved)
-    stub_rate, sync_rate, async_rate          the calls/s of those runs
+    stub_p50_ms, sync_p50_ms, async_p50_ms    one query per call, one call at a time: the three
+                                              take turns of 100 calls, for --repeats x
+                                              --duration s each
+    stub_rate, sync_rate, async_rate          their calls/s (calls over time in their turns)
     batch_queries, batch_qps                  one query_index call of every query (best of 3)
     stream_sync_rate, stream_async_rate       every query, one per QueryStream message
     stream_mismatches                         queries whose streamed answer differs from
@@ -23,7 +24,6 @@ stdout, one "<name> <value>" line each (times in ms, rates in queries/s):
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 
@@ -35,6 +35,9 @@ import luxdb.sync_client
 from luxdb import _base, auth
 from luxdb.stubs import luxdb_pb2 as pb
 from luxdb.stubs import luxdb_pb2_grpc as pb_grpc
+
+
+BLOCK = 100  # calls per turn of each single-query client
 
 
 def log(*parts):
@@ -59,40 +62,6 @@ class Run:
         return f"p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, {self.rate:.0f} calls/s"
 
 
-def timed(call, queries, seconds):
-    latencies = []
-    clock = time.perf_counter
-    start = clock()
-    end = start + seconds
-    i = 0
-    n = len(queries)
-    while True:
-        t0 = clock()
-        call(queries[i % n])
-        t1 = clock()
-        latencies.append(t1 - t0)
-        i += 1
-        if t1 >= end:
-            return Run(latencies, t1 - start)
-
-
-async def timed_async(call, queries, seconds):
-    latencies = []
-    clock = time.perf_counter
-    start = clock()
-    end = start + seconds
-    i = 0
-    n = len(queries)
-    while True:
-        t0 = clock()
-        await call(queries[i % n])
-        t1 = clock()
-        latencies.append(t1 - t0)
-        i += 1
-        if t1 >= end:
-            return Run(latencies, t1 - start)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,9 +73,9 @@ def main():
     parser.add_argument("--ef", type=int, default=40,
                         help="the index's ef during the run (default 40)")
     parser.add_argument("--duration", type=float, default=5,
-                        help="seconds per single-query run (default 5)")
+                        help="seconds of single queries per client and repeat (default 5)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="runs per single-query client, interleaved (default 2)")
+                        help="multiplies --duration (default 2)")
     args = parser.parse_args()
     secret = os.environ.get("LUXDB_SECRET")
     if not secret:
@@ -120,7 +89,7 @@ def main():
     queries = raw.reshape(-1, args.dim)
     host, _, port = args.address.rpartition(":")
     key = auth.derive_key(secret)
-    name, k = args.index, args.k
+    name = args.index
 
     sync = luxdb.sync_client.SyncClient(host, int(port), secret).connect()
     ef_before = sync.get_ef(name)
@@ -149,32 +118,55 @@ def measure(args, queries, key, sync, host, port, secret):
     def sync_query(q):
         return sync.query_index(name, q, k)
 
-    async def async_runs(client, seconds):
-        return await timed_async(lambda q: client.query_index(name, q, k), queries, seconds)
-
     loop = asyncio.new_event_loop()
     aclient = luxdb.client.Client(host, port, secret)
     loop.run_until_complete(aclient.connect())
-    runs = {"stub": [], "sync": [], "async": []}
-    # Warm-up: connections, caches, the interpreter's own.
-    timed(stub_query, queries, 0.5)
-    timed(sync_query, queries, 0.5)
-    loop.run_until_complete(async_runs(aclient, 0.5))
-    for repeat in range(args.repeats):
-        for kind in runs:
-            if kind == "stub":
-                run = timed(stub_query, queries, args.duration)
-            elif kind == "sync":
-                run = timed(sync_query, queries, args.duration)
-            else:
-                run = loop.run_until_complete(async_runs(aclient, args.duration))
-            log(f"{kind} single queries, run {repeat + 1}: {run}")
-            runs[kind].append(run)
+    n = len(queries)
+
+    def block_of(call, first):
+        latencies = []
+        clock = time.perf_counter
+        for i in range(first, first + BLOCK):
+            t0 = clock()
+            call(queries[i % n])
+            latencies.append(clock() - t0)
+        return latencies
+
+    async def async_block(first):
+        latencies = []
+        clock = time.perf_counter
+        for i in range(first, first + BLOCK):
+            t0 = clock()
+            await aclient.query_index(name, queries[i % n], k)
+            latencies.append(clock() - t0)
+        return latencies
+
+    kinds = {
+        "stub": lambda first: block_of(stub_query, first),
+        "sync": lambda first: block_of(sync_query, first),
+        "async": lambda first: loop.run_until_complete(async_block(first)),
+    }
+    for block in kinds.values():  # warm-up: connections, caches, the interpreter's own
+        block(0)
+    # The kinds take turns, a block of calls each on the same queries, for --repeats x
+    # --duration seconds each: the machine's speed drifts over seconds, and turns this short
+    # spread the drift over all three alike.
+    latencies = {kind: [] for kind in kinds}
+    spent = {kind: 0.0 for kind in kinds}
+    first = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < 3 * args.duration * args.repeats:
+        for kind, block in kinds.items():
+            t0 = time.perf_counter()
+            latencies[kind] += block(first)
+            spent[kind] += time.perf_counter() - t0
+        first += BLOCK
     figures = {}
-    for kind, kind_runs in runs.items():
-        best = min(kind_runs, key=lambda r: r.p50_ms)
-        figures[f"{kind}_p50_ms"] = f"{best.p50_ms:.4f}"
-        figures[f"{kind}_rate"] = f"{max(r.rate for r in kind_runs):.1f}"
+    for kind in kinds:
+        run = Run(latencies[kind], spent[kind])
+        log(f"{kind} single queries, {run.calls} calls in turns of {BLOCK}: {run}")
+        figures[f"{kind}_p50_ms"] = f"{run.p50_ms:.4f}"
+        figures[f"{kind}_rate"] = f"{run.rate:.1f}"
 
     seconds = []
     for attempt in range(3):
