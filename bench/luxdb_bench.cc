@@ -600,11 +600,16 @@ absl::Status Run(const Config& config, const Dataset& data, const GroundTruth& t
     }
     if (l) {
       absl::StatusOr<SingleQueryResult> stream = l->StreamQueries();
-      if (!stream.ok()) return stream.status();
-      std::cerr << "[luxdb] QueryStream, 1 client, one query per message: "
-                << static_cast<int>(stream->qps()) << " q/s, recall " << stream->recall
-                << Background(stream->background_cores) << std::endl;
-      lr->stream.Add(*stream);
+      if (absl::IsUnimplemented(stream.status())) {  // a server from before QueryStream
+        std::cerr << "[luxdb] QueryStream: " << stream.status().message() << std::endl;
+      } else if (!stream.ok()) {
+        return stream.status();
+      } else {
+        std::cerr << "[luxdb] QueryStream, 1 client, one query per message: "
+                  << static_cast<int>(stream->qps()) << " q/s, recall " << stream->recall
+                  << Background(stream->background_cores) << std::endl;
+        lr->stream.Add(*stream);
+      }
     }
     for (size_t i = 0; l && i < config.clients.size(); ++i) {
       absl::StatusOr<SingleQueryResult> s = l->SingleQueries(config.clients[i]);
