@@ -313,6 +313,7 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
   if (loading != nullptr) loading->StopLoading();
   if (server_ != nullptr) {  // null when Start failed before building it
     health_->Shutdown();
+    service_->EndStreams();
     // gRPC cancels the calls still running at the deadline, but a handler inserting a large
     // batch would go on; the catalog makes it stop between items then.
     const auto deadline = std::chrono::system_clock::now() + grace;

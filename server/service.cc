@@ -370,56 +370,127 @@ grpc::ServerUnaryReactor* LuxDBService::QueryIndex(grpc::CallbackServerContext* 
 // One QueryStream call. It reads a request, answers it, and only then reads the next, so the
 // answers keep the requests' order and a stream holds at most one request in memory, however
 // fast its client sends (HTTP/2 flow control holds the rest in the client). It ends with OK
-// when the client closes its side, with the status of the first query that fails, or when the
-// call is cancelled (the client went away, its deadline passed, the server shuts down).
+// when the client closes its side, with the status of the first query that fails, with
+// UNAVAILABLE when the server shuts down (LuxDBService::EndStreams), or when the call is
+// cancelled (the client went away, its deadline passed).
+//
+// gRPC runs the callbacks; a large query's answer comes from a thread of its own; EndStreams
+// from the shutting-down thread. mu_ orders them: a reactor is Finished exactly once, and never
+// starts an operation after that.
 class LuxDBService::QueryStreamReactor final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   QueryStreamReactor(LuxDBService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {
-    StartRead(&request_);
+    bool ended = false;
+    {
+      engine::MutexLock lock(&service_->streams_mu_);
+      ended = service_->streams_ended_;
+      service_->streams_.insert(this);
+    }
+    engine::MutexLock lock(&mu_);
+    if (ended || ending_) {  // EndStreams came first, or between the two locks
+      FinishLocked(ShuttingDown());
+    } else {
+      state_ = State::kReading;
+      StartRead(&request_);
+    }
   }
 
   void OnReadDone(bool ok) override {
+    engine::MutexLock lock(&mu_);
+    if (state_ == State::kFinished) return;  // EndStreams finished it while it waited
     if (!ok) {  // the client closed its side (or the call ended: then nobody reads the status)
-      Finish(grpc::Status::OK);
+      FinishLocked(grpc::Status::OK);
       return;
     }
     auto call = std::make_unique<QueryCall>();
     const grpc::Status parsed = ParseQuery("QueryStream", request_, &call->request);
     request_.Clear();
     if (!parsed.ok()) {
-      Finish(parsed);
+      FinishLocked(parsed);
       return;
     }
+    state_ = State::kAnswering;
+    mu_.unlock();  // a small query is answered right here, on this thread
     service_->RunQuery(
         context_, std::move(call), [this](const grpc::Status& status, const QueryCall& done) {
+          engine::MutexLock answer_lock(&mu_);
           grpc::Status answered = status.ok() ? Serialize(done.response, &response_) : status;
           if (answered.ok()) {
             StartWrite(&response_);
           } else {
-            Finish(answered);
+            FinishLocked(answered);
           }
         });
+    mu_.lock();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {  // the stream broke: the client cannot read this status either
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "QueryStream: the answer was not sent"));
-      return;
-    }
+    engine::MutexLock lock(&mu_);
     response_.Clear();
-    StartRead(&request_);
+    if (!ok) {  // the stream broke: the client cannot read this status either
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "QueryStream: the answer was not sent"));
+    } else if (ending_) {
+      FinishLocked(ShuttingDown());
+    } else {
+      state_ = State::kReading;
+      StartRead(&request_);
+    }
   }
 
-  void OnDone() override { delete this; }
+  // EndStreams: ends the stream now if it waits for a message, else after the answer.
+  void End() {
+    engine::MutexLock lock(&mu_);
+    if (state_ == State::kReading) {
+      FinishLocked(ShuttingDown());
+    } else {
+      ending_ = true;
+    }
+  }
+
+  void OnDone() override {
+    {
+      engine::MutexLock lock(&service_->streams_mu_);
+      service_->streams_.erase(this);
+    }
+    delete this;
+  }
 
  private:
+  enum class State {
+    kStarting,   // constructed, no operation started yet
+    kReading,    // a read is pending: waiting for the client's next message
+    kAnswering,  // a message is being answered (its query, then the write of its answer)
+    kFinished,   // Finish was called
+  };
+
+  static grpc::Status ShuttingDown() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "QueryStream: the server is shutting down; reconnect and resend the "
+                        "queries not answered");
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    state_ = State::kFinished;
+    Finish(status);
+  }
+
   LuxDBService* const service_;
   grpc::CallbackServerContext* const context_;
-  grpc::ByteBuffer request_;   // the request being read; empty while its query runs
-  grpc::ByteBuffer response_;  // the answer being written
+  engine::Mutex mu_;  // orders gRPC's callbacks, the answering thread and End
+  State state_ ABSL_GUARDED_BY(mu_) = State::kStarting;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;  // End came while a message was being answered
+  grpc::ByteBuffer request_;                  // the request being read; empty while its query runs
+  grpc::ByteBuffer response_;                 // the answer being written
 };
+
+void LuxDBService::EndStreams() {
+  engine::MutexLock lock(&streams_mu_);
+  streams_ended_ = true;
+  for (QueryStreamReactor* stream : streams_) stream->End();
+}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LuxDBService::QueryStream(
     grpc::CallbackServerContext* context) {

@@ -9,11 +9,15 @@
 #include <limits>
 #include <mutex>
 
+#include "absl/container/flat_hash_set.h"
 #include "engine/catalog.h"
+#include "engine/mutex.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 
 namespace luxdb::server {
 
+// Lock order: streams_mu_, then a QueryStreamReactor's own lock (service.cc); attach_mu_ is
+// taken alone.
 class LuxDBService final
     : public luxdb::v1::LuxDB::WithRawCallbackMethod_QueryStream<
           luxdb::v1::LuxDB::WithRawCallbackMethod_QueryIndex<luxdb::v1::LuxDB::Service>> {
@@ -28,6 +32,12 @@ class LuxDBService final
   // Until a catalog is attached every call answers UNAVAILABLE ("loading"). The catalog
   // must outlive the service's last call.
   void AttachCatalog(engine::Catalog* catalog);
+
+  // Ends every open QueryStream with UNAVAILABLE, and every one opened from now on: at once
+  // where the stream waits for its client's next message, after its answer where a message is
+  // being answered. (gRPC's own shutdown waits for open calls until its deadline, and a stream
+  // left open by its client would hold the server that long.)
+  void EndStreams();
 
   // Limits (Options::max_concurrent_calls, max_call_seconds); call before serving. By default
   // neither applies.
@@ -131,6 +141,11 @@ class LuxDBService final
   uint32_t max_concurrent_calls_ = std::numeric_limits<uint32_t>::max();
   std::chrono::seconds max_call_duration_{0};  // 0: none
   mutable std::atomic<uint32_t> calls_in_flight_{0};
+  // The QueryStream reactors not yet done (each removes itself in OnDone), and whether
+  // EndStreams was called.
+  engine::Mutex streams_mu_;
+  absl::flat_hash_set<QueryStreamReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool streams_ended_ ABSL_GUARDED_BY(streams_mu_) = false;
   mutable std::mutex attach_mu_;
   mutable std::condition_variable attached_;
 };

@@ -415,6 +415,22 @@ TEST_F(ClientTest, QueryStreamFinishedEarlyIsCancelled) {
   EXPECT_TRUE(db_->QueryIndex("docs", Rows(1, 3), 1).ok());
 }
 
+// A stream its client keeps open does not hold the server's shutdown until the grace period
+// (10 s here) ends: it is ended at once, with UNAVAILABLE saying why.
+TEST_F(ClientTest, ShutdownEndsAnIdleQueryStreamAtOnceWithUnavailable) {
+  MakeIndex("docs", Space::kL2, 3, 10);
+  ASSERT_TRUE(db_->AddItems("docs", Rows(4, 3), Iota(4)).ok());
+  std::unique_ptr<QueryStream> stream = db_->OpenQueryStream("docs", 1);
+  ASSERT_TRUE(stream->Send(Rows(1, 3)));
+  ASSERT_TRUE(stream->Receive().ok());
+  const auto started = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+  absl::Status ended = stream->Receive().status();
+  EXPECT_EQ(ended.code(), absl::StatusCode::kUnavailable) << ended;
+  EXPECT_THAT(ended.message(), HasSubstr("shutting down"));
+}
+
 // The client's deadline covers the whole stream.
 TEST_F(ClientTest, QueryStreamDeadlineCoversTheWholeStream) {
   MakeIndex("docs", Space::kL2, 3, 10);
