@@ -398,21 +398,23 @@ class LuxDBService::QueryStreamReactor final
   }
 
   void OnReadDone(bool ok) override {
-    engine::MutexLock lock(&mu_);
-    if (state_ == State::kFinished) return;  // EndStreams finished it while it waited
-    if (!ok) {  // the client closed its side (or the call ended: then nobody reads the status)
-      FinishLocked(grpc::Status::OK);
-      return;
-    }
     auto call = std::make_unique<QueryCall>();
-    const grpc::Status parsed = ParseQuery("QueryStream", request_, &call->request);
-    request_.Clear();
-    if (!parsed.ok()) {
-      FinishLocked(parsed);
-      return;
+    {
+      engine::MutexLock lock(&mu_);
+      if (state_ == State::kFinished) return;  // EndStreams finished it while it waited
+      if (!ok) {  // the client closed its side (or the call ended: nobody reads the status)
+        FinishLocked(grpc::Status::OK);
+        return;
+      }
+      const grpc::Status parsed = ParseQuery("QueryStream", request_, &call->request);
+      request_.Clear();
+      if (!parsed.ok()) {
+        FinishLocked(parsed);
+        return;
+      }
+      state_ = State::kAnswering;
     }
-    state_ = State::kAnswering;
-    mu_.unlock();  // a small query is answered right here, on this thread
+    // Without the lock: a small query is answered right here, and the answer takes it.
     service_->RunQuery(
         context_, std::move(call), [this](const grpc::Status& status, const QueryCall& done) {
           engine::MutexLock answer_lock(&mu_);
@@ -423,7 +425,6 @@ class LuxDBService::QueryStreamReactor final
             FinishLocked(answered);
           }
         });
-    mu_.lock();
   }
 
   void OnWriteDone(bool ok) override {

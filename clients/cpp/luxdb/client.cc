@@ -121,11 +121,7 @@ class Client::Impl {
   template <typename Request, typename Response>
   absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                     const Request& request, Response* response, const CallOptions& call) {
-    grpc::ClientContext context;
-    const std::chrono::milliseconds timeout =
-        call.timeout.count() > 0 ? call.timeout : default_timeout_;
-    if (timeout.count() > 0) context.set_deadline(std::chrono::system_clock::now() + timeout);
-    return FromGrpc((stub_.get()->*method)(&context, request, response));
+    return FromGrpc((stub_.get()->*method)(Context(call).get(), request, response));
   }
 
   const std::string& target() const { return target_; }
@@ -145,7 +141,7 @@ class Client::Impl {
   // their answers joined in order; the first failure cancels the rest and is returned.
   absl::StatusOr<QueryResult> QueryInParts(const std::string& name, std::span<const float> queries,
                                            uint32_t dim, uint32_t k, uint32_t ef,
-                                           const CallOptions& call, const std::string& target) {
+                                           const CallOptions& call) {
     struct Part {
       std::unique_ptr<grpc::ClientContext> context;
       v1::QueryIndexRequest request;
@@ -206,14 +202,14 @@ class Client::Impl {
     result.ids.reserve(queries.size() / dim * k);
     result.distances.reserve(queries.size() / dim * k);
     for (Part& part : parts) {
-      absl::StatusOr<QueryResult> answer = FromResponse(part.response, "QueryIndex", target);
+      absl::StatusOr<QueryResult> answer = FromResponse(part.response, "QueryIndex", target_);
       if (!answer.ok()) return answer.status();
       result.ids.insert(result.ids.end(), answer->ids.begin(), answer->ids.end());
       result.distances.insert(result.distances.end(), answer->distances.begin(),
                               answer->distances.end());
     }
     if (result.ids.size() != queries.size() / dim * k) {
-      return absl::InternalError(absl::StrCat("malformed QueryIndex answers from ", target, ": ",
+      return absl::InternalError(absl::StrCat("malformed QueryIndex answers from ", target_, ": ",
                                               result.ids.size(), " results for ",
                                               queries.size() / dim, " queries at k ", k));
     }
@@ -457,7 +453,7 @@ absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
     absl::StatusOr<IndexInfo> info = DescribeIndex(name, call);
     if (info.ok() && info->dim > 0 && queries.size() % info->dim == 0) {
       absl::StatusOr<QueryResult> parts =
-          impl_->QueryInParts(name, queries, info->dim, k, ef, call, target());
+          impl_->QueryInParts(name, queries, info->dim, k, ef, call);
       // A part refused for its content: one whole call names the offending row as it always
       // did (a part counts rows from its own start).
       if (parts.ok() || !absl::IsInvalidArgument(parts.status())) return parts;

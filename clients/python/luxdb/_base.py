@@ -243,6 +243,16 @@ class StreamQueries:
         item, self._carry = self._carry, None
         return item
 
+    def messages(self, next_item, next_now):
+        """The request bytes of each message, grouped from next_item() (which waits for an
+        item) and next_now() (which does not), until the stream must end."""
+        while True:
+            first = self.take_carry()
+            arrays = self.group(next_item() if first is None else first, next_now)
+            if arrays is None:
+                return
+            yield self.message(arrays)
+
     def message(self, arrays):
         """The request bytes of one message of `arrays`, remembered for its answer."""
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
@@ -256,27 +266,25 @@ class StreamQueries:
         waiting = queue.Queue(maxsize=2 * STREAM_GROUP_ROWS)
         stop = threading.Event()
 
+        def put(item):
+            """Queues `item` unless the stream stopped first; whether it was queued."""
+            while not stop.is_set():
+                try:
+                    waiting.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def read():
             try:
                 for vector in queries:
                     item = self.checked(vector)
-                    while not stop.is_set():
-                        try:
-                            waiting.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set() or isinstance(item, _Failed):
+                    if not put(item) or isinstance(item, _Failed):
                         return
-                item = _END
+                put(_END)
             except Exception as error:
-                item = _Failed(error)
-            while not stop.is_set():
-                try:
-                    waiting.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
+                put(_Failed(error))
 
         def next_now():
             try:
@@ -287,12 +295,7 @@ class StreamQueries:
         reader = threading.Thread(target=read, name="luxdb-query-stream", daemon=True)
         reader.start()
         try:
-            while True:
-                first = self.take_carry()
-                arrays = self.group(waiting.get() if first is None else first, next_now)
-                if arrays is None:
-                    return
-                yield self.message(arrays)
+            yield from self.messages(waiting.get, next_now)
         finally:
             stop.set()
 
@@ -311,12 +314,9 @@ class StreamQueries:
                 except Exception as error:
                     return _Failed(error)
 
-            while True:
-                first = self.take_carry()
-                arrays = self.group(next_now() if first is None else first, next_now)
-                if arrays is None:
-                    return
-                yield self.message(arrays)
+            for request in self.messages(next_now, next_now):
+                yield request
+            return
         waiting = asyncio.Queue(maxsize=2 * STREAM_GROUP_ROWS)
 
         async def read():
@@ -662,23 +662,14 @@ class ClientBase(Operations):
         return grpc_module.secure_channel(self.address, self._credentials,
                                           options=self._channel_options)
 
-    def _callable(self, method):
-        """The channel's bytes-in, bytes-out callable for `method`."""
+    def _callable(self, method, kind="unary_unary"):
+        """The channel's bytes-in, bytes-out callable for `method` (`kind`: the channel's
+        factory, unary_unary or stream_stream)."""
         if self._channel is None:
             raise LuxDBError("the client is not connected: call connect() first")
         callable_ = self._callables.get(method)
         if callable_ is None:
-            callable_ = self._callables[method] = self._channel.unary_unary(method)
-        return callable_
-
-    def _stream_callable(self):
-        """The channel's bytes-in, bytes-out callable for QueryStream."""
-        if self._channel is None:
-            raise LuxDBError("the client is not connected: call connect() first")
-        callable_ = self._callables.get(StreamQueries.METHOD)
-        if callable_ is None:
-            callable_ = self._channel.stream_stream(StreamQueries.METHOD)
-            self._callables[StreamQueries.METHOD] = callable_
+            callable_ = self._callables[method] = getattr(self._channel, kind)(method)
         return callable_
 
     def _call_arguments(self, call):

@@ -125,21 +125,14 @@ _SMALL_VARINTS = 256
 
 
 def _decode_few_varints(payload):
+    data = bytes(payload)
     values = []
-    value = shift = 0
-    for byte in bytes(payload):
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if value >> 64:
-                raise MalformedResponse("varint above 2**64 - 1")
-            values.append(value)
-            value = shift = 0
-        else:
-            shift += 7
-            if shift > 63:
-                raise MalformedResponse("overlong varint")
-    if shift:
-        raise MalformedResponse("truncated varint")
+    pos = 0
+    while pos < len(data):
+        value, pos = _read_varint(data, pos)
+        if value >> 64:
+            raise MalformedResponse("varint above 2**64 - 1")
+        values.append(value)
     return np.array(values, dtype=np.uint64)
 
 

@@ -65,8 +65,9 @@ class Client(ClientBase):
         valid query raises after them too. `timeout` covers the whole stream. Stopping early
         cancels the stream."""
         stream = StreamQueries(name, k, ef)
-        responses = self._stream_callable()(stream.async_requests(queries),
-                                            **self._call_arguments(stream.call()))
+        open_stream = self._callable(StreamQueries.METHOD, "stream_stream")
+        responses = open_stream(stream.async_requests(queries),
+                                **self._call_arguments(stream.call()))
         refused = None
         try:
             async for reply in responses:

@@ -58,8 +58,9 @@ class SyncClient(ClientBase):
         yielded; an array that is not a valid query raises after them too. `timeout` covers
         the whole stream. Stopping early (breaking out of the loop) cancels the stream."""
         stream = StreamQueries(name, k, ef)
-        responses = self._stream_callable()(stream.requests(iter(queries)),
-                                            **self._call_arguments(stream.call()))
+        open_stream = self._callable(StreamQueries.METHOD, "stream_stream")
+        responses = open_stream(stream.requests(iter(queries)),
+                                **self._call_arguments(stream.call()))
         return self._answers(stream, responses)
 
     def _answers(self, stream, responses):
