@@ -74,12 +74,16 @@ struct Config {
   // with attributes that filters of several selectivities select; `query_clients` clients at
   // `mixed_ef`; per filter, `filtered_rounds` rounds of config.duration_s slices of unfiltered,
   // filtered and client-side-filtered queries, interleaved.
-  int filtered_rounds = 3;
+  int filtered_rounds = 5;
 
-  // Data: Fashion-MNIST from data_dir unless synthetic_n > 0 (uniform [0,1) floats).
+  // Data: Fashion-MNIST from data_dir unless synthetic_n > 0: uniform [0,1) floats, or with
+  // synthetic_latent > 0 gaussian vectors near a random subspace of that dimension, plus
+  // gaussian noise of standard deviation synthetic_noise per coordinate.
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   size_t synthetic_n = 0;
   size_t synthetic_dim = 0;
+  size_t synthetic_latent = 0;
+  double synthetic_noise = 0.05;
   uint64_t seed = 42;
   size_t base_limit = 0;  // 0: every base vector
   size_t queries = 10'000;

@@ -651,7 +651,10 @@ int RunFiltered(const Config& config) {
   PrintColumns(cpu);
 
   std::cout << "\n";
-  std::vector<TargetRow> rows;
+  std::vector<TargetRow> rows = {
+      {absl::StrFormat("recall@%d unfiltered (reference: what the data allows at ef %d)", config.k,
+                       config.mixed_ef),
+       absl::StrFormat("%.4f", unfiltered_recall), "", ""}};
   uint64_t violations = 0, checked = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const FilterCase& c = cases[i];
