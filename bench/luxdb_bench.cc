@@ -173,8 +173,9 @@ returned, and server RSS after compaction against a fresh server. Uses --seed, -
 
 --filtered: LuxDB alone (issue 17), on a server it starts with auth off: items with
 attributes (int "bucket" in [0,1000), string "tenant" of 10, string list "tag" of 1-3 of 500,
-int "group" in [0,1000)); filters of ~50 % (range), ~10 % (equals), ~1 % (any_of + must_not),
-~0.1 % (equals) and an allow-list of 100 ids. Per filter: the share of items it matches, recall@k
+int "group" in [0,1000)); filters of ~50 % (range), ~10 % (equals; and the same items by a
+must_not alone, which no attribute index bounds), ~1 % (any_of + must_not), ~0.1 % (equals)
+and an allow-list of 100 ids. Per filter: the share of items it matches, recall@k
 of the server's filtered answers and of the naive plan (unfiltered at k x ceil(1/selectivity),
 filtered on the client) against the exact filtered answers (brute force here), QPS of
 unfiltered, filtered and naive queries in interleaved rounds, and every result checked

@@ -4,6 +4,10 @@
 //
 //   bucket  int, uniform in [0, 1000)           ~50 %:  must range bucket < 500
 //   tenant  string, one of 10 ("tenant-0".."9") ~10 %:  must equals tenant "tenant-3"
+//                                               ~10 %:  must_not any_of tenant [the other 9]
+//                                                       (the same items, but no must or should
+//                                                       condition bounds them: information,
+//                                                       no QPS target)
 //   tag     1-3 distinct strings of 500         ~1 %:   must any_of tag [3 tags],
 //                                                       must_not range bucket >= 900
 //   group   int, uniform in [0, 1000)           ~0.1 %: must equals group 7
@@ -155,6 +159,19 @@ std::vector<FilterCase> MakeCases(const std::vector<Item>& items, uint64_t seed)
     c->mutable_equals()->set_s(TenantName(kTenant));
     add(absl::StrCat("tenant = \"", TenantName(kTenant), "\" (equals)"), "tenant-eq", true, f,
         [&](size_t id) { return items[id].tenant == kTenant; });
+  }
+  {
+    // The same items as the case above, selected so that the attribute indexes cannot bound
+    // them (no must, no should): the server's filtered graph search at 10 %, for comparison.
+    constexpr int kTenant = 3;
+    v1::Filter f;
+    v1::Condition* c = f.add_must_not();
+    c->set_key("tenant");
+    for (int t = 0; t < kTenants; ++t) {
+      if (t != kTenant) c->mutable_any_of()->add_values()->set_s(TenantName(t));
+    }
+    add(absl::StrCat("not tenant any_of the other ", kTenants - 1, " (must_not)"),
+        "tenant-not-others", false, f, [&](size_t id) { return items[id].tenant == kTenant; });
   }
   {
     const std::vector<int> tags = {7, 77, 177};

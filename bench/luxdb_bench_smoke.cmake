@@ -54,6 +54,7 @@ run_workload(--churn churn_lines --churn --churn-items 2000 --churn-dim 16 --chu
 # --filtered on 3000 items: the 0.1 % filter matches ~3 of them, so its rows are padded.
 set(filtered_lines "bucket < 500 \\(range\\) +[0-9.]+ % \\([0-9]+\\)"
                    "tenant = \"tenant-3\" \\(equals\\) +[0-9.]+ %"
+                   "not tenant any_of the other 9 \\(must_not\\) +[0-9.]+ %"
                    "tag any_of 3 tags, not bucket >= 900 +[0-9.]+ %"
                    "group = 7 \\(equals, 1000 values\\) +[0-9.]+ %" "ids: 100 random ids +[0-9.]+ %"
                    "recall@10 filtered, ids: 100 random ids +[0-9.]+"
