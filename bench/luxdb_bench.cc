@@ -180,7 +180,7 @@ of the server's filtered answers and of the naive plan (unfiltered at k x ceil(1
 filtered on the client) against the exact filtered answers (brute force here), QPS of
 unfiltered, filtered and naive queries in interleaved rounds, and every result checked
 against its filter (one outside it: exit 1). Data: synthetic 100000 x 128 near a 12-dimensional
-subspace (--latent 12: unfiltered recall@10 0.99 at ef 40, as Fashion-MNIST's 0.998; uniform
+subspace (--latent 12: unfiltered recall@10 0.992 at ef 40, Fashion-MNIST 0.995; uniform
 vectors of dimension 128 get 0.26) unless --synthetic or --data-dir is given; --queries (default
 1000), --k, --m, --ef-construction, --batch, --threads, --seed, --latent, --noise, --server,
 --work-dir.
