@@ -13,6 +13,7 @@ import pytest
 
 import luxdb.sync_client
 from client_cases import SCENARIOS, Awaitable, ids_in_pages, query_stream_answers_in_order
+from filter_cases import FILTER_SCENARIOS, filtered_query_stream
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError, UnknownSpaceException, \
     error_from_rpc
@@ -22,7 +23,7 @@ from luxdb_testing import TEST_SECRET, free_port, server_environment
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python_client.py"
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("scenario", SCENARIOS + FILTER_SCENARIOS, ids=lambda s: s.__name__)
 def test_scenario(scenario, client_args):
     with luxdb.sync_client.connect(*client_args) as client:
         asyncio.run(scenario(Awaitable(client)))
@@ -198,16 +199,17 @@ def test_batch_above_the_message_cap_names_a_batch_size_that_fits(start_luxdb_se
 def test_query_stream(client_args):
     with luxdb.sync_client.connect(*client_args) as client:
 
-        async def collect(name, queries, k, ef=0):
+        async def collect(name, queries, k, **options):
             answers = []
             try:
-                for answer in client.query_stream(name, queries, k, ef=ef):
+                for answer in client.query_stream(name, queries, k, **options):
                     answers.append(answer)
             except LuxDBError as error:
                 return answers, error
             return answers, None
 
         asyncio.run(query_stream_answers_in_order(Awaitable(client), collect))
+        asyncio.run(filtered_query_stream(Awaitable(client), collect))
         # Leaving a stream early cancels it; the client goes on.
         for _ in client.query_stream("s", [np.zeros(8)] * 100, 1):
             break

@@ -65,6 +65,12 @@ def varints(values):
     return out.tobytes()
 
 
+def message_field(field_number, payload):
+    """A field holding an embedded message's serialised bytes, as a list of buffers for
+    request()."""
+    return [_header(field_number, len(payload)), payload]
+
+
 def packed_uint64s(field_number, array):
     """A packed `repeated uint64` field holding every element of `array`, as a list of
     buffers for request()."""
