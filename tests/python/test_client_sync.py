@@ -173,6 +173,38 @@ def test_bulk_fields_encode_and_decode_as_protobuf_does():
             _wire.decode_varints(payload[:-1])
 
 
+def test_attributes_encode_as_protobuf_does():
+    # The clients encode attributes by hand, for speed; protobuf must read what protobuf
+    # would have written, for every kind of value.
+    from luxdb import _attributes, _wire
+
+    items = [
+        {"i": 7, "neg": -(2**63), "max": 2**63 - 1, "zero": 0, "d": -0.25, "b": True,
+         "f": False, "s": "naïve ✓", "empty": "", "ls": ["a", "bb"], "li": (-1, 300)},
+        {},
+        {"np_i": np.int32(-5), "np_d": np.float32(0.5), "np_b": np.bool_(False),
+         "np_l": np.array([2**40, 3], dtype=np.int64), "np_s": np.array(["x", "y"])},
+    ]
+    expected = pb.AddItemsRequest(name="n", attributes=[
+        pb.Attributes(attributes=[
+            pb.Attribute(key=key, values=[
+                pb.Value(b=bool(v)) if isinstance(v, (bool, np.bool_)) else
+                pb.Value(i=int(v)) if isinstance(v, (int, np.integer)) else
+                pb.Value(d=float(v)) if isinstance(v, (float, np.floating)) else
+                pb.Value(s=str(v))
+                for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])])
+            for key, value in item.items()])
+        for item in items])
+    ids = np.array([1, 2, 3], dtype=np.uint64)
+    encoded = _wire.request(pb.AddItemsRequest(name="n"),
+                            _attributes.attributes_field(4, items, ids, "n"))
+    assert pb.AddItemsRequest.FromString(encoded) == expected
+    assert encoded == expected.SerializeToString()
+    assert [_attributes.attributes_dict(a) for a in expected.attributes] == [
+        {**items[0], "li": [-1, 300]}, {},
+        {"np_i": -5, "np_d": 0.5, "np_b": False, "np_l": [2**40, 3], "np_s": ["x", "y"]}]
+
+
 def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):
     port = start_luxdb_server("--max-message-mb", "1")
     with luxdb.sync_client.connect("127.0.0.1", port, TEST_SECRET) as client:

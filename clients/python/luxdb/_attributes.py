@@ -15,6 +15,7 @@ a range without a bound, NaN) and names it in an INVALID_ARGUMENT, e.g. "filter.
 ('price')". Errors are InvalidArgumentError with code INVALID_ARGUMENT, as the server's.
 """
 
+import struct
 from collections.abc import Mapping
 
 import grpc
@@ -26,7 +27,22 @@ from luxdb.v1 import luxdb_pb2 as pb
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+_UINT64_MASK = (1 << 64) - 1
+# pb.Value's fields: s = 1 (length-delimited), i = 2 (varint), d = 3 (fixed64), b = 4 (varint).
+_INT_TAG = b"\x10"
+_DOUBLE_TAG = b"\x19"
+_pack_double = struct.Struct("<d").pack
+_TRUE = b"\x20\x01"
+_FALSE = b"\x20\x00"
+_STRING_TAG = b"\x0a"
+_SMALL_INTS = [_INT_TAG + bytes([i]) for i in range(128)]
+_SIZES = [bytes([size]) for size in range(128)]
+# Attribute's fields: key = 1, values = 2; Attributes' attributes = 1 (all length-delimited).
+_KEY_TAG = b"\x0a"
+_VALUES_TAG = b"\x12"
+_ATTRIBUTE_TAG = b"\x0a"
 _SEQUENCES = (list, tuple)
+_LISTS = (list, tuple, np.ndarray)
 _FILTER_PARTS = ("must", "must_not", "should", "ids")
 _TESTS = ("equals", "any_of", "range", "exists")
 _BOUNDS = ("gt", "gte", "lt", "lte")
@@ -38,61 +54,92 @@ def _invalid(message, name):
     return InvalidArgumentError(message, code=grpc.StatusCode.INVALID_ARGUMENT, name=name)
 
 
-def _value(value):
-    """`value` as a pb.Value, or None if it is of no kind a Value holds. A bool is tested
-    before int, which it is a subclass of; numpy scalars count as their Python kind."""
-    if isinstance(value, (bool, np.bool_)):
-        return pb.Value(b=bool(value))
-    if isinstance(value, (int, np.integer)):
+def _field(tag, payload):
+    """A length-delimited field: its one-byte tag, the payload's size, the payload."""
+    size = len(payload)
+    return tag + (_SIZES[size] if size < 128 else _wire.varint(size)) + payload
+
+
+def _value_bytes(value):
+    """The serialised pb.Value of `value`, or None if it is of no kind a Value holds. A bool
+    is tested before int, which it is a subclass of; numpy scalars count as their Python
+    kind. (Exact types first: this runs for every value of a batch.)"""
+    kind = type(value)
+    if kind is str:
+        try:
+            return _field(_STRING_TAG, value.encode())
+        except UnicodeEncodeError:  # a lone surrogate
+            return None
+    if kind is bool or kind is np.bool_:
+        return _TRUE if value else _FALSE
+    if kind is int or isinstance(value, (int, np.integer)):
         number = int(value)
-        return pb.Value(i=number) if _INT64_MIN <= number <= _INT64_MAX else None
-    if isinstance(value, (float, np.floating)):
-        return pb.Value(d=float(value))
+        if 0 <= number < 128:
+            return _SMALL_INTS[number]
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            return None
+        return _INT_TAG + _wire.varint(number & _UINT64_MASK)  # two's complement, as int64
+    if kind is float or isinstance(value, np.floating):
+        return _DOUBLE_TAG + _pack_double(value)
     if isinstance(value, str):
-        return pb.Value(s=value)
+        return _value_bytes(str(value))
     return None
 
 
-def _list_values(values):
-    """pb.Values of a non-empty list of str, or of int (no bools), or None."""
+def _list_value_bytes(values):
+    """The serialised pb.Values of a non-empty list of str, or of int (no bools), or None."""
     if isinstance(values, np.ndarray):
-        values = values.tolist() if values.ndim == 1 else None
-    if not values:
+        if values.ndim != 1:
+            return None
+        values = values.tolist()
+    if not values or not (
+            all(isinstance(v, str) for v in values)
+            or all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                   for v in values)):
         return None
-    if all(isinstance(v, str) for v in values):
-        return [pb.Value(s=v) for v in values]
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-           and _INT64_MIN <= int(v) <= _INT64_MAX for v in values):
-        return [pb.Value(i=int(v)) for v in values]
-    return None
+    encoded = [_value_bytes(v) for v in values]
+    return None if None in encoded else encoded
 
 
-def _item_attributes(attributes, where, name):
-    """One item's attributes (a Mapping) as a pb.Attributes; `where` names the item."""
+def _item_bytes(attributes, index, ids, name, key_fields):
+    """The attributes of item `index` of `ids` (a Mapping) as a serialised pb.Attributes;
+    `key_fields` caches the encoded key field of each key seen."""
+    def where():
+        return f"attributes[{index}] (id {int(ids[index])})"
+
     if not isinstance(attributes, Mapping):
-        raise _invalid(f"{where} for index '{name}' must be a dict of attribute values, got "
+        raise _invalid(f"{where()} for index '{name}' must be a dict of attribute values, got "
                        f"{type(attributes).__name__} {attributes!r}", name)
-    message = pb.Attributes()
+    parts = []
     for key, value in attributes.items():
-        if not isinstance(key, str):
-            raise _invalid(f"{where} for index '{name}': key {key!r} is of type "
-                           f"{type(key).__name__}; keys are str", name)
-        if isinstance(value, (*_SEQUENCES, np.ndarray)):
-            values = _list_values(value)
+        key_field = key_fields.get(key)
+        if key_field is None:
+            try:
+                key_field = _field(_KEY_TAG, key.encode())
+            except (AttributeError, UnicodeEncodeError):
+                raise _invalid(f"{where()} for index '{name}': key {key!r} is of type "
+                               f"{type(key).__name__}; keys are str", name) from None
+            key_fields[key] = key_field
+        if isinstance(value, _LISTS):
+            values = _list_value_bytes(value)
         else:
-            single = _value(value)
+            single = _value_bytes(value)
             values = None if single is None else [single]
         if values is None:
-            raise _invalid(f"{where} for index '{name}': key '{key}' holds "
+            raise _invalid(f"{where()} for index '{name}': key '{key}' holds "
                            f"{value!r} ({type(value).__name__}); an attribute value is "
                            f"{_ATTRIBUTE_KINDS} (ints within int64, lists not empty)", name)
-        message.attributes.add(key=key, values=values)
-    return message
+        parts.append(_field(_ATTRIBUTE_TAG,
+                            key_field + b"".join([_field(_VALUES_TAG, v) for v in values])))
+    return b"".join(parts)
 
 
-def attributes_messages(attributes, ids, name):
-    """The pb.Attributes of each id of `ids` (a uint64 array): `attributes` is a sequence of
-    one dict per id, or one dict when there is one id."""
+def attributes_field(field_number, attributes, ids, name):
+    """The repeated Attributes field `field_number` of a request holding the attributes of
+    each id of `ids` (a uint64 array), as a list of buffers for _wire.request():
+    `attributes` is a sequence of one dict per id, or one dict when there is one id. Encoded
+    here rather than through pb messages, which take 3x as long for a batch (0.45 s against
+    1.6 s for 100,000 items of 3 attributes)."""
     if isinstance(attributes, Mapping):
         attributes = [attributes]
     elif isinstance(attributes, (str, bytes)) or not hasattr(attributes, "__iter__"):
@@ -103,8 +150,11 @@ def attributes_messages(attributes, ids, name):
     if len(attributes) != ids.size:
         raise _invalid(f"{ids.size} ids but {len(attributes)} attributes for index '{name}'; "
                        f"give one dict per id ({{}} for none)", name)
-    return [_item_attributes(item, f"attributes[{i}] (id {int(ids[i])})", name)
-            for i, item in enumerate(attributes)]
+    key_fields = {}
+    tag = _wire.varint(field_number << 3 | 2)
+    return [b"".join([
+        _field(tag, _item_bytes(item, i, ids, name, key_fields))
+        for i, item in enumerate(attributes)])]
 
 
 def _python_value(value):
@@ -146,21 +196,23 @@ def _condition(condition, where, name):
     test = tests[0]
     argument = condition[test]
     if test == "equals":
-        value = _value(argument)
+        value = _value_bytes(argument)
         if value is None:
             raise _invalid(f"{where} of the filter for index '{name}': equals "
                            f"{argument!r} ({type(argument).__name__}); it takes {_VALUE_KINDS} "
                            f"(any_of takes a list)", name)
-        message.equals.CopyFrom(value)
+        message.equals.MergeFromString(value)
     elif test == "any_of":
         if isinstance(argument, np.ndarray):
             argument = argument.tolist()
-        values = [_value(v) for v in argument] \
+        values = [_value_bytes(v) for v in argument] \
             if isinstance(argument, (*_SEQUENCES, set, frozenset)) else [None]
-        if any(v is None for v in values):
+        if None in values:
             raise _invalid(f"{where} of the filter for index '{name}': any_of {argument!r}; it "
                            f"takes a list of values, each {_VALUE_KINDS}", name)
-        message.any_of.values.extend(values)
+        message.any_of.SetInParent()  # present even when empty: it then matches nothing
+        for value in values:
+            message.any_of.values.add().MergeFromString(value)
     elif test == "range":
         bounds = argument if isinstance(argument, Mapping) else {None: argument}
         for bound, number in bounds.items():
