@@ -119,6 +119,8 @@ def test_example_script_runs(client_args):
     assert result.returncode == 0, result.stderr
     assert "nearest: [[0, " in result.stdout and "], [1, " in result.stdout
     assert "count: 1000" in result.stdout
+    assert "red: [[5, 7, 18446744073709551615]]" in result.stdout
+    assert "attributes: [{'colour': 'red', 'tags': ['a', 'b']}, {}]" in result.stdout
     assert "error: index 'missing' does not exist" in result.stdout
 
 
