@@ -52,6 +52,12 @@ async def matches(db, query_filter, k=COUNT, name="f"):
     return found
 
 
+def as_returned(attributes):
+    """`attributes` as get_items returns them: a list of one value comes back as the value."""
+    return {key: value[0] if isinstance(value, list) and len(value) == 1 else value
+            for key, value in attributes.items()}
+
+
 def ids_where(predicate):
     return [i for i in range(COUNT) if predicate(i)]
 
@@ -60,9 +66,10 @@ async def attributes_round_trip(db):
     await make_index(db)
     vectors, attributes = await db.get_items("f", [3, 10, 15], with_attributes=True)
     np.testing.assert_array_equal(vectors, [[3, 0], [10, 0], [15, 0]])
-    assert attributes == [item_attributes(3), item_attributes(10), item_attributes(15)]
+    assert attributes == [as_returned(item_attributes(i)) for i in (3, 10, 15)]
     assert attributes[0] == {"name": "item3", "new": False, "nums": [3, 103], "price": 4.5,
-                             "tags": ["odd"], "tenant": 0}
+                             "tags": "odd", "tenant": 0}
+    assert attributes[1]["tags"] == ["even", "five"]
     assert [list(a) for a in attributes] == [sorted(a) for a in attributes]  # keys ascending
     assert type(attributes[0]["tenant"]) is int and type(attributes[0]["new"]) is bool
     # The old form returns the vectors alone.
@@ -91,7 +98,8 @@ async def attributes_round_trip(db):
     assert await db.set_attributes("f", 5, {"tenant": 9}) == 1
     vectors, attributes = await db.get_items("f", [3, 4, 5, 6], with_attributes=True)
     np.testing.assert_array_equal(vectors, [[3, 0], [4, 0], [5, 0], [6, 0]])
-    assert attributes == [{"tags": "x", "tenant": 1}, {}, {"tenant": 9}, item_attributes(6)]
+    assert attributes == [{"tags": "x", "tenant": 1}, {}, {"tenant": 9},
+                          as_returned(item_attributes(6))]
 
     # All or nothing: an absent or deleted id is NOT_FOUND and changes nothing.
     code = grpc.StatusCode
@@ -102,7 +110,14 @@ async def attributes_round_trip(db):
     with pytest.raises(ItemDoesNotExistException) as info:
         await db.set_attributes("f", [6, 7], [{"tenant": 0}, {"tenant": 0}])
     assert_server_error(info, ItemDoesNotExistException, code.NOT_FOUND, "7")
-    assert (await db.get_items("f", [6], with_attributes=True))[1] == [item_attributes(6)]
+    with pytest.raises(InvalidArgumentError) as info:
+        await db.set_attributes("f", [6, 6], [{}, {}])
+    assert_server_error(info, InvalidArgumentError, code.INVALID_ARGUMENT, "id 6 appears twice")
+    with pytest.raises(InvalidArgumentError) as info:  # the client counts
+        await db.set_attributes("f", [6, 8], [{}])
+    assert_server_error(info, InvalidArgumentError, code.INVALID_ARGUMENT, "2 ids but 1")
+    assert (await db.get_items("f", [6], with_attributes=True))[1] == [
+        as_returned(item_attributes(6))]
     assert await db.set_attributes("f", [], []) == 0
 
 
@@ -273,16 +288,19 @@ async def attributes_over_the_servers_limits_are_refused(db):
     await db.create_index("l", "l2", 2)
     await db.init_index("l", 10)
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    for attributes, fragment in [
-        ({"price": math.nan}, "'price'"),
-        ({"": 1}, "id 2"),
-        ({"long": ["x"] * 65}, "'long'"),
-        ({"text": "x" * 1025}, "'text'"),
-        ({f"key{j}": j for j in range(33)}, "id 2"),
+    for attributes, fragments in [
+        ({"price": math.nan}, ["'price'", "finite"]),
+        ({"price": -math.inf}, ["'price'", "finite"]),
+        ({"": 1}, ["empty key"]),
+        ({"long": ["x"] * 65}, ["'long'", "--max-attribute-values"]),
+        ({"text": "x" * 1025}, ["'text'", "--max-attribute-string-bytes"]),
+        ({"k" * 129: 1}, ["'kkk", "--max-attribute-key-bytes"]),
+        ({f"key{j}": j for j in range(33)}, ["33 attributes", "--max-attribute-keys"]),
     ]:
         with pytest.raises(InvalidArgumentError) as info:
             await db.add_items("l", [[0, 0], [1, 1]], [1, 2], [{}, attributes])
-        assert_server_error(info, InvalidArgumentError, invalid, "2", fragment)
+        assert_server_error(info, InvalidArgumentError, invalid, "item 2 of index 'l'",
+                            *fragments)
     assert await db.count("l") == 0
     await db.add_items("l", [[0, 0]], [1], [{"long": ["x"] * 64, "text": "x" * 1024}])
     assert await db.count("l") == 1
