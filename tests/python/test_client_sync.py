@@ -4,6 +4,7 @@ connecting, the wrong secret, `with`, threads, the error mapping, and the README
 import asyncio
 import concurrent.futures
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from luxdb.exceptions import AuthenticationError, LuxDBError, UnknownSpaceExcept
 from luxdb.stubs import luxdb_pb2 as pb
 from luxdb_testing import TEST_SECRET, free_port, server_environment
 
+MISSING = 2**64 - 1
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python_client.py"
 
 
@@ -205,6 +207,33 @@ def test_attributes_encode_as_protobuf_does():
     assert [_attributes.attributes_dict(a) for a in expected.attributes] == [
         {**items[0], "li": [-1, 300]}, {},
         {"np_i": -5, "np_d": 0.5, "np_b": False, "np_l": [2**40, 3], "np_s": ["x", "y"]}]
+
+
+def test_attributes_survive_a_restart_and_a_kill(luxdb_server, client_environment):
+    tenant_1 = {"must": [{"key": "tenant", "equals": 1}]}
+
+    def check(expected_attributes, expected_tenant_1):
+        with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+            _, attributes = client.get_items("d", [1, 2, 3], with_attributes=True)
+            assert attributes == expected_attributes
+            labels, _ = client.query_index("d", [0, 0], 3, filter=tenant_1)
+            assert labels.tolist() == [expected_tenant_1]
+
+    with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+        client.create_index("d", "l2", 2)
+        client.init_index("d", 10)
+        client.add_items("d", [[1, 0], [2, 0], [3, 0]], [1, 2, 3],
+                         [{"tenant": 1, "tags": ["a", "b"]}, {"tenant": 1}, {"tenant": 2}])
+        client.set_attributes("d", 3, {"tenant": 1, "x": 0.5})
+        client.add_items("d", [[2, 0]], [2])  # replaced without attributes
+    luxdb_server.restart()
+    check([{"tags": ["a", "b"], "tenant": 1}, {}, {"tenant": 1, "x": 0.5}],
+          [1, 3, MISSING])
+    with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+        client.set_attributes("d", [1, 2], [{}, {"tenant": 1}])
+    luxdb_server.signal_and_wait(signal.SIGKILL)  # acknowledged writes are durable
+    luxdb_server.start()
+    check([{}, {"tenant": 1}, {"tenant": 1, "x": 0.5}], [2, 3, MISSING])
 
 
 def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):
