@@ -47,6 +47,8 @@ constexpr size_t kMaxBatchBytes = size_t{64} << 20;
 constexpr size_t kMaxBatchAttributeBytes = size_t{32} << 20;
 // A query answer costs up to 10 bytes per id (varint) and 4 per distance.
 constexpr size_t kQueryResultBytes = 14;
+// Ids per GetElements call with attributes, whose size the vectors do not tell.
+constexpr size_t kGetChunkWithAttributes = 10'000;
 // Ids per DeleteItems call (up to 10 MB): each call is all or nothing, the command is not.
 constexpr size_t kDeleteChunk = 1'000'000;
 
@@ -287,7 +289,9 @@ absl::Status RunGet(Client& db, const Invocation& inv) {
   const std::string& name = inv.operands[0];
   absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
   if (!info.ok()) return info.status();
-  const size_t chunk = std::max<size_t>(1, kMaxBatchBytes / (size_t{info->dim} * sizeof(float)));
+  const size_t chunk =
+      std::min(std::max<size_t>(1, kMaxBatchBytes / (size_t{info->dim} * sizeof(float))),
+               inv.with_attributes ? kGetChunkWithAttributes : SIZE_MAX);
   std::span<const uint64_t> all(inv.ids);
   for (size_t start = 0; start < all.size(); start += chunk) {
     std::span<const uint64_t> ids = all.subspan(start, std::min(chunk, all.size() - start));
