@@ -234,11 +234,25 @@ void Catalog::LoadOne(const storage::IndexConfig& config) {
   } else {
     Hook("load", config.name);
     loaded = LoadGraph(config);
+    if (loaded.ok()) {
+      // Attributes live in storage only (graph snapshots do not hold them): read them all.
+      absl::Status read =
+          store_->ScanAttributes(config, [&](uint64_t id, std::string_view bytes) -> absl::Status {
+            absl::StatusOr<ItemAttributes> attributes = DecodeAttributes(bytes);
+            if (!attributes.ok()) {
+              return absl::Status(attributes.status().code(),
+                                  absl::StrCat("item ", id, ": ", attributes.status().message()));
+            }
+            loaded->attributes.Set(id, *attributes);
+            return CheckLoadNotStopped(config.name);
+          });
+      if (!read.ok()) loaded = read;
+    }
   }
   absl::Status failure;
   if (loaded.ok()) {
     index->FinishLoad(std::move(loaded->graph), loaded->snapshot_version,
-                      loaded->unsnapshotted_items);
+                      loaded->unsnapshotted_items, std::move(loaded->attributes));
   } else {
     failure = loaded.status();
     if (!absl::IsUnavailable(failure)) {  // not stopped by the shutdown
@@ -315,7 +329,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
     } else if (snapshot->version == config.version) {
       spdlog::info("index '{}': loaded graph snapshot ({} items) in {:.2f} s", config.name,
                    (*graph)->element_count(), seconds());
-      return Loaded{*std::move(graph), snapshot->version, 0};
+      return Loaded{*std::move(graph), snapshot->version, 0, {}};
     } else {
       absl::StatusOr<uint64_t> replayed = Replay(config, snapshot->version, *graph);
       if (replayed.ok()) {
@@ -324,7 +338,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
             "up to version {} in {:.2f} s",
             config.name, snapshot->version, config.version - snapshot->version, *replayed,
             config.version, seconds());
-        return Loaded{*std::move(graph), snapshot->version, *replayed};
+        return Loaded{*std::move(graph), snapshot->version, *replayed, {}};
       }
       why_rebuild = absl::StrCat("the writes after its graph snapshot cannot be replayed (",
                                  replayed.status().message(), ")");
@@ -339,7 +353,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
   absl::StatusOr<std::unique_ptr<HnswGraph>> rebuilt = RebuildGraph(config);
   if (!rebuilt.ok()) return rebuilt.status();
   const uint64_t items = (*rebuilt)->element_count();
-  return Loaded{*std::move(rebuilt), std::nullopt, items};
+  return Loaded{*std::move(rebuilt), std::nullopt, items, {}};
 }
 
 absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,

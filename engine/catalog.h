@@ -64,6 +64,8 @@ class Catalog {
     // A background compaction of an index starts once this fraction of its graph's elements
     // are tombstones; 0 turns automatic compaction off.
     double compact_threshold = 0.2;
+    // Bounds on each item's attributes (AddItems, SetAttributes).
+    AttributeLimits attribute_limits{};
     // Tests only: called with an event and an index name at the points where a test needs to
     // hold an operation in its slow part: "create" (before storage creates the index), "drop"
     // (before storage drops it), "load" (before an index loads) and "rebuild_chunk" (after
@@ -141,6 +143,7 @@ class Catalog {
     std::unique_ptr<HnswGraph> graph;
     std::optional<uint64_t> snapshot_version;  // none: rebuilt
     uint64_t unsnapshotted_items = 0;          // replayed or rebuilt
+    AttributeIndex attributes;                 // every stored item's attributes
   };
   // An index in the name map, and whether its graph has loaded.
   struct Entry {
@@ -182,7 +185,8 @@ class Catalog {
             .budget = &budget_,
             .compact_threshold = options_.compact_threshold,
             .aborting = &aborting_,
-            .publish_mu = &publish_mu_};
+            .publish_mu = &publish_mu_,
+            .attribute_limits = options_.attribute_limits};
   }
   // The indexes whose graphs have loaded.
   std::vector<std::shared_ptr<Index>> ReadyIndexes() const ABSL_LOCKS_EXCLUDED(mu_);

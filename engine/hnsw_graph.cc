@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -154,8 +155,11 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
   // Up to k nearest live elements, farthest on top; safe while elements are inserted and
-  // marked deleted.
-  Candidates SearchConcurrent(const float* query, size_t k, size_t breadth) const {
+  // marked deleted. With `filtered`, only elements whose label passes `allowed` are results;
+  // the search still walks through the others.
+  template <typename Allowed>
+  Candidates SearchConcurrent(const float* query, size_t k, size_t breadth, bool filtered,
+                              const Allowed& allowed) const {
     const uint64_t entry = entry_.load(std::memory_order_acquire);
     if (entry == kNoEntry) return {};
     tableint current = static_cast<tableint>(entry);
@@ -176,9 +180,44 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
         }
       }
     }
-    Candidates top = SearchLevel0(current, query, std::max(breadth, k), links.data());
+    Candidates top =
+        SearchLevel0(current, query, std::max(breadth, k), links.data(), filtered, allowed);
     while (top.size() > k) top.pop();
     return top;
+  }
+
+  // The k nearest among `elements` that are live and pass `allowed`, by comparing the query
+  // with each; farthest on top.
+  template <typename Allowed>
+  Candidates SearchExact(const float* query, size_t k, std::span<const tableint> elements,
+                         const Allowed& allowed) const {
+    Candidates top;
+    for (size_t i = 0; i < elements.size(); ++i) {
+      if (i + 1 < elements.size()) __builtin_prefetch(getDataByInternalId(elements[i + 1]));
+      const tableint id = elements[i];
+      if (IsDeleted(id) || !allowed(getExternalLabel(id))) continue;
+      const float d = Distance(query, id);
+      if (top.size() < k) {
+        top.emplace(d, id);
+      } else if (d < top.top().first) {
+        top.pop();
+        top.emplace(d, id);
+      }
+    }
+    return top;
+  }
+
+  // The elements of `labels` that are present, in the order given.
+  std::vector<tableint> ElementsOf(std::span<const uint64_t> labels) const {
+    std::vector<tableint> elements;
+    elements.reserve(labels.size());
+    std::lock_guard count_lock(const_cast<std::mutex&>(cur_element_count_guard_));
+    for (uint64_t label : labels) {
+      if (auto it = label_lookup_.find(label); it != label_lookup_.end()) {
+        elements.push_back(it->second);
+      }
+    }
+    return elements;
   }
 
   uint64_t tombstones() const { return tombstones_.load(std::memory_order_relaxed); }
@@ -256,18 +295,25 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     return size;
   }
 
-  // hnswlib's searchBaseLayerST with a per-call breadth, copied link lists and atomic marks.
-  Candidates SearchLevel0(tableint entry, const float* query, size_t breadth,
-                          tableint* links) const {
+  // hnswlib's searchBaseLayerST with a per-call breadth, copied link lists and atomic marks;
+  // with `filtered`, results are the elements whose label passes `allowed` (hnswlib 0.7's
+  // filter functor does the same: non-matching elements are walked through, not returned).
+  template <typename Allowed>
+  Candidates SearchLevel0(tableint entry, const float* query, size_t breadth, tableint* links,
+                          bool filtered, const Allowed& allowed) const {
     hnswlib::VisitedList* visited_list = visited_list_pool_->getFreeVisitedList();
     hnswlib::vl_type* visited = visited_list->mass;
     const hnswlib::vl_type tag = visited_list->curV;
-    const bool has_deletions = tombstones() != 0;
+    // With elements that cannot be results, stop only once `breadth` results are found.
+    const bool sparse = filtered || tombstones() != 0;
+    auto result = [&](tableint id) {
+      return !IsDeleted(id) && (!filtered || allowed(getExternalLabel(id)));
+    };
     Candidates top;
     Candidates candidates;  // negated distances: nearest on top
     float lower_bound = std::numeric_limits<float>::max();
     const float entry_distance = Distance(query, entry);
-    if (!IsDeleted(entry)) {
+    if (result(entry)) {
       top.emplace(entry_distance, entry);
       lower_bound = entry_distance;
     }
@@ -275,7 +321,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     visited[entry] = tag;
     while (!candidates.empty()) {
       const auto [negated, current] = candidates.top();
-      if (-negated > lower_bound && (top.size() == breadth || !has_deletions)) break;
+      if (-negated > lower_bound && (top.size() == breadth || !sparse)) break;
       candidates.pop();
       const size_t size = CopyLinks(current, 0, links);
       for (size_t j = 0; j < size; ++j) __builtin_prefetch(getDataByInternalId(links[j]));
@@ -286,7 +332,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
         const float d = Distance(query, candidate);
         if (top.size() < breadth || lower_bound > d) {
           candidates.emplace(-d, candidate);
-          if (!IsDeleted(candidate)) top.emplace(d, candidate);
+          if (result(candidate)) top.emplace(d, candidate);
           if (top.size() > breadth) top.pop();
           if (!top.empty()) lower_bound = top.top().first;
         }
@@ -685,14 +731,13 @@ HnswGraph::Presence HnswGraph::Find(uint64_t label) const {
   return g.IsDeleted(*id) ? Presence::kDeleted : Presence::kLive;
 }
 
-size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,
-                         float* distances) const {
-  const Graph& g = *impl_->graph;
-  if (k == 0) return 0;
-  Graph::Candidates top = g.SearchConcurrent(query, k, ef);
+namespace {
+
+// Writes the heap's elements to ids/distances, nearest first, keeping one result per label: a
+// label appears twice only when a search ran across a replace (its old element found before
+// the mark, its new one after); the nearer is kept. Returns how many were written.
+size_t Drain(const Graph& g, Graph::Candidates& top, uint64_t* ids, float* distances) {
   // The heap pops farthest first: fill from the back, then close the gaps left by duplicates.
-  // A label appears twice only when a search ran across a replace (its old element found
-  // before the mark, its new one after); keep the nearer.
   const size_t found = top.size();
   for (size_t i = found; i-- > 0;) {
     ids[i] = g.getExternalLabel(top.top().second);
@@ -707,6 +752,46 @@ size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,
     ++kept;
   }
   return kept;
+}
+
+}  // namespace
+
+size_t HnswGraph::Search(const float* query, size_t k, size_t ef, uint64_t* ids,
+                         float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchConcurrent(query, k, ef, false, [](uint64_t) { return true; });
+  return Drain(g, top, ids, distances);
+}
+
+size_t HnswGraph::SearchFiltered(const float* query, size_t k, size_t ef, LabelFilter allowed,
+                                 uint64_t* ids, float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchConcurrent(query, k, ef, true, allowed);
+  return Drain(g, top, ids, distances);
+}
+
+std::vector<uint32_t> HnswGraph::ElementsOf(std::span<const uint64_t> labels) const {
+  return impl_->graph->ElementsOf(labels);
+}
+
+size_t HnswGraph::SearchElements(const float* query, size_t k, std::span<const uint32_t> elements,
+                                 LabelFilter allowed, uint64_t* ids, float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchExact(query, k, elements, allowed);
+  return Drain(g, top, ids, distances);
+}
+
+size_t HnswGraph::SearchAll(const float* query, size_t k, LabelFilter allowed, uint64_t* ids,
+                            float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  std::vector<tableint> elements(g.Count());
+  for (size_t i = 0; i < elements.size(); ++i) elements[i] = static_cast<tableint>(i);
+  Graph::Candidates top = g.SearchExact(query, k, elements, allowed);
+  return Drain(g, top, ids, distances);
 }
 
 bool HnswGraph::CopyVector(uint64_t label, float* out) const {

@@ -19,9 +19,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "storage/index_config.h"
@@ -80,6 +82,25 @@ class HnswGraph {
   // Writes the up to k nearest live elements to ids/distances, nearest first, searching with
   // breadth max(ef, k). Returns how many were written.
   size_t Search(const float* query, size_t k, size_t ef, uint64_t* ids, float* distances) const;
+
+  // Filtered searches. `allowed` is called from the searching thread with labels of live
+  // elements; only those it passes are results.
+  using LabelFilter = absl::FunctionRef<bool(uint64_t label)>;
+  // As Search, but the results are the nearest live elements that pass `allowed`: the graph is
+  // walked through the others as usual. It keeps walking until it has max(ef, k) results, so
+  // when few elements pass it may visit the whole graph (the caller plans for that).
+  size_t SearchFiltered(const float* query, size_t k, size_t ef, LabelFilter allowed, uint64_t* ids,
+                        float* distances) const;
+  // The elements of the present labels among `labels` (live, deleted or superseded), for
+  // SearchElements; labels absent from the graph are left out.
+  std::vector<uint32_t> ElementsOf(std::span<const uint64_t> labels) const;
+  // Exact: the k nearest of `elements` that are live and pass `allowed`, comparing the query
+  // with each of them. Returns how many were written, as Search.
+  size_t SearchElements(const float* query, size_t k, std::span<const uint32_t> elements,
+                        LabelFilter allowed, uint64_t* ids, float* distances) const;
+  // Exact over every live element that passes `allowed`.
+  size_t SearchAll(const float* query, size_t k, LabelFilter allowed, uint64_t* ids,
+                   float* distances) const;
 
   // Copies the vector of a live label into out (dim floats). False if absent or deleted.
   bool CopyVector(uint64_t label, float* out) const;

@@ -72,13 +72,29 @@ absl::Status CheckFinite(absl::string_view index, std::span<const float> vectors
 
 size_t QueryGrain(size_t n, size_t threads) { return std::max<size_t>(1, n / (threads * 4)); }
 
+// The planner's switch between an exact scan of the items a filter can match and a filtered
+// graph search. With a share s of `live` items matching, a filtered graph search costs about
+// its unfiltered cost (some `breadth` * kGraphCostPerBreadth distances) / s, an exact scan
+// s * live distances (sequential, cheaper each): they meet at
+// s * live = sqrt(live * breadth * kGraphCostPerBreadth). Measured with luxdb-bench --filtered
+// (README "Filtered search").
+constexpr double kGraphCostPerBreadth = 64;
+size_t ExactScanLimit(uint64_t live, size_t breadth) {
+  const double meet =
+      std::sqrt(static_cast<double>(live) * static_cast<double>(breadth) * kGraphCostPerBreadth);
+  return std::max<size_t>(4 * breadth, static_cast<size_t>(meet));
+}
+
 }  // namespace
 
 struct Index::Writer {
-  enum class Kind { kAdd, kDelete, kOther };
+  enum class Kind { kAdd, kDelete, kSetAttributes, kOther };
   Kind kind = Kind::kOther;
-  std::span<const float> vectors;     // kAdd: n * dim, already normalised for cosine
-  std::span<const uint64_t> ids;      // kAdd, kDelete
+  std::span<const float> vectors;  // kAdd: n * dim, already normalised for cosine
+  std::span<const uint64_t> ids;   // kAdd, kDelete, kSetAttributes
+  // kAdd: none or one per id; kSetAttributes: one per id. Checked, and encoded for storage.
+  std::vector<ItemAttributes> attributes;
+  std::vector<std::string> encoded;
   std::function<absl::Status()> run;  // kOther: runs alone, holding the mutation right
   Deadline deadline = kNoDeadline;    // kAdd, kDelete: refused unstored once it passes
   absl::Status status;
@@ -105,6 +121,7 @@ Index::Index(storage::IndexConfig config, std::unique_ptr<HnswGraph> graph,
       publish_mu_(context.publish_mu),
       budget_(context.budget),
       compact_threshold_(context.compact_threshold),
+      attribute_limits_(context.attribute_limits),
       committed_config_(config) {
   MutexLock lock(&state_mu_);
   config_ = std::move(config);
@@ -273,7 +290,31 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
     if (now > writer->deadline) {
       writer->status = absl::DeadlineExceededError(absl::StrCat(
           "index '", name_, "': the call's deadline passed while it waited behind other writes; ",
-          writer->kind == Writer::Kind::kAdd ? "nothing added" : "nothing deleted"));
+          writer->kind == Writer::Kind::kAdd      ? "nothing added"
+          : writer->kind == Writer::Kind::kDelete ? "nothing deleted"
+                                                  : "no attributes changed"));
+      continue;
+    }
+    if (writer->kind == Writer::Kind::kSetAttributes) {
+      absl::Status missing;
+      for (uint64_t id : writer->ids) {
+        const HnswGraph::Presence p = presence(id);
+        if (p == HnswGraph::Presence::kLive) continue;
+        missing = absl::NotFoundError(
+            absl::StrCat("index '", name_, "' has no item with id ", id,
+                         p == HnswGraph::Presence::kDeleted ? " (it was deleted)" : "",
+                         "; no attributes changed"));
+        break;
+      }
+      if (!missing.ok()) {
+        writer->status = missing;
+        continue;
+      }
+      for (size_t i = 0; i < writer->ids.size(); ++i) {
+        items.SetAttributes(writer->ids[i], writer->encoded[i]);
+      }
+      writer->count = writer->ids.size();
+      accepted.push_back(writer);
       continue;
     }
     if (writer->kind == Writer::Kind::kAdd) {
@@ -288,7 +329,8 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
       live += fresh;
       slots += writer->ids.size();
       for (size_t i = 0; i < writer->ids.size(); ++i) {
-        items.Put(writer->ids[i], writer->vectors.subspan(i * dim_, dim_));
+        items.Put(writer->ids[i], writer->vectors.subspan(i * dim_, dim_),
+                  writer->encoded.empty() ? std::string_view() : writer->encoded[i]);
         pending[writer->ids[i]] = HnswGraph::Presence::kLive;
       }
       writer->count = writer->ids.size();
@@ -511,9 +553,27 @@ void Index::ApplyGroup(const CommittedGroup& committed) {
 
 absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
   // Marks are set while no insertion runs (hnswlib's construction search reads them plainly).
+  // Attributes change around the graph so that a search never meets a live item without its
+  // attributes: a new item's before it is inserted, a deleted one's after it is marked.
   if (writer.kind == Writer::Kind::kDelete) {
     for (uint64_t id : writer.ids) graph.Tombstone(id);
+    WriterLock lock(&attributes_mu_);
+    for (uint64_t id : writer.ids) attributes_.Remove(id);
     return absl::OkStatus();
+  }
+  if (writer.kind == Writer::Kind::kSetAttributes) {
+    WriterLock lock(&attributes_mu_);
+    for (size_t i = 0; i < writer.ids.size(); ++i) {
+      attributes_.Set(writer.ids[i], writer.attributes[i]);
+    }
+    return absl::OkStatus();
+  }
+  {
+    WriterLock lock(&attributes_mu_);
+    for (size_t i = 0; i < writer.ids.size(); ++i) {
+      attributes_.Set(writer.ids[i],
+                      writer.attributes.empty() ? ItemAttributes() : writer.attributes[i]);
+    }
   }
   const size_t n = writer.ids.size();
   size_t first = 0;
@@ -861,6 +921,31 @@ absl::StatusOr<CompactStats> Index::Compact(Deadline deadline) {
 
 absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<const uint64_t> ids,
                                     Deadline deadline) {
+  return Add(vectors, ids, {}, deadline);
+}
+
+absl::Status Index::PrepareAttributes(std::span<const uint64_t> ids,
+                                      std::vector<ItemAttributes>& attributes,
+                                      std::vector<std::string>& encoded) const {
+  encoded.clear();
+  encoded.reserve(attributes.size());
+  for (size_t i = 0; i < attributes.size(); ++i) {
+    if (absl::Status s = CheckAttributes(attributes[i], attribute_limits_, name_, ids[i]);
+        !s.ok()) {
+      return s;
+    }
+    encoded.push_back(EncodeAttributes(attributes[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<const uint64_t> ids,
+                                    std::vector<ItemAttributes> attributes, Deadline deadline) {
+  if (!attributes.empty() && attributes.size() != ids.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index '", name_, "': ", ids.size(),
+                     " ids need attributes for each of them or none, got ", attributes.size()));
+  }
   if (vectors.size() != ids.size() * dim_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "index '", name_, "' has dimension ", dim_, ": ", ids.size(), " ids need ",
@@ -903,8 +988,64 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
   writer.vectors = vectors;
   writer.ids = ids;
   writer.deadline = deadline;
+  writer.attributes = std::move(attributes);
+  if (absl::Status s = PrepareAttributes(ids, writer.attributes, writer.encoded); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = RunWriter(&writer); !s.ok()) return s;
   return writer.count;
+}
+
+absl::StatusOr<uint64_t> Index::SetAttributes(std::span<const uint64_t> ids,
+                                              std::vector<ItemAttributes> attributes,
+                                              Deadline deadline) {
+  if (attributes.size() != ids.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("index '", name_, "': ", ids.size(),
+                                                   " ids need one attributes entry each, got ",
+                                                   attributes.size()));
+  }
+  {
+    absl::flat_hash_map<uint64_t, size_t> position;
+    position.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto [it, inserted] = position.emplace(ids[i], i);
+      if (!inserted) {
+        return absl::InvalidArgumentError(absl::StrCat("id ", ids[i], " appears twice in one ",
+                                                       "batch for index '", name_, "' (entries ",
+                                                       it->second, " and ", i, ")"));
+      }
+    }
+  }
+  if (ids.empty()) {
+    if (absl::Status s = CheckUsable(); !s.ok()) return s;
+    return 0;
+  }
+  Writer writer;
+  writer.kind = Writer::Kind::kSetAttributes;
+  writer.ids = ids;
+  writer.deadline = deadline;
+  writer.attributes = std::move(attributes);
+  if (absl::Status s = PrepareAttributes(ids, writer.attributes, writer.encoded); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RunWriter(&writer); !s.ok()) return s;
+  return writer.count;
+}
+
+absl::StatusOr<std::vector<ItemAttributes>> Index::GetAttributes(
+    std::span<const uint64_t> ids) const {
+  absl::StatusOr<View> view = Read();
+  if (!view.ok()) return view.status();
+  std::vector<ItemAttributes> out;
+  out.reserve(ids.size());
+  ReaderLock lock(&attributes_mu_);
+  for (uint64_t id : ids) {
+    if (view->graph->Find(id) != HnswGraph::Presence::kLive) {
+      return absl::NotFoundError(absl::StrCat("index '", name_, "' has no item with id ", id));
+    }
+    out.push_back(attributes_.Get(id));
+  }
+  return out;
 }
 
 absl::StatusOr<uint64_t> Index::Delete(std::span<const uint64_t> ids, Deadline deadline) {
@@ -935,7 +1076,7 @@ absl::StatusOr<size_t> Index::CheckQuery(size_t floats, uint32_t k, uint32_t ef)
 
 absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t ef,
                           std::span<uint64_t> ids_out, std::span<float> distances_out,
-                          Deadline deadline) const {
+                          Deadline deadline, const Filter* filter) const {
   absl::StatusOr<size_t> n = CheckQuery(queries.size(), k, ef);
   if (!n.ok()) return n.status();
   if (ids_out.size() != *n * k || distances_out.size() != *n * k) {
@@ -943,10 +1084,31 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   }
   if (absl::Status s = CheckFinite(name_, queries, dim_, "query vector"); !s.ok()) return s;
 
+  if (filter != nullptr) {
+    if (absl::Status s = CheckFilter(*filter); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(s.message(), " (query of index '", name_, "')"));
+    }
+  }
+
   absl::StatusOr<View> view = Read();
   if (!view.ok()) return view.status();
   const HnswGraph& graph = *view->graph;
   const size_t breadth = ef != 0 ? ef : view->ef;
+  // The plan, once per call: the filter compiled, and the elements of the items that can
+  // match when the attribute indexes bound them to few enough that comparing a query with
+  // each costs less than a filtered graph search (see ExactScanLimit).
+  std::shared_ptr<const AttributeIndex::Compiled> compiled;
+  std::optional<std::vector<uint32_t>> exact_elements;
+  if (filter != nullptr) {
+    std::optional<std::vector<uint64_t>> candidates;
+    {
+      ReaderLock lock(&attributes_mu_);
+      compiled = attributes().Compile(*filter);
+      candidates = attributes().Candidates(
+          *compiled, ExactScanLimit(graph.live_count(), std::max<size_t>(breadth, k)));
+    }
+    if (candidates.has_value()) exact_elements = graph.ElementsOf(*candidates);
+  }
   const bool cosine = space_ == storage::Space::kCosine;
   std::atomic<bool> aborted = false;
   std::atomic<bool> late = false;
@@ -973,7 +1135,22 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       }
       uint64_t* ids = ids_out.data() + i * k;
       float* distances = distances_out.data() + i * k;
-      const size_t found = graph.Search(query, k, breadth, ids, distances);
+      size_t found = 0;
+      if (compiled == nullptr) {
+        found = graph.Search(query, k, breadth, ids, distances);
+      } else {
+        // Attributes may change between the plan and this search: every result is checked
+        // against them as they are now.
+        ReaderLock lock(&attributes_mu_);
+        const AttributeIndex& current = attributes();
+        auto allowed = [&](uint64_t label) { return current.Matches(*compiled, label); };
+        if (exact_elements.has_value()) {
+          found = graph.SearchElements(query, k, *exact_elements, allowed, ids, distances);
+        } else {
+          found = graph.SearchFiltered(query, k, breadth, allowed, ids, distances);
+          if (found < k) found = graph.SearchAll(query, k, allowed, ids, distances);
+        }
+      }
       std::fill(ids + found, ids + k, kMissingId);
       std::fill(distances + found, distances + k, kMissingDistance);
     }
@@ -1187,8 +1364,12 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 }
 
 void Index::FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
-                       uint64_t unsnapshotted_items) {
+                       uint64_t unsnapshotted_items, AttributeIndex attributes) {
   SetSnapshotState(snapshot_version, unsnapshotted_items);
+  {
+    WriterLock lock(&attributes_mu_);
+    attributes_ = std::move(attributes);
+  }
   Writer writer;
   writer.run = [&]() -> absl::Status {
     const uint64_t bytes =

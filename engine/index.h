@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/attributes.h"
 #include "engine/hnsw_graph.h"
 #include "engine/limits.h"
 #include "engine/memory_budget.h"
@@ -100,6 +101,8 @@ struct IndexContext {
   // Held shared while a snapshot is published and the history it covers trimmed; held
   // exclusively by a backup, so the snapshots and history it copies stay consistent.
   RwLock* publish_mu = nullptr;
+  // Bounds on each item's attributes.
+  AttributeLimits attribute_limits{};
 };
 
 class Index {
@@ -132,6 +135,23 @@ class Index {
   // (waiting behind other writers); once stored, it is completed whatever the deadline.
   absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids,
                                Deadline deadline = kNoDeadline);
+  // As Add, with the items' attributes: none (empty) or one per id, stored with the vectors in
+  // the same write; an item that exists has its attributes replaced (removed if this holds
+  // none). INVALID_ARGUMENT, with nothing written, for a count that is neither, or attributes
+  // over the limits (IndexContext::attribute_limits) or malformed, naming the item and key.
+  absl::StatusOr<uint64_t> Add(std::span<const float> vectors, std::span<const uint64_t> ids,
+                               std::vector<ItemAttributes> attributes,
+                               Deadline deadline = kNoDeadline);
+  // Replaces the attributes of live items (one per id; an empty one removes them), leaving
+  // their vectors alone. All or nothing: NOT_FOUND naming the first id that is absent or
+  // deleted; INVALID_ARGUMENT for a count mismatch, an id twice or attributes as for Add.
+  // Returns the number of items updated. `deadline` as for Add.
+  absl::StatusOr<uint64_t> SetAttributes(std::span<const uint64_t> ids,
+                                         std::vector<ItemAttributes> attributes,
+                                         Deadline deadline = kNoDeadline);
+  // The attributes of each of `ids` (keys ascending; empty for an item without any), in the
+  // order asked. NOT_FOUND naming the first id that is absent or deleted.
+  absl::StatusOr<std::vector<ItemAttributes>> GetAttributes(std::span<const uint64_t> ids) const;
   // Marks items deleted. All or nothing: NOT_FOUND naming the first id never added. Ids
   // already deleted are accepted and not counted. Returns the number newly deleted.
   // `deadline` as for Add.
@@ -144,9 +164,17 @@ class Index {
   // distances_out hold n * k entries, row-major, nearest first; rows with fewer than k live
   // items are padded with kMissingId / kMissingDistance. ef 0 means the index's ef.
   // DEADLINE_EXCEEDED if `deadline` passes before every query is answered.
+  //
+  // With a `filter` (checked here: INVALID_ARGUMENT naming a malformed condition), each row
+  // holds the k nearest live items that match it, as many as exist up to k. A planner picks,
+  // once per call, between comparing every query with exactly the items that can match (when
+  // the attribute indexes bound them to a few: cost grows with their number) and a graph
+  // search that skips non-matching items as results but walks through them (cost grows as
+  // the share of matching items falls). A graph search that finds fewer than k matches
+  // falls back to comparing the query with every live item, so no matching item is missed.
   absl::Status Query(std::span<const float> queries, uint32_t k, uint32_t ef,
                      std::span<uint64_t> ids_out, std::span<float> distances_out,
-                     Deadline deadline = kNoDeadline) const;
+                     Deadline deadline = kNoDeadline, const Filter* filter = nullptr) const;
   // Live ids, ascending. NOT_FOUND once the index is deleted; FAILED_PRECONDITION if it is
   // not initialised.
   absl::StatusOr<std::vector<uint64_t>> Ids() const;
@@ -173,7 +201,7 @@ class Index {
   // UNAVAILABLE naming it until FinishLoad (the graph is ready) or FailLoad (it cannot be
   // loaded: calls then fail with that status).
   void FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
-                  uint64_t unsnapshotted_items);
+                  uint64_t unsnapshotted_items, AttributeIndex attributes = {});
   void FailLoad(absl::Status status);
 
   // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot),
@@ -229,6 +257,13 @@ class Index {
   void ResetCommittedState() ABSL_LOCKS_EXCLUDED(state_mu_);
   absl::Status CheckUsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
   absl::Status CheckUsable() const ABSL_LOCKS_EXCLUDED(state_mu_);
+  // Checks attributes for Add and SetAttributes and encodes them for storage.
+  absl::Status PrepareAttributes(std::span<const uint64_t> ids,
+                                 std::vector<ItemAttributes>& attributes,
+                                 std::vector<std::string>& encoded) const;
+  const AttributeIndex& attributes() const ABSL_SHARED_LOCKS_REQUIRED(attributes_mu_) {
+    return attributes_;
+  }
 
   // Compaction. StartCompaction, FinishCompaction and CancelCompaction are mutators.
   // StartCompaction captures the live elements of the current graph and builds a new graph of
@@ -256,11 +291,14 @@ class Index {
   RwLock* const publish_mu_;
   MemoryBudget* const budget_;
   const double compact_threshold_;
+  const AttributeLimits attribute_limits_;
 
   // Lock order: snapshot_mu_ is held across a whole writer turn (RunWriter) of SaveSnapshot.
   // Every other lock of Index is a leaf: no thread holds two of queue_mu_, inflight_mu_,
-  // apply_mu_, compact_mu_ and state_mu_ at once, and none is held while calling out (store,
-  // budget, graph insertion, thread pool) except state_mu_ around pointer and counter updates.
+  // apply_mu_, compact_mu_, state_mu_ and attributes_mu_ at once, and none is held while
+  // calling out (store, budget, graph insertion, thread pool) except state_mu_ around pointer
+  // and counter updates, and attributes_mu_ (shared) around one query vector's search, whose
+  // graph reads take no Index lock.
 
   // Writer queue: its head is the leader. A leader of adds and deletes commits its group to
   // storage, hands the queue on, then applies the group to the graph, so the next group is
@@ -324,6 +362,12 @@ class Index {
   std::chrono::steady_clock::time_point next_auto_compaction_ ABSL_GUARDED_BY(compact_mu_);
   // The running compaction's budget reservation, for Info.
   std::atomic<uint64_t> compaction_bytes_ = 0;
+
+  // Guards the attributes and their secondary indexes. Held shared by a query for one query
+  // vector's search (the planner and filter read them), exclusively by an apply for the
+  // attribute changes of one write (never during a graph insertion).
+  mutable RwLock attributes_mu_;
+  AttributeIndex attributes_ ABSL_GUARDED_BY(attributes_mu_);
 
   Mutex snapshot_mu_;  // serialises SaveSnapshot; guards snapshot_version_
   std::optional<uint64_t> snapshot_version_ ABSL_GUARDED_BY(snapshot_mu_);

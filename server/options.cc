@@ -154,6 +154,14 @@ const std::vector<Flag>& Flags() {
        "a background compaction rebuilds it without them (default 0.2; 0: no automatic "
        "compaction)",
        false, Fraction(&Options::compact_threshold, "compact-threshold")},
+      {"max-attribute-keys", "attributes one item may carry (default 32)", false,
+       Number(&Options::max_attribute_keys, 1, 4096, "max-attribute-keys")},
+      {"max-attribute-key-bytes", "bytes of one attribute key (default 128)", false,
+       Number(&Options::max_attribute_key_bytes, 1, 65536, "max-attribute-key-bytes")},
+      {"max-attribute-string-bytes", "bytes of one string attribute value (default 1024)", false,
+       Number(&Options::max_attribute_string_bytes, 1, 1u << 20, "max-attribute-string-bytes")},
+      {"max-attribute-values", "values one list attribute (string or int) may hold (default 64)",
+       false, Number(&Options::max_attribute_values, 1, 65536, "max-attribute-values")},
       {"backup-dir",
        "where Backup writes: relative paths resolve here, absolute ones must lie inside it; "
        "no symbolic link below it is followed (default: any absolute path outside PATH, with "

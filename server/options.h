@@ -55,6 +55,12 @@ struct Options {
   // A background compaction of an index starts once this fraction (0..1) of its graph's
   // elements are tombstones (deleted or replaced items); 0 turns automatic compaction off.
   double compact_threshold = 0.2;
+  // Bounds on one item's attributes (AddItems, SetAttributes): keys, bytes of a key, bytes of a
+  // string value, values of a list. Over one, a write is INVALID_ARGUMENT naming it.
+  uint32_t max_attribute_keys = 32;
+  uint32_t max_attribute_key_bytes = 128;
+  uint32_t max_attribute_string_bytes = 1024;
+  uint32_t max_attribute_values = 64;
   // Backup RPC: relative paths resolve here and absolute ones must lie inside it; empty: any
   // absolute path outside the data directory.
   std::string backup_dir;

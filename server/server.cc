@@ -237,6 +237,10 @@ void LuxServer::Load() {
   catalog_options.sync = options_.sync;
   catalog_options.memory_budget_bytes = uint64_t{options_.memory_budget_mb} << 20;
   catalog_options.compact_threshold = options_.compact_threshold;
+  catalog_options.attribute_limits = {.max_keys = options_.max_attribute_keys,
+                                      .max_key_bytes = options_.max_attribute_key_bytes,
+                                      .max_string_bytes = options_.max_attribute_string_bytes,
+                                      .max_values = options_.max_attribute_values};
   // While indexes load, glibc keeps up to 64 MiB of free heap top instead of giving back all
   // above 128 KiB at once: hnswlib's loader allocates 2.5 MiB of update locks for every graph,
   // which HnswGraph then shrinks, and with the default every index page-faulted them in afresh

@@ -12,6 +12,7 @@
 #include "auth/secret_file.h"
 #include "engine/resources.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "server/attributes_proto.h"
 #include "spdlog/spdlog.h"
 #include "storage/backup_target.h"
 
@@ -269,9 +270,12 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
       !s.ok()) {
     return ToGrpc(s);
   }
+  absl::StatusOr<std::vector<engine::ItemAttributes>> attributes =
+      AttributesFromProto(request->attributes(), request->ids());
+  if (!attributes.ok()) return ToGrpc(attributes.status());
   const CallDeadline deadline = DeadlineOf(context);
-  absl::StatusOr<uint64_t> added =
-      (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()), deadline.when);
+  absl::StatusOr<uint64_t> added = (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()),
+                                                 *std::move(attributes), deadline.when);
   if (!added.ok()) return ToGrpc(NameDeadline(added.status(), deadline));
   response->set_added(*added);
   return grpc::Status::OK;
@@ -290,6 +294,26 @@ grpc::Status LuxDBService::DeleteItems(grpc::ServerContext* context,
   absl::StatusOr<uint64_t> deleted = (*index)->Delete(AsSpan(request->ids()), deadline.when);
   if (!deleted.ok()) return ToGrpc(NameDeadline(deleted.status(), deadline));
   response->set_deleted(*deleted);
+  return grpc::Status::OK;
+}
+
+grpc::Status LuxDBService::SetAttributes(grpc::ServerContext* context,
+                                         const v1::SetAttributesRequest* request,
+                                         v1::SetAttributesResponse* response) {
+  const CallSlot slot(&calls_in_flight_);
+  absl::StatusOr<std::shared_ptr<engine::Index>> index = Find(context, request->name());
+  if (!index.ok()) return ToGrpc(index.status());
+  if (absl::Status s = CheckRequestSize(*request, request->ids_size(), "ids", "ids"); !s.ok()) {
+    return ToGrpc(s);
+  }
+  absl::StatusOr<std::vector<engine::ItemAttributes>> attributes =
+      AttributesFromProto(request->attributes(), request->ids());
+  if (!attributes.ok()) return ToGrpc(attributes.status());
+  const CallDeadline deadline = DeadlineOf(context);
+  absl::StatusOr<uint64_t> updated =
+      (*index)->SetAttributes(AsSpan(request->ids()), *std::move(attributes), deadline.when);
+  if (!updated.ok()) return ToGrpc(NameDeadline(updated.status(), deadline));
+  response->set_updated(*updated);
   return grpc::Status::OK;
 }
 
@@ -516,13 +540,24 @@ grpc::Status LuxDBService::Query(const grpc::ServerContextBase* context,
       !s.ok()) {
     return ToGrpc(s);
   }
+  std::optional<engine::Filter> filter;
+  if (request->has_filter()) {
+    absl::StatusOr<engine::Filter> converted = FilterFromProto(request->filter());
+    if (!converted.ok()) {
+      return ToGrpc(absl::Status(
+          converted.status().code(),
+          absl::StrCat(converted.status().message(), " (query of index '", request->name(), "')")));
+    }
+    filter = *std::move(converted);
+  }
   response->mutable_ids()->Resize(static_cast<int>(results), 0);
   response->mutable_distances()->Resize(static_cast<int>(results), 0.0f);
   const CallDeadline deadline = DeadlineOf(context);
-  absl::Status s = (*index)->Query(
-      AsSpan(request->vectors()), k, request->ef(),
-      {response->mutable_ids()->mutable_data(), static_cast<size_t>(results)},
-      {response->mutable_distances()->mutable_data(), static_cast<size_t>(results)}, deadline.when);
+  absl::Status s =
+      (*index)->Query(AsSpan(request->vectors()), k, request->ef(),
+                      {response->mutable_ids()->mutable_data(), static_cast<size_t>(results)},
+                      {response->mutable_distances()->mutable_data(), static_cast<size_t>(results)},
+                      deadline.when, filter.has_value() ? &*filter : nullptr);
   if (!s.ok()) {
     response->Clear();
     return ToGrpc(NameDeadline(s, deadline));
@@ -612,6 +647,25 @@ grpc::Status LuxDBService::GetElements(grpc::ServerContext* context,
   if (!s.ok()) {
     response->Clear();
     return ToGrpc(s);
+  }
+  if (request->with_attributes()) {
+    absl::StatusOr<std::vector<engine::ItemAttributes>> attributes =
+        (*index)->GetAttributes(AsSpan(request->ids()));
+    if (!attributes.ok()) {
+      response->Clear();
+      return ToGrpc(attributes.status());
+    }
+    uint64_t bytes = floats * sizeof(float);
+    for (const engine::ItemAttributes& item : *attributes) {
+      AttributesToProto(item, response->add_attributes());
+      bytes += response->attributes(response->attributes_size() - 1).ByteSizeLong();
+    }
+    if (absl::Status s =
+            CheckResponseSize(bytes, request->ids_size(), "vectors and attributes", "ids");
+        !s.ok()) {
+      response->Clear();
+      return ToGrpc(s);
+    }
   }
   response->set_dim(dim);
   return grpc::Status::OK;

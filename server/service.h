@@ -60,6 +60,8 @@ class LuxDBService final
                         v1::AddItemsResponse*) override;
   grpc::Status DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest*,
                            v1::DeleteItemsResponse*) override;
+  grpc::Status SetAttributes(grpc::ServerContext*, const v1::SetAttributesRequest*,
+                             v1::SetAttributesResponse*) override;
   // A raw method of gRPC's callback API (LuxDB parses the request): small queries are answered
   // on the thread that received them, larger ones on a thread of their own (service.cc,
   // kInlineQueryFloats).

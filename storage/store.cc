@@ -94,6 +94,7 @@ bool SparesLow(size_t spares, size_t indexes) { return spares < SpareTarget(inde
 constexpr auto kSpareRetryDelay = std::chrono::seconds(1);
 constexpr size_t kKeptInfoLogFiles = 10;
 
+constexpr char kAttributesTag = 'a';
 constexpr char kDeletedTag = 't';
 constexpr char kVectorTag = 'v';
 constexpr size_t kItemIdBytes = sizeof(uint64_t);
@@ -257,12 +258,16 @@ struct CatalogContents {
 
 }  // namespace
 
-void ItemWrite::Put(uint64_t id, std::span<const float> vector) {
-  ops_.push_back({.id = id, .deleted = false, .vector = vector});
+void ItemWrite::Put(uint64_t id, std::span<const float> vector, std::string_view attributes) {
+  ops_.push_back({.id = id, .kind = Kind::kPut, .vector = vector, .attributes = attributes});
 }
 
 void ItemWrite::MarkDeleted(uint64_t id) {
-  ops_.push_back({.id = id, .deleted = true, .vector = {}});
+  ops_.push_back({.id = id, .kind = Kind::kDelete, .vector = {}, .attributes = {}});
+}
+
+void ItemWrite::SetAttributes(uint64_t id, std::string_view attributes) {
+  ops_.push_back({.id = id, .kind = Kind::kSetAttributes, .vector = {}, .attributes = attributes});
 }
 
 struct Store::Impl {
@@ -675,8 +680,20 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
   rocksdb::WriteBatch batch;
   // Ids known to have a vector once the ops so far are applied.
   std::unordered_set<uint64_t> stored_ids;
+  auto put_attributes = [&](const ItemWrite::Op& op) {
+    if (op.attributes.empty()) {
+      batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
+    } else {
+      batch.Put(entry.cf, ItemKey(op.id, kAttributesTag),
+                rocksdb::Slice(op.attributes.data(), op.attributes.size()));
+    }
+  };
   for (const ItemWrite::Op& op : items.ops()) {
-    if (!op.deleted) {
+    if (op.kind == ItemWrite::Kind::kSetAttributes) {
+      put_attributes(op);
+      continue;
+    }
+    if (op.kind == ItemWrite::Kind::kPut) {
       if (op.vector.size() != config_after.dim) {
         return absl::InvalidArgumentError(
             absl::StrCat("vector ", op.id, " has dimension ", op.vector.size(), ", index '",
@@ -684,6 +701,7 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
       }
       batch.Put(entry.cf, ItemKey(op.id, kVectorTag), VectorBytes(op.vector));
       batch.Delete(entry.cf, ItemKey(op.id, kDeletedTag));
+      put_attributes(op);
       stored_ids.insert(op.id);
       continue;
     }
@@ -702,6 +720,7 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
       stored_ids.insert(op.id);
     }
     batch.Put(entry.cf, ItemKey(op.id, kDeletedTag), rocksdb::Slice());
+    batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
   }
   batch.Put(impl_->catalog, CatalogKey(config_after.name), EncodeIndexConfig(config_after));
   // The history record: the ids this version touched, 8 bytes each, native order.
@@ -777,6 +796,7 @@ absl::Status Store::ScanItems(
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const rocksdb::Slice key = it->key();
     const char tag = key.size() == kItemKeyBytes ? key[kItemIdBytes] : '\0';
+    if (tag == kAttributesTag) continue;  // ScanAttributes reads them
     if (tag != kVectorTag && tag != kDeletedTag) {
       return absl::DataLossError(
           absl::StrCat("index '", config.name, "' holds key '",
@@ -807,6 +827,35 @@ absl::Status Store::ScanItems(
                        absl::StrCat("cannot read the items of index '", config.name, "'"));
   }
   if (pending_mark) return mark_without_vector(marked_id);
+  return absl::OkStatus();
+}
+
+absl::Status Store::ScanAttributes(
+    const IndexConfig& config,
+    const std::function<absl::Status(uint64_t id, std::string_view attributes)>& fn) const {
+  absl::StatusOr<std::shared_ptr<IndexEntry>> found = impl_->Find(config.name);
+  if (!found.ok()) return found.status();
+  const std::shared_ptr<IndexEntry> entry = *std::move(found);
+  if (entry->cf_id != config.cf_id) {
+    return absl::NotFoundError(
+        absl::StrCat("index '", config.name, "' with cf_id ", config.cf_id, " does not exist"));
+  }
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, entry->cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != kItemKeyBytes || key[kItemIdBytes] != kAttributesTag) continue;
+    const rocksdb::Slice value = it->value();
+    if (absl::Status s = fn(ItemKeyId(key), std::string_view(value.data(), value.size()));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!it->status().ok()) {
+    return FromRocksDb(it->status(),
+                       absl::StrCat("cannot read the attributes of index '", config.name, "'"));
+  }
   return absl::OkStatus();
 }
 

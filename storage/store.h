@@ -5,7 +5,9 @@
 //                 IndexConfig and "next_cf_id" to the next column family number. Each index
 //                 has a column family "index-<cf_id>" whose keys are the item id as 8 bytes
 //                 big-endian followed by one tag byte: 'v' -> the vector (dim floats, native
-//                 byte order), 't' -> empty value marking the item deleted.
+//                 byte order), 't' -> empty value marking the item deleted, 'a' -> the item's
+//                 attributes (bytes the engine encodes; absent when it has none, and removed
+//                 with the item's deletion).
 //                 Column family "history" maps cf_id and version (8 bytes big-endian each)
 //                 to the ids that version's Commit touched: the write history since the
 //                 index's last graph snapshot (older records are trimmed).
@@ -35,6 +37,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -47,16 +50,22 @@ namespace luxdb::storage {
 // An ordered set of item changes to one index, committed atomically by Store::Commit.
 class ItemWrite {
  public:
-  // Stores `vector` under `id` and clears any deleted mark of `id`.
-  void Put(uint64_t id, std::span<const float> vector);
-  // Marks `id` deleted; its vector stays stored.
+  // Stores `vector` and `attributes` (none if empty) under `id` and clears any deleted mark
+  // of `id`.
+  void Put(uint64_t id, std::span<const float> vector, std::string_view attributes = {});
+  // Marks `id` deleted; its vector stays stored, its attributes are removed.
   void MarkDeleted(uint64_t id);
+  // Replaces the attributes of `id` (removes them if empty); its vector is untouched. The
+  // caller has checked that `id` is a live item.
+  void SetAttributes(uint64_t id, std::string_view attributes);
   size_t size() const { return ops_.size(); }
 
+  enum class Kind { kPut, kDelete, kSetAttributes };
   struct Op {
     uint64_t id;
-    bool deleted;                   // true: MarkDeleted; false: Put
-    std::span<const float> vector;  // Put only; the caller keeps the floats alive until Commit
+    Kind kind;
+    std::span<const float> vector;  // kPut; the caller keeps the floats alive until Commit
+    std::string_view attributes;    // kPut, kSetAttributes; kept alive by the caller too
   };
   const std::vector<Op>& ops() const { return ops_; }
 
@@ -121,6 +130,12 @@ class Store {
       const IndexConfig& config,
       const std::function<absl::Status(uint64_t id, std::span<const float> vector, bool deleted)>&
           fn) const;
+
+  // Calls `fn` for every stored item of the index that has attributes, in ascending id order
+  // (`attributes` is valid only during the call). Stops at the first non-OK status of `fn`.
+  absl::Status ScanAttributes(
+      const IndexConfig& config,
+      const std::function<absl::Status(uint64_t id, std::string_view attributes)>& fn) const;
 
   // One stored item. NOT_FOUND if the index never stored `id`.
   absl::StatusOr<StoredItem> GetItem(const IndexConfig& config, uint64_t id) const;
