@@ -62,8 +62,8 @@ a JSON Lines file with one object per row of FILE, in order ({} for none), e.g.
 A value is a string, a bool, a whole number (int64), another number (double), or an array
 of strings or of whole numbers. Adding an id again replaces its attributes too.
 query --filter JSON keeps the items that pass every "must" condition, no "must_not" one,
-at least one "should" one (if any), and whose id is in "ids" (if given; [] lets none
-through):
+at least one "should" one (if any), and whose id is in "ids" (if given and not
+empty):
   --filter '{"must": [{"key": "tenant", "equals": 7}],
              "must_not": [{"key": "hidden", "exists": true}],
              "should": [{"key": "tags", "any_of": ["a", "b"]},

@@ -178,16 +178,7 @@ std::optional<v1::Filter> ToProto(const Filter& filter) {
   for (const Condition& c : filter.must_not()) ToProto(c, out.add_must_not());
   for (const Condition& c : filter.should()) ToProto(c, out.add_should());
   if (const std::optional<std::vector<uint64_t>>& ids = filter.ids(); ids.has_value()) {
-    if (ids->empty()) {
-      // On the wire an empty id list restricts nothing; Filter::Ids({}) lets no item through,
-      // which this pair of conditions says (any key: an item has it or has not).
-      for (v1::Condition* c : {out.add_must(), out.add_must_not()}) {
-        c->set_key("ids");
-        c->set_exists(true);
-      }
-    } else {
-      out.mutable_ids()->Assign(ids->begin(), ids->end());
-    }
+    out.mutable_ids()->Assign(ids->begin(), ids->end());
   }
   return out;
 }

@@ -232,8 +232,8 @@ class Filter {
     should_.push_back(std::move(condition));
     return *this;
   }
-  // Only these ids may match (a later call replaces the list). An empty list lets no item
-  // match, unlike not calling Ids at all.
+  // Only these ids may match (a later call replaces the list). An empty list restricts
+  // nothing, as on the wire (Filter.ids) and in the Python client.
   Filter& Ids(std::vector<uint64_t> ids) {
     ids_ = std::move(ids);
     return *this;
