@@ -312,6 +312,26 @@ absl::StatusOr<ItemAttributes> DecodeAttributes(std::string_view bytes) {
   return attributes;
 }
 
+std::string FilterKey(const Filter& filter) {
+  std::string key;
+  for (const std::vector<Condition>* part : {&filter.must, &filter.must_not, &filter.should}) {
+    PutVarint(key, part->size());
+    for (const Condition& c : *part) {
+      PutString(key, c.key);
+      key.push_back(static_cast<char>(c.test));
+      key.push_back(static_cast<char>(c.exists));
+      for (const std::optional<double>& b : {c.gt, c.gte, c.lt, c.lte}) {
+        key.push_back(static_cast<char>(b.has_value()));
+        if (b) PutFixed(key, *b);
+      }
+      PutString(key, EncodeAttributes({{"", c.values}}));
+    }
+  }
+  PutVarint(key, filter.ids.size());
+  for (uint64_t id : filter.ids) PutFixed(key, id);
+  return key;
+}
+
 absl::Status CheckFilter(const Filter& filter) {
   const size_t conditions = filter.must.size() + filter.must_not.size() + filter.should.size();
   if (conditions > kMaxFilterConditions) {

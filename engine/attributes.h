@@ -83,6 +83,9 @@ inline constexpr size_t kMaxFilterConditions = 256;
 inline constexpr size_t kMaxAnyOfValues = 1024;
 inline constexpr size_t kMaxFilterIds = 1'000'000;
 
+// A byte string that identifies a filter (the same conditions in the same order).
+std::string FilterKey(const Filter& filter);
+
 // Checks a filter's shape: keys set, a range with a bound and no NaN, limits above.
 // INVALID_ARGUMENT naming the condition, e.g. "filter.must[1] ('price'): a range needs a bound".
 absl::Status CheckFilter(const Filter& filter);
@@ -108,6 +111,9 @@ class AttributeIndex {
   // Item `id`'s attributes, keys ascending (empty if it has none).
   ItemAttributes Get(uint64_t id) const;
   size_t items() const { return rows_.size(); }
+  // Keys any item ever held: a filter compiled while this was N treats keys added since as
+  // unknown, so a cached compiled filter is valid while it stays N.
+  size_t key_count() const { return keys_.size(); }
 
   // `filter` must have passed CheckFilter.
   std::shared_ptr<const Compiled> Compile(const Filter& filter) const;

@@ -4,6 +4,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -155,8 +156,8 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   }
 
   // Up to k nearest live elements, farthest on top; safe while elements are inserted and
-  // marked deleted. With `filtered`, only elements whose label passes `allowed` are results;
-  // the search still walks through the others.
+  // marked deleted. With `filtered`, only elements that pass `allowed` (called with the
+  // element) are results; the search still walks through the others.
   template <typename Allowed>
   Candidates SearchConcurrent(const float* query, size_t k, size_t breadth, bool filtered,
                               const Allowed& allowed) const {
@@ -186,24 +187,58 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     return top;
   }
 
+  // Adds the live element `id` to `top` (farthest on top, at most k) if it is near enough.
+  void Consider(const float* query, size_t k, tableint id, Candidates& top) const {
+    if (IsDeleted(id)) return;
+    const float d = Distance(query, id);
+    if (top.size() < k) {
+      top.emplace(d, id);
+    } else if (d < top.top().first) {
+      top.pop();
+      top.emplace(d, id);
+    }
+  }
+
+  // Prefetches the vector of element `id` (every cache line of it).
+  void PrefetchVector(tableint id) const {
+    const char* data = getDataByInternalId(id);
+    for (size_t offset = 0; offset < data_size_; offset += 64) __builtin_prefetch(data + offset);
+  }
+
   // The k nearest among `elements` that are live and pass `allowed`, by comparing the query
   // with each; farthest on top.
   template <typename Allowed>
   Candidates SearchExact(const float* query, size_t k, std::span<const tableint> elements,
                          const Allowed& allowed) const {
+    constexpr size_t kAhead = 4;
     Candidates top;
     for (size_t i = 0; i < elements.size(); ++i) {
-      if (i + 1 < elements.size()) __builtin_prefetch(getDataByInternalId(elements[i + 1]));
-      const tableint id = elements[i];
-      if (IsDeleted(id) || !allowed(getExternalLabel(id))) continue;
-      const float d = Distance(query, id);
-      if (top.size() < k) {
-        top.emplace(d, id);
-      } else if (d < top.top().first) {
-        top.pop();
-        top.emplace(d, id);
+      if (i + kAhead < elements.size()) PrefetchVector(elements[i + kAhead]);
+      if (allowed(elements[i])) Consider(query, k, elements[i], top);
+    }
+    return top;
+  }
+
+  // The k nearest live members of `set` (bit e of word e / 64 for element e); farthest on top.
+  Candidates SearchSet(const float* query, size_t k, std::span<const uint64_t> set) const {
+    Candidates top;
+    const size_t count = std::min<size_t>(Count(), set.size() * 64);
+    tableint pending[4];  // prefetched members not yet compared
+    size_t queued = 0;
+    for (size_t word = 0; word * 64 < count; ++word) {
+      for (uint64_t bits = set[word]; bits != 0; bits &= bits - 1) {
+        const tableint id = static_cast<tableint>(word * 64 + std::countr_zero(bits));
+        if (id >= count) break;
+        PrefetchVector(id);
+        if (queued == 4) {
+          Consider(query, k, pending[0], top);
+          std::copy(pending + 1, pending + 4, pending);
+          queued = 3;
+        }
+        pending[queued++] = id;
       }
     }
+    for (size_t i = 0; i < queued; ++i) Consider(query, k, pending[i], top);
     return top;
   }
 
@@ -306,9 +341,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
     const hnswlib::vl_type tag = visited_list->curV;
     // With elements that cannot be results, stop only once `breadth` results are found.
     const bool sparse = filtered || tombstones() != 0;
-    auto result = [&](tableint id) {
-      return !IsDeleted(id) && (!filtered || allowed(getExternalLabel(id)));
-    };
+    auto result = [&](tableint id) { return !IsDeleted(id) && (!filtered || allowed(id)); };
     Candidates top;
     Candidates candidates;  // negated distances: nearest on top
     float lower_bound = std::numeric_limits<float>::max();
@@ -768,7 +801,26 @@ size_t HnswGraph::SearchFiltered(const float* query, size_t k, size_t ef, LabelF
                                  uint64_t* ids, float* distances) const {
   const Graph& g = *impl_->graph;
   if (k == 0) return 0;
-  Graph::Candidates top = g.SearchConcurrent(query, k, ef, true, allowed);
+  Graph::Candidates top = g.SearchConcurrent(
+      query, k, ef, true, [&](tableint id) { return allowed(g.getExternalLabel(id)); });
+  return Drain(g, top, ids, distances);
+}
+
+size_t HnswGraph::SearchFiltered(const float* query, size_t k, size_t ef, ElementSet set,
+                                 uint64_t* ids, float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchConcurrent(query, k, ef, true, [&](tableint id) {
+    return id / 64 < set.size() && ((set[id / 64] >> (id % 64)) & 1) != 0;
+  });
+  return Drain(g, top, ids, distances);
+}
+
+size_t HnswGraph::SearchSet(const float* query, size_t k, ElementSet set, uint64_t* ids,
+                            float* distances) const {
+  const Graph& g = *impl_->graph;
+  if (k == 0) return 0;
+  Graph::Candidates top = g.SearchSet(query, k, set);
   return Drain(g, top, ids, distances);
 }
 
@@ -776,11 +828,16 @@ std::vector<uint32_t> HnswGraph::ElementsOf(std::span<const uint64_t> labels) co
   return impl_->graph->ElementsOf(labels);
 }
 
+std::optional<uint32_t> HnswGraph::ElementOf(uint64_t label) const {
+  return impl_->graph->Lookup(label);
+}
+
 size_t HnswGraph::SearchElements(const float* query, size_t k, std::span<const uint32_t> elements,
                                  LabelFilter allowed, uint64_t* ids, float* distances) const {
   const Graph& g = *impl_->graph;
   if (k == 0) return 0;
-  Graph::Candidates top = g.SearchExact(query, k, elements, allowed);
+  Graph::Candidates top = g.SearchExact(
+      query, k, elements, [&](tableint id) { return allowed(g.getExternalLabel(id)); });
   return Drain(g, top, ids, distances);
 }
 
@@ -790,7 +847,8 @@ size_t HnswGraph::SearchAll(const float* query, size_t k, LabelFilter allowed, u
   if (k == 0) return 0;
   std::vector<tableint> elements(g.Count());
   for (size_t i = 0; i < elements.size(); ++i) elements[i] = static_cast<tableint>(i);
-  Graph::Candidates top = g.SearchExact(query, k, elements, allowed);
+  Graph::Candidates top = g.SearchExact(
+      query, k, elements, [&](tableint id) { return allowed(g.getExternalLabel(id)); });
   return Drain(g, top, ids, distances);
 }
 

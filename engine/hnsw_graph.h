@@ -94,12 +94,23 @@ class HnswGraph {
   // The elements of the present labels among `labels` (live, deleted or superseded), for
   // SearchElements; labels absent from the graph are left out.
   std::vector<uint32_t> ElementsOf(std::span<const uint64_t> labels) const;
+  // The element a label names (its live one, else its last tombstone), if present.
+  std::optional<uint32_t> ElementOf(uint64_t label) const;
   // Exact: the k nearest of `elements` that are live and pass `allowed`, comparing the query
   // with each of them. Returns how many were written, as Search.
   size_t SearchElements(const float* query, size_t k, std::span<const uint32_t> elements,
                         LabelFilter allowed, uint64_t* ids, float* distances) const;
   // Exact over every live element that passes `allowed`.
   size_t SearchAll(const float* query, size_t k, LabelFilter allowed, uint64_t* ids,
+                   float* distances) const;
+  // A set of this graph's elements: bit e % 64 of word e / 64 stands for element e (elements
+  // past the span are outside it). Testing it costs a few instructions, a LabelFilter a call.
+  using ElementSet = std::span<const uint64_t>;
+  // SearchFiltered over the live members of `set`.
+  size_t SearchFiltered(const float* query, size_t k, size_t ef, ElementSet set, uint64_t* ids,
+                        float* distances) const;
+  // Exact: the k nearest live members of `set`, visited in element order.
+  size_t SearchSet(const float* query, size_t k, ElementSet set, uint64_t* ids,
                    float* distances) const;
 
   // Copies the vector of a live label into out (dim floats). False if absent or deleted.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -555,10 +556,13 @@ absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
   // Marks are set while no insertion runs (hnswlib's construction search reads them plainly).
   // Attributes change around the graph so that a search never meets a live item without its
   // attributes: a new item's before it is inserted, a deleted one's after it is marked.
+  // The filter cache follows: a deleted item's element leaves every entry; a replaced item's
+  // old element leaves before its new one is inserted, which joins the entries it matches.
   if (writer.kind == Writer::Kind::kDelete) {
     for (uint64_t id : writer.ids) graph.Tombstone(id);
     WriterLock lock(&attributes_mu_);
     for (uint64_t id : writer.ids) attributes_.Remove(id);
+    UpdateFilterEntries(graph, writer.ids, /*clear=*/true);
     return absl::OkStatus();
   }
   if (writer.kind == Writer::Kind::kSetAttributes) {
@@ -566,6 +570,7 @@ absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
     for (size_t i = 0; i < writer.ids.size(); ++i) {
       attributes_.Set(writer.ids[i], writer.attributes[i]);
     }
+    UpdateFilterEntries(graph, writer.ids, /*clear=*/false);
     return absl::OkStatus();
   }
   {
@@ -574,7 +579,9 @@ absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
       attributes_.Set(writer.ids[i],
                       writer.attributes.empty() ? ItemAttributes() : writer.attributes[i]);
     }
+    UpdateFilterEntries(graph, writer.ids, /*clear=*/true);
   }
+
   const size_t n = writer.ids.size();
   size_t first = 0;
   if (graph.element_count() == 0 && n > 0) {  // hnswlib wants its first element alone
@@ -600,6 +607,11 @@ absl::Status Index::ApplyToGraph(HnswGraph& graph, const Writer& writer) {
   // A replaced item's old element becomes a tombstone once its new one is in: a query or
   // GetElements during the replace sees the old vector or the new one, never neither.
   graph.TombstoneSuperseded();
+  {
+    // The new elements join the filter cache's entries they match.
+    WriterLock lock(&attributes_mu_);
+    UpdateFilterEntries(graph, writer.ids, /*clear=*/false);
+  }
   return error;
 }
 
@@ -924,6 +936,45 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
   return Add(vectors, ids, {}, deadline);
 }
 
+void Index::UpdateFilterEntries(const HnswGraph& graph, std::span<const uint64_t> ids, bool clear) {
+  if (filter_cache_.empty()) return;
+  const std::vector<std::shared_ptr<FilterCache::Entry>> entries = filter_cache_.EntriesFor(&graph);
+  if (entries.empty()) return;
+  for (uint64_t id : ids) {
+    const std::optional<uint32_t> element = graph.ElementOf(id);
+    if (!element.has_value()) continue;
+    for (const std::shared_ptr<FilterCache::Entry>& entry : entries) {
+      entry->Set(*element, !clear && attributes_.Matches(*entry->compiled, id));
+    }
+  }
+}
+
+std::shared_ptr<FilterCache::Entry> Index::BuildFilterEntry(
+    std::string key, std::shared_ptr<const AttributeIndex::Compiled> compiled,
+    const std::shared_ptr<const HnswGraph>& graph) const {
+  auto entry = std::make_shared<FilterCache::Entry>();
+  entry->key = std::move(key);
+  entry->graph = graph;
+  entry->key_count = attributes().key_count();
+  entry->bits.assign((graph->max_elements() + 63) / 64, 0);
+  // The ids the attribute indexes bound the filter to (checked), else every live item.
+  std::optional<std::vector<uint64_t>> ids =
+      attributes().Candidates(*compiled, std::numeric_limits<size_t>::max() / 2);
+  if (ids.has_value()) {
+    for (uint64_t id : *ids) {
+      if (const std::optional<uint32_t> element = graph->ElementOf(id); element.has_value()) {
+        entry->Set(*element, true);
+      }
+    }
+  } else {
+    for (const HnswGraph::LiveElement& live : graph->LiveElements()) {
+      if (attributes().Matches(*compiled, live.label)) entry->Set(live.element, true);
+    }
+  }
+  entry->compiled = std::move(compiled);
+  return entry;
+}
+
 absl::Status Index::PrepareAttributes(std::span<const uint64_t> ids,
                                       std::vector<ItemAttributes>& attributes,
                                       std::vector<std::string>& encoded) const {
@@ -1097,15 +1148,29 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   // The plan, once per call: the filter compiled, and the elements of the items that can
   // match when the attribute indexes bound them to few enough that comparing a query with
   // each costs less than a filtered graph search (see ExactScanLimit).
+  // A filter in the FilterCache brings its matching elements as a bitset, and their count.
   std::shared_ptr<const AttributeIndex::Compiled> compiled;
   std::optional<std::vector<uint32_t>> exact_elements;
+  std::shared_ptr<FilterCache::Entry> cached;
+  bool exact_set = false;
   if (filter != nullptr) {
+    const size_t limit = ExactScanLimit(graph.live_count(), std::max<size_t>(breadth, k));
+    std::string key = FilterKey(*filter);
     std::optional<std::vector<uint64_t>> candidates;
     {
       ReaderLock lock(&attributes_mu_);
       compiled = attributes().Compile(*filter);
-      candidates = attributes().Candidates(
-          *compiled, ExactScanLimit(graph.live_count(), std::max<size_t>(breadth, k)));
+      bool build = false;
+      cached = filter_cache_.Find(key, &graph, attributes().key_count(), &build);
+      if (cached == nullptr && build) {
+        cached = BuildFilterEntry(std::move(key), compiled, view->graph);
+        filter_cache_.Insert(cached);
+      }
+      if (cached != nullptr) {
+        exact_set = cached->count <= limit;
+      } else {
+        candidates = attributes().Candidates(*compiled, limit);
+      }
     }
     if (candidates.has_value()) exact_elements = graph.ElementsOf(*candidates);
   }
@@ -1138,6 +1203,15 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       size_t found = 0;
       if (compiled == nullptr) {
         found = graph.Search(query, k, breadth, ids, distances);
+      } else if (cached != nullptr) {
+        // The entry's bits change only under the attribute lock held exclusively.
+        ReaderLock lock(&attributes_mu_);
+        if (exact_set) {
+          found = graph.SearchSet(query, k, cached->bits, ids, distances);
+        } else {
+          found = graph.SearchFiltered(query, k, breadth, cached->bits, ids, distances);
+          if (found < k) found = graph.SearchSet(query, k, cached->bits, ids, distances);
+        }
       } else {
         // Attributes may change between the plan and this search: every result is checked
         // against them as they are now.

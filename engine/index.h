@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/attributes.h"
+#include "engine/filter_cache.h"
 #include "engine/hnsw_graph.h"
 #include "engine/limits.h"
 #include "engine/memory_budget.h"
@@ -264,6 +265,16 @@ class Index {
   const AttributeIndex& attributes() const ABSL_SHARED_LOCKS_REQUIRED(attributes_mu_) {
     return attributes_;
   }
+  // The FilterCache entry of a filter over `graph`: its matching elements.
+  std::shared_ptr<FilterCache::Entry> BuildFilterEntry(
+      std::string key, std::shared_ptr<const AttributeIndex::Compiled> compiled,
+      const std::shared_ptr<const HnswGraph>& graph) const
+      ABSL_SHARED_LOCKS_REQUIRED(attributes_mu_);
+  // Brings the FilterCache entries of `graph` up to date for the items `ids` (after their
+  // attributes changed, their new elements were inserted or they were deleted); with `clear`,
+  // takes their current elements out of every entry (before a replace inserts new ones).
+  void UpdateFilterEntries(const HnswGraph& graph, std::span<const uint64_t> ids, bool clear)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(attributes_mu_);
 
   // Compaction. StartCompaction, FinishCompaction and CancelCompaction are mutators.
   // StartCompaction captures the live elements of the current graph and builds a new graph of
@@ -368,6 +379,9 @@ class Index {
   // attribute changes of one write (never during a graph insertion).
   mutable RwLock attributes_mu_;
   AttributeIndex attributes_ ABSL_GUARDED_BY(attributes_mu_);
+  // Matching elements of the filters queried most (locks of its own; its entries' bits follow
+  // attributes_mu_, see filter_cache.h).
+  mutable FilterCache filter_cache_;
 
   Mutex snapshot_mu_;  // serialises SaveSnapshot; guards snapshot_version_
   std::optional<uint64_t> snapshot_version_ ABSL_GUARDED_BY(snapshot_mu_);

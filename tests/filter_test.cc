@@ -425,6 +425,72 @@ TEST_F(FilterTest, DeletesReplacesAndSetAttributesChangeWhatMatches) {
   EXPECT_EQ(Check({.must = {Exists("tags")}}, 10), 1000u - 4 - 4);  // 40, 41, 50, 51 lost tags
 }
 
+TEST_F(FilterTest, CachedFiltersFollowEveryWriteOnBothPaths) {
+  // 30,000 items: the range filter (half of them) takes the filtered graph search, the tenant
+  // filter (a fifth) and the tags filter the exact scan. Each is queried enough times to enter
+  // the filter cache, then writes change what they match and every answer is checked again.
+  ASSERT_NO_FATAL_FAILURE(Populate(30000));
+  const std::vector<Filter> filters = {
+      {.must = {InRange("bucket", 0, 50)}},
+      {.must = {Equals("tenant", int64_t{3})}},
+      {.must = {Equals("tags", std::string("t9"))}, .must_not = {Exists("vip")}}};
+  auto check_all = [&] {
+    for (int repeat = 0; repeat < 3; ++repeat) {
+      Check(filters[0], 10, 0.9, 5);
+      Check(filters[1], 10, 1.0, 5);
+      Check(filters[2], 10, 1.0, 5);
+    }
+  };
+  check_all();
+  std::mt19937_64 rng(11);
+  // Deletes, replaces with other attributes, replaces without any, SetAttributes, new items.
+  std::vector<uint64_t> gone;
+  for (uint64_t id = 0; id < 30000; id += 7) gone.push_back(id);
+  ASSERT_TRUE(index_->Delete(gone).ok());
+  for (uint64_t id : gone) items_[id].live = false;
+  check_all();
+  std::vector<float> vectors;
+  std::vector<uint64_t> ids;
+  std::vector<ItemAttributes> attributes;
+  for (uint64_t id = 1; id < 30000; id += 5) {
+    items_[id].vector = RandomVector(rng);
+    items_[id].attributes = id % 2 == 0 ? ItemAttributes{} : RandomAttributes(rng, id);
+    items_[id].live = true;
+    vectors.insert(vectors.end(), items_[id].vector.begin(), items_[id].vector.end());
+    ids.push_back(id);
+    attributes.push_back(items_[id].attributes);
+  }
+  ASSERT_TRUE(index_->Add(vectors, ids, attributes).ok());
+  check_all();
+  ids.clear();
+  attributes.clear();
+  for (uint64_t id = 2; id < 30000; id += 11) {
+    if (!items_[id].live) continue;
+    items_[id].attributes = {{"tenant", {int64_t{3}}}, {"tags", {std::string("t9")}}};
+    ids.push_back(id);
+    attributes.push_back(items_[id].attributes);
+  }
+  ASSERT_TRUE(index_->SetAttributes(ids, attributes).ok());
+  check_all();
+  const uint64_t fresh = items_.size();
+  items_.push_back({RandomVector(rng), {{"tenant", {int64_t{3}}}}, true});
+  ASSERT_TRUE(
+      index_->Add(items_[fresh].vector, std::vector<uint64_t>{fresh}, {items_[fresh].attributes})
+          .ok());
+  check_all();
+  // A key no item had when the filter was cached, added afterwards, is matched.
+  const Filter colour{.must = {Equals("colour", std::string("red"))}};
+  for (int repeat = 0; repeat < 3; ++repeat) EXPECT_EQ(Check(colour, 10), 0u);
+  items_[5].attributes.push_back({"colour", {std::string("red")}});
+  std::sort(items_[5].attributes.begin(), items_[5].attributes.end(),
+            [](const auto& x, const auto& y) { return x.key < y.key; });
+  ASSERT_TRUE(index_->SetAttributes(std::vector<uint64_t>{5}, {items_[5].attributes}).ok());
+  EXPECT_EQ(Check(colour, 10), 1u);
+  // A compaction swaps in another graph: the cache starts over on it.
+  ASSERT_TRUE(index_->Compact().ok());
+  check_all();
+}
+
 TEST_F(FilterTest, AttributesSurviveRestartCrashReplayAndCompaction) {
   ASSERT_NO_FATAL_FAILURE(Populate(1500));
   const std::vector<Filter> filters = {
