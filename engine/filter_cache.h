@@ -33,6 +33,9 @@ namespace luxdb::engine {
 class FilterCache {
  public:
   static constexpr size_t kMaxEntries = 16;
+  // Graphs whose bitset would be larger are not cached (8 MiB: 67 million elements), so the
+  // cache of one index holds at most 128 MiB.
+  static constexpr uint64_t kMaxEntryBytes = uint64_t{8} << 20;
 
   struct Entry {
     std::string key;  // FilterKey of the filter

@@ -1162,7 +1162,8 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       compiled = attributes().Compile(*filter);
       bool build = false;
       cached = filter_cache_.Find(key, &graph, attributes().key_count(), &build);
-      if (cached == nullptr && build) {
+      if (cached == nullptr && build &&
+          graph.max_elements() / 8 <= FilterCache::kMaxEntryBytes) {
         cached = BuildFilterEntry(std::move(key), compiled, view->graph);
         filter_cache_.Insert(cached);
       }
