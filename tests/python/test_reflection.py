@@ -21,7 +21,7 @@ REFLECTION_PROTO = "/usr/share/grpc-proto/grpc/reflection/v1alpha/reflection.pro
 LUXDB_METHODS = [
     "CreateIndex", "InitIndex", "DeleteIndex", "IndexExists", "ListIndexes", "DescribeIndex",
     "SetEf", "AddItems", "DeleteItems", "QueryIndex", "ResizeIndex", "GetIds", "GetElements",
-    "Backup", "CompactIndex",
+    "Backup", "CompactIndex", "SetAttributes",
 ]
 
 
