@@ -209,6 +209,64 @@ void RequestSeeds(const fs::path& dir) {
   set.add_ids(1011);
   seed(15, set);
 
+  // Attributes just over each of the harness's limits (10 keys, 16-byte keys, 24-byte
+  // strings, lists of 6) and against each rule, as the second item of a SetAttributes and of
+  // an AddItems.
+  std::vector<v1::Attributes> bad(10);
+  for (int i = 0; i < 11; ++i) {
+    v1::Attribute* a = bad[0].add_attributes();
+    a->set_key(absl::StrCat("k", i));
+    a->add_values()->set_i(i);
+  }
+  {
+    v1::Attribute* a = bad[1].add_attributes();
+    a->set_key(std::string(17, 'k'));
+    a->add_values()->set_b(true);
+    a = bad[2].add_attributes();
+    a->set_key("color");
+    a->add_values()->set_s(std::string(25, 's'));
+    a = bad[3].add_attributes();
+    a->set_key("nums");
+    for (int i = 0; i < 7; ++i) a->add_values()->set_i(i);
+    a = bad[4].add_attributes();
+    a->set_key("price");
+    a->add_values()->set_d(1);
+    a->add_values()->set_d(2);
+    a = bad[5].add_attributes();
+    a->set_key("tags");
+    a->add_values()->set_s("a");
+    a->add_values()->set_i(1);
+    a = bad[6].add_attributes();
+    a->set_key("x");
+    a->add_values()->set_d(std::nan(""));
+    a = bad[7].add_attributes();
+    a->set_key("n");
+    a->add_values();  // no kind
+    for (int i = 0; i < 2; ++i) {
+      a = bad[8].add_attributes();
+      a->set_key("n");
+      a->add_values()->set_i(i);
+    }
+    bad[9].add_attributes()->set_key("flag");  // no value
+  }
+  for (const v1::Attributes& attributes : bad) {
+    v1::SetAttributesRequest over;
+    over.set_name("l2");
+    over.add_ids(1);
+    over.add_ids(2);
+    over.add_attributes();
+    *over.add_attributes() = attributes;
+    seed(15, over);
+    v1::AddItemsRequest add;
+    add.set_name("ip");
+    add.add_ids(1);
+    add.add_ids(9);
+    for (float x : Vectors(2, 2)) add.add_vectors(x);
+    add.add_attributes();
+    *add.add_attributes() = attributes;
+    seed(7, add);
+  }
+
   v1::GetElementsRequest with_attributes;
   with_attributes.set_name("l2");
   for (uint64_t id : {0, 5, 11, 12}) with_attributes.add_ids(id);
@@ -292,6 +350,26 @@ void RequestSeeds(const fs::path& dir) {
     *f.add_must() = Condition("price");
     f.mutable_must(0)->mutable_range();
     *f.add_should() = Condition("color");
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;  // malformed: a NaN bound
+    v1::Condition c = Condition("price");
+    c.mutable_range()->set_lte(std::nan(""));
+    *f.add_must_not() = c;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;  // malformed: an empty key, an unset equals, an unset any_of value
+    *f.add_should() = Condition("");
+    f.mutable_should(0)->set_exists(false);
+    v1::Condition equals = Condition("color");
+    equals.mutable_equals();
+    *f.add_must() = equals;
+    v1::Condition any = Condition("tags");
+    any.mutable_any_of()->add_values()->set_s("a");
+    any.mutable_any_of()->add_values();
+    *f.add_must() = any;
     filters.push_back(f);
   }
   for (const v1::Filter& filter : filters) {
