@@ -1,7 +1,8 @@
 // luxdb-bench: LuxDB through gRPC (auth on, sync on) against hnswlib in-process, on the same
 // data, parameters, thread count and SIMD flags; and, with --mixed or --churn, the workloads of
 // issue 15 against LuxDB alone. This header holds what the parts share: the configuration, the
-// data set, the measurements of each side, and /proc helpers.
+// data set, the measurements of each side, and /proc helpers. --filtered measures issue 17's
+// filtered search against LuxDB alone.
 //
 //   luxdb_bench.cc          command line, machine facts, orchestration
 //   luxdb_bench_data.cc     Fashion-MNIST / synthetic data, exact ground truth (cached), recall
@@ -11,6 +12,7 @@
 //   luxdb_bench_server.cc   --mixed / --churn: servers with auth off, luxdb::Client helpers
 //   luxdb_bench_mixed.cc    --mixed: query latency while one client writes
 //   luxdb_bench_churn.cc    --churn: replace, delete + add, self-recall and memory
+//   luxdb_bench_filtered.cc --filtered: recall, QPS and correctness of filtered queries
 #pragma once
 
 #include <sys/types.h>
@@ -36,14 +38,16 @@ namespace luxdb::bench {
 
 // What one run of luxdb-bench measures.
 enum class Workload {
-  kCompare,  // LuxDB against hnswlib in-process (issue 7), the default
-  kMixed,    // --mixed: single queries idle and while one client writes (issue 15)
-  kChurn,    // --churn: replaced and deleted items, self-recall and memory (issue 15)
+  kCompare,   // LuxDB against hnswlib in-process (issue 7), the default
+  kMixed,     // --mixed: single queries idle and while one client writes (issue 15)
+  kChurn,     // --churn: replaced and deleted items, self-recall and memory (issue 15)
+  kFiltered,  // --filtered: filtered queries against unfiltered and client-side filtering (17)
 };
 
 struct Config {
   Workload workload = Workload::kCompare;
-  // --mixed and --churn: exit 1 when a target is missed (otherwise 0 whenever the run worked).
+  // --mixed, --churn and --filtered: exit 1 when a target is missed (otherwise 0 whenever the
+  // run worked; --filtered exits 1 on any result outside its filter, whatever this says).
   bool check = false;
 
   // --mixed: `mixed_preload` base vectors are loaded first; the writer then streams the next
@@ -66,10 +70,20 @@ struct Config {
   size_t self_recall_sample = 5'000;
   double compact_wait_s = 20;  // how long to wait for the server to drop tombstones
 
-  // Data: Fashion-MNIST from data_dir unless synthetic_n > 0 (uniform [0,1) floats).
+  // --filtered: the data (synthetic 100,000 x 128 unless --synthetic or --data-dir is given)
+  // with attributes that filters of several selectivities select; `query_clients` clients at
+  // `mixed_ef`; per filter, `filtered_rounds` rounds of config.duration_s slices of unfiltered,
+  // filtered and client-side-filtered queries, interleaved.
+  int filtered_rounds = 5;
+
+  // Data: Fashion-MNIST from data_dir unless synthetic_n > 0: uniform [0,1) floats, or with
+  // synthetic_latent > 0 gaussian vectors near a random subspace of that dimension, plus
+  // gaussian noise of standard deviation synthetic_noise per coordinate.
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   size_t synthetic_n = 0;
   size_t synthetic_dim = 0;
+  size_t synthetic_latent = 0;
+  double synthetic_noise = 0.05;
   uint64_t seed = 42;
   size_t base_limit = 0;  // 0: every base vector
   size_t queries = 10'000;
@@ -350,9 +364,9 @@ class PhaseMeter {
 
 // ---- --mixed and --churn (luxdb_bench_server.cc, luxdb_bench_mixed.cc, luxdb_bench_churn.cc)
 
-// A luxdb-server that --mixed and --churn start: auth off (--insecure), config.threads, sync on,
-// on a temporary data directory of its own, removed when it stops (unless config.keep_data).
-// Not thread-safe; the clients it hands out are.
+// A luxdb-server that --mixed, --churn and --filtered start: auth off (--insecure), config.threads,
+// sync on, on a temporary data directory of its own, removed when it stops (unless
+// config.keep_data). Not thread-safe; the clients it hands out are.
 class BenchServer {
  public:
   explicit BenchServer(const Config& config);
@@ -367,6 +381,7 @@ class BenchServer {
   // SIGTERM and a clean exit (see harness::ServerProcess::Stop); OK if not running.
   absl::Status Stop();
   pid_t pid() const;  // 0 when not running
+  int port() const;   // on 127.0.0.1, plaintext without tokens; 0 when not running
 
  private:
   const Config& config_;
@@ -405,6 +420,8 @@ inline const char* PassFail(bool pass) { return pass ? "PASS" : "FAIL"; }
 // config.check if a target was missed).
 int RunMixed(const Config& config);
 int RunChurn(const Config& config);
+// --filtered: also exits 1 if any result of a filtered query does not match its filter.
+int RunFiltered(const Config& config);
 
 // Percentile (0..100) of `values`, which it sorts.
 double Percentile(std::vector<double>& values, double percentile);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -217,11 +218,37 @@ absl::StatusOr<Dataset> LoadDataset(const Config& config) {
     data.dim = config.synthetic_dim;
     data.nq = config.queries;
     std::mt19937_64 random(config.seed);
-    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
     data.base.resize(data.n * data.dim);
-    for (float& x : data.base) x = uniform(random);
     data.queries.resize(data.nq * data.dim);
-    for (float& x : data.queries) x = uniform(random);
+    if (config.synthetic_latent == 0) {
+      std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+      for (float& x : data.base) x = uniform(random);
+      for (float& x : data.queries) x = uniform(random);
+    } else {
+      // x = A z + noise: z standard gaussian of dimension L, A a fixed gaussian D x L matrix
+      // scaled so that each coordinate of A z has variance 1, noise gaussian per coordinate.
+      const size_t latent = config.synthetic_latent;
+      data.name = absl::StrCat("synthetic-latent", latent, "-noise", config.synthetic_noise,
+                               "-seed", config.seed);
+      data.source = absl::StrCat("gaussian near a random ", latent, "-dimensional subspace (noise ",
+                                 config.synthetic_noise, " per coordinate), seed ", config.seed);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> a(data.dim * latent);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(latent));
+      for (float& x : a) x = normal(random) * scale;
+      std::vector<float> z(latent);
+      for (std::vector<float>* rows : {&data.base, &data.queries}) {
+        for (size_t row = 0; row < rows->size() / data.dim; ++row) {
+          for (float& x : z) x = normal(random);
+          float* out = rows->data() + row * data.dim;
+          for (size_t j = 0; j < data.dim; ++j) {
+            float sum = 0;
+            for (size_t l = 0; l < latent; ++l) sum += a[j * latent + l] * z[l];
+            out[j] = sum + static_cast<float>(config.synthetic_noise) * normal(random);
+          }
+        }
+      }
+    }
     data.cache_dir = config.cache_dir.empty() ? DefaultCacheDir() : config.cache_dir;
     return data;
   }

@@ -31,6 +31,8 @@ pid_t BenchServer::pid() const {
   return process_ != nullptr && process_->running() ? process_->pid() : 0;
 }
 
+int BenchServer::port() const { return pid() != 0 ? process_->port() : 0; }
+
 absl::Status BenchServer::Start() {
   const char* tmpdir = std::getenv("TMPDIR");
   const std::string parent =

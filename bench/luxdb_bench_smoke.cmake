@@ -1,7 +1,8 @@
 # bench_smoke: runs `luxdb-bench --quick` and checks that it exits 0 and prints the table with
-# both columns; then tiny runs of the issue 15 workloads, --mixed and --churn (synthetic data,
-# without --check), for their code paths and tables. Performance is not asserted (CI machines
-# vary).
+# both columns; then tiny runs of the issue 15 workloads, --mixed and --churn, and of issue 17's
+# --filtered (synthetic data, without --check), for their code paths and tables. Performance is
+# not asserted (CI machines vary); --filtered's correctness is: it exits 1 if any result lies
+# outside its filter, and its row must say 0.
 #   cmake -DBENCH=/path/to/luxdb-bench -P luxdb_bench_smoke.cmake
 if(NOT BENCH)
   message(FATAL_ERROR "pass -DBENCH=<path to luxdb-bench>")
@@ -49,3 +50,16 @@ set(churn_lines "A: replace passes accepted" "A: self-recall fresh - replaced"
                 "B: self-recall fresh - churned" "B: server VmRSS MiB churned / fresh" "--churn: ")
 run_workload(--churn churn_lines --churn --churn-items 2000 --churn-dim 16 --churn-rounds 2
              --self-recall-sample 500 --compact-wait 1)
+
+# --filtered on 3000 items: the 0.1 % filter matches ~3 of them, so its rows are padded.
+set(filtered_lines "bucket < 500 \\(range\\) +[0-9.]+ % \\([0-9]+\\)"
+                   "tenant = \"tenant-3\" \\(equals\\) +[0-9.]+ %"
+                   "not tenant any_of the other 9 \\(must_not\\) +[0-9.]+ %"
+                   "tag any_of 3 tags, not bucket >= 900 +[0-9.]+ %"
+                   "group = 7 \\(equals, 1000 values\\) +[0-9.]+ %" "ids: 100 random ids +[0-9.]+ %"
+                   "recall@10 filtered, ids: 100 random ids +[0-9.]+"
+                   "QPS filtered / unfiltered, tenant = \"tenant-3\" \\(equals\\) +[0-9.]+"
+                   "results outside their filter \\(of [1-9][0-9]* checked\\) +0 +0 +PASS"
+                   "--filtered: ")
+run_workload(--filtered filtered_lines --filtered --synthetic 3000 16 --latent 8 --queries 100
+             --duration 0.2 --filtered-rounds 1)

@@ -65,17 +65,17 @@ struct Condition {
   enum class Test { kEquals, kAnyOf, kRange, kExists };
   std::string key;
   Test test = Test::kExists;
-  std::vector<AttributeValue> values;  // kEquals: one; kAnyOf: any number
+  std::vector<AttributeValue> values{};  // kEquals: one; kAnyOf: any number
   // kRange: at least one bound.
-  std::optional<double> gt, gte, lt, lte;
+  std::optional<double> gt{}, gte{}, lt{}, lte{};
   bool exists = true;  // kExists: true: has the key; false: has not
 };
 
 struct Filter {
-  std::vector<Condition> must;
-  std::vector<Condition> must_not;
-  std::vector<Condition> should;
-  std::vector<uint64_t> ids;  // empty: any id
+  std::vector<Condition> must{};
+  std::vector<Condition> must_not{};
+  std::vector<Condition> should{};
+  std::vector<uint64_t> ids{};  // empty: any id
 };
 
 // At most this many conditions in one filter, values in one any_of, ids in one filter.

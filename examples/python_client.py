@@ -28,6 +28,14 @@ async def main():
         await client.add_items("example", vectors, np.arange(1000))
         labels, distances = await client.query_index("example", vectors[:2], k=3)
         print("nearest:", labels.tolist())  # each vector finds itself first
+        # Attributes (also add_items' fourth argument), and a query of the items matching a
+        # filter: the row is padded with 2**64 - 1 when fewer than k match.
+        await client.set_attributes("example", [5, 6, 7], [
+            {"colour": "red", "size": 3}, {"colour": "blue"},
+            {"colour": "red", "tags": ["a", "b"]}])
+        labels, _ = await client.query_index("example", vectors[5], k=3,
+                                             filter={"must": [{"key": "colour", "equals": "red"}]})
+        print("red:", labels.tolist())  # [[5, 7, 18446744073709551615]]
 
 
 asyncio.run(main())
@@ -35,6 +43,7 @@ asyncio.run(main())
 with luxdb.sync_client.connect(host, port, secret) as client:
     print("count:", client.count("example"), "info:", client.info("example"))
     print("vector 0 starts", client.get_items("example", [0])[0, :3])
+    print("attributes:", client.get_items("example", [7, 8], with_attributes=True)[1])
     try:
         client.count("missing")
     except IndexDoesNotExistException as error:  # a RuntimeError, as in the original client

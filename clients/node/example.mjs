@@ -77,6 +77,33 @@ export async function runExample(db, name = "node-example") {
   return { ids: rows(reply.ids), distances: rows(reply.distances) };
 }
 
+// Items with attributes, and a query restricted by a filter on them: tenant 1, not archived.
+// An attribute holds one value, or a list of strings or of ints: { key, values: [{ i | s }] }
+// (also d for a double, b for a bool).
+export async function runFilterExample(db, name = "node-filter-example") {
+  if ((await db.IndexExists({ name })).exists) await db.DeleteIndex({ name });
+  await db.CreateIndex({ name, space: "L2", dim: 2 });
+  await db.InitIndex({ name, max_elements: 100 });
+  const item = (tenant, ...tags) => ({
+    attributes: [
+      { key: "tenant", values: [{ i: tenant }] },
+      ...(tags.length ? [{ key: "tags", values: tags.map((s) => ({ s })) }] : []),
+    ],
+  });
+  await db.AddItems({
+    name,
+    vectors: [0, 0, 1, 0, 2, 0, 3, 0],
+    ids: [1, 2, 3, 4],
+    attributes: [item(1), item(2), item(1, "archived"), item(1, "new", "red")],
+  });
+  const filter = {
+    must: [{ key: "tenant", equals: { i: 1 } }],
+    must_not: [{ key: "tags", equals: { s: "archived" } }],
+  };
+  const reply = await db.QueryIndex({ name, vectors: [0, 0], k: 3, filter });
+  return reply.ids; // [ '1', '4', '18446744073709551615' ]: two items match; padded to k
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (!process.env.LUXDB_SECRET) {
     console.error("example.mjs: set LUXDB_SECRET to the server's secret");
@@ -86,5 +113,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { ids, distances } = await runExample(db);
   console.log("nearest ids:", ids); // [ [ '10', '40' ], [ '30', '20' ] ]
   console.log("squared L2 distances:", distances.map((row) => row.map((d) => +d.toFixed(4))));
+  console.log("filtered ids:", await runFilterExample(db));
   db.close();
 }

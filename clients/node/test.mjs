@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import grpc from "@grpc/grpc-js";
-import { LuxDB, connect, deriveKey, mintToken, runExample } from "./example.mjs";
+import { LuxDB, connect, deriveKey, mintToken, runExample, runFilterExample } from "./example.mjs";
 
 const SECRET = "luxdb-node-test-secret";
 // The default 2^18 PBKDF2 iterations cost ~0.2 s per derivation; both sides use 1000 here.
@@ -173,6 +173,33 @@ describe("Node example against luxdb-server", () => {
     assert.equal(info.space, "L2");
   });
 
+  it("filters a query by attributes; GetElements returns them", async () => {
+    assert.deepEqual(await runFilterExample(db), ["1", "4", "18446744073709551615"]);
+    const name = "node-filter-example";
+    const reply = await db.GetElements({ name, ids: [4, 2], with_attributes: true });
+    assert.deepEqual(
+      reply.attributes.map(({ attributes }) =>
+        attributes.map(({ key, values }) => [key, values.map((v) => Object.values(v)[0])]),
+      ),
+      [
+        [
+          ["tags", ["new", "red"]],
+          ["tenant", ["1"]],
+        ],
+        [["tenant", ["2"]]],
+      ],
+    );
+    await assert.rejects(
+      db.QueryIndex({ name, vectors: [0, 0], k: 1, filter: { must: [{ key: "tenant" }] } }),
+      (error) => {
+        assert.equal(error.code, grpc.status.INVALID_ARGUMENT, error.message);
+        assert.match(error.details, /filter\.must\[0\] \('tenant'\)/);
+        return true;
+      },
+    );
+    await db.DeleteIndex({ name });
+  });
+
   it("compacts an index: CompactIndex drops the tombstones DescribeIndex counts", async () => {
     const name = "node-compact";
     await db.CreateIndex({ name, space: "L2", dim: 2 });
@@ -200,6 +227,7 @@ describe("Node example against luxdb-server", () => {
     });
     assert.match(stdout, /nearest ids: \[ \[ '10', '40' \], \[ '30', '20' \] \]/);
     assert.match(stdout, /squared L2 distances: \[ \[ 0\.02, 0\.82 \], \[ 0\.05, 1\.45 \] \]/);
+    assert.match(stdout, /filtered ids: \[ '1', '4', '18446744073709551615' \]/);
   });
 
   it("is refused with UNAUTHENTICATED under a wrong secret, and nothing is created", async () => {
@@ -225,7 +253,8 @@ describe("Node example against luxdb-server", () => {
     assert.equal((await db.IndexExists({ name: "rebound" })).exists, false);
     // The same kind of token on its own method works, once.
     const reply = await rawCall(server.address, "ListIndexes", {}, bearer(token));
-    assert.deepEqual(reply.indexes.map((index) => index.name), ["node-example"]);
+    const names = reply.indexes.map((index) => index.name).sort();
+    assert.deepEqual(names, ["node-example", "node-filter-example"]); // the script run's
     await assert.rejects(rawCall(server.address, "ListIndexes", {}, bearer(token)), {
       code: UNAUTHENTICATED,
     });

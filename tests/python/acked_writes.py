@@ -7,6 +7,10 @@ writing). Each writer owns an id range, so the writers never touch each other's 
 - AddItems of a batch of 1..max_batch new ids with random vectors;
 - now and then DeleteItems of a few of its own acknowledged, live ids.
 
+Every added item carries attributes derived from its id (expected_attributes), stored in the
+same write as its vector: a restarted server must return them with the item, and a filtered
+query on them must find it.
+
 A call that returned OK is *acknowledged* and must survive anything. A call that failed, or
 whose answer never came because the server went away, is *uncertain*: its batch may or may
 not have been applied, but only as a whole (a batch is all or nothing). Once a restarted
@@ -30,6 +34,32 @@ MAX_BATCH = 40
 DELETE_EVERY = 5  # one call in DELETE_EVERY is a DeleteItems
 ID_STRIDE = 1 << 40  # writer w uses ids id_base + w * ID_STRIDE + 0, 1, 2, ...
 CALL_TIMEOUT_S = 30
+
+
+ATTRIBUTE_SLOTS = 13
+
+
+def expected_attributes(item_id):
+    """The attributes every add gives item `item_id`: {"slot": id % 13, "odd": id is odd}."""
+    return {"slot": item_id % ATTRIBUTE_SLOTS, "odd": item_id % 2 == 1}
+
+
+def with_attributes(request, ids):
+    """Adds expected_attributes of each id to an AddItemsRequest."""
+    for i in ids:
+        item = request.attributes.add()
+        item.attributes.add(key="odd").values.add().b = i % 2 == 1
+        item.attributes.add(key="slot").values.add().i = i % ATTRIBUTE_SLOTS
+    return request
+
+
+def attributes_dict(message):
+    """A luxdb_pb2.Attributes as {key: value} (single values)."""
+    out = {}
+    for a in message.attributes:
+        value = a.values[0]
+        out[a.key] = getattr(value, value.WhichOneof("kind"))
+    return out
 
 
 def cosine_normalized(vectors):
@@ -73,7 +103,7 @@ class Writer:
         stored = cosine_normalized(vectors) if self.normalize else vectors
         for i, v in zip(ids, stored):
             self.vectors[i] = v
-        return ids, add_items_request(name, vectors, ids)
+        return ids, with_attributes(add_items_request(name, vectors, ids), ids)
 
     def add_done(self, ids, error):
         """Records the outcome of an AddItems of `ids` (error None: acknowledged)."""
@@ -288,9 +318,17 @@ def verify_groups(stub, groups, settle=False):
         dim = members[0].dim
         for start in range(0, len(ordered), 5000):
             chunk = ordered[start:start + 5000]
-            got = stub.GetElements(luxdb_pb2.GetElementsRequest(name=name, ids=chunk),
-                                   timeout=CALL_TIMEOUT_S)
-            got = np.array(got.vectors, dtype=np.float32).reshape(len(chunk), dim)
+            reply = stub.GetElements(
+                luxdb_pb2.GetElementsRequest(name=name, ids=chunk, with_attributes=True),
+                timeout=CALL_TIMEOUT_S)
+            # Attributes were stored with the vector in one write: every live item has its own.
+            assert len(reply.attributes) == len(chunk), (
+                f"index '{name}': {len(reply.attributes)} attributes for {len(chunk)} items")
+            for i, attributes in zip(chunk, reply.attributes):
+                assert attributes_dict(attributes) == expected_attributes(i), (
+                    f"index '{name}': item {i} has attributes {attributes_dict(attributes)}, "
+                    f"sent {expected_attributes(i)}")
+            got = np.array(reply.vectors, dtype=np.float32).reshape(len(chunk), dim)
             want = np.stack([vectors[i] for i in chunk])
             differ = np.flatnonzero(np.any(got.view(np.uint32) != want.view(np.uint32), axis=1))
             assert differ.size == 0, (
@@ -307,6 +345,19 @@ def verify_groups(stub, groups, settle=False):
             assert found >= len(probe) - 1, (
                 f"index '{name}': only {found} of {len(probe)} stored vectors found themselves "
                 f"after restart")
+            # A filtered query on the attributes finds the item among those sharing its slot,
+            # and nothing outside them.
+            for i in probe[:5]:
+                request = luxdb_pb2.QueryIndexRequest(name=name, k=3, ef=200)
+                request.vectors.extend(vectors[i].tolist())
+                request.filter.must.add(key="slot").equals.i = i % ATTRIBUTE_SLOTS
+                request.filter.must.add(key="odd").equals.b = i % 2 == 1
+                answer = stub.QueryIndex(request, timeout=CALL_TIMEOUT_S)
+                got = [x for x in answer.ids if x != 2**64 - 1]
+                assert got and got[0] == i, (
+                    f"index '{name}': a filtered query for item {i} answered {got}")
+                assert all(x % ATTRIBUTE_SLOTS == i % ATTRIBUTE_SLOTS and x % 2 == i % 2
+                           for x in got), f"index '{name}': {got} violates the filter of item {i}"
         if settle:
             for group in members:
                 group.settle(live)

@@ -525,3 +525,114 @@ def test_backup_makes_a_copy_a_server_answers_from(luxdb_server, data, tmp_path,
         copy.stop()
     finally:
         copy.abandon()
+
+
+def item_attributes(i):
+    """The attributes row i gets in the attribute tests ({} for every 11th)."""
+    if i % 11 == 0:
+        return {}
+    return {"tenant": i % 3, "tags": ["even" if i % 2 == 0 else "odd", f"t{i % 5}"],
+            "price": i / 10 + 0.25, "new": i % 4 == 0}
+
+
+def test_add_attributes_then_query_filter_returns_only_matching_items(luxdb_server, tmp_path):
+    array = vectors(300, 8, seed=3)
+    path = tmp_path / "items.npy"
+    np.save(path, array)
+    attributes = tmp_path / "items.jsonl"
+    attributes.write_text("".join(json.dumps(item_attributes(i)) + "\n" for i in range(300)))
+    luxdb(luxdb_server, "create", "docs", "--space", "l2", "--dim", "8")
+    luxdb(luxdb_server, "init", "docs", "--max-elements", "300")
+    # Batches of 64 rows: each batch's attributes must be its own rows'.
+    added = luxdb(luxdb_server, "add", "docs", path, "--attributes", attributes, "--batch", "64")
+    assert re.match(r"added 300 vectors from '.*items.npy' with attributes from '.*items.jsonl' "
+                    r"to index 'docs' \(ids 0-299\)", added.stderr), added.stderr
+
+    # get --with-attributes: keys ascending, one value as itself, lists as arrays.
+    got = json.loads(luxdb(luxdb_server, "get", "docs", "0,7,298", "--json",
+                           "--with-attributes").stdout)
+    assert [item["id"] for item in got] == [0, 7, 298]
+    for item in got:
+        expected = item_attributes(item["id"])
+        assert list(item["attributes"]) == sorted(expected)
+        assert item["attributes"] == expected
+    np.testing.assert_array_equal(np.array(got[1]["vector"], dtype=np.float32), array[7])
+    table = luxdb(luxdb_server, "get", "docs", "7", "--with-attributes").stdout.splitlines()
+    assert table[1] == ('  attributes: {"new": false, "price": 0.95, "tags": ["odd", "t2"], '
+                        '"tenant": 1}')
+
+    queries = tmp_path / "queries.npy"
+    np.save(queries, array[:40])
+
+    def query(query_filter):
+        """{query row: [ids]} of a filtered query of the first 40 rows, k 20."""
+        answers = json.loads(luxdb(luxdb_server, "query", "docs", queries, "-k", "20", "--ef",
+                                   "300", "--json", "--filter", json.dumps(query_filter)).stdout)
+        assert len(answers) == 40
+        return {row: [i for i in answer["ids"] if i is not None]
+                for row, answer in enumerate(answers)}
+
+    def check(query_filter, predicate):
+        matching = {i for i in range(300) if predicate(i)}
+        assert matching, "a filter that matches nothing tests little"
+        for row, ids in query(query_filter).items():
+            assert set(ids) <= matching, (query_filter, row, set(ids) - matching)
+            assert len(ids) == min(20, len(matching)), (query_filter, row)
+            if row in matching:
+                assert ids[0] == row, (query_filter, row)
+
+    check({"must": [{"key": "tenant", "equals": 1}]}, lambda i: i % 11 and i % 3 == 1)
+    check({"must": [{"key": "tags", "any_of": ["t1", "t3"]}],
+           "must_not": [{"key": "new", "equals": True}]},
+          lambda i: i % 11 and i % 5 in (1, 3) and i % 4 != 0)
+    check({"must": [{"key": "price", "range": {"gte": 10, "lt": 20.25}}]},
+          lambda i: i % 11 and 10 <= i / 10 + 0.25 < 20.25)
+    check({"must_not": [{"key": "tenant", "exists": True}]}, lambda i: i % 11 == 0)
+    check({"should": [{"key": "tags", "equals": "even"}, {"key": "tenant", "equals": 2}],
+           "ids": list(range(0, 300, 3)) + [1, 5]},
+          lambda i: (i % 3 == 0 or i in (1, 5)) and i % 11 and (i % 2 == 0 or i % 3 == 2))
+    # An id list alone (the items need no attributes); [] restricts nothing.
+    check({"ids": [0, 11, 22]}, lambda i: i in (0, 11, 22))
+    check({"ids": []}, lambda i: True)
+
+
+def test_bad_attributes_and_filters_are_refused_naming_them(luxdb_server, tmp_path):
+    path = tmp_path / "items.npy"
+    np.save(path, vectors(4, 8))
+    luxdb(luxdb_server, "create", "docs", "--space", "l2", "--dim", "8")
+    luxdb(luxdb_server, "init", "docs", "--max-elements", "10")
+
+    def add(lines):
+        attributes = tmp_path / "bad.jsonl"
+        attributes.write_text("".join(line + "\n" for line in lines))
+        return luxdb(luxdb_server, "add", "docs", path, "--attributes", attributes, check=False)
+
+    refused = add(['{"tenant": 1}', '{}', '{"tenant": 2, "price": null}', '{}'])
+    assert refused.returncode == 1
+    assert re.fullmatch(r"luxdb: '.*bad.jsonl' line 3: key 'price': .*\n", refused.stderr), \
+        refused.stderr
+    refused = add(['{}', '["a"]', '{}', '{}'])
+    assert refused.returncode == 1
+    assert "bad.jsonl' line 2: not a JSON object" in refused.stderr
+    refused = add(['{}', '{"tags": ["a", 1]}', '{}', '{}'])
+    assert refused.returncode == 1
+    assert "bad.jsonl' line 2: key 'tags': an array holds strings or whole numbers" \
+        in refused.stderr
+    refused = add(['{}', '{}', '{}'])
+    assert refused.returncode == 1
+    assert re.search(r"'.*bad.jsonl' has 3 lines of attributes and '.*items.npy' 4 rows",
+                     refused.stderr), refused.stderr
+    # Nothing was sent.
+    assert json.loads(luxdb(luxdb_server, "info", "docs", "--json").stdout)["element_count"] == 0
+
+    # A malformed --filter is a usage error (exit 2) naming the field or condition.
+    for query_filter, message in [
+            ('{"must": [{"key": "a", "equals": 1}], "mustnt": []}', "unknown field 'mustnt'"),
+            ('{"must": [{"key": "a", "eq": 1}]}', "filter.must[0]: unknown field 'eq'"),
+            ('{"should": [{"key": "p", "range": {}}]}', "filter.should[0] ('p'): range needs"),
+            ('{"must": [', "malformed JSON")]:
+        result = luxdb(luxdb_server, "query", "docs", path, "-k", "1", "--filter", query_filter,
+                       check=False)
+        assert result.returncode == 2, query_filter
+        assert result.stderr.startswith("luxdb: --filter: ") and message in result.stderr, \
+            result.stderr

@@ -11,6 +11,7 @@ import pytest
 
 import luxdb.client
 from client_cases import SCENARIOS, ids_in_pages, query_stream_answers_in_order
+from filter_cases import FILTER_SCENARIOS, filtered_query_stream
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError
 from luxdb.stubs import luxdb_pb2 as pb
@@ -19,7 +20,7 @@ from luxdb_testing import TEST_KDF_ITERATIONS, TEST_SECRET, free_port
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("scenario", SCENARIOS + FILTER_SCENARIOS, ids=lambda s: s.__name__)
 async def test_scenario(scenario, client_args):
     async with luxdb.client.connect(*client_args) as client:
         await scenario(client)
@@ -119,7 +120,12 @@ def test_methods_are_coroutine_functions_with_the_original_signatures():
     assert inspect.iscoroutinefunction(luxdb.client.Client.connect)
     assert str(inspect.signature(luxdb.client.Client.init_index)) == \
         "(self, name, max_elements, ef_construction=200, M=16, random_seed=100)"
+    assert str(inspect.signature(luxdb.client.Client.query_index)) == \
+        "(self, name, vector, k=1, *, filter=None)"
+    assert str(inspect.signature(luxdb.client.Client.add_items)) == \
+        "(self, name, data, ids, attributes=None)"
     assert "k nearest" in luxdb.client.Client.query_index.__doc__
+    assert inspect.iscoroutinefunction(luxdb.client.Client.set_attributes)
 
 
 @pytest.mark.asyncio
@@ -138,16 +144,17 @@ async def test_mutual_tls(luxdb_tls_server, tls_files):
 async def test_query_stream(client_args):
     async with luxdb.client.connect(*client_args) as client:
 
-        async def collect(name, queries, k, ef=0):
+        async def collect(name, queries, k, **options):
             answers = []
             try:
-                async for answer in client.query_stream(name, queries, k, ef=ef):
+                async for answer in client.query_stream(name, queries, k, **options):
                     answers.append(answer)
             except LuxDBError as error:
                 return answers, error
             return answers, None
 
         await query_stream_answers_in_order(client, collect)
+        await filtered_query_stream(client, collect)
 
         async def zeros():
             for _ in range(100):

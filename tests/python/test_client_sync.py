@@ -4,6 +4,7 @@ connecting, the wrong secret, `with`, threads, the error mapping, and the README
 import asyncio
 import concurrent.futures
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -13,16 +14,18 @@ import pytest
 
 import luxdb.sync_client
 from client_cases import SCENARIOS, Awaitable, ids_in_pages, query_stream_answers_in_order
+from filter_cases import FILTER_SCENARIOS, filtered_query_stream
 from luxdb import auth
 from luxdb.exceptions import AuthenticationError, LuxDBError, UnknownSpaceException, \
     error_from_rpc
 from luxdb.stubs import luxdb_pb2 as pb
 from luxdb_testing import TEST_SECRET, free_port, server_environment
 
+MISSING = 2**64 - 1
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python_client.py"
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("scenario", SCENARIOS + FILTER_SCENARIOS, ids=lambda s: s.__name__)
 def test_scenario(scenario, client_args):
     with luxdb.sync_client.connect(*client_args) as client:
         asyncio.run(scenario(Awaitable(client)))
@@ -118,6 +121,8 @@ def test_example_script_runs(client_args):
     assert result.returncode == 0, result.stderr
     assert "nearest: [[0, " in result.stdout and "], [1, " in result.stdout
     assert "count: 1000" in result.stdout
+    assert "red: [[5, 7, 18446744073709551615]]" in result.stdout
+    assert "attributes: [{'colour': 'red', 'tags': ['a', 'b']}, {}]" in result.stdout
     assert "error: index 'missing' does not exist" in result.stdout
 
 
@@ -172,6 +177,65 @@ def test_bulk_fields_encode_and_decode_as_protobuf_does():
             _wire.decode_varints(payload[:-1])
 
 
+def test_attributes_encode_as_protobuf_does():
+    # The clients encode attributes by hand, for speed; protobuf must read what protobuf
+    # would have written, for every kind of value.
+    from luxdb import _attributes, _wire
+
+    items = [
+        {"i": 7, "neg": -(2**63), "max": 2**63 - 1, "zero": 0, "d": -0.25, "b": True,
+         "f": False, "s": "naïve ✓", "empty": "", "ls": ["a", "bb"], "li": (-1, 300)},
+        {},
+        {"np_i": np.int32(-5), "np_d": np.float32(0.5), "np_b": np.bool_(False),
+         "np_l": np.array([2**40, 3], dtype=np.int64), "np_s": np.array(["x", "y"])},
+    ]
+    expected = pb.AddItemsRequest(name="n", attributes=[
+        pb.Attributes(attributes=[
+            pb.Attribute(key=key, values=[
+                pb.Value(b=bool(v)) if isinstance(v, (bool, np.bool_)) else
+                pb.Value(i=int(v)) if isinstance(v, (int, np.integer)) else
+                pb.Value(d=float(v)) if isinstance(v, (float, np.floating)) else
+                pb.Value(s=str(v))
+                for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])])
+            for key, value in item.items()])
+        for item in items])
+    ids = np.array([1, 2, 3], dtype=np.uint64)
+    encoded = _wire.request(pb.AddItemsRequest(name="n"),
+                            _attributes.attributes_field(4, items, ids, "n"))
+    assert pb.AddItemsRequest.FromString(encoded) == expected
+    assert encoded == expected.SerializeToString()
+    assert [_attributes.attributes_dict(a) for a in expected.attributes] == [
+        {**items[0], "li": [-1, 300]}, {},
+        {"np_i": -5, "np_d": 0.5, "np_b": False, "np_l": [2**40, 3], "np_s": ["x", "y"]}]
+
+
+def test_attributes_survive_a_restart_and_a_kill(luxdb_server, client_environment):
+    tenant_1 = {"must": [{"key": "tenant", "equals": 1}]}
+
+    def check(expected_attributes, expected_tenant_1):
+        with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+            _, attributes = client.get_items("d", [1, 2, 3], with_attributes=True)
+            assert attributes == expected_attributes
+            labels, _ = client.query_index("d", [0, 0], 3, filter=tenant_1)
+            assert labels.tolist() == [expected_tenant_1]
+
+    with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+        client.create_index("d", "l2", 2)
+        client.init_index("d", 10)
+        client.add_items("d", [[1, 0], [2, 0], [3, 0]], [1, 2, 3],
+                         [{"tenant": 1, "tags": ["a", "b"]}, {"tenant": 1}, {"tenant": 2}])
+        client.set_attributes("d", 3, {"tenant": 1, "x": 0.5})
+        client.add_items("d", [[2, 0]], [2])  # replaced without attributes
+    luxdb_server.restart()
+    check([{"tags": ["a", "b"], "tenant": 1}, {}, {"tenant": 1, "x": 0.5}],
+          [1, 3, MISSING])
+    with luxdb.sync_client.connect("127.0.0.1", luxdb_server.port, TEST_SECRET) as client:
+        client.set_attributes("d", [1, 2], [{}, {"tenant": 1}])
+    luxdb_server.signal_and_wait(signal.SIGKILL)  # acknowledged writes are durable
+    luxdb_server.start()
+    check([{}, {"tenant": 1}, {"tenant": 1, "x": 0.5}], [2, 3, MISSING])
+
+
 def test_get_ids_pages_through_more_ids_than_one_reply_holds(start_luxdb_server):
     port = start_luxdb_server("--max-message-mb", "1")
     with luxdb.sync_client.connect("127.0.0.1", port, TEST_SECRET) as client:
@@ -198,16 +262,17 @@ def test_batch_above_the_message_cap_names_a_batch_size_that_fits(start_luxdb_se
 def test_query_stream(client_args):
     with luxdb.sync_client.connect(*client_args) as client:
 
-        async def collect(name, queries, k, ef=0):
+        async def collect(name, queries, k, **options):
             answers = []
             try:
-                for answer in client.query_stream(name, queries, k, ef=ef):
+                for answer in client.query_stream(name, queries, k, **options):
                     answers.append(answer)
             except LuxDBError as error:
                 return answers, error
             return answers, None
 
         asyncio.run(query_stream_answers_in_order(Awaitable(client), collect))
+        asyncio.run(filtered_query_stream(Awaitable(client), collect))
         # Leaving a stream early cancels it; the client goes on.
         for _ in client.query_stream("s", [np.zeros(8)] * 100, 1):
             break

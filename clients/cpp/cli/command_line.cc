@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "auth/secret_file.h"
 #include "auth/token.h"
+#include "cli/attributes_json.h"
 #include "cli/id_list.h"
 
 namespace luxdb::cli {
@@ -23,12 +24,15 @@ Commands:
                                         create an empty index of D-dimensional vectors
   init NAME --max-elements N [--m M] [--ef-construction E]
                                         give an index its capacity and graph parameters
-  add NAME FILE [--ids-from N] [--batch B]
+  add NAME FILE [--ids-from N] [--batch B] [--attributes JSONL]
                                         add the vectors of FILE; row i gets id N + i
-                                        (N defaults to 0), sent B rows per call
-  query NAME FILE -k K [--ef E] [--json] [--batch B]
+                                        (N defaults to 0), sent B rows per call, and
+                                        the attributes on line i + 1 of JSONL (below)
+  query NAME FILE -k K [--ef E] [--json] [--batch B] [--filter JSON]
                                         the K nearest neighbours of each row of FILE
-  get NAME IDS [--json]                 the vectors of IDS
+                                        (among the items that pass the filter, below)
+  get NAME IDS [--json] [--with-attributes]
+                                        the vectors of IDS (and their attributes)
   ids NAME [--json] [--limit N] [--start-after ID]
                                         the ids of an index's live items, ascending; one
                                         page of them with --limit or --start-after (below)
@@ -51,6 +55,24 @@ the index could not fill (fewer than K live items) has id and distance null, "-"
 info shows an index's tombstones (deleted items and old vectors of replaced ones, which
 keep their memory until a compaction), the memory reserved for its graph, and whether a
 compaction is running; the server also compacts by itself once tombstones pile up.
+
+Attributes are named values of an item that queries can filter on. add --attributes reads
+a JSON Lines file with one object per row of FILE, in order ({} for none), e.g.
+  {"tenant": 7, "tags": ["a", "b"], "price": 9.5, "new": true}
+A value is a string, a bool, a whole number (int64), another number (double), or an array
+of strings or of whole numbers. Adding an id again replaces its attributes too.
+query --filter JSON keeps the items that pass every "must" condition, no "must_not" one,
+at least one "should" one (if any), and whose id is in "ids" (if given and not
+empty):
+  --filter '{"must": [{"key": "tenant", "equals": 7}],
+             "must_not": [{"key": "hidden", "exists": true}],
+             "should": [{"key": "tags", "any_of": ["a", "b"]},
+                        {"key": "price", "range": {"gte": 1, "lt": 5}}],
+             "ids": [1, 2, 3]}'
+A condition is {"key": K} with one test: "equals": V, "any_of": [V, ...], "range": {"gt",
+"gte", "lt", "lte": number, ...} or "exists": true|false. Ints and doubles compare as
+numbers; an array attribute matches if any of its values does; an item without the key
+fails every test but "exists": false.
 
 Options:
   --host H          server address (default 127.0.0.1)
@@ -115,6 +137,9 @@ const std::vector<OptionSpec>& Options() {
       {"-k", true, {"query"}},
       {"--ef", true, {"query"}},
       {"--json", false, {"list", "info", "ids", "get", "query"}},
+      {"--attributes", true, {"add"}},
+      {"--filter", true, {"query"}},
+      {"--with-attributes", false, {"get"}},
       {"--limit", true, {"ids"}},
       {"--start-after", true, {"ids"}},
       {"--method", true, {"token"}},
@@ -364,11 +389,20 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
         if (!v.ok()) return v.status();
         inv.ef = *v;
       }
+      if (const std::string* filter = option("--filter")) {
+        absl::StatusOr<Filter> parsed = FilterFromJson(*filter);
+        if (!parsed.ok()) return Usage(absl::StrCat("--filter: ", parsed.status().message()));
+        inv.filter = *std::move(parsed);
+      }
+    } else if (const std::string* attributes = option("--attributes")) {
+      if (attributes->empty()) return Usage("--attributes is empty");
+      inv.attributes_file = *attributes;
     }
   } else if (inv.command == "get" || inv.command == "delete") {
     absl::StatusOr<std::vector<uint64_t>> ids = ParseIdList(inv.operands[1]);
     if (!ids.ok()) return Usage(ids.status().message());
     inv.ids = *std::move(ids);
+    inv.with_attributes = option("--with-attributes") != nullptr;
   } else if (inv.command == "ids") {
     if (const std::string* limit = option("--limit")) {
       absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--limit", *limit, 0, UINT32_MAX);

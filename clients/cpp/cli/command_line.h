@@ -39,6 +39,9 @@ struct Invocation {
   std::optional<uint64_t> start_after;
   std::optional<uint32_t> limit;
   bool json = false;
+  std::string attributes_file;   // add --attributes
+  Filter filter;                 // query --filter (empty: none)
+  bool with_attributes = false;  // get --with-attributes
   std::string method = auth::kAnyMethod;
   std::string service;  // health: "" is the whole server
 };
@@ -51,7 +54,7 @@ inline constexpr std::chrono::milliseconds kHealthTimeout = std::chrono::seconds
 // and LUXDB_SALT / KDF_ITERATIONS from the environment (neither for `health`: the health
 // service is open). INVALID_ARGUMENT with a one-line message for any usage error (unknown
 // command or option, an option of another command, a missing or malformed value, a bad IDS
-// list, no secret).
+// list, a malformed --filter naming the field or condition, no secret).
 absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args);
 
 }  // namespace luxdb::cli

@@ -23,6 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "auth/token.h"
+#include "cli/attributes_file.h"
+#include "cli/attributes_json.h"
 #include "cli/command_line.h"
 #include "cli/output.h"
 #include "cli/progress.h"
@@ -41,8 +43,12 @@ constexpr int kExitUsage = 2;
 // Batches of `add` and `query` stay far below the server's default 256 MiB message cap.
 constexpr size_t kDefaultBatchRows = 10'000;
 constexpr size_t kMaxBatchBytes = size_t{64} << 20;
+// ... and the attributes of a batch of `add` below this many bytes more.
+constexpr size_t kMaxBatchAttributeBytes = size_t{32} << 20;
 // A query answer costs up to 10 bytes per id (varint) and 4 per distance.
 constexpr size_t kQueryResultBytes = 14;
+// Ids per GetElements call with attributes, whose size the vectors do not tell.
+constexpr size_t kGetChunkWithAttributes = 10'000;
 // Ids per DeleteItems call (up to 10 MB): each call is all or nothing, the command is not.
 constexpr size_t kDeleteChunk = 1'000'000;
 
@@ -134,7 +140,8 @@ absl::Status RunInfo(Client& db, const Invocation& inv) {
   return absl::OkStatus();
 }
 
-absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader) {
+absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader,
+                    AttributesReader* attributes_file) {
   const std::string& name = inv.operands[0];
   const std::string& file = inv.operands[1];
   absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
@@ -157,6 +164,7 @@ absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader) {
   ProgressBar bar(stderr, terminal, reader.rows(), ProgressBar::TerminalWidth(STDERR_FILENO));
   std::vector<float> vectors;
   std::vector<uint64_t> ids;
+  std::vector<Attributes> attributes;  // of the batch's rows, with --attributes
   uint64_t added = 0;
   auto done_so_far = [&](uint64_t first) {
     return first == 0 ? std::string(" (nothing was added)")
@@ -164,15 +172,32 @@ absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader) {
   };
   while (true) {
     const uint64_t first = reader.rows_read();
-    absl::StatusOr<size_t> rows = reader.ReadBatch(batch, &vectors);
+    size_t batch_rows = batch;
+    if (attributes_file != nullptr) {
+      // The attributes decide the batch: as many rows as fit their byte budget.
+      absl::StatusOr<size_t> lines =
+          attributes_file->ReadBatch(batch, kMaxBatchAttributeBytes, &attributes);
+      if (!lines.ok()) {
+        bar.Finish();
+        return WithContext(lines.status(), "", done_so_far(first));
+      }
+      batch_rows = std::max<size_t>(*lines, 1);  // 1: reads the end of the vector file
+    }
+    absl::StatusOr<size_t> rows = reader.ReadBatch(batch_rows, &vectors);
     if (!rows.ok()) {
       bar.Finish();
       return WithContext(rows.status(), "", done_so_far(first));
     }
     if (*rows == 0) break;
+    if (attributes_file != nullptr && attributes.size() != *rows) {
+      bar.Finish();
+      return absl::DataLossError(
+          absl::StrCat("'", inv.attributes_file, "' and '", file, "' disagree at row ", first,
+                       ": did one change while being read?", done_so_far(first)));
+    }
     ids.resize(*rows);
     std::iota(ids.begin(), ids.end(), inv.ids_from + first);
-    absl::StatusOr<uint64_t> result = db.AddItems(name, vectors, ids);
+    absl::StatusOr<uint64_t> result = db.AddItems(name, vectors, ids, attributes);
     if (!result.ok()) {
       bar.Finish();
       return WithContext(result.status(),
@@ -187,7 +212,11 @@ absl::Status RunAdd(Client& db, const Invocation& inv, VectorReader& reader) {
   std::fprintf(
       stderr, "%s\n",
       absl::StrCat(
-          "added ", WithThousands(added), " vectors from '", file, "' to index '", name, "'",
+          "added ", WithThousands(added), " vectors from '", file, "'",
+          attributes_file != nullptr
+              ? absl::StrCat(" with attributes from '", inv.attributes_file, "'")
+              : std::string(),
+          " to index '", name, "'",
           reader.rows_read() > 0 ? absl::StrCat(" (ids ", inv.ids_from, "-",
                                                 inv.ids_from + reader.rows_read() - 1, ")")
                                  : std::string(),
@@ -226,7 +255,7 @@ absl::Status RunQuery(Client& db, const Invocation& inv, VectorReader& reader) {
     absl::StatusOr<size_t> rows = reader.ReadBatch(batch, &vectors);
     if (!rows.ok()) return rows.status();
     if (*rows == 0) break;
-    absl::StatusOr<QueryResult> result = db.QueryIndex(name, vectors, inv.k, inv.ef);
+    absl::StatusOr<QueryResult> result = db.QueryIndex(name, vectors, inv.k, inv.filter, inv.ef);
     if (!result.ok()) return result.status();
     if (result->rows() != *rows) {
       return absl::InternalError(
@@ -260,22 +289,38 @@ absl::Status RunGet(Client& db, const Invocation& inv) {
   const std::string& name = inv.operands[0];
   absl::StatusOr<IndexInfo> info = db.DescribeIndex(name);
   if (!info.ok()) return info.status();
-  const size_t chunk = std::max<size_t>(1, kMaxBatchBytes / (size_t{info->dim} * sizeof(float)));
+  const size_t chunk =
+      std::min(std::max<size_t>(1, kMaxBatchBytes / (size_t{info->dim} * sizeof(float))),
+               inv.with_attributes ? kGetChunkWithAttributes : SIZE_MAX);
   std::span<const uint64_t> all(inv.ids);
   for (size_t start = 0; start < all.size(); start += chunk) {
     std::span<const uint64_t> ids = all.subspan(start, std::min(chunk, all.size() - start));
-    absl::StatusOr<Vectors> vectors = db.GetElements(name, ids);
-    if (!vectors.ok()) return vectors.status();
+    absl::StatusOr<Elements> elements = inv.with_attributes
+                                            ? db.GetElementsWithAttributes(name, ids)
+                                            : [&]() -> absl::StatusOr<Elements> {
+      absl::StatusOr<Vectors> vectors = db.GetElements(name, ids);
+      if (!vectors.ok()) return vectors.status();
+      return Elements{.vectors = *std::move(vectors), .attributes = {}};
+    }();
+    if (!elements.ok()) return elements.status();
+    const Vectors& vectors = elements->vectors;
     // Output starts with the first answer, so that a refused call prints nothing on stdout.
     if (inv.json && start == 0) std::cout << "[";
     for (size_t i = 0; i < ids.size(); ++i) {
       if (inv.json) {
         std::cout << (start + i == 0 ? "\n  " : ",\n  ") << "{\"id\": " << ids[i]
-                  << ", \"vector\": " << JsonFloats(vectors->row(i)) << "}";
+                  << ", \"vector\": " << JsonFloats(vectors.row(i));
+        if (inv.with_attributes) {
+          std::cout << ", \"attributes\": " << AttributesJson(elements->attributes[i]);
+        }
+        std::cout << "}";
       } else {
         std::cout << ids[i] << ":";
-        for (float v : vectors->row(i)) std::cout << " " << FormatFloat(v);
+        for (float v : vectors.row(i)) std::cout << " " << FormatFloat(v);
         std::cout << "\n";
+        if (inv.with_attributes) {
+          std::cout << "  attributes: " << AttributesJson(elements->attributes[i]) << "\n";
+        }
       }
     }
   }
@@ -426,12 +471,25 @@ absl::Status Run(const Invocation& inv) {
     if (!opened.ok()) return opened.status();
     reader = *std::move(opened);
   }
+  std::unique_ptr<AttributesReader> attributes;
+  if (!inv.attributes_file.empty()) {
+    absl::StatusOr<std::unique_ptr<AttributesReader>> opened =
+        AttributesReader::Open(inv.attributes_file);
+    if (!opened.ok()) return opened.status();
+    attributes = *std::move(opened);
+    if (attributes->lines() != reader->rows()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", inv.attributes_file, "' has ", attributes->lines(), " line",
+          attributes->lines() == 1 ? "" : "s", " of attributes and '", inv.operands[1], "' ",
+          reader->rows(), " row", reader->rows() == 1 ? "" : "s", ": give one line per row"));
+    }
+  }
   absl::StatusOr<std::unique_ptr<Client>> db = Client::Connect(inv.connect);
   if (!db.ok()) return db.status();
   const std::string& name = inv.operands.empty() ? inv.command : inv.operands[0];
   if (inv.command == "list") return RunList(**db, inv);
   if (inv.command == "info") return RunInfo(**db, inv);
-  if (inv.command == "add") return RunAdd(**db, inv, *reader);
+  if (inv.command == "add") return RunAdd(**db, inv, *reader, attributes.get());
   if (inv.command == "query") return RunQuery(**db, inv, *reader);
   if (inv.command == "get") return RunGet(**db, inv);
   if (inv.command == "ids") return RunIds(**db, inv);

@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <optional>
+#include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "engine/mutex.h"
@@ -81,6 +83,106 @@ absl::StatusOr<QueryResult> FromResponse(v1::QueryIndexResponse& response,
   return result;
 }
 
+void ToProto(const AttributeValue& value, v1::Value* out) {
+  std::visit(
+      [out](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          out->set_s(v);
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          out->set_i(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          out->set_d(v);
+        } else {
+          out->set_b(v);
+        }
+      },
+      value);
+}
+
+void ToProto(const Attributes& attributes, v1::Attributes* out) {
+  for (const Attribute& attribute : attributes) {
+    v1::Attribute* a = out->add_attributes();
+    a->set_key(attribute.key);
+    for (const AttributeValue& value : attribute.values) ToProto(value, a->add_values());
+  }
+}
+
+template <typename Repeated>
+void ToProto(std::span<const Attributes> attributes, Repeated* out) {
+  out->Reserve(static_cast<int>(attributes.size()));
+  for (const Attributes& item : attributes) ToProto(item, out->Add());
+}
+
+// The attributes of `id` in a GetElements answer, or INTERNAL for a value of no kind.
+absl::StatusOr<Attributes> FromProto(const v1::Attributes& attributes, uint64_t id,
+                                     const std::string& target) {
+  Attributes out;
+  out.reserve(attributes.attributes_size());
+  for (const v1::Attribute& attribute : attributes.attributes()) {
+    Attribute& a = out.emplace_back();
+    a.key = attribute.key();
+    a.values.reserve(attribute.values_size());
+    for (const v1::Value& value : attribute.values()) {
+      switch (value.kind_case()) {
+        case v1::Value::kS:
+          a.values.emplace_back(value.s());
+          break;
+        case v1::Value::kI:
+          a.values.emplace_back(value.i());
+          break;
+        case v1::Value::kD:
+          a.values.emplace_back(value.d());
+          break;
+        case v1::Value::kB:
+          a.values.emplace_back(value.b());
+          break;
+        default:
+          return absl::InternalError(absl::StrCat("malformed GetElements answer from ", target,
+                                                  ": attribute '", attribute.key(), "' of id ", id,
+                                                  " holds a value of no kind"));
+      }
+    }
+  }
+  return out;
+}
+
+void ToProto(const Condition& condition, v1::Condition* out) {
+  out->set_key(condition.key());
+  std::visit(
+      [out](const auto& test) {
+        using T = std::decay_t<decltype(test)>;
+        if constexpr (std::is_same_v<T, AttributeValue>) {
+          ToProto(test, out->mutable_equals());
+        } else if constexpr (std::is_same_v<T, std::vector<AttributeValue>>) {
+          v1::ValueList* list = out->mutable_any_of();
+          for (const AttributeValue& value : test) ToProto(value, list->add_values());
+        } else if constexpr (std::is_same_v<T, Condition::Bounds>) {
+          v1::Range* range = out->mutable_range();
+          if (test.gt) range->set_gt(*test.gt);
+          if (test.gte) range->set_gte(*test.gte);
+          if (test.lt) range->set_lt(*test.lt);
+          if (test.lte) range->set_lte(*test.lte);
+        } else {
+          out->set_exists(test);
+        }
+      },
+      condition.test());
+}
+
+// The wire form of `filter`; nullopt for an empty one (no filter).
+std::optional<v1::Filter> ToProto(const Filter& filter) {
+  if (filter.empty()) return std::nullopt;
+  v1::Filter out;
+  for (const Condition& c : filter.must()) ToProto(c, out.add_must());
+  for (const Condition& c : filter.must_not()) ToProto(c, out.add_must_not());
+  for (const Condition& c : filter.should()) ToProto(c, out.add_should());
+  if (const std::optional<std::vector<uint64_t>>& ids = filter.ids(); ids.has_value()) {
+    out.mutable_ids()->Assign(ids->begin(), ids->end());
+  }
+  return out;
+}
+
 // QueryIndex sends more than twice this many bytes of query vectors as calls of about this
 // size, this many at once: the server searches one while the next arrives, instead of waiting
 // for the whole request to be sent, received and parsed (from Python, one call of 10,000 x 784
@@ -107,6 +209,18 @@ const char* SpaceName(Space space) {
   }
   return "unknown";
 }
+
+Condition Equals(std::string key, AttributeValue value) {
+  return Condition(std::move(key), std::move(value));
+}
+
+Condition AnyOf(std::string key, std::vector<AttributeValue> values) {
+  return Condition(std::move(key), std::move(values));
+}
+
+Condition Exists(std::string key) { return Condition(std::move(key), true); }
+
+Condition Missing(std::string key) { return Condition(std::move(key), false); }
 
 class Client::Impl {
  public:
@@ -137,10 +251,31 @@ class Client::Impl {
 
   Stub& stub() { return *stub_; }
 
+  // The vectors of `ids`; `response` keeps the rest of the answer (the attributes).
+  absl::StatusOr<Vectors> GetElements(const std::string& name, std::span<const uint64_t> ids,
+                                      bool with_attributes, const CallOptions& call,
+                                      v1::GetElementsResponse* response) {
+    v1::GetElementsRequest request;
+    request.set_name(name);
+    request.mutable_ids()->Add(ids.begin(), ids.end());
+    request.set_with_attributes(with_attributes);
+    if (absl::Status s = Call(&Stub::GetElements, request, response, call); !s.ok()) return s;
+    if (static_cast<uint64_t>(response->vectors_size()) != uint64_t{response->dim()} * ids.size()) {
+      return absl::InternalError(absl::StrCat("malformed GetElements answer from ", target_, ": ",
+                                              response->vectors_size(), " floats for ", ids.size(),
+                                              " ids of dimension ", response->dim()));
+    }
+    Vectors vectors;
+    vectors.dim = response->dim();
+    vectors.data.assign(response->vectors().begin(), response->vectors().end());
+    return vectors;
+  }
+
   // QueryIndex as calls of about kSplitBytes of whole `dim`-float rows, kSplitInFlight at once,
   // their answers joined in order; the first failure cancels the rest and is returned.
   absl::StatusOr<QueryResult> QueryInParts(const std::string& name, std::span<const float> queries,
-                                           uint32_t dim, uint32_t k, uint32_t ef,
+                                           uint32_t dim, uint32_t k,
+                                           const std::optional<v1::Filter>& filter, uint32_t ef,
                                            const CallOptions& call) {
     struct Part {
       std::unique_ptr<grpc::ClientContext> context;
@@ -168,6 +303,7 @@ class Client::Impl {
       part.request.mutable_vectors()->Assign(rows.begin(), rows.end());
       part.request.set_k(k);
       part.request.set_ef(ef);
+      if (filter.has_value()) *part.request.mutable_filter() = *filter;
       part.reader = stub_->PrepareAsyncQueryIndex(part.context.get(), part.request, &cq);
       part.reader->StartCall();
       part.reader->Finish(&part.response, &part.status, reinterpret_cast<void*>(next));
@@ -340,13 +476,36 @@ absl::Status Client::SetEf(const std::string& name, uint32_t ef, const CallOptio
 
 absl::StatusOr<uint64_t> Client::AddItems(const std::string& name, std::span<const float> vectors,
                                           std::span<const uint64_t> ids, const CallOptions& call) {
+  return AddItems(name, vectors, ids, {}, call);
+}
+
+absl::StatusOr<uint64_t> Client::AddItems(const std::string& name, std::span<const float> vectors,
+                                          std::span<const uint64_t> ids,
+                                          std::span<const Attributes> attributes,
+                                          const CallOptions& call) {
   v1::AddItemsRequest request;
   request.set_name(name);
   request.mutable_vectors()->Add(vectors.begin(), vectors.end());
   request.mutable_ids()->Add(ids.begin(), ids.end());
+  ToProto(attributes, request.mutable_attributes());
   v1::AddItemsResponse response;
   if (absl::Status s = impl_->Call(&Stub::AddItems, request, &response, call); !s.ok()) return s;
   return response.added();
+}
+
+absl::StatusOr<uint64_t> Client::SetAttributes(const std::string& name,
+                                               std::span<const uint64_t> ids,
+                                               std::span<const Attributes> attributes,
+                                               const CallOptions& call) {
+  v1::SetAttributesRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  ToProto(attributes, request.mutable_attributes());
+  v1::SetAttributesResponse response;
+  if (absl::Status s = impl_->Call(&Stub::SetAttributes, request, &response, call); !s.ok()) {
+    return s;
+  }
+  return response.updated();
 }
 
 absl::StatusOr<uint64_t> Client::DeleteItems(const std::string& name, std::span<const uint64_t> ids,
@@ -366,13 +525,14 @@ namespace {
 class GrpcQueryStream final : public QueryStream {
  public:
   GrpcQueryStream(Stub& stub, std::unique_ptr<grpc::ClientContext> context, const std::string& name,
-                  uint32_t k, uint32_t ef, std::string target)
+                  uint32_t k, std::optional<v1::Filter> filter, uint32_t ef, std::string target)
       : context_(std::move(context)),
         stream_(stub.QueryStream(context_.get())),
         target_(std::move(target)) {
     request_.set_name(name);
     request_.set_k(k);
     request_.set_ef(ef);
+    if (filter.has_value()) *request_.mutable_filter() = *std::move(filter);
   }
 
   ~GrpcQueryStream() override {
@@ -425,7 +585,7 @@ class GrpcQueryStream final : public QueryStream {
   std::unique_ptr<grpc::ClientContext> context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::QueryIndexRequest, v1::QueryIndexResponse>> stream_;
   const std::string target_;
-  v1::QueryIndexRequest request_;  // name, k and ef set once; the vectors of each Send
+  v1::QueryIndexRequest request_;  // name, k, ef and filter set once; the vectors of each Send
   // Keeps Write and WritesDone from overlapping (Send's thread and Finish's).
   engine::Mutex write_mu_;
   bool closed_ ABSL_GUARDED_BY(write_mu_) = false;  // WritesDone was called
@@ -439,13 +599,27 @@ class GrpcQueryStream final : public QueryStream {
 
 std::unique_ptr<QueryStream> Client::OpenQueryStream(const std::string& name, uint32_t k,
                                                      uint32_t ef, const CallOptions& call) {
-  return std::make_unique<GrpcQueryStream>(impl_->stub(), impl_->Context(call), name, k, ef,
-                                           target());
+  return OpenQueryStream(name, k, Filter(), ef, call);
+}
+
+std::unique_ptr<QueryStream> Client::OpenQueryStream(const std::string& name, uint32_t k,
+                                                     const Filter& filter, uint32_t ef,
+                                                     const CallOptions& call) {
+  return std::make_unique<GrpcQueryStream>(impl_->stub(), impl_->Context(call), name, k,
+                                           ToProto(filter), ef, target());
 }
 
 absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
                                                std::span<const float> queries, uint32_t k,
                                                uint32_t ef, const CallOptions& call) {
+  return QueryIndex(name, queries, k, Filter(), ef, call);
+}
+
+absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
+                                               std::span<const float> queries, uint32_t k,
+                                               const Filter& filter, uint32_t ef,
+                                               const CallOptions& call) {
+  const std::optional<v1::Filter> wire_filter = ToProto(filter);
   if (queries.size_bytes() > 2 * kSplitBytes) {
     // Rows are the index's dimension long: asked once (a fraction of a millisecond against
     // the tens of milliseconds of the query). Without it, or for a length that is not whole
@@ -453,7 +627,7 @@ absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
     absl::StatusOr<IndexInfo> info = DescribeIndex(name, call);
     if (info.ok() && info->dim > 0 && queries.size() % info->dim == 0) {
       absl::StatusOr<QueryResult> parts =
-          impl_->QueryInParts(name, queries, info->dim, k, ef, call);
+          impl_->QueryInParts(name, queries, info->dim, k, wire_filter, ef, call);
       // A part refused for its content: one whole call names the offending row as it always
       // did (a part counts rows from its own start).
       if (parts.ok() || !absl::IsInvalidArgument(parts.status())) return parts;
@@ -464,6 +638,7 @@ absl::StatusOr<QueryResult> Client::QueryIndex(const std::string& name,
   request.mutable_vectors()->Add(queries.begin(), queries.end());
   request.set_k(k);
   request.set_ef(ef);
+  if (wire_filter.has_value()) *request.mutable_filter() = *wire_filter;
   v1::QueryIndexResponse response;
   if (absl::Status s = impl_->Call(&Stub::QueryIndex, request, &response, call); !s.ok()) {
     return s;
@@ -547,22 +722,31 @@ absl::StatusOr<IdsPage> Client::GetIdsPage(const std::string& name,
 
 absl::StatusOr<Vectors> Client::GetElements(const std::string& name, std::span<const uint64_t> ids,
                                             const CallOptions& call) {
-  v1::GetElementsRequest request;
-  request.set_name(name);
-  request.mutable_ids()->Add(ids.begin(), ids.end());
   v1::GetElementsResponse response;
-  if (absl::Status s = impl_->Call(&Stub::GetElements, request, &response, call); !s.ok()) {
-    return s;
+  return impl_->GetElements(name, ids, /*with_attributes=*/false, call, &response);
+}
+
+absl::StatusOr<Elements> Client::GetElementsWithAttributes(const std::string& name,
+                                                           std::span<const uint64_t> ids,
+                                                           const CallOptions& call) {
+  v1::GetElementsResponse response;
+  absl::StatusOr<Vectors> vectors =
+      impl_->GetElements(name, ids, /*with_attributes=*/true, call, &response);
+  if (!vectors.ok()) return vectors.status();
+  if (static_cast<size_t>(response.attributes_size()) != ids.size()) {
+    return absl::InternalError(absl::StrCat("malformed GetElements answer from ", target(),
+                                            ": attributes of ", response.attributes_size(),
+                                            " items for ", ids.size(),
+                                            " ids (a server without attributes answers none)"));
   }
-  if (static_cast<uint64_t>(response.vectors_size()) != uint64_t{response.dim()} * ids.size()) {
-    return absl::InternalError(absl::StrCat("malformed GetElements answer from ", target(), ": ",
-                                            response.vectors_size(), " floats for ", ids.size(),
-                                            " ids of dimension ", response.dim()));
+  Elements elements{.vectors = *std::move(vectors), .attributes = {}};
+  elements.attributes.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    absl::StatusOr<Attributes> attributes = FromProto(response.attributes(i), ids[i], target());
+    if (!attributes.ok()) return attributes.status();
+    elements.attributes.push_back(*std::move(attributes));
   }
-  Vectors vectors;
-  vectors.dim = response.dim();
-  vectors.data.assign(response.vectors().begin(), response.vectors().end());
-  return vectors;
+  return elements;
 }
 
 }  // namespace luxdb

@@ -25,6 +25,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -115,6 +117,146 @@ struct IdsPage {
   std::vector<uint64_t> ids;  // ascending
   // Set when more ids follow: the start_after of the next page (the last id of this one).
   std::optional<uint64_t> next_start_after;
+};
+
+// Attributes: named values an item carries, which filtered queries test (Filter).
+//
+// A value is a string, an int64, a double (finite) or a bool. An attribute has one value, or
+// a list of several strings or of several int64s (a condition matches the list if any
+// element matches); keys are unique within an item and not empty.
+//
+//   luxdb::Attributes attributes = {{"tenant", {7}}, {"tags", {"red", "new"}},
+//                                   {"price", {9.5}}, {"archived", {false}}};
+//
+// The server bounds keys per item, key and string length and list length (its flags
+// --max-attribute-keys, --max-attribute-key-bytes, --max-attribute-string-bytes,
+// --max-attribute-values); an item over one, or with values of mixed kinds, a list of
+// doubles or bools, an empty key or a key twice, is INVALID_ARGUMENT naming the item and key.
+using AttributeValue = std::variant<std::string, int64_t, double, bool>;
+
+struct Attribute {
+  std::string key;
+  std::vector<AttributeValue> values;
+
+  bool operator==(const Attribute&) const = default;
+};
+
+// One item's attributes (empty: none).
+using Attributes = std::vector<Attribute>;
+
+// One test of an attribute key, for a Filter; made by Equals, AnyOf, Range or Exists /
+// Missing. An item that lacks the key fails every test but Missing; a key that no item has
+// is no error, the condition simply matches nothing.
+class Condition {
+ public:
+  // Bounds of a Range condition; unset bounds are open.
+  struct Bounds {
+    std::optional<double> gt, gte, lt, lte;
+  };
+  using Test = std::variant<AttributeValue,               // equals
+                            std::vector<AttributeValue>,  // any_of
+                            Bounds,                       // range
+                            bool>;                        // exists (true) or missing (false)
+
+  const std::string& key() const { return key_; }
+  const Test& test() const { return test_; }
+
+ private:
+  friend Condition Equals(std::string key, AttributeValue value);
+  friend Condition AnyOf(std::string key, std::vector<AttributeValue> values);
+  friend Condition Exists(std::string key);
+  friend Condition Missing(std::string key);
+  friend class RangeCondition;
+  Condition(std::string key, Test test) : key_(std::move(key)), test_(std::move(test)) {}
+
+  std::string key_;
+  Test test_;
+};
+
+// One of the item's values under `key` equals `value`. Int64 and double compare as numbers
+// (Equals("price", 5) matches 5.0); strings and bools match only their own kind.
+Condition Equals(std::string key, AttributeValue value);
+
+// One of the item's values under `key` equals one of `values` (at most 1,024):
+// AnyOf("tag", {"red", "blue"}), AnyOf("tenant", {1, 2, 3}).
+Condition AnyOf(std::string key, std::vector<AttributeValue> values);
+
+// The item has the key / has not.
+Condition Exists(std::string key);
+Condition Missing(std::string key);
+
+// One of the item's int64 or double values under the key lies within the bounds set:
+// Range("price").Gte(1).Lt(5) is 1 <= price < 5. Give at least one bound, none NaN: the
+// server refuses a range without (INVALID_ARGUMENT naming the condition).
+class RangeCondition {
+ public:
+  explicit RangeCondition(std::string key) : key_(std::move(key)) {}
+  RangeCondition& Gt(double bound) { return Set(&Condition::Bounds::gt, bound); }
+  RangeCondition& Gte(double bound) { return Set(&Condition::Bounds::gte, bound); }
+  RangeCondition& Lt(double bound) { return Set(&Condition::Bounds::lt, bound); }
+  RangeCondition& Lte(double bound) { return Set(&Condition::Bounds::lte, bound); }
+  operator Condition() const { return Condition(key_, bounds_); }  // NOLINT: implicit
+
+ private:
+  RangeCondition& Set(std::optional<double> Condition::Bounds::*bound, double value) {
+    bounds_.*bound = value;
+    return *this;
+  }
+  std::string key_;
+  Condition::Bounds bounds_;
+};
+inline RangeCondition Range(std::string key) { return RangeCondition(std::move(key)); }
+
+// Which items a query may return: those that pass every Must condition, no MustNot
+// condition, at least one Should condition when any are given, and whose id is in Ids when
+// that was called. A default Filter lets every item through. At most 256 conditions in all
+// and 1,000,000 ids; the server refuses a malformed condition with INVALID_ARGUMENT naming
+// it, e.g. "filter.must[1] ('price')".
+//
+//   luxdb::Filter filter;
+//   filter.Must(luxdb::Equals("tenant", 7))
+//       .MustNot(luxdb::Exists("hidden"))
+//       .Should(luxdb::AnyOf("tag", {"red", "blue"}))
+//       .Should(luxdb::Range("price").Gte(1).Lt(5));
+class Filter {
+ public:
+  Filter& Must(Condition condition) {
+    must_.push_back(std::move(condition));
+    return *this;
+  }
+  Filter& MustNot(Condition condition) {
+    must_not_.push_back(std::move(condition));
+    return *this;
+  }
+  Filter& Should(Condition condition) {
+    should_.push_back(std::move(condition));
+    return *this;
+  }
+  // Only these ids may match (a later call replaces the list). An empty list restricts
+  // nothing, as on the wire (Filter.ids) and in the Python client.
+  Filter& Ids(std::vector<uint64_t> ids) {
+    ids_ = std::move(ids);
+    return *this;
+  }
+
+  const std::vector<Condition>& must() const { return must_; }
+  const std::vector<Condition>& must_not() const { return must_not_; }
+  const std::vector<Condition>& should() const { return should_; }
+  const std::optional<std::vector<uint64_t>>& ids() const { return ids_; }
+  // No condition and no id list: every item passes.
+  bool empty() const {
+    return must_.empty() && must_not_.empty() && should_.empty() && !ids_.has_value();
+  }
+
+ private:
+  std::vector<Condition> must_, must_not_, should_;
+  std::optional<std::vector<uint64_t>> ids_;
+};
+
+// Vectors and attributes read back by GetElementsWithAttributes.
+struct Elements {
+  Vectors vectors;
+  std::vector<Attributes> attributes;  // one per id asked, keys ascending
 };
 
 // Per-call settings.
@@ -215,6 +357,24 @@ class Client {
   absl::StatusOr<uint64_t> AddItems(const std::string& name, std::span<const float> vectors,
                                     std::span<const uint64_t> ids, const CallOptions& call = {});
 
+  // AddItems with attributes: empty (no item gets any), or one Attributes per id, in order.
+  // Replacing an item replaces its attributes (with none when `attributes` is empty). The
+  // errors above, and INVALID_ARGUMENT for a count that is neither 0 nor ids.size() or for
+  // attributes the server refuses (see Attribute), naming the id and key.
+  absl::StatusOr<uint64_t> AddItems(const std::string& name, std::span<const float> vectors,
+                                    std::span<const uint64_t> ids,
+                                    std::span<const Attributes> attributes,
+                                    const CallOptions& call = {});
+
+  // Replaces the attributes of live items `ids` (one Attributes per id; an empty one removes
+  // them all) without touching their vectors. All or nothing, stored durably as AddItems is.
+  // Returns the number updated. NOT_FOUND for an unknown index or an id that is absent or
+  // deleted (naming the first); FAILED_PRECONDITION (not initialised); INVALID_ARGUMENT for a
+  // count other than ids.size(), an id twice, or attributes the server refuses (see Attribute).
+  absl::StatusOr<uint64_t> SetAttributes(const std::string& name, std::span<const uint64_t> ids,
+                                         std::span<const Attributes> attributes,
+                                         const CallOptions& call = {});
+
   // Marks `ids` deleted; all or nothing. Returns how many were newly deleted (ids already
   // deleted count zero). NOT_FOUND for an unknown index or an id never added.
   absl::StatusOr<uint64_t> DeleteItems(const std::string& name, std::span<const uint64_t> ids,
@@ -232,10 +392,24 @@ class Client {
   absl::StatusOr<QueryResult> QueryIndex(const std::string& name, std::span<const float> queries,
                                          uint32_t k, uint32_t ef = 0, const CallOptions& call = {});
 
+  // QueryIndex restricted by `filter`: each row's results are the k nearest live items that
+  // pass it, padded with kMissingId / kMissingDistance when fewer pass. The filter applies to
+  // every row, and travels with every call when the batch goes in parts. The errors above,
+  // and INVALID_ARGUMENT for a malformed filter, naming the condition ("filter.must[1]
+  // ('price')"), or one over the limits (see Filter). An empty filter is no filter.
+  absl::StatusOr<QueryResult> QueryIndex(const std::string& name, std::span<const float> queries,
+                                         uint32_t k, const Filter& filter, uint32_t ef = 0,
+                                         const CallOptions& call = {});
+
   // Opens a QueryStream call for queries of index `name` with k results each, searched with
   // breadth `ef` (0: the index's ef). `call.timeout` covers the whole stream. Errors arrive
   // through the stream: the same as QueryIndex's, ending it at the first failing query.
   std::unique_ptr<QueryStream> OpenQueryStream(const std::string& name, uint32_t k, uint32_t ef = 0,
+                                               const CallOptions& call = {});
+
+  // OpenQueryStream whose every message carries `filter` (see the filtered QueryIndex).
+  std::unique_ptr<QueryStream> OpenQueryStream(const std::string& name, uint32_t k,
+                                               const Filter& filter, uint32_t ef = 0,
                                                const CallOptions& call = {});
 
   // Changes index `name`'s capacity. NOT_FOUND, FAILED_PRECONDITION (below the stored item
@@ -275,6 +449,13 @@ class Client {
   // an unknown index or an id that is absent or deleted (the message names it).
   absl::StatusOr<Vectors> GetElements(const std::string& name, std::span<const uint64_t> ids,
                                       const CallOptions& call = {});
+
+  // GetElements with each item's attributes (keys ascending; empty for an item without).
+  // The same errors, and INTERNAL if the server's answer does not hold one Attributes per id
+  // (as from a server that predates attributes) or holds a value of no kind.
+  absl::StatusOr<Elements> GetElementsWithAttributes(const std::string& name,
+                                                     std::span<const uint64_t> ids,
+                                                     const CallOptions& call = {});
 
   // Has the server write a consistent copy of its whole data directory to `path`, a new
   // directory on the server's machine, while it keeps serving (see BackupRequest in

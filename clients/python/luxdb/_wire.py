@@ -22,7 +22,8 @@ class MalformedResponse(ValueError):
     """The bytes are not a protobuf message of the expected shape."""
 
 
-def _varint(value):
+def varint(value):
+    """The varint encoding of a non-negative int."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -34,7 +35,7 @@ def _varint(value):
 
 
 def _header(field_number, size):
-    return _varint(field_number << 3 | _WIRE_LENGTH) + _varint(size)
+    return varint(field_number << 3 | _WIRE_LENGTH) + varint(size)
 
 
 def packed_floats(field_number, array):
@@ -63,6 +64,12 @@ def varints(values):
         out[starts[live] + j] = byte
         rest >>= _SEVEN
     return out.tobytes()
+
+
+def message_field(field_number, payload):
+    """A field holding an embedded message's serialised bytes, as a list of buffers for
+    request()."""
+    return [_header(field_number, len(payload)), payload]
 
 
 def packed_uint64s(field_number, array):

@@ -51,7 +51,7 @@ class Client(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
-    async def query_stream(self, name, queries, k=1, *, ef=0):
+    async def query_stream(self, name, queries, k=1, *, ef=0, filter=None):
         """query_index for many query arrays over one QueryStream call: `queries` is an
         iterable or async iterable of query arrays (each one vector or a 2-D batch), read as
         the stream sends them; an async iterator of their (labels, distances), in order, as
@@ -63,8 +63,8 @@ class Client(ClientBase):
         per query rather than one round trip. The first query the server refuses raises its
         error (LuxDBError) once the answers before it were yielded; an array that is not a
         valid query raises after them too. `timeout` covers the whole stream. Stopping early
-        cancels the stream."""
-        stream = StreamQueries(name, k, ef)
+        cancels the stream. `filter` (see query_index) applies to every query."""
+        stream = StreamQueries(name, k, ef, filter)
         open_stream = self._callable(StreamQueries.METHOD, "stream_stream")
         responses = open_stream(stream.async_requests(queries),
                                 **self._call_arguments(stream.call()))

@@ -48,7 +48,7 @@ class SyncClient(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
-    def query_stream(self, name, queries, k=1, *, ef=0):
+    def query_stream(self, name, queries, k=1, *, ef=0, filter=None):
         """query_index for many query arrays over one QueryStream call: `queries` is an
         iterable of query arrays (each one vector or a 2-D batch), read as the stream sends
         them; returns an iterator of their (labels, distances), in order, as query_index
@@ -56,8 +56,9 @@ class SyncClient(ClientBase):
         costs about one search per query rather than one round trip. The first query the
         server refuses raises its error (LuxDBError) once the answers before it were
         yielded; an array that is not a valid query raises after them too. `timeout` covers
-        the whole stream. Stopping early (breaking out of the loop) cancels the stream."""
-        stream = StreamQueries(name, k, ef)
+        the whole stream. Stopping early (breaking out of the loop) cancels the stream.
+        `filter` (see query_index) applies to every query; a bad one raises here."""
+        stream = StreamQueries(name, k, ef, filter)
         open_stream = self._callable(StreamQueries.METHOD, "stream_stream")
         responses = open_stream(stream.requests(iter(queries)),
                                 **self._call_arguments(stream.call()))
