@@ -563,10 +563,15 @@ void ForEachValueSet(const KeyIndex& key, const Test& test, Fn&& fn) {
       }
       return;
     case Condition::Test::kRange: {
-      // From the first int64 that may be in range (bounds compare as doubles, as in Passes).
-      const double start = std::clamp(std::floor(test.low), -9.2e18, 9.2e18);
-      for (auto it = key.ints.lower_bound(static_cast<int64_t>(start)); it != key.ints.end();
-           ++it) {
+      // From the first int64 that may be in range (bounds compare as doubles, as in Passes):
+      // an int64 beyond 2^53 converts to a double up to 512 away, so start 1,024 below the
+      // bound, and at the smallest int64 when that is below every int64 (INT64_MIN is -2^63,
+      // beyond -9.2e18).
+      const double start = std::floor(test.low) - 1024;
+      auto first = start < -9.2e18
+                       ? key.ints.begin()
+                       : key.ints.lower_bound(static_cast<int64_t>(std::min(start, 9.2e18)));
+      for (auto it = first; it != key.ints.end(); ++it) {
         const double x = static_cast<double>(it->first);
         if (x > test.high) break;
         if (InRange(test, x) && !fn(it->second)) return;

@@ -47,7 +47,15 @@ std::vector<float> Vectors(size_t n, uint32_t dim, float scale = 1.0f) {
   return out;
 }
 
-// fuzz_request: the RPC's number (its position in luxdb.proto's service), then the request.
+v1::Condition Condition(const std::string& key) {
+  v1::Condition condition;
+  condition.set_key(key);
+  return condition;
+}
+
+// fuzz_request: the RPC's number (its position among luxdb.proto's unary RPCs, QueryStream
+// left out), then the request. The fixture's indexes, ids and attribute keys are in
+// fuzz_request.cc.
 void RequestSeeds(const fs::path& dir) {
   int count = 0;
   auto seed = [&](int rpc, const google::protobuf::Message& request) {
@@ -91,6 +99,34 @@ void RequestSeeds(const fs::path& dir) {
     add.set_name(name);
     for (uint64_t id = first_id; id < first_id + 3; ++id) add.add_ids(id);
     for (float x : Vectors(3, dim)) add.add_vectors(x);
+    seed(7, add);
+  }
+  {
+    // With attributes: new ids and a replaced one, lists, every kind, one item without any.
+    v1::AddItemsRequest add;
+    add.set_name("l2");
+    for (uint64_t id : {2, 30, 31}) add.add_ids(id);
+    for (float x : Vectors(3, 4)) add.add_vectors(x);
+    v1::Attributes* first = add.add_attributes();
+    v1::Attribute* color = first->add_attributes();
+    color->set_key("color");
+    color->add_values()->set_s("red");
+    v1::Attribute* nums = first->add_attributes();
+    nums->set_key("nums");
+    nums->add_values()->set_i(-3);
+    nums->add_values()->set_i(INT64_MIN);
+    v1::Attributes* second = add.add_attributes();
+    v1::Attribute* price = second->add_attributes();
+    price->set_key("price");
+    price->add_values()->set_d(2.5);
+    v1::Attribute* flag = second->add_attributes();
+    flag->set_key("flag");
+    flag->add_values()->set_b(true);
+    add.add_attributes();  // none
+    seed(7, add);
+    add.set_name("big");
+    add.clear_ids();
+    for (uint64_t id : {1000, 1300, 1301}) add.add_ids(id);
     seed(7, add);
   }
   v1::DeleteItemsRequest del;
@@ -152,6 +188,202 @@ void RequestSeeds(const fs::path& dir) {
   seed(14, compact);
   compact.set_name("l2");
   seed(14, compact);
+
+  // SetAttributes: replace (a list), remove (empty), a deleted id (NOT_FOUND), a count
+  // mismatch, and on the large index.
+  v1::SetAttributesRequest set;
+  set.set_name("l2");
+  set.add_ids(1);
+  set.add_ids(2);
+  v1::Attribute* tags = set.add_attributes()->add_attributes();
+  tags->set_key("tags");
+  tags->add_values()->set_s("z");
+  tags->add_values()->set_s("a");
+  set.add_attributes();
+  seed(15, set);
+  set.add_ids(3);  // deleted, and one id more than attributes
+  seed(15, set);
+  set.set_name("big");
+  set.clear_ids();
+  set.add_ids(1010);
+  set.add_ids(1011);
+  seed(15, set);
+
+  // Attributes just over each of the harness's limits (10 keys, 16-byte keys, 24-byte
+  // strings, lists of 6) and against each rule, as the second item of a SetAttributes and of
+  // an AddItems.
+  std::vector<v1::Attributes> bad(10);
+  for (int i = 0; i < 11; ++i) {
+    v1::Attribute* a = bad[0].add_attributes();
+    a->set_key(absl::StrCat("k", i));
+    a->add_values()->set_i(i);
+  }
+  {
+    v1::Attribute* a = bad[1].add_attributes();
+    a->set_key(std::string(17, 'k'));
+    a->add_values()->set_b(true);
+    a = bad[2].add_attributes();
+    a->set_key("color");
+    a->add_values()->set_s(std::string(25, 's'));
+    a = bad[3].add_attributes();
+    a->set_key("nums");
+    for (int i = 0; i < 7; ++i) a->add_values()->set_i(i);
+    a = bad[4].add_attributes();
+    a->set_key("price");
+    a->add_values()->set_d(1);
+    a->add_values()->set_d(2);
+    a = bad[5].add_attributes();
+    a->set_key("tags");
+    a->add_values()->set_s("a");
+    a->add_values()->set_i(1);
+    a = bad[6].add_attributes();
+    a->set_key("x");
+    a->add_values()->set_d(std::nan(""));
+    a = bad[7].add_attributes();
+    a->set_key("n");
+    a->add_values();  // no kind
+    for (int i = 0; i < 2; ++i) {
+      a = bad[8].add_attributes();
+      a->set_key("n");
+      a->add_values()->set_i(i);
+    }
+    bad[9].add_attributes()->set_key("flag");  // no value
+  }
+  for (const v1::Attributes& attributes : bad) {
+    v1::SetAttributesRequest over;
+    over.set_name("l2");
+    over.add_ids(1);
+    over.add_ids(2);
+    over.add_attributes();
+    *over.add_attributes() = attributes;
+    seed(15, over);
+    v1::AddItemsRequest add;
+    add.set_name("ip");
+    add.add_ids(1);
+    add.add_ids(9);
+    for (float x : Vectors(2, 2)) add.add_vectors(x);
+    add.add_attributes();
+    *add.add_attributes() = attributes;
+    seed(7, add);
+  }
+
+  v1::GetElementsRequest with_attributes;
+  with_attributes.set_name("l2");
+  for (uint64_t id : {0, 5, 11, 12}) with_attributes.add_ids(id);
+  with_attributes.set_with_attributes(true);
+  seed(12, with_attributes);
+
+  // Filtered queries: each kind of test, must_not and should, an id list, a key no item
+  // has, malformed conditions; on "big" with a small ef, so the planner picks a filtered graph
+  // search for filters many items match.
+  std::vector<v1::Filter> filters;
+  {
+    v1::Filter f;
+    v1::Condition c = Condition("color");
+    c.mutable_equals()->set_s("red");
+    *f.add_must() = c;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Condition("nums");
+    c.mutable_any_of()->add_values()->set_i(3);
+    c.mutable_any_of()->add_values()->set_d(-4.0);
+    c.mutable_any_of()->add_values()->set_i(INT64_MIN);
+    *f.add_must() = c;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Condition("price");
+    c.mutable_range()->set_gte(1.5);
+    c.mutable_range()->set_lt(40);
+    *f.add_must() = c;
+    v1::Condition flag = Condition("flag");
+    flag.mutable_equals()->set_b(true);
+    *f.add_must_not() = flag;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Condition("nums");
+    c.mutable_range()->set_lt(-1e18);  // INT64_MIN only
+    *f.add_must() = c;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    *f.add_must_not() = Condition("color");
+    f.mutable_must_not(0)->set_exists(true);
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    v1::Condition rare = Condition("rare");
+    rare.mutable_equals()->set_s("yes");
+    *f.add_should() = rare;
+    v1::Condition tags_c = Condition("tags");
+    tags_c.mutable_any_of()->add_values()->set_s("c");
+    *f.add_should() = tags_c;
+    v1::Condition x = Condition("x");
+    x.mutable_range()->set_gt(-1);
+    *f.add_should() = x;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    for (uint64_t id : {0, 1, 2, 3, 1000, 1004, 1050}) f.add_ids(id);
+    *f.add_must() = Condition("n");
+    f.mutable_must(0)->set_exists(true);
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Condition("nope");
+    c.mutable_equals()->set_i(1);
+    *f.add_must() = c;
+    filters.push_back(f);
+  }
+  filters.emplace_back();  // empty: every live item
+  {
+    v1::Filter f;  // malformed: a range with no bound, then a test not set
+    *f.add_must() = Condition("price");
+    f.mutable_must(0)->mutable_range();
+    *f.add_should() = Condition("color");
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;  // malformed: a NaN bound
+    v1::Condition c = Condition("price");
+    c.mutable_range()->set_lte(std::nan(""));
+    *f.add_must_not() = c;
+    filters.push_back(f);
+  }
+  {
+    v1::Filter f;  // malformed: an empty key, an unset equals, an unset any_of value
+    *f.add_should() = Condition("");
+    f.mutable_should(0)->set_exists(false);
+    v1::Condition equals = Condition("color");
+    equals.mutable_equals();
+    *f.add_must() = equals;
+    v1::Condition any = Condition("tags");
+    any.mutable_any_of()->add_values()->set_s("a");
+    any.mutable_any_of()->add_values();
+    *f.add_must() = any;
+    filters.push_back(f);
+  }
+  for (const v1::Filter& filter : filters) {
+    for (const auto& [name, dim, ef] :
+         {std::tuple<const char*, uint32_t, uint32_t>{"l2", 4, 0}, {"big", 2, 1}}) {
+      v1::QueryIndexRequest query;
+      query.set_name(name);
+      query.set_k(4);
+      query.set_ef(ef);
+      for (float x : Vectors(2, dim, 1.5f)) query.add_vectors(x);
+      *query.mutable_filter() = filter;
+      seed(9, query);
+    }
+  }
 }
 
 // fuzz_token. libFuzzer's FuzzedDataProvider takes integers from the end of the input and

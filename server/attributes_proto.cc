@@ -102,7 +102,7 @@ absl::StatusOr<std::vector<engine::Condition>> ConditionsFromProto(
 
 absl::StatusOr<std::vector<engine::ItemAttributes>> AttributesFromProto(
     const google::protobuf::RepeatedPtrField<v1::Attributes>& attributes,
-    const google::protobuf::RepeatedField<uint64_t>& ids) {
+    const google::protobuf::RepeatedField<uint64_t>& ids, absl::string_view index) {
   std::vector<engine::ItemAttributes> out;
   out.reserve(attributes.size());
   for (int i = 0; i < attributes.size(); ++i) {
@@ -116,8 +116,8 @@ absl::StatusOr<std::vector<engine::ItemAttributes>> AttributesFromProto(
         std::optional<engine::AttributeValue> value = FromProto(a.values(j));
         if (!value) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "item ", i < ids.size() ? absl::StrCat(ids[i]) : absl::StrCat("#", i),
-              ": attribute '", a.key(), "' value ", j, " has no kind set (s, i, d or b)"));
+              "item ", i < ids.size() ? absl::StrCat(ids[i]) : absl::StrCat("#", i), " of index '",
+              index, "': attribute '", a.key(), "' value ", j, " has no kind set (s, i, d or b)"));
         }
         attribute.values.push_back(*std::move(value));
       }

@@ -8,15 +8,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/attributes.h"
 #include "luxdb/v1/luxdb.pb.h"
 
 namespace luxdb::server {
 
-// One engine::ItemAttributes per entry of `attributes`; `ids` names the items in errors.
+// One engine::ItemAttributes per entry of `attributes`; `index` and `ids` name the items in
+// errors.
 absl::StatusOr<std::vector<engine::ItemAttributes>> AttributesFromProto(
     const google::protobuf::RepeatedPtrField<v1::Attributes>& attributes,
-    const google::protobuf::RepeatedField<uint64_t>& ids);
+    const google::protobuf::RepeatedField<uint64_t>& ids, absl::string_view index);
 
 void AttributesToProto(const engine::ItemAttributes& attributes, v1::Attributes* out);
 

@@ -271,7 +271,7 @@ grpc::Status LuxDBService::AddItems(grpc::ServerContext* context,
     return ToGrpc(s);
   }
   absl::StatusOr<std::vector<engine::ItemAttributes>> attributes =
-      AttributesFromProto(request->attributes(), request->ids());
+      AttributesFromProto(request->attributes(), request->ids(), request->name());
   if (!attributes.ok()) return ToGrpc(attributes.status());
   const CallDeadline deadline = DeadlineOf(context);
   absl::StatusOr<uint64_t> added = (*index)->Add(AsSpan(request->vectors()), AsSpan(request->ids()),
@@ -307,7 +307,7 @@ grpc::Status LuxDBService::SetAttributes(grpc::ServerContext* context,
     return ToGrpc(s);
   }
   absl::StatusOr<std::vector<engine::ItemAttributes>> attributes =
-      AttributesFromProto(request->attributes(), request->ids());
+      AttributesFromProto(request->attributes(), request->ids(), request->name());
   if (!attributes.ok()) return ToGrpc(attributes.status());
   const CallDeadline deadline = DeadlineOf(context);
   absl::StatusOr<uint64_t> updated =

@@ -148,6 +148,34 @@ grpc::Status CompactIndex(Stub& stub, const std::string& name, Authorization aut
   return Call(stub, &Stub::CompactIndex, request, response != nullptr ? response : &ignored, auth);
 }
 
+// Sets item `id`'s attributes to {color: `color`}.
+grpc::Status SetAttributes(Stub& stub, const std::string& name, uint64_t id,
+                           const std::string& color, Authorization auth = std::nullopt,
+                           v1::SetAttributesResponse* response = nullptr) {
+  v1::SetAttributesRequest request;
+  request.set_name(name);
+  request.add_ids(id);
+  v1::Attribute* attribute = request.add_attributes()->add_attributes();
+  attribute->set_key("color");
+  attribute->add_values()->set_s(color);
+  v1::SetAttributesResponse ignored;
+  return Call(stub, &Stub::SetAttributes, request, response != nullptr ? response : &ignored, auth);
+}
+
+// Item `id`'s attributes as text (GetElements with_attributes).
+std::string ColorOf(Stub& stub, const std::string& name, uint64_t id) {
+  v1::GetElementsRequest request;
+  request.set_name(name);
+  request.add_ids(id);
+  request.set_with_attributes(true);
+  v1::GetElementsResponse response;
+  EXPECT_TRUE(IsOk(Call(stub, &Stub::GetElements, request, &response))) << name;
+  if (response.attributes_size() != 1) return "(no answer)";
+  const v1::Attributes& attributes = response.attributes(0);
+  if (attributes.attributes_size() == 0) return "(none)";
+  return attributes.attributes(0).values(0).s();
+}
+
 // DescribeIndex's tombstone count.
 uint64_t TombstonesOf(Stub& stub, const std::string& name) {
   v1::DescribeIndexRequest request;
@@ -356,6 +384,12 @@ TEST_F(AuthServiceTest, EveryRpcWorksWithTheClientsTokens) {
               (std::vector<float>{2, 3, 4}));
   }
   {
+    v1::SetAttributesResponse response;
+    ok("SetAttributes", SetAttributes(stub(), "docs", 2, "blue", std::nullopt, &response));
+    EXPECT_EQ(response.updated(), 1u);
+    EXPECT_EQ(ColorOf(stub(), "docs", 2), "blue");
+  }
+  {
     v1::DeleteItemsRequest request;
     request.set_name("docs");
     request.add_ids(3);
@@ -404,7 +438,7 @@ TEST_F(AuthServiceTest, EveryRpcWorksWithTheClientsTokens) {
   }
   ok("DeleteIndex", DeleteIndex(stub(), "docs"));
   EXPECT_FALSE(Exists(stub(), "docs"));
-  EXPECT_EQ(called.size(), 15u);
+  EXPECT_EQ(called.size(), 16u);
 }
 
 TEST_F(AuthServiceTest, HandMadeTokensWorkOnAPlainChannel) {
@@ -502,6 +536,21 @@ TEST_F(AuthServiceTest, CompactIndexRefusesBadTokensAndCompactsNothing) {
   EXPECT_EQ(response.tombstones_removed(), 1u);
   EXPECT_EQ(TombstonesOf(stub(), "docs"), 0u);
   EXPECT_TRUE(IsUnauthenticated(CompactIndex(*raw_, "docs", token)));
+}
+
+TEST_F(AuthServiceTest, SetAttributesRefusesBadTokensAndChangesNothing) {
+  MakeDocs();
+  ExpectRefusedAndHarmless(
+      FullMethod("SetAttributes"),
+      [&](int attempt, const Authorization& auth) {
+        return SetAttributes(*raw_, "docs", 1, absl::StrCat("color", attempt), auth);
+      },
+      [&] { EXPECT_EQ(ColorOf(stub(), "docs", 1), "(none)"); });
+
+  const std::string token = Bearer(auth::MintToken(key_, FullMethod("SetAttributes")));
+  ASSERT_TRUE(IsOk(SetAttributes(*raw_, "docs", 1, "red", token)));
+  EXPECT_TRUE(IsUnauthenticated(SetAttributes(*raw_, "docs", 1, "green", token)));
+  EXPECT_EQ(ColorOf(stub(), "docs", 1), "red");
 }
 
 TEST_F(AuthServiceTest, RefusalsSayWhatWasWrong) {

@@ -169,6 +169,13 @@ std::vector<NamedRpc> RpcsTakingAName() {
                              }),
       Rpc<v1::GetElementsRequest>("GetElements", [](auto* r) { r->add_ids(1); }),
       Rpc<v1::CompactIndexRequest>("CompactIndex"),
+      Rpc<v1::SetAttributesRequest>("SetAttributes",
+                                    [](auto* r) {
+                                      r->add_ids(1);
+                                      v1::Attribute* a = r->add_attributes()->add_attributes();
+                                      a->set_key("color");
+                                      a->add_values()->set_s("red");
+                                    }),
   };
 }
 
@@ -193,6 +200,110 @@ std::string UnknownFields() {
   std::string encoded;
   fields.SerializeToString(&encoded);
   return encoded;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes and filters (luxdb.proto "Attributes", "Filters").
+
+v1::Value S(const std::string& s) {
+  v1::Value v;
+  v.set_s(s);
+  return v;
+}
+v1::Value I(int64_t i) {
+  v1::Value v;
+  v.set_i(i);
+  return v;
+}
+v1::Value D(double d) {
+  v1::Value v;
+  v.set_d(d);
+  return v;
+}
+v1::Value B(bool b) {
+  v1::Value v;
+  v.set_b(b);
+  return v;
+}
+
+v1::Attribute Attr(const std::string& key, std::initializer_list<v1::Value> values) {
+  v1::Attribute a;
+  a.set_key(key);
+  for (const v1::Value& v : values) *a.add_values() = v;
+  return a;
+}
+
+v1::Attributes Attrs(std::initializer_list<v1::Attribute> attributes) {
+  v1::Attributes out;
+  for (const v1::Attribute& a : attributes) *out.add_attributes() = a;
+  return out;
+}
+
+grpc::Status AddItemsWithAttributes(Stub& stub, const std::string& name,
+                                    const std::vector<float>& vectors,
+                                    const std::vector<uint64_t>& ids,
+                                    const std::vector<v1::Attributes>& attributes) {
+  v1::AddItemsRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(vectors.begin(), vectors.end());
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  for (const v1::Attributes& a : attributes) *request.add_attributes() = a;
+  v1::AddItemsResponse response;
+  return testing::Call(stub, &Stub::AddItems, request, &response);
+}
+
+grpc::Status SetAttributes(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                           const std::vector<v1::Attributes>& attributes,
+                           uint64_t* updated = nullptr) {
+  v1::SetAttributesRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  for (const v1::Attributes& a : attributes) *request.add_attributes() = a;
+  v1::SetAttributesResponse response;
+  grpc::Status status = testing::Call(stub, &Stub::SetAttributes, request, &response);
+  if (updated != nullptr) *updated = response.updated();
+  return status;
+}
+
+grpc::Status QueryFiltered(Stub& stub, const std::string& name, const std::vector<float>& queries,
+                           uint32_t k, const v1::Filter& filter, QueryResult* result) {
+  v1::QueryIndexRequest request;
+  request.set_name(name);
+  request.mutable_vectors()->Add(queries.begin(), queries.end());
+  request.set_k(k);
+  *request.mutable_filter() = filter;
+  v1::QueryIndexResponse response;
+  grpc::Status status = testing::Call(stub, &Stub::QueryIndex, request, &response);
+  result->ids.assign(response.ids().begin(), response.ids().end());
+  result->distances.assign(response.distances().begin(), response.distances().end());
+  result->k = response.k();
+  return status;
+}
+
+// GetElements with_attributes: each id's attributes as GetElements answers them, or the
+// status when it refuses.
+grpc::Status GetAttributes(Stub& stub, const std::string& name, const std::vector<uint64_t>& ids,
+                           std::vector<v1::Attributes>* attributes) {
+  v1::GetElementsRequest request;
+  request.set_name(name);
+  request.mutable_ids()->Add(ids.begin(), ids.end());
+  request.set_with_attributes(true);
+  v1::GetElementsResponse response;
+  grpc::Status status = testing::Call(stub, &Stub::GetElements, request, &response);
+  attributes->assign(response.attributes().begin(), response.attributes().end());
+  return status;
+}
+
+// Every live item's attributes, in id order, as comparable text (exact: doubles by their
+// bits); empty for an index that is not initialised.
+std::vector<std::string> AttributesOf(Stub& stub, const std::string& name,
+                                      const std::vector<uint64_t>& ids) {
+  std::vector<v1::Attributes> attributes;
+  if (ids.empty()) return {};
+  EXPECT_TRUE(IsOk(GetAttributes(stub, name, ids, &attributes))) << name;
+  std::vector<std::string> out;
+  for (const v1::Attributes& a : attributes) out.push_back(a.SerializeAsString());
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,14 +336,16 @@ class BadInputTest : public ::testing::Test {
     ASSERT_TRUE(IsOk(ListIndexes(stub(), &list)));
     names_.clear();
     contents_.clear();
+    attributes_.clear();
     for (const v1::IndexInfo& info : list) {
       names_.push_back(info.name());
       contents_[info.name()] = ContentOf(stub(), info.name());
+      attributes_[info.name()] = AttributesOf(stub(), info.name(), contents_[info.name()].ids);
     }
   }
 
   // After a case: the server answers a cheap call and holds the same indexes, each as
-  // Remember() saw it.
+  // Remember() saw it (items, vectors and attributes).
   void ExpectHarmless(const std::string& what) {
     ++cases_;
     SCOPED_TRACE(what);
@@ -242,11 +355,25 @@ class BadInputTest : public ::testing::Test {
     for (const v1::IndexInfo& info : list) names.push_back(info.name());
     ASSERT_EQ(names, names_) << "indexes created or deleted";
     for (const std::string& name : names_) {
-      EXPECT_TRUE(testing::Unchanged(contents_[name], ContentOf(stub(), name))) << name;
+      const Content content = ContentOf(stub(), name);
+      EXPECT_TRUE(testing::Unchanged(contents_[name], content)) << name;
+      if (content.ids == contents_[name].ids) {
+        EXPECT_EQ(AttributesOf(stub(), name, content.ids), attributes_[name])
+            << name << ": attributes changed";
+      }
     }
   }
 
   // One refused case: its status and message, then ExpectHarmless.
+  void ExpectRefusedNaming(const std::string& what, const grpc::Status& status, Code code,
+                           const std::vector<std::string>& fragments) {
+    EXPECT_TRUE(IsError(status, code, {})) << what;
+    for (const std::string& fragment : fragments) {
+      EXPECT_NE(status.error_message().find(fragment), std::string::npos)
+          << what << ": \"" << status.error_message() << "\" lacks \"" << fragment << "\"";
+    }
+    ExpectHarmless(what);
+  }
   void ExpectRefused(const std::string& what, const grpc::Status& status, Code code,
                      std::initializer_list<std::string> fragments) {
     EXPECT_TRUE(IsError(status, code, fragments)) << what;
@@ -266,6 +393,7 @@ class BadInputTest : public ::testing::Test {
   std::unique_ptr<TestServer> server_;
   std::vector<std::string> names_;
   std::map<std::string, Content> contents_;
+  std::map<std::string, std::vector<std::string>> attributes_;  // per live id, serialised
   int cases_ = 0;
 };
 
@@ -526,6 +654,382 @@ TEST_F(BadInputTest, QueryRefusalsNameTheIndex) {
                 Code::INVALID_ARGUMENT, {"'keep'", "got 4294967295"});
   ExpectRefused("ef 2^32-1", QueryIndex(stub(), kKeep, query, 1, kU32Max, &result),
                 Code::INVALID_ARGUMENT, {"'keep'", "got 4294967295"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes: AddItems.attributes, SetAttributes, GetElements.with_attributes.
+
+// A server with small attribute limits, so that each is crossed by a few bytes.
+class SmallAttributeLimitsTest : public BadInputTest {
+ protected:
+  server::Options ServerOptions() override {
+    server::Options options = TestServer::DefaultOptions();
+    options.max_attribute_keys = 4;
+    options.max_attribute_key_bytes = 8;
+    options.max_attribute_string_bytes = 16;
+    options.max_attribute_values = 3;
+    return options;
+  }
+};
+
+struct BadAttributes {
+  std::string what;
+  v1::Attributes attributes;
+  std::vector<std::string> fragments;  // besides the item and the index
+};
+
+std::vector<BadAttributes> AttributesBreakingTheContract() {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  return {
+      {"5 keys",
+       Attrs({Attr("a", {I(1)}), Attr("b", {I(1)}), Attr("c", {I(1)}), Attr("d", {I(1)}),
+              Attr("e", {I(1)})}),
+       {"5 attributes", "limit is 4", "--max-attribute-keys"}},
+      {"a 9-byte key",
+       Attrs({Attr("ninebytes", {I(1)})}),
+       {"'ninebytes'", "9 bytes", "limit is 8", "--max-attribute-key-bytes"}},
+      {"a 17-byte string",
+       Attrs({Attr("s", {S(std::string(17, 'x'))})}),
+       {"'s'", "17 bytes", "limit is 16", "--max-attribute-string-bytes"}},
+      {"a list of 4",
+       Attrs({Attr("l", {I(1), I(2), I(3), I(4)})}),
+       {"'l'", "4 values", "limit is 3", "--max-attribute-values"}},
+      {"a value with no kind",
+       Attrs({Attr("k", {I(1), v1::Value()})}),
+       {"'k'", "value 1", "no kind"}},
+      {"a list of doubles",
+       Attrs({Attr("d", {D(1), D(2)})}),
+       {"'d'", "2 double values", "only string and int"}},
+      {"a list of bools",
+       Attrs({Attr("b", {B(true), B(false)})}),
+       {"'b'", "2 bool values", "only string and int"}},
+      {"mixed kinds", Attrs({Attr("m", {S("a"), I(1)})}), {"'m'", "mixes string and int"}},
+      {"a key twice", Attrs({Attr("k", {I(1)}), Attr("k", {I(2)})}), {"'k'", "appears twice"}},
+      {"NaN", Attrs({Attr("x", {D(nan)})}), {"'x'", "nan", "finite"}},
+      {"+Inf", Attrs({Attr("x", {D(inf)})}), {"'x'", "inf", "finite"}},
+      {"-Inf", Attrs({Attr("x", {D(-inf)})}), {"'x'", "-inf", "finite"}},
+      {"an empty key", Attrs({Attr("", {I(1)})}), {"empty key"}},
+      {"a key with no value", Attrs({Attr("k", {})}), {"'k'", "no value"}},
+  };
+}
+
+TEST_F(SmallAttributeLimitsTest, AttributesOverALimitOrMalformedAreRefusedWholeNamingThem) {
+  Stub& s = stub();
+  ASSERT_TRUE(IsOk(
+      SetAttributes(s, kKeep, {1, 2, 3},
+                    {Attrs({Attr("color", {S("red")})}), Attrs({Attr("n", {I(2)})}), Attrs({})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  const Code code = Code::INVALID_ARGUMENT;
+  const v1::Attributes valid = Attrs({Attr("color", {S("blue")})});
+  for (const BadAttributes& bad : AttributesBreakingTheContract()) {
+    // The bad attributes on the second item: nothing of the batch is stored, not even the
+    // first item's (valid) attributes or vector.
+    // The bad attributes are the second item's: nothing of the batch is stored, not even the
+    // first item's (valid) attributes or vector.
+    std::vector<std::string> fragments = bad.fragments;
+    fragments.push_back("'keep'");
+    fragments.push_back("item 11");
+    ExpectRefusedNaming("AddItems with " + bad.what,
+                        AddItemsWithAttributes(s, kKeep, {1, 1, 1, 1, 2, 2, 2, 2}, {10, 11},
+                                               {valid, bad.attributes}),
+                        code, fragments);
+    // Replacing existing items: their vectors and attributes stay.
+    fragments.back() = "item 2";
+    ExpectRefusedNaming(
+        "AddItems replacing items, with " + bad.what,
+        AddItemsWithAttributes(s, kKeep, {1, 1, 1, 1, 2, 2, 2, 2}, {1, 2}, {valid, bad.attributes}),
+        code, fragments);
+    ExpectRefusedNaming("SetAttributes with " + bad.what,
+                        SetAttributes(s, kKeep, {1, 2}, {valid, bad.attributes}), code, fragments);
+  }
+
+  // Exactly at each limit: accepted, and read back with keys ascending.
+  const v1::Attributes at_limits =
+      Attrs({Attr("zz", {S(std::string(16, 'x'))}), Attr("eightbyt", {I(1)}),
+             Attr("list", {I(3), I(-1), I(3)}), Attr("b", {B(false)})});
+  uint64_t updated = 0;
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {3}, {at_limits}, &updated)));
+  EXPECT_EQ(updated, 1u);
+  std::vector<v1::Attributes> read;
+  ASSERT_TRUE(IsOk(GetAttributes(s, kKeep, {3}, &read)));
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].ShortDebugString(),
+            R"(attributes { key: "b" values { b: false } } )"
+            R"(attributes { key: "eightbyt" values { i: 1 } } )"
+            R"(attributes { key: "list" values { i: 3 } values { i: -1 } values { i: 3 } } )"
+            R"(attributes { key: "zz" values { s: "xxxxxxxxxxxxxxxx" } })");
+}
+
+// luxdb.proto: the server's defaults are 32 keys, 128-byte keys, 1024-byte strings and lists
+// of 64.
+TEST_F(BadInputTest, AttributeLimitsDefaultToTheDocumentedValues) {
+  Stub& s = stub();
+  auto keys = [](int n) {
+    v1::Attributes a;
+    for (int i = 0; i < n; ++i) *a.add_attributes() = Attr(absl::StrCat("k", i), {I(i)});
+    return a;
+  };
+  auto list = [](int n) {
+    v1::Attribute a = Attr("list", {});
+    for (int i = 0; i < n; ++i) *a.add_values() = S("v");
+    return Attrs({a});
+  };
+  const Code code = Code::INVALID_ARGUMENT;
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {1}, {keys(32)})));
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {2}, {Attrs({Attr(std::string(128, 'k'), {I(1)})})})));
+  ASSERT_TRUE(
+      IsOk(SetAttributes(s, kKeep, {3}, {Attrs({Attr("s", {S(std::string(1024, 'v'))})})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  ExpectRefused("33 keys", SetAttributes(s, kKeep, {1}, {keys(33)}), code,
+                {"item 1", "'keep'", "33 attributes", "limit is 32", "--max-attribute-keys"});
+  ExpectRefused("a 129-byte key",
+                SetAttributes(s, kKeep, {1}, {Attrs({Attr(std::string(129, 'k'), {I(1)})})}), code,
+                {"item 1", "'keep'", "129 bytes", "limit is 128", "--max-attribute-key-bytes"});
+  ExpectRefused(
+      "a 1025-byte string",
+      SetAttributes(s, kKeep, {1}, {Attrs({Attr("s", {S(std::string(1025, 'v'))})})}), code,
+      {"item 1", "'keep'", "'s'", "1025 bytes", "limit is 1024", "--max-attribute-string-bytes"});
+  ExpectRefused(
+      "a list of 65", SetAttributes(s, kKeep, {1}, {list(65)}), code,
+      {"item 1", "'keep'", "'list'", "65 values", "limit is 64", "--max-attribute-values"});
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {1}, {list(64)})));
+}
+
+TEST_F(BadInputTest, AttributeCountsThatDoNotMatchTheIdsAreRefused) {
+  Stub& s = stub();
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {1}, {Attrs({Attr("n", {I(1)})})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  const Code code = Code::INVALID_ARGUMENT;
+  const v1::Attributes a = Attrs({Attr("n", {I(7)})});
+  // AddItems: none or one per id.
+  ExpectRefused("AddItems of 2 ids with 1 attributes",
+                AddItemsWithAttributes(s, kKeep, {1, 1, 1, 1, 2, 2, 2, 2}, {10, 11}, {a}), code,
+                {"'keep'", "2 ids", "got 1"});
+  ExpectRefused("AddItems of 1 id with 2 attributes",
+                AddItemsWithAttributes(s, kKeep, {1, 1, 1, 1}, {1}, {a, a}), code,
+                {"'keep'", "1 ids", "got 2"});
+  ExpectRefused("AddItems of no ids with 1 attributes",
+                AddItemsWithAttributes(s, kKeep, {}, {}, {a}), code, {"'keep'", "0 ids", "got 1"});
+  // SetAttributes: exactly one per id.
+  ExpectRefused("SetAttributes of 2 ids with 1 attributes", SetAttributes(s, kKeep, {1, 2}, {a}),
+                code, {"'keep'", "2 ids", "got 1"});
+  ExpectRefused("SetAttributes of 1 id with none", SetAttributes(s, kKeep, {1}, {}), code,
+                {"'keep'", "1 ids", "got 0"});
+  ExpectRefused("SetAttributes of no ids with 1 attributes", SetAttributes(s, kKeep, {}, {a}), code,
+                {"'keep'", "0 ids", "got 1"});
+  ExpectRefused("SetAttributes of an id twice", SetAttributes(s, kKeep, {2, 1, 2}, {a, a, a}), code,
+                {"'keep'", "id 2 appears twice"});
+}
+
+TEST_F(BadInputTest, SetAttributesOfItemsThatAreNotThereChangesNothing) {
+  Stub& s = stub();
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {1, 2}, {Attrs({Attr("n", {I(1)})}), Attrs({})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  const v1::Attributes a = Attrs({Attr("n", {I(7)})});
+  ExpectRefused("unknown id", SetAttributes(s, kKeep, {999}, {a}), Code::NOT_FOUND,
+                {"'keep'", "id 999"});
+  // All or nothing: the live ids before it keep their attributes.
+  ExpectRefused("unknown id after live ones", SetAttributes(s, kKeep, {1, 2, 999}, {a, a, a}),
+                Code::NOT_FOUND, {"'keep'", "id 999", "no attributes changed"});
+  ExpectRefused("deleted id", SetAttributes(s, kKeep, {1, 4}, {a, a}), Code::NOT_FOUND,
+                {"'keep'", "id 4", "deleted"});
+  ExpectRefused("id 2^64-1", SetAttributes(s, kKeep, {kMissingId}, {a}), Code::NOT_FOUND,
+                {"'keep'", "id 18446744073709551615"});
+  ExpectRefused("uninitialised index", SetAttributes(s, kRaw, {1}, {a}), Code::FAILED_PRECONDITION,
+                {"'raw'", "not initialised"});
+  ExpectRefused("unknown index", SetAttributes(s, "ghost", {1}, {a}), Code::NOT_FOUND, {"'ghost'"});
+  // Allowed: no ids at all (nothing updated).
+  uint64_t updated = 99;
+  ASSERT_TRUE(IsOk(SetAttributes(s, kKeep, {}, {}, &updated)));
+  EXPECT_EQ(updated, 0u);
+  ExpectHarmless("no ids");
+
+  std::vector<v1::Attributes> read;
+  ExpectRefused("GetElements with attributes of an unknown id",
+                GetAttributes(s, kKeep, {1, 999}, &read), Code::NOT_FOUND, {"'keep'", "id 999"});
+  ExpectRefused("GetElements with attributes of a deleted id", GetAttributes(s, kKeep, {4}, &read),
+                Code::NOT_FOUND, {"'keep'", "id 4"});
+  EXPECT_TRUE(read.empty());
+  // Answered in the order asked, an id twice included; an item without attributes has none.
+  ASSERT_TRUE(IsOk(GetAttributes(s, kKeep, {2, 1, 1}, &read)));
+  ASSERT_EQ(read.size(), 3u);
+  EXPECT_EQ(read[0].attributes_size(), 0);
+  EXPECT_EQ(read[1].ShortDebugString(), R"(attributes { key: "n" values { i: 1 } })");
+  EXPECT_EQ(read[2].ShortDebugString(), read[1].ShortDebugString());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters (QueryIndexRequest.filter).
+
+v1::Condition Cond(const std::string& key) {
+  v1::Condition c;
+  c.set_key(key);
+  return c;
+}
+v1::Condition Exists(const std::string& key, bool exists = true) {
+  v1::Condition c = Cond(key);
+  c.set_exists(exists);
+  return c;
+}
+v1::Condition Equals(const std::string& key, const v1::Value& value) {
+  v1::Condition c = Cond(key);
+  *c.mutable_equals() = value;
+  return c;
+}
+
+TEST_F(BadInputTest, MalformedFiltersAreRefusedNamingTheCondition) {
+  Stub& s = stub();
+  ASSERT_TRUE(IsOk(SetAttributes(
+      s, kKeep, {1, 2},
+      {Attrs({Attr("color", {S("red")}), Attr("price", {D(1.5)})}), Attrs({Attr("n", {I(2)})})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct BadFilter {
+    std::string what;
+    v1::Filter filter;
+    std::vector<std::string> fragments;
+  };
+  std::vector<BadFilter> cases;
+  {
+    v1::Filter f;
+    *f.add_must() = Exists("");
+    cases.push_back({"an empty key", f, {"filter.must[0]", "empty key"}});
+  }
+  {
+    v1::Filter f;
+    *f.add_should() = Exists("color");
+    *f.add_should() = Cond("color");
+    cases.push_back({"no test", f, {"filter.should[1] ('color')", "no test"}});
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Cond("price");
+    c.mutable_range();
+    *f.add_must_not() = c;
+    cases.push_back({"a range with no bound", f, {"filter.must_not[0] ('price')", "bound"}});
+  }
+  for (const char* bound : {"gt", "gte", "lt", "lte"}) {
+    v1::Filter f;
+    *f.add_must() = Exists("color");
+    v1::Condition c = Cond("price");
+    v1::Range* r = c.mutable_range();
+    r->set_lt(100);
+    if (std::string(bound) == "gt") r->set_gt(nan);
+    if (std::string(bound) == "gte") r->set_gte(nan);
+    if (std::string(bound) == "lt") r->set_lt(nan);
+    if (std::string(bound) == "lte") r->set_lte(nan);
+    *f.add_must() = c;
+    cases.push_back({absl::StrCat("a NaN ", bound), f, {"filter.must[1] ('price')", "NaN"}});
+  }
+  {
+    v1::Filter f;
+    *f.add_must() = Equals("color", v1::Value());
+    cases.push_back(
+        {"equals with an unset Value", f, {"filter.must[0] ('color')", "equals", "no kind"}});
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Cond("color");
+    *c.mutable_any_of()->add_values() = S("red");
+    *c.mutable_any_of()->add_values() = v1::Value();
+    *f.add_should() = c;
+    cases.push_back(
+        {"any_of with an unset Value", f, {"filter.should[0] ('color')", "any_of[1]", "no kind"}});
+  }
+  {
+    v1::Filter f;
+    v1::Condition c = Cond("n");
+    for (int i = 0; i < 1025; ++i) *c.mutable_any_of()->add_values() = I(i);
+    *f.add_must() = c;
+    cases.push_back({"any_of of 1025 values", f, {"filter.must[0] ('n')", "1025", "1024"}});
+  }
+  {
+    v1::Filter f;
+    for (int i = 0; i < 100; ++i) *f.add_must() = Exists("color");
+    for (int i = 0; i < 100; ++i) *f.add_must_not() = Exists("nope");
+    for (int i = 0; i < 57; ++i) *f.add_should() = Exists("n");
+    cases.push_back({"257 conditions", f, {"257 conditions", "256"}});
+  }
+  {
+    v1::Filter f;
+    for (uint64_t id = 0; id <= 1'000'000; ++id) f.add_ids(id);
+    cases.push_back({"1,000,001 ids", f, {"1000001 ids", "1000000"}});
+  }
+  QueryResult result;
+  for (BadFilter& bad : cases) {
+    bad.fragments.push_back("'keep'");
+    ExpectRefusedNaming(bad.what, QueryFiltered(s, kKeep, {1, 0, 0, 0}, 2, bad.filter, &result),
+                        Code::INVALID_ARGUMENT, bad.fragments);
+    EXPECT_TRUE(result.ids.empty()) << bad.what;
+  }
+  // On an uninitialised index the index's state is what is wrong.
+  v1::Filter any;
+  *any.add_must() = Exists("color");
+  ExpectRefused("uninitialised index", QueryFiltered(s, kRaw, {1, 0, 0}, 1, any, &result),
+                Code::FAILED_PRECONDITION, {"'raw'", "not initialised"});
+}
+
+TEST_F(BadInputTest, FiltersAtTheirLimitsAndOnUnknownKeysAreAnswered) {
+  Stub& s = stub();
+  ASSERT_TRUE(IsOk(SetAttributes(
+      s, kKeep, {1, 2},
+      {Attrs({Attr("color", {S("red")}), Attr("n", {I(1)})}), Attrs({Attr("n", {I(2)})})})));
+  ASSERT_NO_FATAL_FAILURE(Remember());
+  const std::vector<float> query = {1, 0, 0, 0};
+  auto ids_of = [&](const v1::Filter& filter, uint32_t k, const std::string& what) {
+    QueryResult result;
+    EXPECT_TRUE(IsOk(QueryFiltered(s, kKeep, query, k, filter, &result))) << what;
+    EXPECT_EQ(result.k, k) << what;
+    ExpectHarmless(what);
+    return result.ids;
+  };
+  const std::vector<uint64_t> none(3, kMissingId);
+  {
+    v1::Filter f;
+    *f.add_must() = Equals("nope", I(1));
+    EXPECT_EQ(ids_of(f, 3, "equals on an unknown key"), none);
+  }
+  {
+    v1::Filter f;
+    *f.add_should() = Exists("nope");
+    EXPECT_EQ(ids_of(f, 3, "should exists on an unknown key"), none);
+  }
+  {
+    // Every live item lacks the key; the deleted item 4 is not among them.
+    v1::Filter f;
+    *f.add_must_not() = Exists("nope");
+    std::vector<uint64_t> ids = ids_of(f, 5, "must_not exists on an unknown key");
+    ASSERT_EQ(ids.size(), 5u);
+    EXPECT_EQ(ids[0], 1u);
+    EXPECT_EQ(std::set<uint64_t>(ids.begin(), ids.begin() + 3), (std::set<uint64_t>{1, 2, 3}));
+    EXPECT_EQ(ids[3], kMissingId);
+    EXPECT_EQ(ids[4], kMissingId);
+  }
+  {
+    v1::Filter f;
+    for (uint64_t id : {uint64_t{4}, uint64_t{999}, kMissingId}) f.add_ids(id);
+    EXPECT_EQ(ids_of(f, 3, "ids of a deleted and unknown items"), none);
+  }
+  {
+    // 1024 values and 256 conditions: the most allowed.
+    v1::Filter f;
+    v1::Condition c = Cond("n");
+    for (int i = 0; i < 1024; ++i) *c.mutable_any_of()->add_values() = I(i + 2);
+    *f.add_must() = c;
+    for (int i = 0; i < 100; ++i) *f.add_must_not() = Exists("nope");
+    for (int i = 0; i < 155; ++i) *f.add_should() = Exists("n");
+    EXPECT_EQ(ids_of(f, 3, "1024 values, 256 conditions"),
+              (std::vector<uint64_t>{2, kMissingId, kMissingId}));
+  }
+  {
+    // A value of another kind than the key's is no error: it matches nothing.
+    v1::Filter f;
+    *f.add_must() = Equals("color", I(1));
+    *f.add_should() = Equals("n", S("1"));
+    *f.add_should() = Equals("n", B(true));
+    EXPECT_EQ(ids_of(f, 3, "values of other kinds"), none);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -838,6 +1342,12 @@ TEST_F(BadInputTest, CallsRacingDeleteIndexGetOkOrNotFoundNamingTheIndex) {
            std::vector<float> vectors;
            return GetElements(s, kDoomed, {0, 199}, &vectors);
          }},
+        {"SetAttributes",
+         [&](int i) {
+           // Ids the other callers neither replace nor delete.
+           return SetAttributes(s, kDoomed, {100 + static_cast<uint64_t>(i % 100)},
+                                {Attrs({Attr("n", {I(i)})})});
+         }},
         {"CompactIndex",
          [&](int i) {
            // Leaves a tombstone for each compaction to remove.
@@ -931,7 +1441,7 @@ TEST_F(BadInputTest, GarbageRequestsAreRefusedByTheParserForEveryMethod) {
       {"random bytes", random_bytes},
   };
   const auto methods = LuxDBMethods();
-  ASSERT_EQ(methods.size(), 16u);
+  ASSERT_EQ(methods.size(), 17u);
   for (const google::protobuf::MethodDescriptor* method : methods) {
     const Message* prototype =
         google::protobuf::MessageFactory::generated_factory()->GetPrototype(method->input_type());

@@ -1812,10 +1812,10 @@ TEST_F(ServiceTest, ReflectionListsAndDescribesTheLuxDBService) {
     }
   }
   EXPECT_EQ(methods,
-            (std::set<std::string>{"AddItems", "Backup", "CreateIndex", "DeleteIndex",
-                                   "DeleteItems", "DescribeIndex", "GetElements", "GetIds",
-                                   "IndexExists", "InitIndex", "ListIndexes", "QueryIndex",
-                                   "QueryStream", "ResizeIndex", "SetEf", "CompactIndex"}));
+            (std::set<std::string>{
+                "AddItems", "Backup", "CreateIndex", "DeleteIndex", "DeleteItems", "DescribeIndex",
+                "GetElements", "GetIds", "IndexExists", "InitIndex", "ListIndexes", "QueryIndex",
+                "QueryStream", "ResizeIndex", "SetEf", "CompactIndex", "SetAttributes"}));
 }
 
 }  // namespace
