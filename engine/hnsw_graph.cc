@@ -160,7 +160,7 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   // element) are results; the search still walks through the others.
   template <typename Allowed>
   Candidates SearchConcurrent(const float* query, size_t k, size_t breadth, bool filtered,
-                              const Allowed& allowed) const {
+                              const Allowed& allowed, bool two_hop = false) const {
     const uint64_t entry = entry_.load(std::memory_order_acquire);
     if (entry == kNoEntry) return {};
     tableint current = static_cast<tableint>(entry);
@@ -181,8 +181,9 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
         }
       }
     }
-    Candidates top =
-        SearchLevel0(current, query, std::max(breadth, k), links.data(), filtered, allowed);
+    Candidates top = two_hop ? SearchLevel0TwoHop(current, query, std::max(breadth, k), allowed)
+                             : SearchLevel0(current, query, std::max(breadth, k), links.data(),
+                                            filtered, allowed);
     while (top.size() > k) top.pop();
     return top;
   }
@@ -370,6 +371,61 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
           if (!top.empty()) lower_bound = top.top().first;
         }
       }
+    }
+    visited_list_pool_->releaseVisitedList(visited_list);
+    return top;
+  }
+
+  // A filtered search for filters few elements pass (ACORN-1's expansion, Patel et al. 2024):
+  // only elements that pass `allowed` are compared with the query and queued; a neighbour
+  // that does not pass is not compared but looked through: its own neighbours that pass are
+  // taken as candidates. So the search reads the vectors of passing elements only, and the
+  // link lists of the others, instead of every vector on its way.
+  template <typename Allowed>
+  Candidates SearchLevel0TwoHop(tableint entry, const float* query, size_t breadth,
+                                const Allowed& allowed) const {
+    hnswlib::VisitedList* visited_list = visited_list_pool_->getFreeVisitedList();
+    hnswlib::vl_type* visited = visited_list->mass;
+    const hnswlib::vl_type tag = visited_list->curV;
+    std::vector<tableint> links(maxM0_ + 1), through(maxM0_ + 1), found;
+    found.reserve(2 * maxM0_);
+    Candidates top;
+    Candidates candidates;  // negated distances: nearest on top
+    float lower_bound = std::numeric_limits<float>::max();
+    auto consider = [&](tableint id, float d) {
+      if (top.size() < breadth || lower_bound > d) {
+        candidates.emplace(-d, id);
+        if (!IsDeleted(id) && allowed(id)) top.emplace(d, id);
+        if (top.size() > breadth) top.pop();
+        if (!top.empty()) lower_bound = top.top().first;
+      }
+    };
+    visited[entry] = tag;
+    consider(entry, Distance(query, entry));
+    while (!candidates.empty()) {
+      const auto [negated, current] = candidates.top();
+      if (-negated > lower_bound && top.size() == breadth) break;
+      candidates.pop();
+      found.clear();
+      const size_t size = CopyLinks(current, 0, links.data());
+      for (size_t j = 0; j < size; ++j) {
+        const tableint neighbour = links[j];
+        if (visited[neighbour] == tag) continue;
+        visited[neighbour] = tag;
+        if (allowed(neighbour)) {
+          found.push_back(neighbour);
+          continue;
+        }
+        const size_t size2 = CopyLinks(neighbour, 0, through.data());
+        for (size_t i = 0; i < size2; ++i) {
+          const tableint next = through[i];
+          if (visited[next] == tag || !allowed(next)) continue;
+          visited[next] = tag;
+          found.push_back(next);
+        }
+      }
+      for (tableint id : found) __builtin_prefetch(getDataByInternalId(id));
+      for (tableint id : found) consider(id, Distance(query, id));
     }
     visited_list_pool_->releaseVisitedList(visited_list);
     return top;
@@ -807,12 +863,13 @@ size_t HnswGraph::SearchFiltered(const float* query, size_t k, size_t ef, LabelF
 }
 
 size_t HnswGraph::SearchFiltered(const float* query, size_t k, size_t ef, ElementSet set,
-                                 uint64_t* ids, float* distances) const {
+                                 uint64_t* ids, float* distances, bool two_hop) const {
   const Graph& g = *impl_->graph;
   if (k == 0) return 0;
-  Graph::Candidates top = g.SearchConcurrent(query, k, ef, true, [&](tableint id) {
-    return id / 64 < set.size() && ((set[id / 64] >> (id % 64)) & 1) != 0;
-  });
+  Graph::Candidates top = g.SearchConcurrent(
+      query, k, ef, true,
+      [&](tableint id) { return id / 64 < set.size() && ((set[id / 64] >> (id % 64)) & 1) != 0; },
+      two_hop);
   return Drain(g, top, ids, distances);
 }
 

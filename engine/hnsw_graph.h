@@ -106,9 +106,11 @@ class HnswGraph {
   // A set of this graph's elements: bit e % 64 of word e / 64 stands for element e (elements
   // past the span are outside it). Testing it costs a few instructions, a LabelFilter a call.
   using ElementSet = std::span<const uint64_t>;
-  // SearchFiltered over the live members of `set`.
+  // SearchFiltered over the live members of `set`. With `two_hop` (for sets that hold a small
+  // share of the elements), only members are compared with the query: a neighbour outside
+  // the set is looked through to its own neighbours (ACORN-1's expansion).
   size_t SearchFiltered(const float* query, size_t k, size_t ef, ElementSet set, uint64_t* ids,
-                        float* distances) const;
+                        float* distances, bool two_hop = false) const;
   // Exact: the k nearest live members of `set`, visited in element order.
   size_t SearchSet(const float* query, size_t k, ElementSet set, uint64_t* ids,
                    float* distances) const;

@@ -80,9 +80,13 @@ size_t QueryGrain(size_t n, size_t threads) { return std::max<size_t>(1, n / (th
 // s * live = sqrt(live * breadth * kGraphCostPerBreadth). Measured with luxdb-bench --filtered
 // (README "Filtered search").
 constexpr double kGraphCostPerBreadth = 64;
-size_t ExactScanLimit(uint64_t live, size_t breadth) {
-  const double meet =
-      std::sqrt(static_cast<double>(live) * static_cast<double>(breadth) * kGraphCostPerBreadth);
+// Below this share of matching items, a cached filter's graph search compares only matching
+// elements with the query (HnswGraph::SearchFiltered's two_hop).
+constexpr double kTwoHopShare = 0.3;
+// A two-hop search (below) costs about this per unit of breadth instead.
+constexpr double kTwoHopCost = 4;
+size_t ExactScanLimit(uint64_t live, size_t breadth, double cost = kGraphCostPerBreadth) {
+  const double meet = std::sqrt(static_cast<double>(live) * static_cast<double>(breadth) * cost);
   return std::max<size_t>(4 * breadth, static_cast<size_t>(meet));
 }
 
@@ -1153,6 +1157,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
   std::optional<std::vector<uint32_t>> exact_elements;
   std::shared_ptr<FilterCache::Entry> cached;
   bool exact_set = false;
+  bool two_hop = false;  // the cached set is a small share: ACORN-1's expansion
   if (filter != nullptr) {
     const size_t limit = ExactScanLimit(graph.live_count(), std::max<size_t>(breadth, k));
     std::string key = FilterKey(*filter);
@@ -1162,13 +1167,16 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
       compiled = attributes().Compile(*filter);
       bool build = false;
       cached = filter_cache_.Find(key, &graph, attributes().key_count(), &build);
-      if (cached == nullptr && build &&
-          graph.max_elements() / 8 <= FilterCache::kMaxEntryBytes) {
+      if (cached == nullptr && build && graph.max_elements() / 8 <= FilterCache::kMaxEntryBytes) {
         cached = BuildFilterEntry(std::move(key), compiled, view->graph);
         filter_cache_.Insert(cached);
       }
       if (cached != nullptr) {
-        exact_set = cached->count <= limit;
+        const uint64_t live = graph.live_count();
+        two_hop = static_cast<double>(cached->count) < kTwoHopShare * static_cast<double>(live);
+        exact_set =
+            cached->count <=
+            (two_hop ? ExactScanLimit(live, std::max<size_t>(breadth, k), kTwoHopCost) : limit);
       } else {
         candidates = attributes().Candidates(*compiled, limit);
       }
@@ -1210,7 +1218,7 @@ absl::Status Index::Query(std::span<const float> queries, uint32_t k, uint32_t e
         if (exact_set) {
           found = graph.SearchSet(query, k, cached->bits, ids, distances);
         } else {
-          found = graph.SearchFiltered(query, k, breadth, cached->bits, ids, distances);
+          found = graph.SearchFiltered(query, k, breadth, cached->bits, ids, distances, two_hop);
           if (found < k) found = graph.SearchSet(query, k, cached->bits, ids, distances);
         }
       } else {
