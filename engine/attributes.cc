@@ -421,6 +421,13 @@ void AttributeIndex::Set(uint64_t id, const ItemAttributes& attributes) {
   rows_.emplace(id, std::move(row));
 }
 
+std::vector<uint64_t> AttributeIndex::ids() const {
+  std::vector<uint64_t> out;
+  out.reserve(rows_.size());
+  for (const auto& [id, row] : rows_) out.push_back(id);
+  return out;
+}
+
 ItemAttributes AttributeIndex::Get(uint64_t id) const {
   ItemAttributes attributes;
   auto it = rows_.find(id);

@@ -111,6 +111,8 @@ class AttributeIndex {
   // Item `id`'s attributes, keys ascending (empty if it has none).
   ItemAttributes Get(uint64_t id) const;
   size_t items() const { return rows_.size(); }
+  // The ids of the items that have attributes, in no order.
+  std::vector<uint64_t> ids() const;
   // Keys any item ever held: a filter compiled while this was N treats keys added since as
   // unknown, so a cached compiled filter is valid while it stays N.
   size_t key_count() const { return keys_.size(); }

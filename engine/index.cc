@@ -289,6 +289,12 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
   uint64_t live = committed_live_;
   uint64_t slots = 0;  // new graph elements: every add takes one, replaces included
   storage::ItemWrite items;
+  // Whether an id's stored item has attributes once this group's earlier writes are stored.
+  absl::flat_hash_map<uint64_t, bool> pending_attributes;
+  auto has_attributes = [&](uint64_t id) {
+    if (auto it = pending_attributes.find(id); it != pending_attributes.end()) return it->second;
+    return committed_attributes_.contains(id);
+  };
   std::vector<Writer*> accepted;
   const Deadline now = std::chrono::steady_clock::now();
   for (Writer* writer : group) {
@@ -317,6 +323,7 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
       }
       for (size_t i = 0; i < writer->ids.size(); ++i) {
         items.SetAttributes(writer->ids[i], writer->encoded[i]);
+        pending_attributes[writer->ids[i]] = !writer->encoded[i].empty();
       }
       writer->count = writer->ids.size();
       accepted.push_back(writer);
@@ -334,8 +341,11 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
       live += fresh;
       slots += writer->ids.size();
       for (size_t i = 0; i < writer->ids.size(); ++i) {
-        items.Put(writer->ids[i], writer->vectors.subspan(i * dim_, dim_),
-                  writer->encoded.empty() ? std::string_view() : writer->encoded[i]);
+        const std::string_view encoded =
+            writer->encoded.empty() ? std::string_view() : writer->encoded[i];
+        items.Put(writer->ids[i], writer->vectors.subspan(i * dim_, dim_), encoded,
+                  encoded.empty() && has_attributes(writer->ids[i]));
+        pending_attributes[writer->ids[i]] = !encoded.empty();
         pending[writer->ids[i]] = HnswGraph::Presence::kLive;
       }
       writer->count = writer->ids.size();
@@ -368,7 +378,8 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
         continue;
       }
       for (uint64_t id : newly_deleted) {
-        items.MarkDeleted(id);
+        items.MarkDeleted(id, has_attributes(id));
+        pending_attributes[id] = false;
         pending[id] = HnswGraph::Presence::kDeleted;
       }
       live -= newly_deleted.size();
@@ -405,6 +416,13 @@ std::optional<Index::CommittedGroup> Index::CommitGroup(const std::vector<Writer
       .after = after, .items = items.size(), .accepted = std::move(accepted)};
   committed_config_ = after;
   committed_live_ = live;
+  for (const auto& [id, has] : pending_attributes) {
+    if (has) {
+      committed_attributes_.insert(id);
+    } else {
+      committed_attributes_.erase(id);
+    }
+  }
   committed_elements_ += slots;
   {
     MutexLock lock(&apply_mu_);
@@ -1449,6 +1467,7 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 void Index::FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
                        uint64_t unsnapshotted_items, AttributeIndex attributes) {
   SetSnapshotState(snapshot_version, unsnapshotted_items);
+  const std::vector<uint64_t> with_attributes = attributes.ids();
   {
     WriterLock lock(&attributes_mu_);
     attributes_ = std::move(attributes);
@@ -1463,6 +1482,7 @@ void Index::FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t>
           "MiB; new indexes and growth will be refused",
           name_, bytes >> 20, budget_->limit() >> 20);
     }
+    committed_attributes_.insert(with_attributes.begin(), with_attributes.end());
     MutexLock lock(&state_mu_);
     if (graph != nullptr) {
       graph_ = std::move(graph);

@@ -325,6 +325,10 @@ class Index {
   storage::IndexConfig committed_config_;
   uint64_t committed_live_ = 0;
   uint64_t committed_elements_ = 0;
+  // The ids whose stored item has attributes as of the last commit, so that a write removes
+  // stored attributes only where there are some (a needless deletion would stay in RocksDB
+  // as a tombstone, and every replace and delete would write one).
+  absl::flat_hash_set<uint64_t> committed_attributes_;
   Mutex inflight_mu_;  // guards inflight_
   // What committed groups not yet applied do to an id, and the ticket of the last such group.
   absl::flat_hash_map<uint64_t, std::pair<HnswGraph::Presence, uint64_t>> inflight_

@@ -258,16 +258,29 @@ struct CatalogContents {
 
 }  // namespace
 
-void ItemWrite::Put(uint64_t id, std::span<const float> vector, std::string_view attributes) {
-  ops_.push_back({.id = id, .kind = Kind::kPut, .vector = vector, .attributes = attributes});
+void ItemWrite::Put(uint64_t id, std::span<const float> vector, std::string_view attributes,
+                    bool clear_attributes) {
+  ops_.push_back({.id = id,
+                  .kind = Kind::kPut,
+                  .vector = vector,
+                  .attributes = attributes,
+                  .clear_attributes = clear_attributes});
 }
 
-void ItemWrite::MarkDeleted(uint64_t id) {
-  ops_.push_back({.id = id, .kind = Kind::kDelete, .vector = {}, .attributes = {}});
+void ItemWrite::MarkDeleted(uint64_t id, bool clear_attributes) {
+  ops_.push_back({.id = id,
+                  .kind = Kind::kDelete,
+                  .vector = {},
+                  .attributes = {},
+                  .clear_attributes = clear_attributes});
 }
 
 void ItemWrite::SetAttributes(uint64_t id, std::string_view attributes) {
-  ops_.push_back({.id = id, .kind = Kind::kSetAttributes, .vector = {}, .attributes = attributes});
+  ops_.push_back({.id = id,
+                  .kind = Kind::kSetAttributes,
+                  .vector = {},
+                  .attributes = attributes,
+                  .clear_attributes = true});
 }
 
 struct Store::Impl {
@@ -682,7 +695,7 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
   std::unordered_set<uint64_t> stored_ids;
   auto put_attributes = [&](const ItemWrite::Op& op) {
     if (op.attributes.empty()) {
-      batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
+      if (op.clear_attributes) batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
     } else {
       batch.Put(entry.cf, ItemKey(op.id, kAttributesTag),
                 rocksdb::Slice(op.attributes.data(), op.attributes.size()));
@@ -720,7 +733,7 @@ absl::Status Store::Commit(const IndexConfig& config_after, const ItemWrite& ite
       stored_ids.insert(op.id);
     }
     batch.Put(entry.cf, ItemKey(op.id, kDeletedTag), rocksdb::Slice());
-    batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
+    if (op.clear_attributes) batch.Delete(entry.cf, ItemKey(op.id, kAttributesTag));
   }
   batch.Put(impl_->catalog, CatalogKey(config_after.name), EncodeIndexConfig(config_after));
   // The history record: the ids this version touched, 8 bytes each, native order.

@@ -50,11 +50,14 @@ namespace luxdb::storage {
 // An ordered set of item changes to one index, committed atomically by Store::Commit.
 class ItemWrite {
  public:
-  // Stores `vector` and `attributes` (none if empty) under `id` and clears any deleted mark
-  // of `id`.
-  void Put(uint64_t id, std::span<const float> vector, std::string_view attributes = {});
-  // Marks `id` deleted; its vector stays stored, its attributes are removed.
-  void MarkDeleted(uint64_t id);
+  // Stores `vector` and `attributes` under `id` and clears any deleted mark of `id`. Empty
+  // `attributes` with `clear_attributes` removes stored ones; without, the caller knows there
+  // are none (no deletion is written: RocksDB would keep it as a tombstone).
+  void Put(uint64_t id, std::span<const float> vector, std::string_view attributes = {},
+           bool clear_attributes = false);
+  // Marks `id` deleted; its vector stays stored; with `clear_attributes`, its attributes are
+  // removed (the caller passes it when it has some).
+  void MarkDeleted(uint64_t id, bool clear_attributes = false);
   // Replaces the attributes of `id` (removes them if empty); its vector is untouched. The
   // caller has checked that `id` is a live item.
   void SetAttributes(uint64_t id, std::string_view attributes);
@@ -66,6 +69,7 @@ class ItemWrite {
     Kind kind;
     std::span<const float> vector;  // kPut; the caller keeps the floats alive until Commit
     std::string_view attributes;    // kPut, kSetAttributes; kept alive by the caller too
+    bool clear_attributes = false;  // kPut with no attributes, kDelete: remove stored ones
   };
   const std::vector<Op>& ops() const { return ops_; }
 

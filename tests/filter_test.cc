@@ -517,14 +517,31 @@ TEST_F(FilterTest, AttributesSurviveRestartCrashReplayAndCompaction) {
   items_[3].attributes = {{"tags", {std::string("t5")}}};
   items_[3].live = true;
   ASSERT_TRUE(index_->Add(items_[3].vector, std::vector<uint64_t>{3}, {items_[3].attributes}).ok());
+  // A replace without attributes removes the stored ones; a deleted item revived without
+  // attributes has none (its deletion removed them).
+  items_[4].attributes = {};
+  ASSERT_TRUE(index_->Add(items_[4].vector, std::vector<uint64_t>{4}).ok());
+  items_[6].live = true;
+  items_[6].attributes = {};
+  ASSERT_TRUE(index_->Add(items_[6].vector, std::vector<uint64_t>{6}).ok());
+  auto expect_no_attributes = [&] {
+    absl::StatusOr<std::vector<ItemAttributes>> got =
+        index_->GetAttributes(std::vector<uint64_t>{4, 6});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE((*got)[0].empty());
+    EXPECT_TRUE((*got)[1].empty());
+  };
+  expect_no_attributes();
   ASSERT_NO_FATAL_FAILURE(Open());  // no Close: a crash
   check_all();
+  expect_no_attributes();
   absl::StatusOr<CompactStats> compacted = index_->Compact();
   ASSERT_TRUE(compacted.ok()) << compacted.status();
   EXPECT_GT(compacted->tombstones_removed, 400u);
   check_all();
   ASSERT_NO_FATAL_FAILURE(CloseAndReopen());
   check_all();
+  expect_no_attributes();
 }
 
 }  // namespace
