@@ -997,6 +997,27 @@ std::shared_ptr<FilterCache::Entry> Index::BuildFilterEntry(
   return entry;
 }
 
+absl::Status Index::CheckBatchIds(std::span<const uint64_t> ids, absl::string_view one,
+                                  absl::string_view many, bool refuse_missing_id) const {
+  absl::flat_hash_map<uint64_t, size_t> position;
+  position.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (refuse_missing_id && ids[i] == kMissingId) {
+      return absl::InvalidArgumentError(absl::StrCat("id ", kMissingId, " (", one, " ", i,
+                                                     ") for index '", name_,
+                                                     "' is reserved: it marks missing query "
+                                                     "results"));
+    }
+    auto [it, inserted] = position.emplace(ids[i], i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("id ", ids[i], " appears twice in one batch for index '", name_, "' (", many,
+                       " ", it->second, " and ", i, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Index::PrepareAttributes(std::span<const uint64_t> ids,
                                       std::vector<ItemAttributes>& attributes,
                                       std::vector<std::string>& encoded) const {
@@ -1027,22 +1048,9 @@ absl::StatusOr<uint64_t> Index::Add(std::span<const float> vectors, std::span<co
                                    : std::string()));
   }
   if (absl::Status s = CheckFinite(name_, vectors, dim_, "vector"); !s.ok()) return s;
-  {
-    absl::flat_hash_map<uint64_t, size_t> position;
-    position.reserve(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i] == kMissingId) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("id ", kMissingId, " (vector ", i, ") for index '", name_,
-                         "' is reserved: it marks missing query results"));
-      }
-      auto [it, inserted] = position.emplace(ids[i], i);
-      if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat("id ", ids[i], " appears twice in one ",
-                                                       "batch for index '", name_, "' (vectors ",
-                                                       it->second, " and ", i, ")"));
-      }
-    }
+  if (absl::Status s = CheckBatchIds(ids, "vector", "vectors", /*refuse_missing_id=*/true);
+      !s.ok()) {
+    return s;
   }
   if (ids.empty()) {
     if (absl::Status s = CheckUsable(); !s.ok()) return s;
@@ -1077,17 +1085,9 @@ absl::StatusOr<uint64_t> Index::SetAttributes(std::span<const uint64_t> ids,
                                                    " ids need one attributes entry each, got ",
                                                    attributes.size()));
   }
-  {
-    absl::flat_hash_map<uint64_t, size_t> position;
-    position.reserve(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto [it, inserted] = position.emplace(ids[i], i);
-      if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat("id ", ids[i], " appears twice in one ",
-                                                       "batch for index '", name_, "' (entries ",
-                                                       it->second, " and ", i, ")"));
-      }
-    }
+  if (absl::Status s = CheckBatchIds(ids, "entry", "entries", /*refuse_missing_id=*/false);
+      !s.ok()) {
+    return s;
   }
   if (ids.empty()) {
     if (absl::Status s = CheckUsable(); !s.ok()) return s;

@@ -258,6 +258,11 @@ class Index {
   void ResetCommittedState() ABSL_LOCKS_EXCLUDED(state_mu_);
   absl::Status CheckUsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
   absl::Status CheckUsable() const ABSL_LOCKS_EXCLUDED(state_mu_);
+  // INVALID_ARGUMENT naming the first id that appears twice in `ids` (by its places: "vectors
+  // 2 and 5", `many`), or, with `refuse_missing_id`, the reserved kMissingId ("vector 3",
+  // `one`).
+  absl::Status CheckBatchIds(std::span<const uint64_t> ids, absl::string_view one,
+                             absl::string_view many, bool refuse_missing_id) const;
   // Checks attributes for Add and SetAttributes and encodes them for storage.
   absl::Status PrepareAttributes(std::span<const uint64_t> ids,
                                  std::vector<ItemAttributes>& attributes,
