@@ -39,6 +39,8 @@
 namespace luxdb {
 namespace {
 
+using ::luxdb::testing::Iota;
+using ::luxdb::testing::Rows;
 using ::luxdb::testing::TempDir;
 using ::luxdb::testing::TestServer;
 using ::testing::AllOf;
@@ -49,19 +51,6 @@ using ::testing::HasSubstr;
 using ::testing::Pointwise;
 
 // Deterministic vectors: row i of dimension `dim`, distinct per row.
-std::vector<float> Rows(size_t n, uint32_t dim, float scale = 1.0f) {
-  std::vector<float> out(n * dim);
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = scale * static_cast<float>(std::sin(0.37 * static_cast<double>(i) + 0.11 * (i / dim)));
-  }
-  return out;
-}
-
-std::vector<uint64_t> Iota(size_t n, uint64_t first = 0) {
-  std::vector<uint64_t> ids(n);
-  std::iota(ids.begin(), ids.end(), first);
-  return ids;
-}
 
 class ClientTest : public ::testing::Test {
  protected:

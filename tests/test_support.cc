@@ -5,8 +5,10 @@
 
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <limits>
+#include <numeric>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,20 @@
 #include "spdlog/spdlog.h"
 
 namespace luxdb::testing {
+
+std::vector<float> Rows(size_t n, uint32_t dim, float scale) {
+  std::vector<float> out(n * dim);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = scale * static_cast<float>(std::sin(0.37 * static_cast<double>(i) + 0.11 * (i / dim)));
+  }
+  return out;
+}
+
+std::vector<uint64_t> Iota(size_t n, uint64_t first) {
+  std::vector<uint64_t> ids(n);
+  std::iota(ids.begin(), ids.end(), first);
+  return ids;
+}
 
 std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));

@@ -31,6 +31,12 @@ std::string CodeName(grpc::StatusCode code);
 // Succeeds for an OK status; otherwise fails showing the code and message.
 ::testing::AssertionResult IsOk(const grpc::Status& status);
 
+// Deterministic vectors for client tests: n rows of dimension `dim`, distinct per row,
+// sin(0.37 i + 0.11 row) times `scale` for the i-th float.
+std::vector<float> Rows(size_t n, uint32_t dim, float scale = 1.0f);
+// first, first + 1, ..., n ids.
+std::vector<uint64_t> Iota(size_t n, uint64_t first = 0);
+
 // A fresh, empty directory under the test temp dir, removed with everything in it on
 // destruction.
 class TempDir {
