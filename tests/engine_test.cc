@@ -532,6 +532,43 @@ TEST_F(HnswGraphTest, MarkDeletedHidesTheElement) {
       << "a label is returned once";
 }
 
+// Until TombstoneSuperseded runs, a replaced label has two elements a search can reach; every
+// answer still names it once, with the nearer of its two distances, for short answers (kept by
+// a search of the list) and long ones (kept by a set).
+TEST_F(HnswGraphTest, ResultsNameAReplacedLabelOnceBeforeItsTombstone) {
+  const std::vector<float> data = RandomVectors(150, kDim, 12);
+  const std::vector<float> replacements = RandomVectors(150, kDim, 13);
+  std::unique_ptr<HnswGraph> graph = MakeGraph(300);
+  ASSERT_NE(graph, nullptr);
+  ASSERT_NO_FATAL_FAILURE(AddAll(*graph, data, Range(0, 150)));
+  for (uint64_t id = 0; id < 150; ++id) {
+    ASSERT_TRUE(graph->Add(replacements.data() + id * kDim, id).ok());
+  }
+  ASSERT_EQ(graph->element_count(), 300u);
+  const std::vector<float> queries = RandomVectors(5, kDim, 14);
+  for (size_t q = 0; q < 5; ++q) {
+    const float* query = queries.data() + q * kDim;
+    for (size_t k : {10, 150, 300}) {
+      const SearchResult got = SearchGraph(*graph, query, k, 400);
+      EXPECT_EQ(std::set<uint64_t>(got.ids.begin(), got.ids.end()).size(), got.ids.size())
+          << "query " << q << " k " << k << ": a label is returned once";
+      // The nearest k elements may hold both of a label's; with k above the element count the
+      // answer names every label.
+      if (k >= 300) {
+        EXPECT_EQ(got.ids.size(), 150u) << "query " << q;
+      }
+      for (size_t i = 0; i < got.ids.size(); ++i) {
+        const uint64_t id = got.ids[i];
+        const float old_distance = SquaredL2(query, data.data() + id * kDim, kDim);
+        const float new_distance = SquaredL2(query, replacements.data() + id * kDim, kDim);
+        EXPECT_FLOAT_EQ(got.distances[i], std::min(old_distance, new_distance))
+            << "query " << q << " k " << k << " label " << id;
+      }
+    }
+  }
+  EXPECT_EQ(graph->TombstoneSuperseded(), 150u);
+}
+
 TEST_F(HnswGraphTest, SaveLoadRoundTrip) {
   ASSERT_NO_FATAL_FAILURE(SaveSample());
   absl::StatusOr<std::unique_ptr<HnswGraph>> loaded = HnswGraph::Load(path_, Space::kL2, kDim, 0);
