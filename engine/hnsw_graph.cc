@@ -321,6 +321,15 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
                  std::memory_order_release);
   }
 
+  // Prefetches the level-0 list of `id` (count and links) and the lock CopyLinks takes for it.
+  void PrefetchLinks(tableint id) const {
+    const char* list = reinterpret_cast<const char*>(get_linklist0(id));
+    for (size_t offset = 0; offset < size_links_level0_; offset += 64) {
+      __builtin_prefetch(list + offset);
+    }
+    __builtin_prefetch(&link_list_locks_[id], 1);
+  }
+
   // Copies the links of `id` at `level` into out (room for maxM0_) under the element's lock.
   size_t CopyLinks(tableint id, int level, tableint* out) const {
     // hnswlib's accessors are not const-correct; the lock and the list are only read here.
@@ -380,14 +389,19 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
   // only elements that pass `allowed` are compared with the query and queued; a neighbour
   // that does not pass is not compared but looked through: its own neighbours that pass are
   // taken as candidates. So the search reads the vectors of passing elements only, and the
-  // link lists of the others, instead of every vector on its way.
+  // link lists of the others, instead of every vector on its way. As in ACORN-1, an
+  // expansion stops looking through once it has met as many passing elements (visited or
+  // not) as a level-0 list holds (maxM0_, 2M): more candidates per step than an unfiltered
+  // search gets cost time and add little (luxdb-bench --filtered at 10 %: recall@10 0.997
+  // without the stop, 0.974 with it, at ef 40; a larger ef buys the recall back).
   template <typename Allowed>
   Candidates SearchLevel0TwoHop(tableint entry, const float* query, size_t breadth,
                                 const Allowed& allowed) const {
     hnswlib::VisitedList* visited_list = visited_list_pool_->getFreeVisitedList();
     hnswlib::vl_type* visited = visited_list->mass;
     const hnswlib::vl_type tag = visited_list->curV;
-    std::vector<tableint> links(maxM0_ + 1), through(maxM0_ + 1), found;
+    std::vector<tableint> links(maxM0_ + 1), through(maxM0_ + 1), hops, found;
+    hops.reserve(maxM0_ + 1);
     found.reserve(2 * maxM0_);
     Candidates top;
     Candidates candidates;  // negated distances: nearest on top
@@ -407,19 +421,33 @@ class Graph : public hnswlib::HierarchicalNSW<float> {
       if (-negated > lower_bound && top.size() == breadth) break;
       candidates.pop();
       found.clear();
+      hops.clear();
+      size_t met = 0;  // passing elements met in this expansion, visited or not
       const size_t size = CopyLinks(current, 0, links.data());
+      // First the neighbours: those that pass are found; the lists (and locks) of the others
+      // are prefetched together, so their cache misses overlap instead of coming one by one.
       for (size_t j = 0; j < size; ++j) {
         const tableint neighbour = links[j];
+        const bool passes = allowed(neighbour);
+        met += passes;
         if (visited[neighbour] == tag) continue;
         visited[neighbour] = tag;
-        if (allowed(neighbour)) {
+        if (passes) {
           found.push_back(neighbour);
-          continue;
+        } else {
+          hops.push_back(neighbour);
+          PrefetchLinks(neighbour);
         }
+      }
+      for (tableint neighbour : hops) {
+        if (met >= maxM0_) break;
         const size_t size2 = CopyLinks(neighbour, 0, through.data());
         for (size_t i = 0; i < size2; ++i) {
           const tableint next = through[i];
-          if (visited[next] == tag || !allowed(next)) continue;
+          // The set (a bit per element) is small and mostly says no: test it first.
+          if (!allowed(next)) continue;
+          ++met;
+          if (visited[next] == tag) continue;
           visited[next] = tag;
           found.push_back(next);
         }

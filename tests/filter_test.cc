@@ -427,8 +427,10 @@ TEST_F(FilterTest, DeletesReplacesAndSetAttributesChangeWhatMatches) {
 
 TEST_F(FilterTest, CachedFiltersFollowEveryWriteOnBothPaths) {
   // 30,000 items: the range filter (half of them) takes the filtered graph search, the tenant
-  // filter (a fifth) and the tags filter the exact scan. Each is queried enough times to enter
-  // the filter cache, then writes change what they match and every answer is checked again.
+  // filter (a fifth) the exact scan until it is cached and the two-hop graph search after, the
+  // tags filter the exact scan until SetAttributes below gives a tenth of the items its tag.
+  // Each is queried enough times to enter the filter cache, then writes change what they match
+  // and every answer is checked again (the graph searches are approximate: recall 0.9).
   ASSERT_NO_FATAL_FAILURE(Populate(30000));
   const std::vector<Filter> filters = {
       {.must = {InRange("bucket", 0, 50)}},
@@ -437,8 +439,8 @@ TEST_F(FilterTest, CachedFiltersFollowEveryWriteOnBothPaths) {
   auto check_all = [&] {
     for (int repeat = 0; repeat < 3; ++repeat) {
       Check(filters[0], 10, 0.9, 5);
-      Check(filters[1], 10, 1.0, 5);
-      Check(filters[2], 10, 1.0, 5);
+      Check(filters[1], 10, 0.9, 5);
+      Check(filters[2], 10, 0.9, 5);
     }
   };
   check_all();
