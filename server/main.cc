@@ -11,10 +11,12 @@
 #include <future>
 #include <iostream>
 #include <map>
+#include <string_view>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "engine/catalog.h"
+#include "luxdb/version.h"
 #include "server/memory_trimmer.h"
 #include "server/options.h"
 #include "server/server.h"
@@ -130,6 +132,12 @@ void RaiseOpenFileLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::cout << "luxdb-server " << LUXDB_VERSION << "\n";
+      return 0;
+    }
+  }
   bool help = false;
   absl::StatusOr<luxdb::server::Options> options = luxdb::server::ParseOptions(
       std::vector<std::string>(argv + 1, argv + argc), Environment(), &help);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -20,39 +21,47 @@ namespace {
 
 constexpr uint32_t kMaxMessageMbLimit = 2047;  // gRPC message sizes are 32-bit signed
 
+// How a flag's value is set from text, and shown (its default, in --help).
+struct Setter {
+  std::function<absl::Status(Options&, absl::string_view)> set;
+  std::function<std::string(const Options&)> show;
+};
+
 struct Flag {
   const char* name;
   std::string help;
   bool boolean;
-  std::function<absl::Status(Options&, absl::string_view)> set;
+  Setter setter;
 };
 
 template <typename T>
-std::function<absl::Status(Options&, absl::string_view)> Number(T Options::*field, uint64_t min,
-                                                                uint64_t max, const char* name) {
-  return [=](Options& options, absl::string_view text) -> absl::Status {
-    uint64_t value = 0;
-    if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, " must be a whole number from ",
-                                                     min, " to ", max, ", got '", text, "'"));
-    }
-    options.*field = static_cast<T>(value);
-    return absl::OkStatus();
-  };
+Setter Number(T Options::*field, uint64_t min, uint64_t max, const char* name) {
+  return {
+      [=](Options& options, absl::string_view text) -> absl::Status {
+        uint64_t value = 0;
+        if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--", name, " must be a whole number from ", min, " to ", max, ", got '", text, "'"));
+        }
+        options.*field = static_cast<T>(value);
+        return absl::OkStatus();
+      },
+      [=](const Options& options) { return absl::StrCat(options.*field); }};
 }
 
 // A fraction from 0 to 1, e.g. "0.2".
-std::function<absl::Status(Options&, absl::string_view)> Fraction(double Options::*field,
-                                                                  const char* name) {
-  return [=](Options& options, absl::string_view text) -> absl::Status {
-    double value = 0;
-    if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < 0 || value > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " must be a fraction from 0 to 1, got '", text, "'"));
-    }
-    options.*field = value;
-    return absl::OkStatus();
-  };
+Setter Fraction(double Options::*field, const char* name) {
+  return {
+      [=](Options& options, absl::string_view text) -> absl::Status {
+        double value = 0;
+        if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < 0 || value > 1) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--", name, " must be a fraction from 0 to 1, got '", text, "'"));
+        }
+        options.*field = value;
+        return absl::OkStatus();
+      },
+      [=](const Options& options) { return absl::StrCat(options.*field); }};
 }
 
 // --memory-budget-mb's help, with the default this machine computes.
@@ -67,46 +76,81 @@ std::string MemoryBudgetHelp() {
       ")");
 }
 
-std::function<absl::Status(Options&, absl::string_view)> Bool(bool Options::*field,
-                                                              const char* name) {
-  return [=](Options& options, absl::string_view text) -> absl::Status {
-    const std::string value = absl::AsciiStrToLower(text);
-    if (value == "true" || value == "1" || value == "yes") {
-      options.*field = true;
-    } else if (value == "false" || value == "0" || value == "no") {
-      options.*field = false;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " must be true or false, got '", text, "'"));
-    }
-    return absl::OkStatus();
-  };
+Setter Bool(bool Options::*field, const char* name) {
+  return {[=](Options& options, absl::string_view text) -> absl::Status {
+            const std::string value = absl::AsciiStrToLower(text);
+            if (value == "true" || value == "1" || value == "yes") {
+              options.*field = true;
+            } else if (value == "false" || value == "0" || value == "no") {
+              options.*field = false;
+            } else {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("--", name, " must be true or false, got '", text, "'"));
+            }
+            return absl::OkStatus();
+          },
+          [=](const Options& options) { return std::string(options.*field ? "true" : "false"); }};
 }
 
-std::function<absl::Status(Options&, absl::string_view)> Text(std::string Options::*field) {
-  return [=](Options& options, absl::string_view text) {
-    options.*field = std::string(text);
-    return absl::OkStatus();
-  };
+// `unset` is what --help shows when the default is empty.
+Setter Text(std::string Options::*field, const char* unset = "none") {
+  return {[=](Options& options, absl::string_view text) {
+            options.*field = std::string(text);
+            return absl::OkStatus();
+          },
+          [=](const Options& options) {
+            return (options.*field).empty() ? std::string(unset) : options.*field;
+          }};
+}
+
+// "host:port" or "[v6]:port" (port 0 picks a free one); INVALID_ARGUMENT naming `what`.
+absl::StatusOr<std::pair<std::string, int>> ParseListenAddress(absl::string_view text,
+                                                               const std::string& what) {
+  absl::string_view host;
+  absl::string_view port;
+  const bool bracketed = absl::StartsWith(text, "[");
+  const size_t close = bracketed ? text.find(']') : absl::string_view::npos;
+  const size_t colon = bracketed ? close + 1 : text.rfind(':');
+  if ((bracketed && close == absl::string_view::npos) || colon >= text.size() ||
+      text[colon] != ':' || (!bracketed && text.find(':') != colon)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be HOST:PORT or [IPv6]:PORT, got '", text, "'"));
+  }
+  host = bracketed ? text.substr(1, close - 1) : text.substr(0, colon);
+  port = text.substr(colon + 1);
+  int number = 0;
+  if (host.empty() || port.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(port[0])) ||
+      !absl::SimpleAtoi(port, &number) || number > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be HOST:PORT with a port from 0 to 65535, got '", text, "'"));
+  }
+  return std::make_pair(std::string(host), number);
 }
 
 const std::vector<Flag>& Flags() {
   static const std::vector<Flag> flags = {
+      {"address",
+       "HOST:PORT (or [IPv6]:PORT) to listen on, instead of --host and --port (the same "
+       "variable clients read the server's address from)",
+       false, Text(&Options::address, "--host:--port")},
       {"host", "address to listen on (0.0.0.0 for every interface)", false, Text(&Options::host)},
       {"port", "TCP port (0 picks a free one)", false, Number(&Options::port, 0, 65535, "port")},
-      {"loglevel", "debug, info, warning, error or critical", false,
-       [](Options& options, absl::string_view text) -> absl::Status {
-         const std::string level = absl::AsciiStrToLower(text);
-         for (const char* known :
-              {"trace", "debug", "info", "warning", "error", "critical", "off"}) {
-           if (level == known) {
-             options.loglevel = level;
-             return absl::OkStatus();
-           }
-         }
-         return absl::InvalidArgumentError(absl::StrCat(
-             "--loglevel must be debug, info, warning, error or critical, got '", text, "'"));
-       }},
+      {"loglevel",
+       "debug, info, warning, error or critical",
+       false,
+       {[](Options& options, absl::string_view text) -> absl::Status {
+          const std::string level = absl::AsciiStrToLower(text);
+          for (const char* known :
+               {"trace", "debug", "info", "warning", "error", "critical", "off"}) {
+            if (level == known) {
+              options.loglevel = level;
+              return absl::OkStatus();
+            }
+          }
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--loglevel must be debug, info, warning, error or critical, got '", text, "'"));
+        },
+        [](const Options& options) { return options.loglevel; }}},
       {"threads", "worker threads for batch queries and inserts (0: one per core)", false,
        Number(&Options::threads, 0, 1024, "threads")},
       {"max-message-mb", "largest request or response, in MiB", false,
@@ -122,24 +166,23 @@ const std::vector<Flag>& Flags() {
        "past it the call stops with DEADLINE_EXCEEDED",
        false, Number(&Options::max_call_seconds, 0, 86400, "max-call-seconds")},
       {"max-connection-idle-seconds",
-       "close a connection after this long without calls in flight (default 300; 0: never)", false,
+       "close a connection after this long without calls in flight (0: never)", false,
        Number(&Options::max_connection_idle_seconds, 0, 86400 * 7, "max-connection-idle-seconds")},
       {"max-connection-age-seconds",
        "send a connection GOAWAY after this long (clients reconnect), close it once its calls "
-       "had --max-call-seconds more: bounds how long a stalled request holds memory (default 600; "
-       "0: never)",
+       "had --max-call-seconds more: bounds how long a stalled request holds memory (0: never)",
        false,
        Number(&Options::max_connection_age_seconds, 0, 86400 * 7, "max-connection-age-seconds")},
       {"handshake-timeout-seconds",
-       "a new connection must finish its TLS and HTTP/2 handshake within this (default 10)", false,
+       "a new connection must finish its TLS and HTTP/2 handshake within this", false,
        Number(&Options::handshake_timeout_seconds, 1, 3600, "handshake-timeout-seconds")},
       {"keepalive-seconds",
        "ping a connection with calls in flight after this long without traffic; close it "
-       "when no answer comes within 20 s (default 60)",
+       "when no answer comes within 20 s",
        false, Number(&Options::keepalive_seconds, 1, 86400, "keepalive-seconds")},
       {"max-transport-memory-mb",
        "memory for requests in flight and connection buffers, in MiB; beyond it gRPC shrinks "
-       "flow-control windows and cancels streams (default 0: 4 x --max-message-mb, at least 1024)",
+       "flow-control windows and cancels streams (0: 4 x --max-message-mb, at least 1024)",
        false, Number(&Options::max_transport_memory_mb, 0, 1u << 20, "max-transport-memory-mb")},
       {"grace-seconds", "on SIGTERM/SIGINT, seconds in-flight calls get to finish", false,
        Number(&Options::grace_seconds, 0, 3600, "grace-seconds")},
@@ -151,20 +194,19 @@ const std::vector<Flag>& Flags() {
        Number(&Options::memory_budget_mb, 0, uint64_t{1} << 40, "memory-budget-mb")},
       {"compact-threshold",
        "fraction of a graph's elements that are tombstones (deleted or replaced items) before "
-       "a background compaction rebuilds it without them (default 0.2; 0: no automatic "
-       "compaction)",
+       "a background compaction rebuilds it without them (0: no automatic compaction)",
        false, Fraction(&Options::compact_threshold, "compact-threshold")},
-      {"max-attribute-keys", "attributes one item may carry (default 32)", false,
+      {"max-attribute-keys", "attributes one item may carry", false,
        Number(&Options::max_attribute_keys, 1, 4096, "max-attribute-keys")},
-      {"max-attribute-key-bytes", "bytes of one attribute key (default 128)", false,
+      {"max-attribute-key-bytes", "bytes of one attribute key", false,
        Number(&Options::max_attribute_key_bytes, 1, 65536, "max-attribute-key-bytes")},
-      {"max-attribute-string-bytes", "bytes of one string attribute value (default 1024)", false,
+      {"max-attribute-string-bytes", "bytes of one string attribute value", false,
        Number(&Options::max_attribute_string_bytes, 1, 1u << 20, "max-attribute-string-bytes")},
-      {"max-attribute-values", "values one list attribute (string or int) may hold (default 64)",
-       false, Number(&Options::max_attribute_values, 1, 65536, "max-attribute-values")},
+      {"max-attribute-values", "values one list attribute (string or int) may hold", false,
+       Number(&Options::max_attribute_values, 1, 65536, "max-attribute-values")},
       {"backup-dir",
        "where Backup writes: relative paths resolve here, absolute ones must lie inside it; "
-       "no symbolic link below it is followed (default: any absolute path outside PATH, with "
+       "no symbolic link below it is followed (none: any absolute path outside PATH, with "
        "no symbolic link anywhere in it)",
        false, Text(&Options::backup_dir)},
       {"secret",
@@ -209,11 +251,12 @@ std::string UsageText() {
       "usage: luxdb-server [flags] PATH\n"
       "Serves the LuxDB indexes stored in the data directory PATH (created if missing).\n\n"
       "flags (each also read from the environment variable shown):\n";
+  const Options defaults;
   for (const Flag& flag : Flags()) {
     absl::StrAppend(&text, "  --", flag.name, flag.boolean ? "" : " VALUE", "\n      ", flag.help,
-                    " [", EnvName(flag.name), "]\n");
+                    " (default: ", flag.setter.show(defaults), ") [", EnvName(flag.name), "]\n");
   }
-  absl::StrAppend(&text, "  --help\n      print this text\n");
+  absl::StrAppend(&text, "  --help\n      print this text\n  --version\n      print the version\n");
   return text;
 }
 
@@ -264,16 +307,35 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
         return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
       }
     }
-    if (absl::Status s = flag->set(options, *value); !s.ok()) return s;
+    if (absl::Status s = flag->setter.set(options, *value); !s.ok()) return s;
     given.insert(flag->name);
   }
+  std::set<std::string> from_env;  // flags set from their environment variables
   for (const Flag& flag : Flags()) {
     auto it = env.find(EnvName(flag.name));
     if (it == env.end() || given.contains(flag.name)) continue;
-    if (absl::Status s = flag.set(options, it->second); !s.ok()) {
+    if (absl::Status s = flag.setter.set(options, it->second); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("environment variable ", it->first, ": ", s.message()));
     }
+    from_env.insert(flag.name);
+  }
+  // --address (LUXDB_ADDRESS) stands for --host and --port together, as in the clients.
+  if (!options.address.empty()) {
+    auto source = [&](const char* flag) {
+      return given.contains(flag) ? absl::StrCat("--", flag) : EnvName(flag);
+    };
+    for (const char* part : {"host", "port"}) {
+      if (given.contains(part) || from_env.contains(part)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source("address"), " and ", source(part), " contradict; give one"));
+      }
+    }
+    absl::StatusOr<std::pair<std::string, int>> address =
+        ParseListenAddress(options.address, source("address"));
+    if (!address.ok()) return address.status();
+    options.host = address->first;
+    options.port = address->second;
   }
   if (auto it = env.find("LUXDB_DATA_DIR"); it != env.end() && positional.empty()) {
     options.data_dir = it->second;

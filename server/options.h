@@ -14,6 +14,7 @@ namespace luxdb::server {
 
 struct Options {
   std::string data_dir;  // positional PATH
+  std::string address;   // --address HOST:PORT: sets host and port (ParseOptions)
   std::string host = "127.0.0.1";
   int port = 8484;  // 0 picks a free port
   std::string loglevel = "warning";

@@ -972,9 +972,21 @@ TEST(CommandLineTest, UsageErrorsAreRefusedNamingTheProblem) {
       {{"--secret", "s", "list", "--host"}, "--host needs a value"},
       {{"--secret", "s", "list", "--json=yes"}, "--json takes no value"},
       {{"--secret", "s", "--tls-cert", "c.pem", "list"}, "--tls-cert and --tls-key go together"},
-      {{"--secret-file", "/nonexistent/secret", "list"}, "cannot read secret file"},
       {{"--secret", "s", "ids", "docs", "--limit", "-1"}, "--limit needs a whole number"},
-      {{"--secret", "s", "ids", "docs", "--limit", "4294967296"}, "from 0 to 4294967295"},
+      {{"--secret", "s", "ids", "docs", "--limit", "10000001"}, "from 0 to 10000000"},
+      // The server's limits (engine/limits.h), so that the CLI refuses what the server would.
+      {{"--secret", "s", "query", "docs", "q.npy", "-k", "20001"},
+       "-k needs a whole number from 1 to 10000"},
+      {{"--secret", "s", "query", "docs", "q.npy", "-k", "5", "--ef", "100001"},
+       "from 1 to 100000"},
+      {{"--secret", "s", "create", "docs", "--space", "l2", "--dim", "65537"}, "from 1 to 65536"},
+      {{"--secret", "s", "init", "docs", "--max-elements", "9", "--m", "1"},
+       "--m needs a whole number from 2 to 2048"},
+      {{"--secret", "s", "set-ef", "docs", "100001"}, "EF needs a whole number from 1 to 100000"},
+      {{"--secret", "s", "--address", "db.example", "list"}, "--address must be HOST:PORT"},
+      {{"--secret", "s", "--address", "db:0", "list"}, "--address needs a port from 1 to 65535"},
+      {{"--secret", "s", "--address", "db:9000", "--port", "9001", "list"}, "contradict"},
+      {{"--secret", "s", "--secret-file", "f", "list"}, "--secret and --secret-file contradict"},
       {{"--secret", "s", "ids", "docs", "--start-after", "x"}, "--start-after needs a whole"},
       {{"--secret", "s", "ids", "docs", "--start-after", "18446744073709551616"},
        "from 0 to 18446744073709551615"},
@@ -994,16 +1006,79 @@ TEST(CommandLineTest, TheSecretComesFromTheFlagTheFileOrTheEnvironment) {
   TempDir dir;
   const std::string file = dir.path() + "/secret";
   std::ofstream(file) << "  from-file\n";
+  const std::string other = dir.path() + "/other";
+  std::ofstream(other) << "from-env-file\n";
   ASSERT_EQ(setenv("LUXDB_SECRET", "from-env", 1), 0);
   EXPECT_EQ(cli::ParseCommandLine({"list"})->connect.secret, "from-env");
   EXPECT_EQ(cli::ParseCommandLine({"--secret-file", file, "list"})->connect.secret, "from-file");
-  EXPECT_EQ(
-      cli::ParseCommandLine({"--secret", "flag", "--secret-file", file, "list"})->connect.secret,
-      "flag");
+  EXPECT_EQ(cli::ParseCommandLine({"--secret", "flag", "list"})->connect.secret, "flag");
+  // LUXDB_SECRET_FILE: after LUXDB_SECRET, which it contradicts; a flag overrides both.
+  ASSERT_EQ(setenv("LUXDB_SECRET_FILE", other.c_str(), 1), 0);
+  absl::StatusOr<cli::Invocation> both = cli::ParseCommandLine({"list"});
+  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.status().message(), HasSubstr("LUXDB_SECRET and LUXDB_SECRET_FILE"));
+  EXPECT_EQ(cli::ParseCommandLine({"--secret-file", file, "list"})->connect.secret, "from-file");
   ASSERT_EQ(unsetenv("LUXDB_SECRET"), 0);
+  EXPECT_EQ(cli::ParseCommandLine({"list"})->connect.secret, "from-env-file");
+  ASSERT_EQ(unsetenv("LUXDB_SECRET_FILE"), 0);
   absl::StatusOr<cli::Invocation> none = cli::ParseCommandLine({"list"});
   EXPECT_THAT(none.status().message(), HasSubstr("no secret"));
   EXPECT_TRUE(cli::ParseCommandLine({"--insecure", "list"}).ok());
+}
+
+// An unreadable secret file is a file error (exit 1), not a usage error (exit 2), whether
+// --secret-file or LUXDB_SECRET_FILE names it; the message names the path.
+TEST(CommandLineTest, AnUnreadableSecretFileIsAFileErrorNamingIt) {
+  absl::StatusOr<cli::Invocation> flag =
+      cli::ParseCommandLine({"--secret-file", "/nonexistent/secret", "list"});
+  EXPECT_NE(flag.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(flag.ok());
+  EXPECT_THAT(flag.status().message(), HasSubstr("/nonexistent/secret"));
+  ASSERT_EQ(setenv("LUXDB_SECRET_FILE", "/nonexistent/env-secret", 1), 0);
+  absl::StatusOr<cli::Invocation> env = cli::ParseCommandLine({"list"});
+  ASSERT_EQ(unsetenv("LUXDB_SECRET_FILE"), 0);
+  EXPECT_NE(env.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(env.ok());
+  EXPECT_THAT(env.status().message(),
+              AllOf(HasSubstr("LUXDB_SECRET_FILE"), HasSubstr("/nonexistent/env-secret")));
+}
+
+// The address: --address or --host/--port, else LUXDB_ADDRESS, else LUXDB_HOST/LUXDB_PORT,
+// else 127.0.0.1:8484 — as the server, the C++ client and the Python clients read them.
+TEST(CommandLineTest, TheAddressComesFromTheFlagsElseTheEnvironment) {
+  for (const char* name : {"LUXDB_ADDRESS", "LUXDB_HOST", "LUXDB_PORT"}) unsetenv(name);
+  auto target = [](std::vector<std::string> args) -> std::string {
+    args.insert(args.begin(), {"--secret", "s"});
+    args.push_back("list");
+    absl::StatusOr<cli::Invocation> inv = cli::ParseCommandLine(args);
+    return inv.ok() ? client::Target(inv->connect) : std::string(inv.status().message());
+  };
+  EXPECT_EQ(target({}), "127.0.0.1:8484");
+  EXPECT_EQ(target({"--address", "db.example:9000"}), "db.example:9000");
+  EXPECT_EQ(target({"--address=[::1]:9001"}), "[::1]:9001");
+  ASSERT_EQ(setenv("LUXDB_HOST", "env-host", 1), 0);
+  EXPECT_EQ(target({}), "env-host:8484");
+  ASSERT_EQ(setenv("LUXDB_PORT", "9100", 1), 0);
+  EXPECT_EQ(target({}), "env-host:9100");
+  EXPECT_EQ(target({"--port", "9200"}), "env-host:9200");  // a flag sets its field alone
+  EXPECT_EQ(target({"--address", "db:9300"}), "db:9300");
+  ASSERT_EQ(setenv("LUXDB_ADDRESS", "addr-host:9400", 1), 0);
+  EXPECT_THAT(target({}), AllOf(HasSubstr("LUXDB_ADDRESS ('addr-host:9400') and LUXDB_HOST"),
+                                HasSubstr("contradict")));
+  ASSERT_EQ(unsetenv("LUXDB_HOST"), 0);
+  ASSERT_EQ(unsetenv("LUXDB_PORT"), 0);
+  EXPECT_EQ(target({}), "addr-host:9400");
+  EXPECT_EQ(target({"--host", "flag-host"}), "flag-host:9400");
+  ASSERT_EQ(setenv("LUXDB_ADDRESS", "no-port", 1), 0);
+  absl::StatusOr<cli::Invocation> bad = cli::ParseCommandLine({"--secret", "s", "list"});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("LUXDB_ADDRESS must be HOST:PORT"));
+  // health needs no secret, but takes its address the same way.
+  ASSERT_EQ(setenv("LUXDB_ADDRESS", "health-host:9500", 1), 0);
+  absl::StatusOr<cli::Invocation> health = cli::ParseCommandLine({"health"});
+  ASSERT_EQ(unsetenv("LUXDB_ADDRESS"), 0);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(client::Target(health->connect), "health-host:9500");
 }
 
 TEST(IdListTest, ParsesIdsAndRangesInOrder) {

@@ -2,6 +2,7 @@
 // user sees for a bad command line.
 #include "server/options.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <initializer_list>
@@ -17,6 +18,7 @@
 namespace luxdb::server {
 namespace {
 
+using ::testing::HasSubstr;
 using Env = std::map<std::string, std::string>;
 
 absl::StatusOr<Options> Parse(const std::vector<std::string>& args, const Env& env = {},
@@ -160,6 +162,46 @@ TEST(ParseOptionsTest, DataDirFromEnvironmentAndPositionalWins) {
 TEST(ParseOptionsTest, BadEnvironmentValueNamesVariableAndValue) {
   EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_PORT", "abc"}}), {"LUXDB_PORT", "abc"}));
   EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_SYNC", "perhaps"}}), {"LUXDB_SYNC", "perhaps"}));
+}
+
+// --address / LUXDB_ADDRESS stand for --host and --port together, as in every LuxDB client;
+// given with either (flag or variable) they contradict.
+TEST(ParseOptionsTest, AddressSetsHostAndPortAndContradictsThem) {
+  absl::StatusOr<Options> flag = Parse({"--address", "0.0.0.0:9000", "/data"});
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_EQ(flag->host, "0.0.0.0");
+  EXPECT_EQ(flag->port, 9000);
+  absl::StatusOr<Options> env = Parse({"/data"}, {{"LUXDB_ADDRESS", "[::1]:0"}});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->host, "::1");
+  EXPECT_EQ(env->port, 0);
+  EXPECT_TRUE(IsInvalid(Parse({"--address", "db:9000", "--port", "9001", "/data"}),
+                        {"--address and --port contradict"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_ADDRESS", "db:9000"}, {"LUXDB_HOST", "x"}}),
+                        {"LUXDB_ADDRESS and LUXDB_HOST contradict"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--address", "db", "/data"}), {"--address", "HOST:PORT", "'db'"}));
+  EXPECT_TRUE(IsInvalid(Parse({"/data"}, {{"LUXDB_ADDRESS", "db:70000"}}),
+                        {"LUXDB_ADDRESS", "'db:70000'"}));
+}
+
+// --help shows every flag's default and its environment variable.
+TEST(ParseOptionsTest, HelpShowsEveryDefault) {
+  const std::string text = UsageText();
+  EXPECT_THAT(text, HasSubstr("TCP port (0 picks a free one) (default: 8484) [LUXDB_PORT]"));
+  EXPECT_THAT(text, HasSubstr("(default: 127.0.0.1) [LUXDB_HOST]"));
+  EXPECT_THAT(text, HasSubstr("(default: 0.2) [LUXDB_COMPACT_THRESHOLD]"));
+  EXPECT_THAT(text, HasSubstr("(default: true) [LUXDB_SYNC]"));
+  EXPECT_THAT(text, HasSubstr("--version"));
+  size_t flags = 0;
+  size_t defaults = 0;
+  for (size_t at = text.find("\n  --"); at != std::string::npos; at = text.find("\n  --", at + 1)) {
+    ++flags;
+  }
+  for (size_t at = text.find("(default: "); at != std::string::npos;
+       at = text.find("(default: ", at + 1)) {
+    ++defaults;
+  }
+  EXPECT_EQ(defaults + 2, flags) << "every flag but --help and --version shows its default";
 }
 
 TEST(ParseOptionsTest, UnknownFlag) {

@@ -311,6 +311,50 @@ def test_errors_and_exit_codes(luxdb_server, tmp_path):
     assert "Exit status" in helped.stdout
 
 
+def repository_version():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "VERSION")) as f:
+        return f.read().strip()
+
+
+def test_version_address_secret_file_and_limits_follow_the_shared_conventions(
+        luxdb_server, luxdb_server_bin, tmp_path):
+    version = repository_version()
+    for binary, name in [(cli_binary(), "luxdb"), (luxdb_server_bin, "luxdb-server")]:
+        shown = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+        assert (shown.returncode, shown.stdout) == (0, f"{name} {version}\n")
+
+    # The address from LUXDB_ADDRESS, or LUXDB_HOST and LUXDB_PORT, as every LuxDB tool reads it.
+    base = {k: v for k, v in cli_environment().items()
+            if k not in ("LUXDB_ADDRESS", "LUXDB_HOST", "LUXDB_PORT")}
+    for extra in [{"LUXDB_ADDRESS": f"127.0.0.1:{luxdb_server.port}"},
+                  {"LUXDB_HOST": "127.0.0.1", "LUXDB_PORT": str(luxdb_server.port)}]:
+        listed = subprocess.run([cli_binary(), "list"], capture_output=True, text=True,
+                                timeout=60, env={**base, **extra})
+        assert listed.returncode == 0, (extra, listed.stderr)
+    both = subprocess.run([cli_binary(), "list"], capture_output=True, text=True, timeout=60,
+                          env={**base, "LUXDB_ADDRESS": "127.0.0.1:1", "LUXDB_PORT": "2"})
+    assert both.returncode == 2 and "contradict" in both.stderr, both.stderr
+
+    # The secret from LUXDB_SECRET_FILE; an unreadable secret file is a file error: exit 1.
+    no_secret = {k: v for k, v in base.items() if k != "LUXDB_SECRET"}
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(TEST_SECRET + "\n")
+    via_env = luxdb(luxdb_server, "list", check=False,
+                    env={**no_secret, "LUXDB_SECRET_FILE": str(secret_file)})
+    assert via_env.returncode == 0, via_env.stderr
+    for args, env in [(["--secret-file", tmp_path / "missing", "list"], no_secret),
+                      (["list"], {**no_secret, "LUXDB_SECRET_FILE": str(tmp_path / "missing")})]:
+        unreadable = luxdb(luxdb_server, *args, check=False, env=env)
+        assert unreadable.returncode == 1, unreadable.stderr
+        assert str(tmp_path / "missing") in unreadable.stderr
+
+    # The CLI refuses what the server would, before reading any file: exit 2 naming the limit.
+    too_many = luxdb(luxdb_server, "query", "docs", tmp_path / "q.npy", "-k", "20001", check=False)
+    assert too_many.returncode == 2
+    assert "-k needs a whole number from 1 to 10000, got '20001'" in too_many.stderr
+
+
 def test_ids_pages_through_more_ids_than_one_reply_holds(luxdb_server_bin, tmp_path):
     """Behind a 1 MiB message cap a reply holds 104,851 ids: `luxdb ids` lists 210,000 in
     three pages; --limit and --start-after fetch one page and say where the next starts."""
@@ -346,9 +390,10 @@ def test_ids_pages_through_more_ids_than_one_reply_holds(luxdb_server_bin, tmp_p
         past = luxdb(server, "ids", "many", "--start-after", 2**64 - 1)
         assert (past.stdout, past.stderr) == ("", "")
 
+        # The CLI knows the server's page limit: a usage error before anything is sent.
         refused = luxdb(server, "ids", "many", "--limit", "10000001", check=False)
-        assert refused.returncode == 1 and refused.stdout == ""
-        assert "10000001" in refused.stderr and "at most 10000000" in refused.stderr
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert "--limit needs a whole number from 0 to 10000000, got '10000001'" in refused.stderr
         server.stop()
     finally:
         server.abandon()
@@ -419,10 +464,12 @@ def test_cpp_readme_example_runs(luxdb_server):
     example = os.path.join(os.path.dirname(cli_binary()), "luxdb-cpp-quickstart")
     if not os.access(example, os.X_OK):
         pytest.fail(f"{example} is not built (target luxdb-cpp-quickstart)", pytrace=False)
-    for _ in range(2):  # a second run replaces the example's index
-        result = subprocess.run([example, "127.0.0.1", str(luxdb_server.port)],
-                                capture_output=True, text=True, timeout=60,
-                                env=cli_environment())
+    # HOST PORT, then no arguments (the address from LUXDB_ADDRESS), which also shows that a
+    # second run replaces the example's index.
+    for args, extra in [(["127.0.0.1", str(luxdb_server.port)], {}),
+                        ([], {"LUXDB_ADDRESS": f"127.0.0.1:{luxdb_server.port}"})]:
+        result = subprocess.run([example, *args], capture_output=True, text=True, timeout=60,
+                                env={**cli_environment(), **extra})
         assert result.returncode == 0, result.stderr
         assert "query 0: nearest id 1000 at distance 0" in result.stdout
         assert "query 1: nearest id 1001 at distance 0" in result.stdout

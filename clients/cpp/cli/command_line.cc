@@ -11,6 +11,7 @@
 #include "auth/token.h"
 #include "cli/attributes_json.h"
 #include "cli/id_list.h"
+#include "engine/limits.h"
 
 namespace luxdb::cli {
 
@@ -24,13 +25,16 @@ Commands:
                                         create an empty index of D-dimensional vectors
   init NAME --max-elements N [--m M] [--ef-construction E]
                                         give an index its capacity and graph parameters
+                                        (M default 16, E default 200)
   add NAME FILE [--ids-from N] [--batch B] [--attributes JSONL]
                                         add the vectors of FILE; row i gets id N + i
                                         (N defaults to 0), sent B rows per call, and
                                         the attributes on line i + 1 of JSONL (below)
   query NAME FILE -k K [--ef E] [--json] [--batch B] [--filter JSON]
                                         the K nearest neighbours of each row of FILE
-                                        (among the items that pass the filter, below)
+                                        (among the items that pass the filter, below);
+                                        K up to 10000, E (default: the index's, set-ef)
+                                        up to 100000
   get NAME IDS [--json] [--with-attributes]
                                         the vectors of IDS (and their attributes)
   ids NAME [--json] [--limit N] [--start-after ID]
@@ -75,10 +79,13 @@ numbers; an array attribute matches if any of its values does; an item without t
 fails every test but "exists": false.
 
 Options:
-  --host H          server address (default 127.0.0.1)
-  --port P          server port (default 8484)
-  --secret S        the server's shared secret (default: $LUXDB_SECRET); visible to other
-                    users in the process list, so prefer LUXDB_SECRET or --secret-file
+  --address H:P     the server's address, host:port or [IPv6]:port (default:
+                    $LUXDB_ADDRESS, else $LUXDB_HOST and $LUXDB_PORT, else 127.0.0.1:8484)
+  --host H          the server's host alone (default as for --address: 127.0.0.1)
+  --port P          the server's port alone (default as for --address: 8484)
+  --secret S        the server's shared secret (default: $LUXDB_SECRET, else the file
+                    $LUXDB_SECRET_FILE names); visible to other users in the process list,
+                    so prefer LUXDB_SECRET or --secret-file
   --secret-file F   read the secret from file F (e.g. a server's data/secret)
   --tls-ca FILE     connect with TLS, verifying the server's certificate against FILE (PEM)
   --tls-cert FILE, --tls-key FILE
@@ -87,7 +94,10 @@ Options:
   --timeout S       give up on any call after S seconds (default: connect 10 s, calls none;
                     health 5 s)
   -h, --help        this help
-LUXDB_SALT and KDF_ITERATIONS, if the server sets them, must be set alike here.
+  --version         print luxdb's version
+LUXDB_SALT and KDF_ITERATIONS, if the server sets them, must be set alike here. LUXDB_ADDRESS
+together with LUXDB_HOST or LUXDB_PORT, or LUXDB_SECRET together with LUXDB_SECRET_FILE, is a
+usage error: set one.
 
 ids fetches the ids a page at a time and prints them as they come. --limit and
 --start-after fetch one page only: the ids above ID (default: from the smallest), at most N
@@ -104,8 +114,13 @@ health calls grpc.health.v1.Health/Check for service S (default "": the whole se
 SERVICE_UNKNOWN. It needs no secret (the health service is open); it exits 0 only when
 SERVING, so it serves as a container health check: luxdb health --port 8484
 
-Exit status: 0 on success, 1 on a file, connection or server error, 2 on a usage error.
+Exit status: 0 on success, 1 on a file (a --secret-file or LUXDB_SECRET_FILE that cannot be
+read too), connection or server error, 2 on a usage error (a malformed LUXDB_* variable too).
 )usage";
+
+// kUsage spells these out; a change to one must change the text too.
+static_assert(engine::kMaxK == 10000 && engine::kMaxEf == 100000);
+static_assert(engine::kDefaultM == 16 && engine::kDefaultEfConstruction == 200);
 
 namespace {
 
@@ -118,6 +133,7 @@ struct OptionSpec {
 
 const std::vector<OptionSpec>& Options() {
   static const auto* options = new std::vector<OptionSpec>{
+      {"--address", true, {}},
       {"--host", true, {}},
       {"--port", true, {}},
       {"--secret", true, {}},
@@ -265,7 +281,16 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       inv.options[name] = value;
       continue;
     }
-    if (name == "--host") {
+    if (name == "--address") {
+      if (given.contains("--host") || given.contains("--port")) {
+        return Usage("--address and --host/--port contradict; give one");
+      }
+      absl::StatusOr<std::pair<std::string, int>> address =
+          client::ParseAddress(value, "--address");
+      if (!address.ok()) return Usage(address.status().message());
+      inv.connect.host = address->first;
+      inv.connect.port = address->second;
+    } else if (name == "--host") {
       if (value.empty()) return Usage("--host is empty");
       inv.connect.host = value;
     } else if (name == "--port") {
@@ -302,29 +327,41 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   if (inv.command == "health") {
     // The health service is open: no secret, no key derivation (any secret option
     // given is ignored), a short default deadline.
+    absl::StatusOr<ConnectOptions> addressed = client::AddressFromEnvironment(inv.connect);
+    if (!addressed.ok()) return Usage(addressed.status().message());
+    inv.connect = *std::move(addressed);
     if (!given.contains("--timeout")) inv.connect.call_timeout = kHealthTimeout;
     if (const auto service = given.find("--service"); service != given.end()) {
       inv.service = service->second;
     }
     return inv;
   }
-  // The secret: --secret, else --secret-file, else LUXDB_SECRET.
+  // The secret: --secret, else --secret-file, else LUXDB_SECRET, else LUXDB_SECRET_FILE.
+  // A secret file that cannot be read is a file error (its own code, not INVALID_ARGUMENT).
+  if (given.contains("--secret") && given.contains("--secret-file")) {
+    return Usage("--secret and --secret-file contradict; give one");
+  }
   if (given.contains("--secret")) {
     inv.connect.secret = given["--secret"];
     if (inv.connect.secret.empty()) return Usage("--secret is empty");
   } else if (given.contains("--secret-file")) {
     absl::StatusOr<std::string> secret = auth::ReadSecretFile(given["--secret-file"]);
-    if (!secret.ok()) return Usage(secret.status().message());
+    if (!secret.ok()) {
+      return absl::Status(secret.status().code() == absl::StatusCode::kInvalidArgument
+                              ? absl::StatusCode::kFailedPrecondition
+                              : secret.status().code(),
+                          absl::StrCat("--secret-file: ", secret.status().message()));
+    }
     inv.connect.secret = *secret;
   }
   absl::StatusOr<ConnectOptions> resolved = client::WithEnvironment(inv.connect);
-  if (!resolved.ok()) return Usage(resolved.status().message());
+  if (!resolved.ok()) return resolved.status();
   inv.connect = *std::move(resolved);
   if (inv.connect.secret.empty() && !(inv.connect.insecure && inv.command != "token")) {
     return Usage(inv.command == "token"
-                     ? "no secret: use --secret, --secret-file or LUXDB_SECRET"
-                     : "no secret: use --secret, --secret-file or LUXDB_SECRET (or --insecure "
-                       "for a server run with --insecure)");
+                     ? "no secret: use --secret, --secret-file, LUXDB_SECRET or LUXDB_SECRET_FILE"
+                     : "no secret: use --secret, --secret-file, LUXDB_SECRET or "
+                       "LUXDB_SECRET_FILE (or --insecure for a server run with --insecure)");
   }
 
   // Command options and operands.
@@ -348,22 +385,24 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     inv.space = *parsed;
     absl::StatusOr<std::string> dim = require("--dim");
     if (!dim.ok()) return dim.status();
-    absl::StatusOr<uint32_t> d = ParseNumber<uint32_t>("--dim", *dim, 1, UINT32_MAX);
+    absl::StatusOr<uint32_t> d = ParseNumber<uint32_t>("--dim", *dim, 1, engine::kMaxDimension);
     if (!d.ok()) return d.status();
     inv.dim = *d;
   } else if (inv.command == "init") {
     absl::StatusOr<std::string> max = require("--max-elements");
     if (!max.ok()) return max.status();
-    absl::StatusOr<uint64_t> n = ParseNumber<uint64_t>("--max-elements", *max, 1, UINT64_MAX);
+    absl::StatusOr<uint64_t> n =
+        ParseNumber<uint64_t>("--max-elements", *max, 1, engine::kMaxElements);
     if (!n.ok()) return n.status();
     inv.init.max_elements = *n;
     if (const std::string* m = option("--m")) {
-      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--m", *m, 1, UINT32_MAX);
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--m", *m, 2, engine::kMaxM);
       if (!v.ok()) return v.status();
       inv.init.m = *v;
     }
     if (const std::string* e = option("--ef-construction")) {
-      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--ef-construction", *e, 1, UINT32_MAX);
+      absl::StatusOr<uint32_t> v =
+          ParseNumber<uint32_t>("--ef-construction", *e, 1, engine::kMaxEfConstruction);
       if (!v.ok()) return v.status();
       inv.init.ef_construction = *v;
     }
@@ -381,11 +420,11 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     if (inv.command == "query") {
       absl::StatusOr<std::string> k = require("-k");
       if (!k.ok()) return k.status();
-      absl::StatusOr<uint32_t> kv = ParseNumber<uint32_t>("-k", *k, 1, UINT32_MAX);
+      absl::StatusOr<uint32_t> kv = ParseNumber<uint32_t>("-k", *k, 1, engine::kMaxK);
       if (!kv.ok()) return kv.status();
       inv.k = *kv;
       if (const std::string* ef = option("--ef")) {
-        absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--ef", *ef, 1, UINT32_MAX);
+        absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--ef", *ef, 1, engine::kMaxEf);
         if (!v.ok()) return v.status();
         inv.ef = *v;
       }
@@ -405,7 +444,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     inv.with_attributes = option("--with-attributes") != nullptr;
   } else if (inv.command == "ids") {
     if (const std::string* limit = option("--limit")) {
-      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--limit", *limit, 0, UINT32_MAX);
+      absl::StatusOr<uint32_t> v =
+          ParseNumber<uint32_t>("--limit", *limit, 0, engine::kMaxIdsPerPage);
       if (!v.ok()) return v.status();
       inv.limit = *v;
     }
@@ -415,11 +455,12 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       inv.start_after = *v;
     }
   } else if (inv.command == "resize") {
-    absl::StatusOr<uint64_t> n = ParseNumber<uint64_t>("N", inv.operands[1], 1, UINT64_MAX);
+    absl::StatusOr<uint64_t> n =
+        ParseNumber<uint64_t>("N", inv.operands[1], 1, engine::kMaxElements);
     if (!n.ok()) return n.status();
     inv.number = *n;
   } else if (inv.command == "set-ef") {
-    absl::StatusOr<uint32_t> n = ParseNumber<uint32_t>("EF", inv.operands[1], 1, UINT32_MAX);
+    absl::StatusOr<uint32_t> n = ParseNumber<uint32_t>("EF", inv.operands[1], 1, engine::kMaxEf);
     if (!n.ok()) return n.status();
     inv.number = *n;
   } else if (inv.command == "token") {

@@ -33,6 +33,7 @@
 #include "grpcpp/client_context.h"
 #include "luxdb/client.h"
 #include "luxdb/connect.h"
+#include "luxdb/version.h"
 
 namespace luxdb::cli {
 namespace {
@@ -409,9 +410,7 @@ absl::Status RunToken(const Invocation& inv) {
 // the serving status; anything but SERVING is an error, so that the exit status tells.
 absl::Status RunHealth(const Invocation& inv) {
   using grpc::health::v1::HealthCheckResponse;
-  const std::string target = inv.connect.host.find(':') != std::string::npos
-                                 ? absl::StrCat("[", inv.connect.host, "]:", inv.connect.port)
-                                 : absl::StrCat(inv.connect.host, ":", inv.connect.port);
+  const std::string target = client::Target(inv.connect);
   ConnectOptions open = inv.connect;
   open.secret.clear();
   open.insecure = true;  // no token; TLS options still apply
@@ -547,6 +546,10 @@ int main(int argc, char** argv) {
       std::cout << luxdb::cli::kUsage;
       return 0;
     }
+    if (arg == "--version") {
+      std::cout << "luxdb " << LUXDB_VERSION << "\n";
+      return 0;
+    }
   }
   for (const std::string& arg : args) {
     if (arg == "--") break;
@@ -558,7 +561,12 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<luxdb::cli::Invocation> invocation = luxdb::cli::ParseCommandLine(args);
   if (!invocation.ok()) {
-    return luxdb::cli::Fail(luxdb::cli::kExitUsage, invocation.status().message());
+    // A malformed command line or LUXDB_* variable is a usage error; a secret file that
+    // cannot be read is a file error.
+    return luxdb::cli::Fail(invocation.status().code() == absl::StatusCode::kInvalidArgument
+                                ? luxdb::cli::kExitUsage
+                                : luxdb::cli::kExitError,
+                            invocation.status().message());
   }
   if (absl::Status s = luxdb::cli::Run(*invocation); !s.ok()) {
     return luxdb::cli::Fail(luxdb::cli::kExitError, s.message());

@@ -1,5 +1,7 @@
 // The README's C++ example: create an index, add 100 vectors, query two of them, read them
-// back. Usage: luxdb-cpp-quickstart [HOST [PORT]], with the secret in LUXDB_SECRET.
+// back. Usage: luxdb-cpp-quickstart [HOST:PORT | HOST [PORT]]; without them the address comes
+// from LUXDB_ADDRESS or LUXDB_HOST / LUXDB_PORT (else 127.0.0.1:8484), and the secret from
+// LUXDB_SECRET or LUXDB_SECRET_FILE.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -7,6 +9,8 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "luxdb/client.h"
@@ -17,10 +21,19 @@ int Fail(const absl::Status& status) {
 }
 
 int main(int argc, char** argv) {
-  luxdb::ConnectOptions options;
-  if (argc > 1) options.host = argv[1];
-  if (argc > 2) options.port = std::atoi(argv[2]);
-  // LUXDB_SECRET, and LUXDB_SALT / KDF_ITERATIONS if the server sets them.
+  luxdb::ConnectOptions options;  // host and port unset: from the environment, see above
+  if (argc == 2 && std::string_view(argv[1]).find(':') != std::string_view::npos) {
+    absl::StatusOr<std::pair<std::string, int>> address =
+        luxdb::client::ParseAddress(argv[1], "HOST:PORT");
+    if (!address.ok()) return Fail(address.status());
+    options.host = address->first;
+    options.port = address->second;
+  } else {
+    if (argc > 1) options.host = argv[1];
+    if (argc > 2) options.port = std::atoi(argv[2]);
+  }
+  // The address and secret the caller left unset, and LUXDB_SALT / KDF_ITERATIONS if the
+  // server sets them.
   absl::StatusOr<luxdb::ConnectOptions> env = luxdb::client::WithEnvironment(options);
   if (!env.ok()) return Fail(env.status());
 

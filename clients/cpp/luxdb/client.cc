@@ -190,12 +190,6 @@ std::optional<v1::Filter> ToProto(const Filter& filter) {
 constexpr size_t kSplitBytes = size_t{1} << 20;
 constexpr size_t kSplitInFlight = 3;
 
-std::string Target(const ConnectOptions& options) {
-  return options.host.find(':') != std::string::npos
-             ? absl::StrCat("[", options.host, "]:", options.port)
-             : absl::StrCat(options.host, ":", options.port);
-}
-
 }  // namespace
 
 const char* SpaceName(Space space) {

@@ -5,7 +5,10 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "auth/secret_file.h"
 #include "auth/token.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -59,17 +62,118 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view 
   return text.str();
 }
 
-}  // namespace
-
-absl::StatusOr<ConnectOptions> WithEnvironment(ConnectOptions options) {
+std::map<std::string, std::string> Environment() {
   std::map<std::string, std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     std::string text(*entry);
     const size_t eq = text.find('=');
     if (eq != std::string::npos) env.emplace(text.substr(0, eq), text.substr(eq + 1));
   }
-  if (options.secret.empty() && env.contains("LUXDB_SECRET")) {
-    options.secret = env["LUXDB_SECRET"];
+  return env;
+}
+
+absl::StatusOr<int> ParsePort(absl::string_view text, absl::string_view what) {
+  int port = 0;
+  if (text.empty() || text[0] == '+' || text[0] == '-' || !absl::SimpleAtoi(text, &port) ||
+      port < 1 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " needs a port from 1 to 65535, got '", text, "'"));
+  }
+  return port;
+}
+
+}  // namespace
+
+absl::StatusOr<std::pair<std::string, int>> ParseAddress(absl::string_view text,
+                                                         absl::string_view what) {
+  absl::string_view host;
+  absl::string_view port;
+  if (absl::StartsWith(text, "[")) {  // [v6]:port
+    const size_t close = text.find(']');
+    if (close == absl::string_view::npos || text.substr(close + 1, 1) != ":") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " must be HOST:PORT or [IPv6]:PORT, got '", text, "'"));
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == absl::string_view::npos || text.find(':') != colon) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " must be HOST:PORT or [IPv6]:PORT, got '", text, "'"));
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has no host: '", text, "'"));
+  }
+  absl::StatusOr<int> number = ParsePort(port, what);
+  if (!number.ok()) return number.status();
+  return std::make_pair(std::string(host), *number);
+}
+
+std::string Target(const ConnectOptions& options) {
+  const std::string host = options.host.empty() ? kDefaultHost : options.host;
+  const int port = options.port == 0 ? kDefaultPort : options.port;
+  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
+                                             : absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options) {
+  const std::map<std::string, std::string> env = Environment();
+  const auto address = env.find("LUXDB_ADDRESS");
+  const auto host = env.find("LUXDB_HOST");
+  const auto port = env.find("LUXDB_PORT");
+  if (address != env.end() && (host != env.end() || port != env.end())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LUXDB_ADDRESS ('", address->second, "') and ",
+                     host != env.end() ? absl::StrCat("LUXDB_HOST ('", host->second, "')")
+                                       : absl::StrCat("LUXDB_PORT ('", port->second, "')"),
+                     " contradict; set one"));
+  }
+  if (address != env.end()) {
+    absl::StatusOr<std::pair<std::string, int>> parsed =
+        ParseAddress(address->second, "LUXDB_ADDRESS");
+    if (!parsed.ok()) return parsed.status();
+    if (options.host.empty()) options.host = parsed->first;
+    if (options.port == 0) options.port = parsed->second;
+    return options;
+  }
+  if (host != env.end() && options.host.empty()) {
+    if (host->second.empty()) return absl::InvalidArgumentError("LUXDB_HOST is empty");
+    options.host = host->second;
+  }
+  if (port != env.end() && options.port == 0) {
+    absl::StatusOr<int> parsed = ParsePort(port->second, "LUXDB_PORT");
+    if (!parsed.ok()) return parsed.status();
+    options.port = *parsed;
+  }
+  return options;
+}
+
+absl::StatusOr<ConnectOptions> WithEnvironment(ConnectOptions options) {
+  absl::StatusOr<ConnectOptions> addressed = AddressFromEnvironment(std::move(options));
+  if (!addressed.ok()) return addressed.status();
+  options = *std::move(addressed);
+  std::map<std::string, std::string> env = Environment();
+  if (options.secret.empty()) {
+    const auto secret = env.find("LUXDB_SECRET");
+    const auto file = env.find("LUXDB_SECRET_FILE");
+    if (secret != env.end() && file != env.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("LUXDB_SECRET and LUXDB_SECRET_FILE ('",
+                                                     file->second, "') contradict; set one"));
+    }
+    if (secret != env.end()) {
+      options.secret = secret->second;
+    } else if (file != env.end()) {
+      absl::StatusOr<std::string> read = auth::ReadSecretFile(file->second);
+      if (!read.ok()) {
+        return absl::Status(read.status().code(),
+                            absl::StrCat("LUXDB_SECRET_FILE: ", read.status().message()));
+      }
+      options.secret = *std::move(read);
+    }
   }
   absl::StatusOr<auth::KdfParams> kdf = auth::KdfParamsFromEnvironment(env);
   if (!kdf.ok()) return kdf.status();
@@ -98,16 +202,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectOptions& opt
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
-  const std::string target = options.host.find(':') != std::string::npos
-                                 ? absl::StrCat("[", options.host, "]:", options.port)
-                                 : absl::StrCat(options.host, ":", options.port);
+  const std::string target = Target(options);
   if (options.insecure && options.secret.empty()) {
     return grpc::CreateCustomChannel(target, credentials, args);
   }
   if (options.secret.empty()) {
     return absl::InvalidArgumentError(
-        "no secret: pass the server's secret (--secret or LUXDB_SECRET), or use --insecure for "
-        "a server run with --insecure");
+        "no secret: pass the server's secret (--secret, --secret-file, LUXDB_SECRET or "
+        "LUXDB_SECRET_FILE), or use --insecure for a server run with --insecure");
   }
   absl::StatusOr<auth::Key> key = auth::DeriveKey(options.secret, options.kdf);
   if (!key.ok()) return key.status();

@@ -5,16 +5,25 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "auth/key.h"
 
 namespace luxdb::client {
 
+inline constexpr char kDefaultHost[] = "127.0.0.1";
+inline constexpr int kDefaultPort = 8484;
+
 struct ConnectOptions {
-  std::string host = "127.0.0.1";
-  int port = 8484;
-  // The server's shared secret. Empty with `insecure` for a server run with --insecure.
+  // The server's address. Left empty (host) or 0 (port), WithEnvironment takes it from
+  // LUXDB_ADDRESS ("host:port") or LUXDB_HOST / LUXDB_PORT, and what is still unset is
+  // kDefaultHost / kDefaultPort (127.0.0.1:8484).
+  std::string host;
+  int port = 0;
+  // The server's shared secret. Empty with `insecure` for a server run with --insecure; left
+  // empty, WithEnvironment reads LUXDB_SECRET, or the file LUXDB_SECRET_FILE names.
   std::string secret;
   bool insecure = false;
   auth::KdfParams kdf;  // must match the server's LUXDB_SALT and KDF_ITERATIONS
@@ -31,8 +40,31 @@ struct ConnectOptions {
   std::chrono::milliseconds call_timeout{0};
 };
 
-// Reads LUXDB_SECRET, LUXDB_SALT / LUXBD_SALT and KDF_ITERATIONS from the environment into a
-// copy of `options` where its fields are unset. INVALID_ARGUMENT for a bad KDF_ITERATIONS.
+// The convention of every LuxDB tool (server, CLI, C++ and Python clients, examples):
+//   address: what the caller gives (host, port) wins; what it leaves unset comes from
+//            LUXDB_ADDRESS ("host:port", "[v6]:port"), else LUXDB_HOST / LUXDB_PORT, else
+//            127.0.0.1:8484. LUXDB_ADDRESS together with LUXDB_HOST or LUXDB_PORT contradict.
+//   secret:  what the caller gives (a secret, or a --secret-file it read) wins; else
+//            LUXDB_SECRET, else the file LUXDB_SECRET_FILE names; both set contradict.
+
+// `options` with its unset host and port taken from the environment as above (not the
+// defaults: Target applies those). INVALID_ARGUMENT naming the variable for a malformed value
+// or a contradiction.
+absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options);
+
+// AddressFromEnvironment, then the secret (as above) and LUXDB_SALT / LUXBD_SALT and
+// KDF_ITERATIONS from the environment into a copy of `options` where its fields are unset.
+// INVALID_ARGUMENT for a malformed or contradictory variable; the error of reading the file
+// for an unreadable or empty LUXDB_SECRET_FILE (NOT_FOUND, FAILED_PRECONDITION, ...).
 absl::StatusOr<ConnectOptions> WithEnvironment(ConnectOptions options);
+
+// "host:port" or "[v6]:port" into host and port (1..65535); INVALID_ARGUMENT naming `what`
+// (e.g. "LUXDB_ADDRESS" or "--address") and the text.
+absl::StatusOr<std::pair<std::string, int>> ParseAddress(absl::string_view text,
+                                                         absl::string_view what);
+
+// The gRPC target of `options`, "host:port" ("[v6]:port"), with the defaults for what is
+// unset.
+std::string Target(const ConnectOptions& options);
 
 }  // namespace luxdb::client
