@@ -33,6 +33,7 @@ cache_value() {
 }
 cxx=$(cache_value CMAKE_CXX_COMPILER)
 launcher=$(cache_value CMAKE_CXX_COMPILER_LAUNCHER)
+libdir=$(cache_value CMAKE_INSTALL_LIBDIR)  # GNUInstallDirs: lib, or lib/<arch> for /usr
 version=$(head -n 1 "$source_dir/VERSION")
 quickstart_source=$source_dir/clients/cpp/examples/quickstart.cc
 
@@ -78,10 +79,10 @@ run_logged "$work/install.log" timeout --kill-after=10 300 cmake --install "$bui
 installed_bin=$(cd "$prefix/bin" && printf '%s ' *)
 [ "$installed_bin" = "luxdb luxdb-server " ] ||
   fail "$prefix/bin holds '$installed_bin', expected exactly luxdb and luxdb-server"
-[ -f "$prefix/lib/cmake/luxdb/luxdbConfig.cmake" ] ||
-  fail "no $prefix/lib/cmake/luxdb/luxdbConfig.cmake"
-pc_file=$(find "$prefix" -path '*/pkgconfig/luxdb.pc' | head -n 1)
-[ -n "$pc_file" ] || fail "no pkgconfig/luxdb.pc under $prefix"
+cmake_dir=$prefix/${libdir:-lib}/cmake/luxdb
+pc_file=$prefix/${libdir:-lib}/pkgconfig/luxdb.pc
+[ -f "$cmake_dir/luxdbConfig.cmake" ] || fail "no $cmake_dir/luxdbConfig.cmake"
+[ -f "$pc_file" ] || fail "no $pc_file"
 
 echo "== find_package(luxdb CONFIG) in tests/install/cpp-project"
 configure_args=(-S "$source_dir/tests/install/cpp-project" -B "$work/cmake-build"
@@ -89,9 +90,9 @@ configure_args=(-S "$source_dir/tests/install/cpp-project" -B "$work/cmake-build
   -DLUXDB_QUICKSTART="$quickstart_source")
 [ -z "$launcher" ] || configure_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher")
 run_logged "$work/cmake-configure.log" timeout --kill-after=10 300 cmake "${configure_args[@]}"
-grep -qF -- "-- luxdb $version from $prefix/lib/cmake/luxdb" "$work/cmake-configure.log" || {
+grep -qxF -- "-- luxdb $version from $cmake_dir" "$work/cmake-configure.log" || {
   cat "$work/cmake-configure.log" >&2
-  fail "find_package(luxdb) did not report version $version from $prefix/lib/cmake/luxdb"
+  fail "find_package(luxdb) did not report version $version from $cmake_dir"
 }
 run_logged "$work/cmake-build.log" timeout --kill-after=10 600 \
   cmake --build "$work/cmake-build" -j 2 --verbose
