@@ -34,7 +34,9 @@ delete process.env.LUXDB_SALT;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // The environment the example script runs in: this one without the LuxDB settings it reads.
-const SETTINGS = ["ADDRESS", "HOST", "PORT", "SECRET", "SECRET_FILE", "PROTO"].map((s) => `LUXDB_${s}`);
+const SETTINGS = ["ADDRESS", "HOST", "PORT", "SECRET", "SECRET_FILE", "PROTO"].map(
+  (name) => `LUXDB_${name}`,
+);
 const baseEnv = Object.fromEntries(
   Object.entries(process.env).filter(([name]) => !SETTINGS.includes(name)),
 );
@@ -319,7 +321,7 @@ describe("Node example against luxdb-server", () => {
     assertExampleOutput(await runScript(EXAMPLE, { LUXDB_SECRET: SECRET }, [server.address]));
   });
 
-  it("runs copied out of the repository (LUXDB_PROTO, LUXDB_HOST/PORT, LUXDB_SECRET_FILE)", async () => {
+  it("runs outside the repository (LUXDB_PROTO, LUXDB_HOST/PORT, LUXDB_SECRET_FILE)", async () => {
     // A project of its own: the example and its two packages (linked, as npm would install
     // them), but no proto/ two directories up.
     const project = mkdtempSync(join(tmpdir(), "luxdb-node-project-"));

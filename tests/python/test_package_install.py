@@ -66,7 +66,8 @@ def user_environment(**extra):
     """The environment of a user's shell: no PYTHONPATH (CTest's points at build/python)."""
     env = {k: v for k, v in server_environment().items()
            if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", **extra)
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PIP_NO_CACHE_DIR="1",
+               **extra)
     return env
 
 
