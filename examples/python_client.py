@@ -1,11 +1,15 @@
 """LuxDB's Python clients: luxdb.client (asyncio) and luxdb.sync_client (blocking).
 
-Against a server started with ./run.sh, which keeps its generated secret in data/secret:
-    LUXDB_SECRET=$(cat data/secret) PYTHONPATH=build/python /usr/bin/python3 examples/python_client.py
-Optional arguments: HOST PORT.
+Install the package once (README, "Python client"), then run this against a server started
+with ./run.sh, which keeps its generated secret in data/secret:
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install --no-build-isolation ./clients/python
+    LUXDB_SECRET_FILE=data/secret .venv/bin/python examples/python_client.py
+The server is LUXDB_ADDRESS (or LUXDB_HOST / LUXDB_PORT), 127.0.0.1:8484 by default, or the
+optional argument HOST:PORT; the secret LUXDB_SECRET or LUXDB_SECRET_FILE (README,
+"Connecting: address and secret").
 """
 import asyncio
-import os
 import sys
 
 import numpy as np
@@ -14,13 +18,14 @@ import luxdb.client
 import luxdb.sync_client
 from luxdb.exceptions import IndexDoesNotExistException
 
-host, port = (sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2 else ("127.0.0.1", 8484)
-secret = os.environ["LUXDB_SECRET"]
+if len(sys.argv) > 2:
+    sys.exit(f"usage: {sys.argv[0]} [HOST:PORT]")
+address = sys.argv[1] if len(sys.argv) > 1 else None  # None: from the environment
 vectors = np.random.default_rng(7).random((1000, 16), dtype=np.float32)
 
 
 async def main():
-    async with luxdb.client.connect(host, port, secret) as client:
+    async with luxdb.client.connect(address=address) as client:
         if await client.index_exists("example"):
             await client.delete_index("example")
         await client.create_index("example", "cosine", 16)
@@ -40,7 +45,7 @@ async def main():
 
 asyncio.run(main())
 
-with luxdb.sync_client.connect(host, port, secret) as client:
+with luxdb.sync_client.connect(address=address) as client:
     print("count:", client.count("example"), "info:", client.info("example"))
     print("vector 0 starts", client.get_items("example", [0])[0, :3])
     print("attributes:", client.get_items("example", [7, 8], with_attributes=True)[1])

@@ -1,22 +1,28 @@
-"""LuxDB quick start: create an index, add vectors, query them and read them back.
+"""LuxDB quick start: create an index, add vectors, query them and read them back, over plain
+gRPC with the stubs generated from proto/ and the call tokens of luxdb.auth.
 
-Run against a server started with ./run.sh (another terminal), which keeps its generated
-secret in data/secret:
-    LUXDB_SECRET=$(cat data/secret) PYTHONPATH=build/python /usr/bin/python3 examples/quickstart.py
-An optional argument names another HOST:PORT.
+Install the package once (README, "Python client"), then run this against a server started
+with ./run.sh (another terminal), which keeps its generated secret in data/secret:
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install --no-build-isolation ./clients/python
+    LUXDB_SECRET_FILE=data/secret .venv/bin/python examples/quickstart.py
+The server and the secret are found as the clients' connect() finds them (README,
+"Connecting: address and secret"): the optional argument HOST:PORT, else LUXDB_ADDRESS (or
+LUXDB_HOST / LUXDB_PORT), else 127.0.0.1:8484; LUXDB_SECRET or LUXDB_SECRET_FILE.
 """
-import os
 import sys
 
 import grpc
 import numpy as np
-from luxdb import auth
+from luxdb import auth, settings
 from luxdb.v1 import luxdb_pb2 as pb
 from luxdb.v1 import luxdb_pb2_grpc as pb_grpc
 
-address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8484"
-key = auth.derive_key(os.environ["LUXDB_SECRET"])  # once; every call then carries a token
-channel = grpc.intercept_channel(grpc.insecure_channel(address), auth.TokenInterceptor(key))
+if len(sys.argv) > 2:
+    sys.exit(f"usage: {sys.argv[0]} [HOST:PORT]")
+address = settings.resolve_address(address=sys.argv[1] if len(sys.argv) > 1 else None)
+key = auth.derive_key(settings.resolve_secret())  # once; every call then carries a token
+channel = grpc.intercept_channel(grpc.insecure_channel(str(address)), auth.TokenInterceptor(key))
 db = pb_grpc.LuxDBStub(channel)
 
 name = "quickstart"

@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev llvm  # fuzz/: clang, its libFuzzer runtime, llvm-symbolizer
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio
   python3-hnswlib
+  python3-venv python3-setuptools python3-wheel  # pip install ./clients/python into a venv
   dataset-fashion-mnist
 )
 # Node.js and npm run the Node example's tests (clients/node). Debian's are installed only when

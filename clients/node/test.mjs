@@ -2,15 +2,26 @@
 // free loopback port: `node --test test.mjs`, or CTest's node_tests through run-tests.sh.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import grpc from "@grpc/grpc-js";
-import { LuxDB, connect, deriveKey, mintToken, runExample, runFilterExample } from "./example.mjs";
+import {
+  LuxDB,
+  REPOSITORY_PROTO,
+  connect,
+  deriveKey,
+  mintToken,
+  protoPath,
+  runExample,
+  runFilterExample,
+  serverAddress,
+  serverSecret,
+} from "./example.mjs";
 
 const SECRET = "luxdb-node-test-secret";
 // The default 2^18 PBKDF2 iterations cost ~0.2 s per derivation; both sides use 1000 here.
@@ -22,6 +33,90 @@ process.env.KDF_ITERATIONS = KDF_ITERATIONS;
 delete process.env.LUXDB_SALT;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// The environment the example script runs in: this one without the LuxDB settings it reads.
+const SETTINGS = ["ADDRESS", "HOST", "PORT", "SECRET", "SECRET_FILE", "PROTO"].map(
+  (name) => `LUXDB_${name}`,
+);
+const baseEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => !SETTINGS.includes(name)),
+);
+const EXAMPLE = fileURLToPath(new URL("./example.mjs", import.meta.url));
+
+// Runs the example script `script` with `env` added to baseEnv; resolves to
+// { code, stdout, stderr } whatever its exit code.
+function runScript(script, env, args = []) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [script, ...args],
+      { env: { ...baseEnv, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
+    );
+  });
+}
+
+function assertExampleOutput({ code, stdout, stderr }) {
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /nearest ids: \[ \[ '10', '40' \], \[ '30', '20' \] \]/);
+  assert.match(stdout, /squared L2 distances: \[ \[ 0\.02, 0\.82 \], \[ 0\.05, 1\.45 \] \]/);
+  assert.match(stdout, /filtered ids: \[ '1', '4', '18446744073709551615' \]/);
+}
+
+describe("the example's settings (no server)", () => {
+  it("finds the server as every LuxDB tool does", () => {
+    assert.equal(serverAddress(undefined, {}), "127.0.0.1:8484");
+    assert.equal(serverAddress(undefined, { LUXDB_ADDRESS: "db:9000" }), "db:9000");
+    assert.equal(serverAddress(undefined, { LUXDB_ADDRESS: "[::1]:9000" }), "[::1]:9000");
+    assert.equal(serverAddress(undefined, { LUXDB_HOST: "db" }), "db:8484");
+    assert.equal(serverAddress(undefined, { LUXDB_PORT: "9001" }), "127.0.0.1:9001");
+    assert.equal(serverAddress(undefined, { LUXDB_HOST: "::1", LUXDB_PORT: "7" }), "[::1]:7");
+    assert.equal(serverAddress(undefined, { LUXDB_ADDRESS: "", LUXDB_HOST: "db" }), "db:8484");
+    assert.equal(serverAddress("h:1", { LUXDB_ADDRESS: "db:9000", LUXDB_HOST: "x" }), "h:1");
+  });
+
+  it("refuses a bad or contradictory address, naming it", () => {
+    const refused = (env, pattern, address) =>
+      assert.throws(() => serverAddress(address, env), { message: pattern });
+    refused({ LUXDB_ADDRESS: "db:1", LUXDB_PORT: "2" }, /LUXDB_ADDRESS=db:1 and LUXDB_PORT/);
+    refused({ LUXDB_ADDRESS: "db:1", LUXDB_HOST: "h" }, /LUXDB_ADDRESS=db:1 and LUXDB_HOST/);
+    refused({ LUXDB_ADDRESS: "db" }, /LUXDB_ADDRESS=db has no port/);
+    refused({ LUXDB_ADDRESS: "::1" }, /LUXDB_ADDRESS=::1 has no port/);
+    refused({ LUXDB_PORT: "0" }, /LUXDB_PORT=0 is not a port/);
+    refused({ LUXDB_PORT: "65536" }, /LUXDB_PORT=65536 is not a port/);
+    refused({ LUXDB_ADDRESS: "db:http" }, /LUXDB_ADDRESS=db:http: http is not a port/);
+    refused({}, /HOST:PORT=db has no port/, "db");
+  });
+
+  it("reads the secret from LUXDB_SECRET or LUXDB_SECRET_FILE, not both", () => {
+    const dir = mkdtempSync(join(tmpdir(), "luxdb-node-secret-"));
+    try {
+      const file = join(dir, "secret");
+      writeFileSync(file, "  s3cret\n");
+      assert.equal(serverSecret({ LUXDB_SECRET: "x" }), "x");
+      assert.equal(serverSecret({ LUXDB_SECRET_FILE: file }).toString(), "s3cret");
+      assert.throws(() => serverSecret({ LUXDB_SECRET: "x", LUXDB_SECRET_FILE: file }), {
+        message: /LUXDB_SECRET and LUXDB_SECRET_FILE=.* are both set/,
+      });
+      assert.throws(() => serverSecret({}), { message: /no secret/ });
+      const missing = join(dir, "missing");
+      assert.throws(() => serverSecret({ LUXDB_SECRET_FILE: missing }), {
+        message: new RegExp(`cannot read the secret file LUXDB_SECRET_FILE=${missing}: ENOENT`),
+      });
+      writeFileSync(file, "\n");
+      assert.throws(() => serverSecret({ LUXDB_SECRET_FILE: file }), { message: /is empty/ });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("takes luxdb.proto from LUXDB_PROTO, else from the repository beside it", () => {
+    assert.equal(protoPath({}), REPOSITORY_PROTO);
+    assert.equal(protoPath({ LUXDB_PROTO: REPOSITORY_PROTO }), REPOSITORY_PROTO);
+    assert.throws(() => protoPath({ LUXDB_PROTO: "/nonexistent/luxdb.proto" }), {
+      message: /LUXDB_PROTO=\/nonexistent\/luxdb.proto does not exist/,
+    });
+  });
+});
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -220,14 +315,53 @@ describe("Node example against luxdb-server", () => {
   });
 
   it("runs as a script (LUXDB_ADDRESS, LUXDB_SECRET); a rerun recreates the index", async () => {
-    const script = fileURLToPath(new URL("./example.mjs", import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, [script], {
-      env: { ...process.env, LUXDB_ADDRESS: server.address, LUXDB_SECRET: SECRET },
-      timeout: 60_000,
-    });
-    assert.match(stdout, /nearest ids: \[ \[ '10', '40' \], \[ '30', '20' \] \]/);
-    assert.match(stdout, /squared L2 distances: \[ \[ 0\.02, 0\.82 \], \[ 0\.05, 1\.45 \] \]/);
-    assert.match(stdout, /filtered ids: \[ '1', '4', '18446744073709551615' \]/);
+    assertExampleOutput(
+      await runScript(EXAMPLE, { LUXDB_ADDRESS: server.address, LUXDB_SECRET: SECRET }),
+    );
+    assertExampleOutput(await runScript(EXAMPLE, { LUXDB_SECRET: SECRET }, [server.address]));
+  });
+
+  it("runs outside the repository (LUXDB_PROTO, LUXDB_HOST/PORT, LUXDB_SECRET_FILE)", async () => {
+    // A project of its own: the example and its two packages (linked, as npm would install
+    // them), but no proto/ two directories up.
+    const project = mkdtempSync(join(tmpdir(), "luxdb-node-project-"));
+    try {
+      const script = join(project, "example.mjs");
+      copyFileSync(EXAMPLE, script);
+      const modules = fileURLToPath(new URL("./node_modules", import.meta.url));
+      symlinkSync(modules, join(project, "node_modules"));
+      const secretFile = join(project, "secret");
+      writeFileSync(secretFile, `${SECRET}\n`);
+      const settings = {
+        LUXDB_HOST: "127.0.0.1",
+        LUXDB_PORT: String(server.port),
+        LUXDB_SECRET_FILE: secretFile,
+      };
+      assertExampleOutput(await runScript(script, { ...settings, LUXDB_PROTO: REPOSITORY_PROTO }));
+
+      // Without LUXDB_PROTO the copy cannot find the definition: a one-line error naming
+      // both places, no stack trace.
+      const lost = await runScript(script, settings);
+      assert.equal(lost.code, 2, lost.stderr);
+      assert.match(lost.stderr, /^example.mjs: cannot find luxdb.proto: LUXDB_PROTO is not set/);
+      const relative = resolvePath(project, "../../proto/luxdb/v1/luxdb.proto");
+      assert.ok(lost.stderr.includes(relative), lost.stderr);
+      assert.equal(lost.stderr.trim().split("\n").length, 1, lost.stderr);
+      const wrong = await runScript(script, { ...settings, LUXDB_PROTO: join(project, "x.proto") });
+      assert.equal(wrong.code, 2, wrong.stderr);
+      assert.match(wrong.stderr, /LUXDB_PROTO=.*x\.proto does not exist/);
+
+      // Contradictory settings stop it before it connects, naming both variables.
+      const both = await runScript(script, {
+        ...settings,
+        LUXDB_PROTO: REPOSITORY_PROTO,
+        LUXDB_ADDRESS: server.address,
+      });
+      assert.equal(both.code, 2, both.stderr);
+      assert.match(both.stderr, /LUXDB_ADDRESS=.* and LUXDB_HOST and LUXDB_PORT contradict/);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it("is refused with UNAUTHENTICATED under a wrong secret, and nothing is created", async () => {

@@ -121,6 +121,8 @@ async def add_query_read_delete(db):
     np.testing.assert_array_equal(items, POINTS[[4, 0]])
     np.testing.assert_array_equal(await db.get_items("pts", np.uint64(12)), POINTS[[2]])
     assert (await db.get_items("pts", [])).shape == (0, 4)
+    # The original client's name for get_items.
+    np.testing.assert_array_equal(await db.get_elements("pts", [11, 13]), POINTS[[1, 3]])
 
     ids = await db.get_ids("pts")
     assert ids.dtype == np.uint64 and ids.tolist() == [10, 11, 12, 13, 14]

@@ -40,12 +40,21 @@ TEST_KDF_ITERATIONS = 1000
 _TEST_KEY = auth.derive_key(TEST_SECRET, auth.DEFAULT_SALT, TEST_KDF_ITERATIONS)
 
 
+# Where LuxDB's tools look for the server and the secret (README, "Connecting: address and
+# secret").
+CONNECTION_VARIABLES = ("LUXDB_ADDRESS", "LUXDB_HOST", "LUXDB_PORT", "LUXDB_SECRET",
+                        "LUXDB_SECRET_FILE")
+
+
 def server_environment():
     """The environment luxdb-server (and its import mode) runs with in these tests."""
     env = dict(os.environ)
     env["KDF_ITERATIONS"] = str(TEST_KDF_ITERATIONS)
     env.pop("LUXDB_SALT", None)
     env.pop("LUXBD_SALT", None)
+    # The tests give addresses and secrets explicitly: none of the caller's may add to them.
+    for name in CONNECTION_VARIABLES:
+        env.pop(name, None)
     return env
 STOP_TIMEOUT_S = 30
 

@@ -115,15 +115,26 @@ async def test_plain_grpc_aio_with_token_interceptor(luxdb_server):
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def untyped_signature(function):
+    """inspect.signature(function) without its annotations, as a str."""
+    signature = inspect.signature(function)
+    return str(signature.replace(
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=signature.empty))
+
+
 def test_methods_are_coroutine_functions_with_the_original_signatures():
     assert inspect.iscoroutinefunction(luxdb.client.Client.query_index)
     assert inspect.iscoroutinefunction(luxdb.client.Client.connect)
-    assert str(inspect.signature(luxdb.client.Client.init_index)) == \
+    assert untyped_signature(luxdb.client.Client.init_index) == \
         "(self, name, max_elements, ef_construction=200, M=16, random_seed=100)"
-    assert str(inspect.signature(luxdb.client.Client.query_index)) == \
+    assert untyped_signature(luxdb.client.Client.query_index) == \
         "(self, name, vector, k=1, *, filter=None)"
-    assert str(inspect.signature(luxdb.client.Client.add_items)) == \
+    assert untyped_signature(luxdb.client.Client.add_items) == \
         "(self, name, data, ids, attributes=None)"
+    assert untyped_signature(luxdb.client.Client.get_elements) == \
+        "(self, name, ids, with_attributes=False)"
+    assert inspect.iscoroutinefunction(luxdb.client.Client.get_elements)
     assert "k nearest" in luxdb.client.Client.query_index.__doc__
     assert inspect.iscoroutinefunction(luxdb.client.Client.set_attributes)
 

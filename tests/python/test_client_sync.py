@@ -51,7 +51,7 @@ def test_client_is_a_context_manager(client_args):
     assert not client.connected
 
 
-def test_wrong_secret_fails_at_connect(client_args):
+def test_wrong_secret_fails_at_connect(client_args, monkeypatch):
     host, port, _ = client_args
     client = luxdb.sync_client.SyncClient(host, port, "not-the-secret")
     with pytest.raises(RuntimeError, match="make sure your secret is correct") as info:
@@ -62,8 +62,14 @@ def test_wrong_secret_fails_at_connect(client_args):
     with pytest.raises(AuthenticationError):
         with luxdb.sync_client.connect(host, port, "not-the-secret"):
             pytest.fail("connected with a wrong secret")
+    # Without any secret the client refuses to start unless told the server is --insecure;
+    # then its calls carry no token, which this server refuses.
+    monkeypatch.delenv("LUXDB_SECRET", raising=False)
+    monkeypatch.delenv("LUXDB_SECRET_FILE", raising=False)
+    with pytest.raises(ValueError, match="no secret: .* insecure=True"):
+        luxdb.sync_client.SyncClient(host, port, None)
     with pytest.raises(AuthenticationError, match="missing 'authorization"):
-        luxdb.sync_client.SyncClient(host, port, None).connect()  # None: for --insecure
+        luxdb.sync_client.SyncClient(host, port, insecure=True).connect()
 
 
 def test_timeout_bounds_every_call(client_args):
@@ -116,7 +122,7 @@ def test_token_helpers_are_exported():
 def test_example_script_runs(client_args):
     host, port, secret = client_args
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE), host, str(port)], capture_output=True, text=True,
+        [sys.executable, str(EXAMPLE), f"{host}:{port}"], capture_output=True, text=True,
         timeout=60, env={**server_environment(), "LUXDB_SECRET": secret})
     assert result.returncode == 0, result.stderr
     assert "nearest: [[0, " in result.stdout and "], [1, " in result.stdout

@@ -67,7 +67,10 @@ std::map<std::string, std::string> Environment() {
   for (char** entry = environ; *entry != nullptr; ++entry) {
     std::string text(*entry);
     const size_t eq = text.find('=');
-    if (eq != std::string::npos) env.emplace(text.substr(0, eq), text.substr(eq + 1));
+    // A variable set to the empty string counts as unset, as in the Python clients.
+    if (eq != std::string::npos && eq + 1 < text.size()) {
+      env.emplace(text.substr(0, eq), text.substr(eq + 1));
+    }
   }
   return env;
 }
@@ -140,10 +143,7 @@ absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options) {
     if (options.port == 0) options.port = parsed->second;
     return options;
   }
-  if (host != env.end() && options.host.empty()) {
-    if (host->second.empty()) return absl::InvalidArgumentError("LUXDB_HOST is empty");
-    options.host = host->second;
-  }
+  if (host != env.end() && options.host.empty()) options.host = host->second;
   if (port != env.end() && options.port == 0) {
     absl::StatusOr<int> parsed = ParsePort(port->second, "LUXDB_PORT");
     if (!parsed.ok()) return parsed.status();

@@ -2,21 +2,34 @@
 channel setup, the call tokens and the error mapping. A client adds only how a call is made
 (`_call`: awaited with grpc.aio, or blocking with grpc) and how it connects and quits."""
 
+from __future__ import annotations
+
 import asyncio
 import collections
 import functools
+import os
 import queue
 import re
 import threading
-from typing import Any, Callable, NamedTuple, Optional
+from typing import (Any, Callable, Dict, List, Literal, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, Union, overload)
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
-from luxdb import _attributes, _wire, auth
+from luxdb import _attributes, _wire, auth, settings
 from luxdb.exceptions import (AuthenticationError, InvalidArgumentError, LuxDBError,
                               UnknownSpaceException, error_from_rpc)
 from luxdb.v1 import luxdb_pb2 as pb
+
+# The types of the operations' arguments and results.
+Ids = Union[int, Sequence[int], npt.ArrayLike]  # one id or many (uint64 values)
+Vectors = npt.ArrayLike  # one vector or an (n, dim) array-like of numbers
+Attributes = Mapping[str, Any]  # an item's attributes: see add_items
+Filter = Mapping[str, Any]  # a query filter: see query_index
+Answer = Tuple[np.ndarray, np.ndarray]  # (labels, distances), each of shape (n, k)
+PemSource = Union[str, bytes, os.PathLike[str]]  # a PEM file's path, or its contents
 
 SERVICE_PATH = "/luxdb.v1.LuxDB/"
 SPACES = {"l2": pb.L2, "ip": pb.IP, "cosine": pb.COSINE}
@@ -391,19 +404,20 @@ class Operations:
     def _call(self, call):
         raise NotImplementedError
 
-    def index_exists(self, name):
+    def index_exists(self, name: str) -> bool:
         """True if an index called `name` exists."""
         return self._call(_message_call("IndexExists", pb.IndexExistsRequest(name=name),
                                         lambda reply: reply.exists))
 
-    def create_index(self, name, space, dim):
+    def create_index(self, name: str, space: str, dim: int) -> bool:
         """Creates an index of `dim`-dimensional vectors compared by `space` ("l2", "ip" or
         "cosine"); returns True. It takes items once init_index has sized it."""
         request = pb.CreateIndexRequest(name=name, space=_space_value(space, name),
                                         dim=_whole(dim, "dim", 32))
         return self._call(_message_call("CreateIndex", request, lambda reply: True))
 
-    def init_index(self, name, max_elements, ef_construction=200, M=16, random_seed=100):
+    def init_index(self, name: str, max_elements: int, ef_construction: int = 200, M: int = 16,
+                   random_seed: int = 100) -> None:
         """Sizes the index for `max_elements` items and fixes its HNSW graph parameters
         (see hnswlib's ALGO_PARAMS.md)."""
         request = pb.InitIndexRequest(
@@ -412,11 +426,12 @@ class Operations:
             m=_whole(M, "M", 32), random_seed=_whole(random_seed, "random_seed", 64))
         return self._call(_message_call("InitIndex", request))
 
-    def delete_index(self, name):
+    def delete_index(self, name: str) -> None:
         """Deletes the index and all its items."""
         return self._call(_message_call("DeleteIndex", pb.DeleteIndexRequest(name=name)))
 
-    def add_items(self, name, data, ids, attributes=None):
+    def add_items(self, name: str, data: Vectors, ids: Ids,
+                  attributes: Union[Attributes, Sequence[Attributes], None] = None) -> None:
         """Adds (or replaces) items: `data` is one vector or an (n, dim) array-like, `ids` one
         id or n ids. The batch is applied whole or not at all.
 
@@ -440,7 +455,8 @@ class Operations:
         return self._call(Call(SERVICE_PATH + "AddItems", request, lambda data: None, name,
                                (labels.size, "vectors")))
 
-    def set_attributes(self, name, ids, attributes):
+    def set_attributes(self, name: str, ids: Ids,
+                       attributes: Union[Attributes, Sequence[Attributes]]) -> int:
         """Replaces the attributes of live items, keeping their vectors: `attributes` holds
         one dict per id of `ids` (one dict for one id), as add_items takes them; {} removes an
         item's attributes. All or nothing; returns the number of items updated. Raises
@@ -454,20 +470,21 @@ class Operations:
             lambda data: pb.SetAttributesResponse.FromString(data).updated, name,
             (labels.size, "ids")))
 
-    def set_ef(self, name, new_ef):
+    def set_ef(self, name: str, new_ef: int) -> None:
         """Sets the size of the candidate list queries use (at least k for good recall)."""
         request = pb.SetEfRequest(name=name, ef=_whole(new_ef, "ef", 32))
         return self._call(_message_call("SetEf", request))
 
-    def get_ef(self, name):
+    def get_ef(self, name: str) -> int:
         """The index's query-time ef."""
         return self._describe(name, lambda info: info.ef)
 
-    def get_ef_construction(self, name):
+    def get_ef_construction(self, name: str) -> int:
         """The index's ef_construction."""
         return self._describe(name, lambda info: info.ef_construction)
 
-    def query_index(self, name, vector, k=1, *, filter=None):
+    def query_index(self, name: str, vector: Vectors, k: int = 1, *,
+                    filter: Optional[Filter] = None) -> Answer:
         """The k nearest items of each query vector: (labels, distances), numpy arrays of shape
         (n, k) (uint64 and float32), nearest first; one 1-D vector gives n = 1. A row with
         fewer than k matches is padded with label 2**64-1 and distance inf.
@@ -506,22 +523,22 @@ class Operations:
             parts, lambda: _query_call("QueryIndex", name, queries, k, 0, query_filter),
             _join_answers)
 
-    def delete_item(self, name, label):
+    def delete_item(self, name: str, label: int) -> None:
         """Marks the item deleted: queries no longer return it. It stays in the graph as a
         tombstone, keeping its memory (not its capacity) until a compaction."""
         return self._call(self._delete_call(name, label, lambda deleted: None))
 
-    def delete_items(self, name, labels):
+    def delete_items(self, name: str, labels: Ids) -> int:
         """Marks every item of `labels` deleted (all or none); returns how many were live."""
         return self._call(self._delete_call(name, labels, lambda deleted: deleted))
 
-    def resize_index(self, name, new_size):
+    def resize_index(self, name: str, new_size: int) -> None:
         """Changes max_elements (not below the items stored, deleted ones included)."""
         request = pb.ResizeIndexRequest(name=name,
                                         new_max_elements=_whole(new_size, "new_size", 64))
         return self._call(_message_call("ResizeIndex", request))
 
-    def compact_index(self, name):
+    def compact_index(self, name: str) -> Dict[str, Any]:
         """Rebuilds the index's graph without its tombstones (deleted items and the old vectors
         of replaced ones), freeing their memory, while queries and writes go on; returns once
         the new graph serves, as {"tombstones_removed", "live", "seconds"}. Joins a compaction
@@ -534,15 +551,15 @@ class Operations:
             lambda reply: {"tombstones_removed": reply.tombstones_removed, "live": reply.live,
                            "seconds": reply.seconds}))
 
-    def count(self, name):
+    def count(self, name: str) -> int:
         """The number of live items (added and not deleted)."""
         return self._describe(name, lambda info: info.element_count)
 
-    def max_elements(self, name):
+    def max_elements(self, name: str) -> int:
         """The index's capacity."""
         return self._describe(name, lambda info: info.max_elements)
 
-    def info(self, name):
+    def info(self, name: str) -> Dict[str, Any]:
         """A dict with space, dim, M, ef_construction, ef, max_elements, element_count (live
         items), tombstones (deleted items and old vectors of replaced ones, still in the graph
         until a compaction; they do not count against max_elements), deleted_count (the same
@@ -550,16 +567,30 @@ class Operations:
         including a running compaction's second graph), compacting and initialized."""
         return self._describe(name, _info_dict)
 
-    def get_indexes(self):
+    def get_indexes(self) -> List[str]:
         """The names of all indexes."""
         return self._call(_message_call("ListIndexes", pb.ListIndexesRequest(),
                                         lambda reply: [info.name for info in reply.indexes]))
 
-    def get_items(self, name, ids, with_attributes=False):
+    @overload
+    def get_items(self, name: str, ids: Ids, with_attributes: Literal[False] = False
+                  ) -> np.ndarray: ...
+
+    @overload
+    def get_items(self, name: str, ids: Ids, with_attributes: Literal[True]
+                  ) -> Tuple[np.ndarray, List[Dict[str, Any]]]: ...
+
+    @overload
+    def get_items(self, name: str, ids: Ids, with_attributes: bool = False
+                  ) -> Union[np.ndarray, Tuple[np.ndarray, List[Dict[str, Any]]]]: ...
+
+    def get_items(self, name: str, ids: Ids, with_attributes: bool = False
+                  ) -> Union[np.ndarray, Tuple[np.ndarray, List[Dict[str, Any]]]]:
         """The stored vectors of `ids` (one id or many): a float32 array of shape (n, dim).
         Cosine indexes return the normalised vectors. With with_attributes=True:
         (vectors, attributes), attributes being a list of one dict per id, as add_items
-        takes them (a list of one value comes back as that value; {} for none)."""
+        takes them (a list of one value comes back as that value; {} for none).
+        get_elements is the same method, under the original client's name."""
         labels = _as_ids(ids, name)
         request = _wire.request(pb.GetElementsRequest(name=name, with_attributes=with_attributes),
                                 _wire.packed_uint64s(2, labels))
@@ -583,19 +614,23 @@ class Operations:
 
         return self._call(Call(SERVICE_PATH + "GetElements", request, decode, name))
 
-    def get_ids(self, name):
+    # The original LuxDB client's name for get_items (its README calls get_elements).
+    get_elements = get_items
+
+    def get_ids(self, name: str) -> np.ndarray:
         """The ids of all live items, ascending: a uint64 array. Fetched a page at a time
         (get_ids_page), as many pages as it takes; the client's timeout applies to each."""
         return self._call_each(self._all_id_pages(name))
 
-    def get_ids_page(self, name, start_after=None, limit=0):
+    def get_ids_page(self, name: str, start_after: Optional[int] = None,
+                     limit: int = 0) -> Tuple[np.ndarray, Optional[int]]:
         """One page of the live ids: those above `start_after` (from the smallest if None),
         ascending, at most `limit` of them (0: as many as the server sends in one reply, up
         to 10,000,000; a page may hold fewer than `limit`). Returns (ids, next_start_after):
         a uint64 array, and the start_after of the next page, or None on the last page."""
         return self._call(self._id_page_call(name, start_after, limit))
 
-    def backup(self, path):
+    def backup(self, path: Union[str, os.PathLike[str]]) -> Dict[str, Any]:
         """Has the server write a consistent copy of its whole data directory to `path`, a new
         directory on the server's machine, while it keeps serving (relative paths need the
         server's --backup-dir). Returns {"path", "bytes", "seconds"}; start a server on the
@@ -677,7 +712,10 @@ def _read_pem(value):
         return f.read()
 
 
-def channel_credentials(tls_ca=None, tls_cert=None, tls_key=None):
+def channel_credentials(tls_ca: Union[PemSource, bool, None] = None,
+                        tls_cert: Optional[PemSource] = None,
+                        tls_key: Optional[PemSource] = None
+                        ) -> Optional[grpc.ChannelCredentials]:
     """grpc.ChannelCredentials for TLS, or None for a plaintext channel. Each argument is a
     PEM file path or PEM bytes; tls_ca=True trusts the system's roots."""
     if tls_ca is None and tls_cert is None and tls_key is None:
@@ -692,37 +730,50 @@ def channel_credentials(tls_ca=None, tls_cert=None, tls_key=None):
 class ClientBase(Operations):
     """Connection settings, call tokens and channel of a client (see Client and SyncClient).
 
-    secret:        the server's shared secret (None for a server run with --insecure). The key
-                   is derived from it once, here, with LUXDB_SALT and KDF_ITERATIONS from the
-                   environment unless `salt` / `iterations` are given.
+    host, port, address: the server, by luxdb.settings' rules: `host` and `port` (or
+                   `address`, "host:port") win; what they leave out comes from LUXDB_ADDRESS,
+                   else LUXDB_HOST / LUXDB_PORT, else 127.0.0.1:8484.
+    secret, secret_file: the server's shared secret, or a file holding it; without either,
+                   LUXDB_SECRET, else LUXDB_SECRET_FILE. The key is derived from it once,
+                   here, with LUXDB_SALT and KDF_ITERATIONS from the environment unless
+                   `salt` / `iterations` are given.
+    insecure:      True for a server run with --insecure: without a secret, calls carry no
+                   token (without a secret and without it, ValueError "no secret").
     tls_ca:        PEM file or bytes of the CA that signed the server's certificate (or True
                    for the system's roots): the channel then speaks TLS.
     tls_cert, tls_key: the client's certificate and key, for a server with --tls-client-ca.
     timeout:       seconds each call may take (None: no deadline).
+
+    A bad or contradictory address or secret raises ValueError naming it, before any call.
     """
 
-    def __init__(self, host, port, secret, *, tls_ca=None, tls_cert=None, tls_key=None,
-                 timeout=None, salt=None, iterations=None, channel_options=()):
-        self.host = host
-        self.port = port
+    def __init__(self, host: Optional[str] = None, port: Union[int, str, None] = None,
+                 secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+                 secret_file: Union[str, os.PathLike[str], None] = None,
+                 insecure: bool = False, tls_ca: Union[PemSource, bool, None] = None,
+                 tls_cert: Optional[PemSource] = None, tls_key: Optional[PemSource] = None,
+                 timeout: Optional[float] = None, salt: Optional[str] = None,
+                 iterations: Optional[int] = None,
+                 channel_options: Sequence[Tuple[str, Any]] = ()) -> None:
+        server, secret = settings.resolve(host, port, secret, address=address,
+                                          secret_file=secret_file, insecure=insecure)
+        self.host: str = server.host
+        self.port: int = server.port
         self.timeout = timeout
         self._minter = None if secret is None else auth.Minter(
             auth.derive_key(secret, salt, iterations))
         self._credentials = channel_credentials(tls_ca, tls_cert, tls_key)
         self._channel_options = CHANNEL_OPTIONS + tuple(channel_options)
-        self._channel = None
-        self._callables = {}
+        self._channel: Any = None  # a grpc.Channel or grpc.aio.Channel once connected
+        self._callables: Dict[str, Any] = {}
 
     @property
-    def address(self):
+    def address(self) -> str:
         """"host:port" as gRPC takes it (IPv6 literals in brackets)."""
-        host = str(self.host)
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{host}:{self.port}"
+        return str(settings.Address(str(self.host), self.port))
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """True between connect() and quit()."""
         return self._channel is not None
 

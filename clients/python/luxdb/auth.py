@@ -10,12 +10,15 @@ or let every call carry a fresh token:
     channel = grpc.aio.insecure_channel(address, interceptors=[AsyncTokenInterceptor(key)])
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac
 import os
 import struct
 import time
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 import grpc
 import grpc.aio
@@ -26,14 +29,15 @@ TOKEN_VERSION = 1
 ANY_METHOD = "*"
 
 
-def kdf_params_from_environment(environ=os.environ):
+def kdf_params_from_environment(environ: Mapping[str, str] = os.environ) -> Tuple[str, int]:
     """(salt, iterations) from LUXDB_SALT (or the misspelt LUXBD_SALT) and KDF_ITERATIONS."""
     salt = environ.get("LUXDB_SALT", environ.get("LUXBD_SALT", DEFAULT_SALT))
     iterations = int(environ.get("KDF_ITERATIONS", DEFAULT_ITERATIONS))
     return salt, iterations
 
 
-def derive_key(secret, salt=None, iterations=None):
+def derive_key(secret: Union[str, bytes], salt: Optional[str] = None,
+               iterations: Optional[int] = None) -> bytes:
     """The 32-byte key: PBKDF2-HMAC-SHA256(secret, salt, iterations). Defaults come from the
     environment as the server reads them."""
     env_salt, env_iterations = kdf_params_from_environment()
@@ -52,10 +56,11 @@ class Minter:
 
     _VERSION = bytes([TOKEN_VERSION])
 
-    def __init__(self, key):
+    def __init__(self, key: bytes) -> None:
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
 
-    def mint(self, method, now=None, nonce=None):
+    def mint(self, method: str, now: Optional[float] = None,
+             nonce: Optional[bytes] = None) -> str:
         """A token for one call of `method` ("/luxdb.v1.LuxDB/QueryIndex", or "*" for any)."""
         millis = int((time.time() if now is None else now) * 1000)
         body = self._VERSION + struct.pack(">q", millis) + (nonce or os.urandom(16))
@@ -64,7 +69,8 @@ class Minter:
         return base64.urlsafe_b64encode(body + mac.digest()).rstrip(b"=").decode()
 
 
-def mint_token(key, method, now=None, nonce=None):
+def mint_token(key: bytes, method: str, now: Optional[float] = None,
+               nonce: Optional[bytes] = None) -> str:
     """A token for one call of `method` ("/luxdb.v1.LuxDB/QueryIndex", or "*" for any)."""
     return Minter(key).mint(method, now, nonce)
 
@@ -82,10 +88,11 @@ class _Details(grpc.ClientCallDetails):
 class TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Adds "authorization: Bearer <token>" for the called method to every unary call."""
 
-    def __init__(self, key):
+    def __init__(self, key: bytes) -> None:
         self._minter = Minter(key)
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Callable[..., Any],
+                              details: grpc.ClientCallDetails, request: Any) -> Any:
         metadata = list(details.metadata or [])
         metadata.append(("authorization", "Bearer " + self._minter.mint(details.method)))
         return continuation(_Details(details, metadata), request)
@@ -94,10 +101,11 @@ class TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
 class AsyncTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     """TokenInterceptor for grpc.aio channels (`interceptors=[AsyncTokenInterceptor(key)]`)."""
 
-    def __init__(self, key):
+    def __init__(self, key: bytes) -> None:
         self._minter = Minter(key)
 
-    async def intercept_unary_unary(self, continuation, details, request):
+    async def intercept_unary_unary(self, continuation: Callable[..., Any],
+                                    details: grpc.aio.ClientCallDetails, request: Any) -> Any:
         method = details.method
         if isinstance(method, bytes):  # grpc.aio hands the method over encoded
             method = method.decode()

@@ -1,32 +1,40 @@
 """The asyncio LuxDB client (grpc.aio), with the original LuxDB client's API:
 
-    async with luxdb.client.connect("127.0.0.1", 8484, secret) as client:
+    async with luxdb.client.connect() as client:  # or connect("127.0.0.1", 8484, secret)
         await client.create_index("docs", "cosine", 384)
         await client.init_index("docs", max_elements=100_000)
         await client.add_items("docs", vectors, ids)
         labels, distances = await client.query_index("docs", queries, k=10)
 
-Every operation is a coroutine; see luxdb._base.Operations for what each one does and
-luxdb.exceptions for the errors they raise. luxdb.sync_client has the same API, blocking.
+Every operation is a coroutine; see luxdb._base.Operations for what each one does,
+luxdb.exceptions for the errors they raise and luxdb.settings for where connect() finds the
+server and the secret when not given. luxdb.sync_client has the same API, blocking.
 """
+
+from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import os
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Optional, Union
 
 import grpc
 import grpc.aio
 
-from luxdb._base import SPLIT_IN_FLIGHT, ClientBase, StreamQueries, awaitable_operations
+from luxdb import settings
+from luxdb._base import (SPLIT_IN_FLIGHT, Answer, ClientBase, Filter, StreamQueries, Vectors,
+                         awaitable_operations)
 from luxdb.exceptions import LuxDBError
 
 
 @awaitable_operations
 class Client(ClientBase):
-    """An asyncio LuxDB client: Client(host, port, secret, **options) (options: see
-    luxdb._base.ClientBase), then `await connect()` inside the event loop that will use it."""
+    """An asyncio LuxDB client: Client(host, port, secret, **options) (each may be left out:
+    see luxdb._base.ClientBase for them and the options), then `await connect()` inside the
+    event loop that will use it."""
 
-    async def connect(self):
+    async def connect(self) -> Client:
         """Opens the channel and proves the secret with one cheap call: a wrong secret raises
         AuthenticationError (a RuntimeError) here, an unreachable server LuxDBError."""
         if self._channel is None:
@@ -38,7 +46,7 @@ class Client(ClientBase):
             raise self._connect_error(error) from None
         return self
 
-    async def quit(self):
+    async def quit(self) -> None:
         """Closes the channel (calls in flight are cancelled). connect() may follow."""
         channel = self._forget_channel()
         if channel is not None:
@@ -51,7 +59,10 @@ class Client(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
-    async def query_stream(self, name, queries, k=1, *, ef=0, filter=None):
+    async def query_stream(self, name: str,
+                           queries: Union[Iterable[Vectors], AsyncIterable[Vectors]],
+                           k: int = 1, *, ef: int = 0,
+                           filter: Optional[Filter] = None) -> AsyncIterator[Answer]:
         """query_index for many query arrays over one QueryStream call: `queries` is an
         iterable or async iterable of query arrays (each one vector or a 2-D batch), read as
         the stream sends them; an async iterator of their (labels, distances), in order, as
@@ -114,17 +125,22 @@ class Client(ClientBase):
         except StopIteration as done:
             return done.value
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Client:
         return await self.connect()
 
-    async def __aexit__(self, *exc_info):
+    async def __aexit__(self, *exc_info: Any) -> None:
         await self.quit()
 
 
 @contextlib.asynccontextmanager
-async def connect(host, port, secret, **options):
-    """`async with connect(host, port, secret) as client:` a connected Client, quit on exit."""
-    client = Client(host, port, secret, **options)
+async def connect(host: Optional[str] = None, port: Union[int, str, None] = None,
+                  secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+                  secret_file: Union[str, os.PathLike[str], None] = None,
+                  **options: Any) -> AsyncIterator[Client]:
+    """`async with connect(host, port, secret) as client:` a connected Client, quit on exit.
+    Each argument may be left out (`async with connect() as client:`): the address and secret
+    then come from the environment (see luxdb.settings); `options` are Client's."""
+    client = Client(host, port, secret, address=address, secret_file=secret_file, **options)
     await client.connect()
     try:
         yield client

@@ -17,6 +17,10 @@ Errors the client finds before calling (an unknown space, ids that do not match 
 raise the same classes with `.code` set as the server would have set it.
 """
 
+from __future__ import annotations
+
+from typing import Any, Optional, Type
+
 import grpc
 
 
@@ -28,11 +32,12 @@ class LuxDBError(RuntimeError):
     name:    the index the call was about, if any
     """
 
-    def __init__(self, message="", *, code=None, details=None, name=None):
+    def __init__(self, message: str = "", *, code: Optional[grpc.StatusCode] = None,
+                 details: Optional[str] = None, name: Optional[str] = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.details = message if details is None else details
-        self.name = name
+        self.code: Optional[grpc.StatusCode] = code
+        self.details: str = message if details is None else details
+        self.name: Optional[str] = name
 
 
 # The original LuxDB client's name for the base class.
@@ -60,7 +65,7 @@ class IndexNotInitializedException(LuxDBError):
     """The index was created but init_index has not been called yet."""
 
     @property
-    def obj(self):
+    def obj(self) -> Optional[str]:
         """The original client's attribute: the index name."""
         return self.name
 
@@ -74,15 +79,16 @@ class InvalidArgumentError(LuxDBError, ValueError):
 class UnknownSpaceException(InvalidArgumentError):
     """create_index was given a space other than "l2", "ip" or "cosine"."""
 
-    def __init__(self, message="", *, space=None, **kwargs):
+    def __init__(self, message: str = "", *, space: object = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.space = space
 
 
-def error_from_rpc(error, name=None):
+def error_from_rpc(error: grpc.RpcError, name: Optional[str] = None) -> LuxDBError:
     """The LuxDBError for a failed gRPC call (a grpc.RpcError with code() and details())."""
     code = error.code()
     details = error.details() or ""
+    cls: Type[LuxDBError]
     if code == grpc.StatusCode.ALREADY_EXISTS:
         cls = IndexAlreadyExistsException
     elif code == grpc.StatusCode.NOT_FOUND:

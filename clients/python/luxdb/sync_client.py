@@ -1,29 +1,35 @@
 """The blocking LuxDB client (grpc), with the original LuxDB SyncClient's API:
 
-    with luxdb.sync_client.connect("127.0.0.1", 8484, secret) as client:
+    with luxdb.sync_client.connect() as client:  # or connect("127.0.0.1", 8484, secret)
         client.create_index("docs", "cosine", 384)
         client.init_index("docs", max_elements=100_000)
         client.add_items("docs", vectors, ids)
         labels, distances = client.query_index("docs", queries, k=10)
 
-See luxdb._base.Operations for what each operation does and luxdb.exceptions for the errors
-they raise. A SyncClient may be shared by threads. luxdb.client is the asyncio version.
+See luxdb._base.Operations for what each operation does, luxdb.exceptions for the errors
+they raise and luxdb.settings for where connect() finds the server and the secret when not
+given. A SyncClient may be shared by threads. luxdb.client is the asyncio version.
 """
+
+from __future__ import annotations
 
 import collections
 import contextlib
+import os
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import grpc
 
-from luxdb._base import SPLIT_IN_FLIGHT, ClientBase, StreamQueries
+from luxdb import settings
+from luxdb._base import SPLIT_IN_FLIGHT, Answer, ClientBase, Filter, StreamQueries, Vectors
 from luxdb.exceptions import LuxDBError
 
 
 class SyncClient(ClientBase):
-    """A blocking LuxDB client: SyncClient(host, port, secret, **options) (options: see
-    luxdb._base.ClientBase), then connect()."""
+    """A blocking LuxDB client: SyncClient(host, port, secret, **options) (each may be left
+    out: see luxdb._base.ClientBase for them and the options), then connect()."""
 
-    def connect(self):
+    def connect(self) -> SyncClient:
         """Opens the channel and proves the secret with one cheap call: a wrong secret raises
         AuthenticationError (a RuntimeError) here, an unreachable server LuxDBError."""
         if self._channel is None:
@@ -35,7 +41,7 @@ class SyncClient(ClientBase):
             raise self._connect_error(error) from None
         return self
 
-    def quit(self):
+    def quit(self) -> None:
         """Closes the channel (calls in flight are cancelled). connect() may follow."""
         channel = self._forget_channel()
         if channel is not None:
@@ -48,7 +54,8 @@ class SyncClient(ClientBase):
             raise self._error(error, call) from None
         return call.decode(reply)
 
-    def query_stream(self, name, queries, k=1, *, ef=0, filter=None):
+    def query_stream(self, name: str, queries: Iterable[Vectors], k: int = 1, *, ef: int = 0,
+                     filter: Optional[Filter] = None) -> Iterator[Answer]:
         """query_index for many query arrays over one QueryStream call: `queries` is an
         iterable of query arrays (each one vector or a 2-D batch), read as the stream sends
         them; returns an iterator of their (labels, distances), in order, as query_index
@@ -118,17 +125,22 @@ class SyncClient(ClientBase):
         except StopIteration as done:
             return done.value
 
-    def __enter__(self):
+    def __enter__(self) -> SyncClient:
         return self.connect()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: Any) -> None:
         self.quit()
 
 
 @contextlib.contextmanager
-def connect(host, port, secret, **options):
-    """`with connect(host, port, secret) as client:` a connected SyncClient, quit on exit."""
-    client = SyncClient(host, port, secret, **options)
+def connect(host: Optional[str] = None, port: Union[int, str, None] = None,
+            secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+            secret_file: Union[str, os.PathLike[str], None] = None,
+            **options: Any) -> Iterator[SyncClient]:
+    """`with connect(host, port, secret) as client:` a connected SyncClient, quit on exit.
+    Each argument may be left out (`with connect() as client:`): the address and secret then
+    come from the environment (see luxdb.settings); `options` are SyncClient's."""
+    client = SyncClient(host, port, secret, address=address, secret_file=secret_file, **options)
     client.connect()
     try:
         yield client
