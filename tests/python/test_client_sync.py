@@ -62,14 +62,20 @@ def test_wrong_secret_fails_at_connect(client_args, monkeypatch):
     with pytest.raises(AuthenticationError):
         with luxdb.sync_client.connect(host, port, "not-the-secret"):
             pytest.fail("connected with a wrong secret")
-    # Without any secret the client refuses to start unless told the server is --insecure;
-    # then its calls carry no token, which this server refuses.
+    # Without any secret the client refuses to start unless told the server is --insecure
+    # (insecure=True, or the original API's secret=None); then its calls carry no token,
+    # which this server refuses.
     monkeypatch.delenv("LUXDB_SECRET", raising=False)
     monkeypatch.delenv("LUXDB_SECRET_FILE", raising=False)
     with pytest.raises(ValueError, match="no secret: .* insecure=True"):
-        luxdb.sync_client.SyncClient(host, port, None)
+        luxdb.sync_client.SyncClient(host, port)
+    for client in (luxdb.sync_client.SyncClient(host, port, insecure=True),
+                   luxdb.sync_client.SyncClient(host, port, None)):
+        with pytest.raises(AuthenticationError, match="missing 'authorization"):
+            client.connect()
+    monkeypatch.setenv("LUXDB_SECRET", "from-the-environment")
     with pytest.raises(AuthenticationError, match="missing 'authorization"):
-        luxdb.sync_client.SyncClient(host, port, insecure=True).connect()
+        luxdb.sync_client.SyncClient(host, port, None).connect()  # None: no token, explicitly
 
 
 def test_timeout_bounds_every_call(client_args):

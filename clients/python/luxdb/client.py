@@ -134,7 +134,7 @@ class Client(ClientBase):
 
 @contextlib.asynccontextmanager
 async def connect(host: Optional[str] = None, port: Union[int, str, None] = None,
-                  secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+                  secret: Optional[settings.Secret] = settings.NOT_GIVEN, *, address: Optional[str] = None,
                   secret_file: Union[str, os.PathLike[str], None] = None,
                   **options: Any) -> AsyncIterator[Client]:
     """`async with connect(host, port, secret) as client:` a connected Client, quit on exit.

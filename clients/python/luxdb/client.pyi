@@ -19,7 +19,7 @@ class Client:
     timeout: Optional[float]
 
     def __init__(self, host: Optional[str] = None, port: Union[int, str, None] = None,
-                 secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+                 secret: Optional[settings.Secret] = settings.NOT_GIVEN, *, address: Optional[str] = None,
                  secret_file: Union[str, os.PathLike[str], None] = None,
                  insecure: bool = False, tls_ca: Union[PemSource, bool, None] = None,
                  tls_cert: Optional[PemSource] = None, tls_key: Optional[PemSource] = None,
@@ -86,6 +86,6 @@ class Client:
     async def backup(self, path: Union[str, os.PathLike[str]]) -> Dict[str, Any]: ...
 
 def connect(host: Optional[str] = None, port: Union[int, str, None] = None,
-            secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+            secret: Optional[settings.Secret] = settings.NOT_GIVEN, *, address: Optional[str] = None,
             secret_file: Union[str, os.PathLike[str], None] = None,
             **options: Any) -> AbstractAsyncContextManager[Client]: ...

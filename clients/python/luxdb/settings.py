@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8484
@@ -141,13 +141,37 @@ def read_secret_file(path: Union[str, os.PathLike], source: str = "secret_file")
     return secret
 
 
-def resolve_secret(secret: Optional[Secret] = None,
+class _NotGiven:
+    """The default of a secret argument: left out, so looked for in the environment. An
+    explicit None keeps the original client's meaning: no token (a server run with
+    --insecure)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "settings.NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+
+def resolve_secret(secret: Optional[Secret] = NOT_GIVEN,
                    secret_file: Optional[Union[str, os.PathLike]] = None, *,
                    insecure: bool = False,
                    environ: Mapping[str, str] = os.environ) -> Optional[Secret]:
     """The shared secret by the rules above, or None when there is none and `insecure` (calls
     then carry no token). ValueError for a contradiction, a bad file, or no secret at all."""
-    if secret is not None:
+    if secret is None:  # the original API: None is a server run with --insecure
+        if secret_file is not None:
+            raise ValueError(f"secret=None (no token) and secret_file={str(secret_file)!r} "
+                             "contradict: give one")
+        return None
+    if secret is not NOT_GIVEN:
         if secret_file is not None:
             raise ValueError(f"secret and secret_file={str(secret_file)!r} contradict: give one")
         if not secret:
@@ -172,7 +196,7 @@ def resolve_secret(secret: Optional[Secret] = None,
 
 
 def resolve(host: Optional[str] = None, port: Optional[Union[int, str]] = None,
-            secret: Optional[Secret] = None, *, address: Optional[str] = None,
+            secret: Optional[Secret] = NOT_GIVEN, *, address: Optional[str] = None,
             secret_file: Optional[Union[str, os.PathLike]] = None, insecure: bool = False,
             environ: Mapping[str, str] = os.environ) -> Tuple[Address, Optional[Secret]]:
     """(resolve_address(...), resolve_secret(...)): what a client connects to, and with."""

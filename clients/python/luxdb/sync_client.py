@@ -134,7 +134,7 @@ class SyncClient(ClientBase):
 
 @contextlib.contextmanager
 def connect(host: Optional[str] = None, port: Union[int, str, None] = None,
-            secret: Optional[settings.Secret] = None, *, address: Optional[str] = None,
+            secret: Optional[settings.Secret] = settings.NOT_GIVEN, *, address: Optional[str] = None,
             secret_file: Union[str, os.PathLike[str], None] = None,
             **options: Any) -> Iterator[SyncClient]:
     """`with connect(host, port, secret) as client:` a connected SyncClient, quit on exit.
