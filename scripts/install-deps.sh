@@ -7,6 +7,8 @@ packages=(
   cmake g++ make pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev openssl libspdlog-dev
+  prometheus-cpp-dev  # the server's /metrics endpoint (prometheus-cpp's exposer)
+  prometheus          # tests: promtool checks a scrape, and a real Prometheus scrapes a server
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev llvm  # fuzz/: clang, its libFuzzer runtime, llvm-symbolizer
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio
