@@ -168,8 +168,9 @@ absl::StatusOr<std::string> NumericIpv4Host(const std::string& host) {
   const int e = getnameinfo(found->ai_addr, found->ai_addrlen, numeric, sizeof(numeric), nullptr, 0,
                             NI_NUMERICHOST);
   freeaddrinfo(found);
-  if (e != 0)
+  if (e != 0) {
     return absl::InvalidArgumentError(absl::StrCat("cannot resolve it: ", gai_strerror(e)));
+  }
   return std::string(numeric);
 }
 

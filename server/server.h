@@ -36,8 +36,6 @@ class LuxServer {
 
   // The bound port (useful with Options::port = 0).
   int port() const { return port_; }
-  // The metrics endpoint's port; 0 when metrics are off (Options::metrics_port = 0).
-  int metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
   // Blocks until the data directory is open (its indexes may still be loading); returns the
   // outcome (e.g. the data directory is locked by another server).
   absl::Status WaitUntilLoaded();

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/catalog.h"
+#include "luxdb/client.h"
 #include "tests/test_support.h"
 
 namespace luxdb::server {
@@ -26,6 +27,7 @@ namespace {
 using ::luxdb::testing::Iota;
 using ::luxdb::testing::Rows;
 using ::luxdb::testing::TempDir;
+using ::luxdb::testing::TestServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -164,6 +166,51 @@ TEST(ServerMetricsTest, ServesMetricsAndStopsPromptly) {
   metrics.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
   EXPECT_THAT(Scrape(port), Not(HasSubstr("luxdb_")));
+}
+
+// A free loopback port (another process may take it before the caller binds it: tests only).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  socklen_t length = sizeof(address);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// Through a whole server: a QueryStream's queries are counted one by one, and a stream the
+// server ends at shutdown while it waits for the client's next message (the interceptor then
+// sees the stream's status sent while its read is still pending) counts once more, with
+// UNAVAILABLE; nothing stays in flight.
+TEST(ServerMetricsTest, QueryStreamEndedByShutdownIsCountedOnce) {
+  TempDir dir;
+  Options options = TestServer::DefaultOptions();
+  options.metrics_port = FreePort();
+  TestServer server(dir.path(), options);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  absl::StatusOr<std::unique_ptr<::luxdb::Client>> db =
+      ::luxdb::Client::Connect(server.ConnectOptions());
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->CreateIndex("docs", ::luxdb::Space::kL2, 3).ok());
+  ASSERT_TRUE((*db)->InitIndex("docs", {.max_elements = 10}).ok());
+  ASSERT_TRUE((*db)->AddItems("docs", Rows(4, 3), Iota(4)).ok());
+  std::unique_ptr<::luxdb::QueryStream> stream = (*db)->OpenQueryStream("docs", 1);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(stream->Send(Rows(1, 3)));
+    ASSERT_TRUE(stream->Receive().ok());
+  }
+  ASSERT_TRUE(server.server().Shutdown(std::chrono::seconds(10)).ok());
+  EXPECT_EQ(stream->Receive().status().code(), absl::StatusCode::kUnavailable);
+
+  // The metrics endpoint serves until the server is destroyed.
+  const std::string text = Scrape(options.metrics_port);
+  EXPECT_EQ(Value(text, R"(luxdb_calls_total{code="OK",method="QueryStream"})"), 2) << text;
+  EXPECT_EQ(Value(text, R"(luxdb_calls_total{code="UNAVAILABLE",method="QueryStream"})"), 1);
+  EXPECT_EQ(Value(text, R"(luxdb_calls_total{code="OK",method="AddItems"})"), 1);
+  EXPECT_EQ(Value(text, "luxdb_calls_in_flight"), 0);
 }
 
 }  // namespace
