@@ -38,7 +38,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
       // its client went away. The context may be gone already, so no peer.
       if (!finished_ && (!streaming_ || querying_)) {
         RecordLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended without an answer"),
-                     Clock::now(), /*with_peer=*/false);
+                     StartLocked(), /*with_peer=*/false);
       }
     }
     observer_->CallEnded();
@@ -72,8 +72,8 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   void Answered() {
     engine::MutexLock lock(&mu_);
     if (!querying_) return;
+    RecordLocked(grpc::Status::OK, received_, /*with_peer=*/true);
     querying_ = false;
-    RecordLocked(grpc::Status::OK, Clock::now(), /*with_peer=*/true);
   }
 
   void Finished(const grpc::Status& status) {
@@ -82,18 +82,23 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
     finished_ = true;
     // A stream its client closed after its last answer: no query is left to record.
     if (streaming_ && status.ok() && !querying_) return;
-    RecordLocked(status, Clock::now(), /*with_peer=*/true);
+    RecordLocked(status, StartLocked(), /*with_peer=*/true);
     querying_ = false;
   }
 
-  void RecordLocked(const grpc::Status& status, Clock::time_point now, bool with_peer)
+  // When what ends now began: a unary call at its start, a stream's query at the arrival of its
+  // request (a stream ended between queries: at the stream's start).
+  Clock::time_point StartLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return streaming_ && querying_ ? received_ : started_;
+  }
+
+  // Records a call (or stream query) that began at `from` and ends now with `status`.
+  void RecordLocked(const grpc::Status& status, Clock::time_point from, bool with_peer)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // A unary call counts from its start; a stream's query from its request's arrival.
-    const Clock::time_point from = streaming_ && querying_ ? received_ : started_;
     CallRecord call;
     call.method = method_;
     call.code = KnownStatusCode(status.error_code());
-    call.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(now - from);
+    call.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - from);
     std::string peer;
     std::string message;
     if (observer_->WantsDetails(method_, call.code)) {

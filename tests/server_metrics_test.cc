@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -199,6 +200,8 @@ TEST(ServerMetricsTest, QueryStreamEndedByShutdownIsCountedOnce) {
   ASSERT_TRUE((*db)->AddItems("docs", Rows(4, 3), Iota(4)).ok());
   std::unique_ptr<::luxdb::QueryStream> stream = (*db)->OpenQueryStream("docs", 1);
   for (int i = 0; i < 2; ++i) {
+    // The client's pause between queries is no query's time.
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     ASSERT_TRUE(stream->Send(Rows(1, 3)));
     ASSERT_TRUE(stream->Receive().ok());
   }
@@ -211,6 +214,10 @@ TEST(ServerMetricsTest, QueryStreamEndedByShutdownIsCountedOnce) {
   EXPECT_EQ(Value(text, R"(luxdb_calls_total{code="UNAVAILABLE",method="QueryStream"})"), 1);
   EXPECT_EQ(Value(text, R"(luxdb_calls_total{code="OK",method="AddItems"})"), 1);
   EXPECT_EQ(Value(text, "luxdb_calls_in_flight"), 0);
+  // Both queries took far less than the pause; the stream's end, timed from its start, more.
+  EXPECT_EQ(Value(text, R"(luxdb_call_duration_seconds_bucket{method="QueryStream",le="0.25"})"),
+            2);
+  EXPECT_EQ(Value(text, R"(luxdb_call_duration_seconds_count{method="QueryStream"})"), 3);
 }
 
 }  // namespace
