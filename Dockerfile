@@ -13,7 +13,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake g++ make pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
       protobuf-compiler grpc-proto librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev \
-      libspdlog-dev \
+      libspdlog-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -27,6 +27,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 librocksdb7.8 libabsl20220623 libspdlog1.10 libssl3 \
+      libprometheus-cpp-pull1.0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 luxdb \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin luxdb \
@@ -37,7 +38,10 @@ USER 10001:10001
 # Indexes and, unless LUXDB_SECRET or --secret gives one, the generated secret (/data/secret).
 VOLUME /data
 EXPOSE 8484
-ENV LUXDB_DATA_DIR=/data
+# Prometheus metrics (http://HOST:9484/metrics, README "Metrics and logs"): on every interface of
+# the container, so a published port reaches it. Unauthenticated: publish it only to Prometheus.
+EXPOSE 9484
+ENV LUXDB_DATA_DIR=/data LUXDB_METRICS_HOST=0.0.0.0
 # Exec form: luxdb-server is PID 1 and handles SIGTERM itself (in-flight calls get
 # --grace-seconds, snapshots are written, exit 0), so no init process is needed. Arguments
 # are appended: `IMAGE --loglevel=info` adds a flag, `IMAGE --port 9000` overrides the port

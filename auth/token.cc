@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -34,11 +35,23 @@ Tag Sign(const Key& key, const uint8_t* body, absl::string_view method) {
   return tag;
 }
 
-absl::Status Unauthenticated(absl::string_view why) {
-  return absl::UnauthenticatedError(absl::StrCat("token rejected: ", why));
+// `reason` is the RefusalReason; `why` the message's explanation.
+absl::Status Unauthenticated(absl::string_view reason, absl::string_view why) {
+  return WithRefusalReason(absl::UnauthenticatedError(absl::StrCat("token rejected: ", why)),
+                           reason);
 }
 
 }  // namespace
+
+absl::Status WithRefusalReason(absl::Status status, absl::string_view reason) {
+  status.SetPayload(kRefusalPayloadUrl, absl::Cord(reason));
+  return status;
+}
+
+std::string RefusalReason(const absl::Status& status) {
+  const auto reason = status.GetPayload(kRefusalPayloadUrl);  // an absl::optional<absl::Cord>
+  return reason.has_value() ? std::string(*reason) : "other";
+}
 
 std::string MintToken(const Key& key, absl::string_view method,
                       std::chrono::system_clock::time_point now, const Nonce& nonce) {
@@ -82,14 +95,14 @@ absl::StatusOr<std::chrono::milliseconds> TokenVerifier::TtlFromEnvironment(
 absl::Status TokenVerifier::Check(absl::string_view token, absl::string_view method,
                                   std::chrono::system_clock::time_point now) {
   // Base64 of 57 bytes is 76 characters: anything longer is refused before decoding.
-  if (token.size() != (kTokenBytes * 4 + 2) / 3) return Unauthenticated("malformed");
+  if (token.size() != (kTokenBytes * 4 + 2) / 3) return Unauthenticated("malformed", "malformed");
   std::string raw;
   if (!absl::WebSafeBase64Unescape(token, &raw) || raw.size() != kTokenBytes) {
-    return Unauthenticated("malformed");
+    return Unauthenticated("malformed", "malformed");
   }
   const auto* bytes = reinterpret_cast<const uint8_t*>(raw.data());
   if (bytes[0] != kTokenVersion) {
-    return Unauthenticated(absl::StrCat("unsupported token version ", bytes[0]));
+    return Unauthenticated("version", absl::StrCat("unsupported token version ", bytes[0]));
   }
   const Tag for_method = Sign(key_, bytes, method);
   const Tag for_any = Sign(key_, bytes, kAnyMethod);
@@ -97,22 +110,24 @@ absl::Status TokenVerifier::Check(absl::string_view token, absl::string_view met
   const bool method_ok = CRYPTO_memcmp(for_method.data(), bytes + kBodyBytes, kTagBytes) == 0;
   const bool any_ok = CRYPTO_memcmp(for_any.data(), bytes + kBodyBytes, kTagBytes) == 0;
   if (!(method_ok | any_ok)) {
-    return Unauthenticated("bad signature (another secret, or bound to another method)");
+    return Unauthenticated("signature",
+                           "bad signature (another secret, or bound to another method)");
   }
   uint64_t millis = 0;
   for (size_t i = 0; i < kTimestampBytes; ++i) millis = (millis << 8) | bytes[1 + i];
   // Before 1970 or after year 292 million: refused here, so the arithmetic below cannot
   // overflow.
   constexpr uint64_t kLatestMillis = uint64_t{1} << 62;
-  if (millis > kLatestMillis) return Unauthenticated("timestamp out of range");
+  if (millis > kLatestMillis) return Unauthenticated("timestamp", "timestamp out of range");
   const int64_t stamped = static_cast<int64_t>(millis);
   const int64_t now_ms = UnixMillis(now);
   if (stamped > now_ms + options_.max_clock_skew.count()) {
-    return Unauthenticated(
-        absl::StrCat("issued ", stamped - now_ms, " ms in the future; check the client's clock"));
+    return Unauthenticated("future", absl::StrCat("issued ", stamped - now_ms,
+                                                  " ms in the future; check the client's clock"));
   }
   if (now_ms - stamped > options_.ttl.count()) {
-    return Unauthenticated(absl::StrCat("expired ", now_ms - stamped - options_.ttl.count(),
+    return Unauthenticated("expired",
+                           absl::StrCat("expired ", now_ms - stamped - options_.ttl.count(),
                                         " ms ago (lifetime ", options_.ttl.count(), " ms)"));
   }
   Nonce nonce;
@@ -134,10 +149,12 @@ absl::Status TokenVerifier::Remember(int64_t timestamp_ms, const Nonce& nonce, i
     seen_.erase(seen_.begin());
   }
   auto& bucket = seen_[second];
-  if (bucket.contains({high, low})) return Unauthenticated("replayed");
+  if (bucket.contains({high, low})) return Unauthenticated("replayed", "replayed");
   if (remembered_ >= options_.max_remembered) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "more than ", options_.max_remembered, " calls within the token lifetime; retry shortly"));
+    return WithRefusalReason(absl::ResourceExhaustedError(
+                                 absl::StrCat("more than ", options_.max_remembered,
+                                              " calls within the token lifetime; retry shortly")),
+                             "overloaded");
   }
   bucket.insert({high, low});
   ++remembered_;

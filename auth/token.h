@@ -32,6 +32,16 @@ inline constexpr char kBearerPrefix[] = "Bearer ";
 
 using Nonce = std::array<uint8_t, kNonceBytes>;
 
+// Why a call's token was refused, as one of a fixed set of names (a metrics label; README
+// "Metrics and logs"): "missing", "several", "not_bearer" (CallAuthenticator's header checks),
+// "malformed", "version", "signature", "timestamp", "future", "expired", "replayed" (Check)
+// and "overloaded" (Check's nonce memory is full). The refusing status carries it.
+inline constexpr char kRefusalPayloadUrl[] = "type.luxdb.dev/luxdb.auth.Refusal";
+// `status` with `reason` attached as its refusal reason.
+absl::Status WithRefusalReason(absl::Status status, absl::string_view reason);
+// The refusal reason `status` carries; "other" for a status without one (OK included).
+std::string RefusalReason(const absl::Status& status);
+
 // A token for `method` at `now` with a fresh random nonce (OpenSSL RAND_bytes).
 std::string MintToken(const Key& key, absl::string_view method,
                       std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
@@ -56,7 +66,8 @@ class TokenVerifier {
 
   // OK if `token` (without "Bearer ") is well formed, signed with this key for `method` (or
   // for "*"), at most ttl old, at most max_clock_skew in the future, and not seen before.
-  // UNAUTHENTICATED with the reason otherwise; the message never contains the token.
+  // UNAUTHENTICATED with the reason otherwise; the message never contains the token. A refusal
+  // carries its RefusalReason.
   absl::Status Check(absl::string_view token, absl::string_view method,
                      std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 

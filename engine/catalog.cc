@@ -252,7 +252,8 @@ void Catalog::LoadOne(const storage::IndexConfig& config) {
   absl::Status failure;
   if (loaded.ok()) {
     index->FinishLoad(std::move(loaded->graph), loaded->snapshot_version,
-                      loaded->unsnapshotted_items, std::move(loaded->attributes));
+                      loaded->unsnapshotted_items, std::move(loaded->attributes),
+                      loaded->snapshot_written);
   } else {
     failure = loaded.status();
     if (!absl::IsUnavailable(failure)) {  // not stopped by the shutdown
@@ -329,7 +330,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
     } else if (snapshot->version == config.version) {
       spdlog::info("index '{}': loaded graph snapshot ({} items) in {:.2f} s", config.name,
                    (*graph)->element_count(), seconds());
-      return Loaded{*std::move(graph), snapshot->version, 0, {}};
+      return Loaded{*std::move(graph), snapshot->version, 0, {}, snapshot->written};
     } else {
       absl::StatusOr<uint64_t> replayed = Replay(config, snapshot->version, *graph);
       if (replayed.ok()) {
@@ -338,7 +339,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
             "up to version {} in {:.2f} s",
             config.name, snapshot->version, config.version - snapshot->version, *replayed,
             config.version, seconds());
-        return Loaded{*std::move(graph), snapshot->version, *replayed, {}};
+        return Loaded{*std::move(graph), snapshot->version, *replayed, {}, snapshot->written};
       }
       why_rebuild = absl::StrCat("the writes after its graph snapshot cannot be replayed (",
                                  replayed.status().message(), ")");
@@ -353,7 +354,7 @@ absl::StatusOr<Catalog::Loaded> Catalog::LoadGraph(const storage::IndexConfig& c
   absl::StatusOr<std::unique_ptr<HnswGraph>> rebuilt = RebuildGraph(config);
   if (!rebuilt.ok()) return rebuilt.status();
   const uint64_t items = (*rebuilt)->element_count();
-  return Loaded{*std::move(rebuilt), std::nullopt, items, {}};
+  return Loaded{*std::move(rebuilt), std::nullopt, items, {}, std::nullopt};
 }
 
 absl::StatusOr<uint64_t> Catalog::Replay(const storage::IndexConfig& config,
@@ -671,7 +672,7 @@ absl::StatusOr<std::shared_ptr<Index>> Catalog::ImportReserved(const std::string
                graph->deleted_count(), progress.seconds());
   budget_.Release(graph_bytes);
   auto index = std::make_shared<Index>(config, std::move(graph), Context());
-  index->SetSnapshotState(config.version, 0);
+  index->SetSnapshotState(config.version, 0, std::chrono::system_clock::now());
   return index;
 }
 

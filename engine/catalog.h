@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -108,6 +109,8 @@ class Catalog {
   bool Exists(const std::string& name) const;
   // Every index, in name order (those still loading show their stored config).
   std::vector<IndexInfo> List() const;
+  // Storage's counters (storage::Store::Stats).
+  storage::StoreStats StorageStats() const { return store_->Stats(); }
 
   // Imports a file written by hnswlib's saveIndex (C++ or Python) as a new index: its
   // vectors, ids, deleted marks and graph parameters go to storage and its graph becomes the
@@ -144,6 +147,8 @@ class Catalog {
     std::optional<uint64_t> snapshot_version;  // none: rebuilt
     uint64_t unsnapshotted_items = 0;          // replayed or rebuilt
     AttributeIndex attributes;                 // every stored item's attributes
+    // When the snapshot it came from was written; none: rebuilt.
+    std::optional<std::chrono::system_clock::time_point> snapshot_written;
   };
   // An index in the name map, and whether its graph has loaded.
   struct Entry {

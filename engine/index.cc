@@ -175,6 +175,11 @@ IndexInfo Index::Info() const {
   }
   info.memory_bytes = graph_bytes_ + compaction_bytes_.load();
   info.compacting = compaction_bytes_.load() != 0;
+  info.unsnapshotted_items = unsnapshotted_items_.load();
+  if (const int64_t ticks = snapshot_written_ticks_.load(); ticks != kNoSnapshot) {
+    info.snapshot_written =
+        std::chrono::system_clock::time_point(std::chrono::system_clock::duration(ticks));
+  }
   return info;
 }
 
@@ -1465,8 +1470,9 @@ absl::Status Index::Resize(uint64_t new_max_elements) {
 }
 
 void Index::FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
-                       uint64_t unsnapshotted_items, AttributeIndex attributes) {
-  SetSnapshotState(snapshot_version, unsnapshotted_items);
+                       uint64_t unsnapshotted_items, AttributeIndex attributes,
+                       std::optional<std::chrono::system_clock::time_point> snapshot_written) {
+  SetSnapshotState(snapshot_version, unsnapshotted_items, snapshot_written);
   const std::vector<uint64_t> with_attributes = attributes.ids();
   {
     WriterLock lock(&attributes_mu_);
@@ -1506,10 +1512,12 @@ void Index::FailLoad(absl::Status status) {
   (void)RunWriter(&writer);
 }
 
-void Index::SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items) {
+void Index::SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items,
+                             std::optional<std::chrono::system_clock::time_point> written) {
   MutexLock lock(&snapshot_mu_);
   snapshot_version_ = version;
   unsnapshotted_items_ = unsnapshotted_items;
+  snapshot_written_ticks_ = written.has_value() ? written->time_since_epoch().count() : kNoSnapshot;
 }
 
 absl::Status Index::SaveSnapshot() {
@@ -1557,6 +1565,7 @@ absl::Status Index::SaveSnapshot() {
     return published;
   }
   snapshot_version_ = config.version;
+  snapshot_written_ticks_ = std::chrono::system_clock::now().time_since_epoch().count();
   spdlog::info("index '{}': graph snapshot at version {} ({} items since the last) in {:.2f} s",
                name_, config.version, items,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -63,6 +64,11 @@ struct IndexInfo {
   uint64_t memory_bytes = 0;
   bool compacting = false;  // a compaction is building a new graph
   bool initialized = false;
+  // Items written since the graph's last snapshot: what a restart after a crash would replay.
+  uint64_t unsnapshotted_items = 0;
+  // When that snapshot was written (in this process, or before, for the one it loaded); none
+  // while the index has no snapshot (not initialised, or rebuilt at load and not saved since).
+  std::optional<std::chrono::system_clock::time_point> snapshot_written;
 };
 
 // What Index::Compact did.
@@ -202,7 +208,8 @@ class Index {
   // UNAVAILABLE naming it until FinishLoad (the graph is ready) or FailLoad (it cannot be
   // loaded: calls then fail with that status).
   void FinishLoad(std::unique_ptr<HnswGraph> graph, std::optional<uint64_t> snapshot_version,
-                  uint64_t unsnapshotted_items, AttributeIndex attributes = {});
+                  uint64_t unsnapshotted_items, AttributeIndex attributes = {},
+                  std::optional<std::chrono::system_clock::time_point> snapshot_written = {});
   void FailLoad(absl::Status status);
 
   // Writes a graph snapshot for the current version (see storage::Store::PublishSnapshot),
@@ -213,8 +220,9 @@ class Index {
   // Items written since the last snapshot: the work a restart after a crash would replay.
   uint64_t UnsnapshottedItems() const { return unsnapshotted_items_.load(); }
   // Called by Catalog once at load: the version of the snapshot the graph came from (none:
-  // rebuilt) and the items replayed or rebuilt on top of it.
-  void SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items);
+  // rebuilt), the items replayed or rebuilt on top of it, and when that snapshot was written.
+  void SetSnapshotState(std::optional<uint64_t> version, uint64_t unsnapshotted_items,
+                        std::optional<std::chrono::system_clock::time_point> written = {});
   // Waits for in-flight calls, then makes every later call fail with NOT_FOUND. Called by
   // Catalog when the index is deleted; `drop` runs while no other call can touch the index.
   absl::Status Drop(const std::function<absl::Status()>& drop);
@@ -396,6 +404,10 @@ class Index {
   std::optional<uint64_t> snapshot_version_ ABSL_GUARDED_BY(snapshot_mu_);
   // Added to by applies, taken by SaveSnapshot; read anywhere.
   std::atomic<uint64_t> unsnapshotted_items_ = 0;
+  // When the last snapshot was written, as system_clock ticks since the epoch; kNoSnapshot
+  // while there is none. Written with snapshot_mu_ held, read anywhere (Info).
+  static constexpr int64_t kNoSnapshot = std::numeric_limits<int64_t>::min();
+  std::atomic<int64_t> snapshot_written_ticks_ = kNoSnapshot;
 };
 
 }  // namespace luxdb::engine

@@ -50,11 +50,12 @@ ServerProcess::~ServerProcess() {
 absl::Status ServerProcess::Start() {
   if (pid_ != 0) return absl::FailedPreconditionError("luxdb-server is already running");
   const std::streamoff log_start = LogSize();
-  std::vector<std::string> args = {options_.binary, options_.data_dir,
-                                   "--host",        "127.0.0.1",
-                                   "--port",        "0",
-                                   "--threads",     std::to_string(options_.threads),
-                                   "--loglevel",    options_.loglevel};
+  std::vector<std::string> args = {options_.binary,  options_.data_dir,
+                                   "--host",         "127.0.0.1",
+                                   "--port",         "0",
+                                   "--metrics-port", "0",
+                                   "--threads",      std::to_string(options_.threads),
+                                   "--loglevel",     options_.loglevel};
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {

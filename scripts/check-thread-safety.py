@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Checks engine/ and clients/cpp/luxdb/ with clang's -Wthread-safety (the annotations in
-engine/mutex.h).
+"""Checks engine/, server/ and clients/cpp/luxdb/ with clang's -Wthread-safety (the annotations
+in engine/mutex.h).
 
 Usage: check-thread-safety.py COMPILE_COMMANDS_JSON SOURCE_DIR [CLANGXX]
 
-Every engine/*.cc and clients/cpp/luxdb/*.cc that the build compiles (taken from CMake's compile_commands.json, so new
+Every engine/*.cc, server/*.cc and clients/cpp/luxdb/*.cc that the build compiles (taken from CMake's compile_commands.json, so new
 files are checked without listing them here) is compiled with clang++ -fsyntax-only
 -Wthread-safety -Werror and the include paths and defines of the real build. Then
 tests/thread_safety/*.cc, each touching a guarded member without its lock, is compiled the
@@ -89,9 +89,10 @@ def main():
         return 1
     with open(commands_path) as f:
         entries = json.load(f)
-    # engine/, and the C++ client library (its QueryStream's write lock is an engine::Mutex).
+    # engine/, server/ (the QueryStream reactors, the metrics and the request log lock
+    # engine::Mutex) and the C++ client library (its QueryStream's write lock is one too).
     checked_dirs = tuple(os.path.join(source_dir, *parts) + os.sep
-                         for parts in (("engine",), ("clients", "cpp", "luxdb")))
+                         for parts in (("engine",), ("server",), ("clients", "cpp", "luxdb")))
     engine = sorted((e for e in entries
                      if os.path.realpath(e["file"]).startswith(checked_dirs)
                      and e["file"].endswith(".cc")),

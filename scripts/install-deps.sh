@@ -7,6 +7,10 @@ packages=(
   cmake g++ make pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   librocksdb-dev libabsl-dev libhnswlib-dev libssl-dev openssl libspdlog-dev
+  prometheus-cpp-dev  # the server's /metrics endpoint (prometheus-cpp's exposer)
+  # tests: promtool checks a scrape, and a real Prometheus scrapes a server (the tests run their
+  # own on a free port; on a machine with systemd the package also enables its service, :9090)
+  prometheus
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev llvm  # fuzz/: clang, its libFuzzer runtime, llvm-symbolizer
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio

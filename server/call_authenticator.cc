@@ -85,18 +85,24 @@ absl::Status CallAuthenticator::Check(absl::string_view path,
   if (!absl::StartsWith(path, kLuxDbMethodPrefix)) return absl::OkStatus();
   absl::Status verdict;
   if (authorization.empty()) {
-    verdict = absl::UnauthenticatedError(
-        "missing 'authorization: Bearer <token>' metadata; see the README's Security section");
+    verdict = auth::WithRefusalReason(
+        absl::UnauthenticatedError(
+            "missing 'authorization: Bearer <token>' metadata; see the README's Security section"),
+        "missing");
   } else if (authorization.size() > 1) {
     // Proxies and libraries disagree on which of several headers counts; refuse them all.
-    verdict = absl::UnauthenticatedError(
-        absl::StrCat("the call carries ", authorization.size(),
-                     " 'authorization' headers; send exactly one 'Bearer <token>'"));
+    verdict =
+        auth::WithRefusalReason(absl::UnauthenticatedError(absl::StrCat(
+                                    "the call carries ", authorization.size(),
+                                    " 'authorization' headers; send exactly one 'Bearer <token>'")),
+                                "several");
   } else {
     absl::string_view value = authorization.front();
     // The scheme name is case-insensitive (RFC 6750 / RFC 9110).
     if (!absl::StartsWithIgnoreCase(value, auth::kBearerPrefix)) {
-      verdict = absl::UnauthenticatedError("authorization metadata is not 'Bearer <token>'");
+      verdict = auth::WithRefusalReason(
+          absl::UnauthenticatedError("authorization metadata is not 'Bearer <token>'"),
+          "not_bearer");
     } else {
       value.remove_prefix(sizeof(auth::kBearerPrefix) - 1);
       verdict = verifier_->Check(value, path);
@@ -104,6 +110,7 @@ absl::Status CallAuthenticator::Check(absl::string_view path,
   }
   if (!verdict.ok()) {
     spdlog::debug("refused {}: {}", std::string(path), std::string(verdict.message()));
+    if (on_refusal_) on_refusal_(path, verdict);
   }
   return verdict;
 }

@@ -13,6 +13,7 @@
 // server credentials.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -26,8 +27,13 @@ namespace luxdb::server {
 // Decides whether a call's headers carry a valid token for its method. Thread-safe.
 class CallAuthenticator final : public grpc::AuthMetadataProcessor {
  public:
-  // `verifier` must outlive every server using this authenticator.
-  explicit CallAuthenticator(auth::TokenVerifier* verifier) : verifier_(verifier) {}
+  // Told of every refused call: its ":path" and the refusal (which carries an
+  // auth::RefusalReason). Runs on gRPC's transport thread, so it must be quick.
+  using RefusalObserver = std::function<void(absl::string_view path, const absl::Status& refusal)>;
+
+  // `verifier` must outlive every server using this authenticator; `on_refusal` may be null.
+  explicit CallAuthenticator(auth::TokenVerifier* verifier, RefusalObserver on_refusal = nullptr)
+      : verifier_(verifier), on_refusal_(std::move(on_refusal)) {}
 
   // Runs on gRPC's transport thread; the check takes microseconds (one HMAC, one hash-set
   // lookup), so it does not need a thread of its own.
@@ -35,7 +41,8 @@ class CallAuthenticator final : public grpc::AuthMetadataProcessor {
 
   // OK for calls outside luxdb.v1.LuxDB; for LuxDB calls, OK only when exactly one
   // "authorization: Bearer <token>" header carries a token TokenVerifier::Check accepts for
-  // the call's method. UNAUTHENTICATED with the reason otherwise (never the token itself).
+  // the call's method. UNAUTHENTICATED with the reason otherwise (never the token itself),
+  // carrying its auth::RefusalReason; the refusal observer is told.
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
                        OutputMetadata* consumed_auth_metadata,
                        OutputMetadata* response_metadata) override;
@@ -47,6 +54,7 @@ class CallAuthenticator final : public grpc::AuthMetadataProcessor {
 
  private:
   auth::TokenVerifier* const verifier_;
+  const RefusalObserver on_refusal_;
 };
 
 // `base` (plaintext when null, else TLS credentials built by grpc::SslServerCredentials)

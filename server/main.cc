@@ -14,13 +14,14 @@
 #include <string_view>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/catalog.h"
 #include "luxdb/version.h"
+#include "server/logging.h"
 #include "server/memory_trimmer.h"
 #include "server/options.h"
 #include "server/server.h"
-#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -37,19 +38,11 @@ std::map<std::string, std::string> Environment() {
   return env;
 }
 
-void SetUpLogging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("luxdb");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_level(level == "warning" ? spdlog::level::warn
-                    : level == "error" ? spdlog::level::err
-                                       : spdlog::level::from_str(level));
-}
-
 int Import(const luxdb::server::Options& options) {
   absl::StatusOr<luxdb::storage::Space> space = luxdb::engine::ParseSpace(options.import_space);
   if (!space.ok()) {
-    std::cerr << "luxdb-server: --import-space: " << space.status().message() << "\n";
+    luxdb::server::Report(spdlog::level::err,
+                          absl::StrCat("luxdb-server: --import-space: ", space.status().message()));
     return 2;
   }
   absl::StatusOr<std::unique_ptr<luxdb::engine::Catalog>> catalog = luxdb::engine::Catalog::Open(
@@ -57,19 +50,23 @@ int Import(const luxdb::server::Options& options) {
                          .sync = options.sync,
                          .memory_budget_bytes = options.memory_budget_mb << 20});
   if (!catalog.ok()) {
-    std::cerr << "luxdb-server: " << catalog.status().message() << "\n";
+    luxdb::server::Report(spdlog::level::err,
+                          absl::StrCat("luxdb-server: ", catalog.status().message()));
     return 1;
   }
   absl::Status imported =
       (*catalog)->Import(options.import_path, options.import_name, *space, options.import_dim);
   absl::Status closed = (*catalog)->Close();
   if (!imported.ok() || !closed.ok()) {
-    std::cerr << "luxdb-server: import failed: "
-              << (imported.ok() ? closed.message() : imported.message()) << "\n";
+    luxdb::server::Report(spdlog::level::err,
+                          absl::StrCat("luxdb-server: import failed: ",
+                                       imported.ok() ? closed.message() : imported.message()));
     return 1;
   }
-  std::cerr << "luxdb-server: imported '" << options.import_path << "' as index '"
-            << options.import_name << "' into " << options.data_dir << "\n";
+  luxdb::server::Report(
+      spdlog::level::info,
+      absl::StrCat("luxdb-server: imported '", options.import_path, "' as index '",
+                   options.import_name, "' into ", options.data_dir));
   return 0;
 }
 
@@ -149,7 +146,7 @@ int main(int argc, char** argv) {
     std::cerr << "luxdb-server: " << options.status().message() << "\n";
     return 2;
   }
-  SetUpLogging(options->loglevel);
+  luxdb::server::SetUpLogging(options->loglevel, options->log_format);
   RaiseOpenFileLimit();
   TuneMalloc(options->threads);
   SkipMutexDeadlockDetection();
@@ -165,7 +162,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<luxdb::server::LuxServer>> server =
       luxdb::server::LuxServer::Start(*options);
   if (!server.ok()) {
-    std::cerr << "luxdb-server: " << server.status().message() << "\n";
+    luxdb::server::Report(spdlog::level::err,
+                          absl::StrCat("luxdb-server: ", server.status().message()));
     return 1;
   }
   // Calls are answered once storage is open; the line below, which harness::ServerProcess
@@ -180,8 +178,9 @@ int main(int argc, char** argv) {
       return;
     }
     if ((*server)->WaitUntilReady().ok()) {  // not ok: shutdown began first
-      std::cerr << "luxdb-server: serving '" << options->data_dir << "' on " << options->host << ":"
-                << (*server)->port() << std::endl;
+      luxdb::server::Report(spdlog::level::info,
+                            absl::StrCat("luxdb-server: serving '", options->data_dir, "' on ",
+                                         options->host, ":", (*server)->port()));
     }
   });
   int signal = 0;
@@ -194,7 +193,7 @@ int main(int argc, char** argv) {
   absl::Status stopped = (*server)->Shutdown(std::chrono::seconds(options->grace_seconds));
   watcher.join();  // Shutdown ended its wait for the indexes
   if (!loaded.ok()) {
-    std::cerr << "luxdb-server: " << loaded.message() << "\n";
+    luxdb::server::Report(spdlog::level::err, absl::StrCat("luxdb-server: ", loaded.message()));
     return 1;
   }
   if (!stopped.ok()) {

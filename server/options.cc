@@ -151,6 +151,28 @@ const std::vector<Flag>& Flags() {
               "--loglevel must be debug, info, warning, error or critical, got '", text, "'"));
         },
         [](const Options& options) { return options.loglevel; }}},
+      {"log-format",
+       "text or json (one JSON object per line, for log collectors); applies to every line",
+       false,
+       {[](Options& options, absl::string_view text) -> absl::Status {
+          const std::string format = absl::AsciiStrToLower(text);
+          if (format == "text" || format == "json") {
+            options.log_format = format == "json" ? LogFormat::kJson : LogFormat::kText;
+            return absl::OkStatus();
+          }
+          return absl::InvalidArgumentError(
+              absl::StrCat("--log-format must be text or json, got '", text, "'"));
+        },
+        [](const Options& options) {
+          return std::string(options.log_format == LogFormat::kJson ? "json" : "text");
+        }}},
+      {"metrics-host",
+       "IPv4 address the Prometheus metrics endpoint listens on (0.0.0.0 for every interface: "
+       "the endpoint has no authentication)",
+       false, Text(&Options::metrics_host)},
+      {"metrics-port",
+       "TCP port of the Prometheus metrics endpoint, http://HOST:PORT/metrics (0: no metrics)",
+       false, Number(&Options::metrics_port, 0, 65535, "metrics-port")},
       {"threads", "worker threads for batch queries and inserts (0: one per core)", false,
        Number(&Options::threads, 0, 1024, "threads")},
       {"max-message-mb", "largest request or response, in MiB", false,
@@ -346,6 +368,16 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   absl::StatusOr<std::chrono::milliseconds> ttl = auth::TokenVerifier::TtlFromEnvironment(env);
   if (!ttl.ok()) return ttl.status();
   options.token_ttl = *ttl;
+  if (options.metrics_port != 0 && options.metrics_port == options.port &&
+      options.metrics_host == options.host) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics-port ", options.metrics_port, " is also --port on ", options.host,
+                     ": give the metrics endpoint a port of its own (or 0 to turn metrics off)"));
+  }
+  if (options.metrics_host.empty()) {
+    return absl::InvalidArgumentError(
+        "--metrics-host is empty: give an address such as 127.0.0.1 or 0.0.0.0");
+  }
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
@@ -386,6 +418,13 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
         "import needs all of --import-path, --import-name, --import-space and --import-dim");
   }
   return options;
+}
+
+std::string HostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos && !host.starts_with("[")) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
 }
 
 uint64_t TransportMemoryBytes(const Options& options) {

@@ -12,12 +12,22 @@
 
 namespace luxdb::server {
 
+// How log lines are written (server/logging.h).
+enum class LogFormat { kText, kJson };
+
 struct Options {
   std::string data_dir;  // positional PATH
   std::string address;   // --address HOST:PORT: sets host and port (ParseOptions)
   std::string host = "127.0.0.1";
   int port = 8484;  // 0 picks a free port
   std::string loglevel = "warning";
+  // "text" (one human-readable line per event) or "json" (one JSON object per line, for log
+  // collectors): every line the server logs (README "Metrics and logs").
+  LogFormat log_format = LogFormat::kText;
+  // Prometheus metrics at http://metrics_host:metrics_port/metrics; port 0 turns them off.
+  // Unauthenticated (index names and counts): keep it on a network only Prometheus reaches.
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = 9484;
   size_t threads = 0;  // 0: one per core
   uint32_t max_message_mb = 256;
   bool sync = true;
@@ -94,6 +104,10 @@ struct Options {
 // value at fault. `*help` is set if --help was asked for.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::map<std::string, std::string>& env, bool* help);
+
+// "host:port", with an IPv6 literal host in brackets ("[::1]:8484"), as gRPC and the metrics
+// endpoint take listening addresses.
+std::string HostPort(const std::string& host, int port);
 
 // Options::max_transport_memory_mb with its default applied.
 uint64_t TransportMemoryBytes(const Options& options);

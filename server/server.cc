@@ -21,6 +21,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/health_service.h"
+#include "server/logging.h"
 #include "server/memory_trimmer.h"
 #include "spdlog/spdlog.h"
 
@@ -28,14 +29,6 @@ namespace luxdb::server {
 namespace {
 
 constexpr char kServiceName[] = "luxdb.v1.LuxDB";
-
-std::string ListenAddress(const std::string& host, int port) {
-  // IPv6 literals need brackets in a gRPC address.
-  if (host.find(':') != std::string::npos && !host.starts_with("[")) {
-    return absl::StrCat("[", host, "]:", port);
-  }
-  return absl::StrCat(host, ":", port);
-}
 
 }  // namespace
 
@@ -76,7 +69,13 @@ absl::Status LuxServer::SetUpAuthentication() {
   if (!key.ok()) return key.status();
   verifier_ = std::make_unique<auth::TokenVerifier>(
       *key, auth::TokenVerifier::Options{.ttl = options_.token_ttl});
-  authenticator_ = std::make_shared<CallAuthenticator>(verifier_.get());
+  CallAuthenticator::RefusalObserver on_refusal;
+  if (observer_->active()) {
+    on_refusal = [observer = observer_.get()](absl::string_view path, const absl::Status& refusal) {
+      observer->RecordRefusal(path, refusal);
+    };
+  }
+  authenticator_ = std::make_shared<CallAuthenticator>(verifier_.get(), std::move(on_refusal));
   return absl::OkStatus();
 }
 
@@ -116,6 +115,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
   return CredentialsCheckingTokens(std::move(tls), std::move(authenticator));
 }
 
+constexpr char kUnknownListenFailure[] = "unknown reason";
+
 // Why nothing could listen on host:port, found by binding a socket there ourselves (gRPC only
 // says that it failed): "address in use" when another process holds the port.
 std::string ListenFailure(const std::string& host, int port) {
@@ -128,7 +129,7 @@ std::string ListenFailure(const std::string& host, int port) {
   if (const int e = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); e != 0) {
     return absl::StrCat("cannot resolve '", host, "': ", gai_strerror(e));
   }
-  std::string reason = "unknown reason";
+  std::string reason = kUnknownListenFailure;
   for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
     const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
@@ -145,6 +146,32 @@ std::string ListenFailure(const std::string& host, int port) {
   }
   freeaddrinfo(found);
   return reason;
+}
+
+// `host` as a numeric IPv4 address (a name resolved to its first one): the metrics endpoint's
+// HTTP server (Debian's civetweb, built without IPv6) takes those only.
+absl::StatusOr<std::string> NumericIpv4Host(const std::string& host) {
+  if (host.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "the metrics endpoint listens on IPv4 addresses only (Debian's civetweb HTTP server has "
+        "no IPv6); give 127.0.0.1, 0.0.0.0 or another IPv4 address");
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (const int e = getaddrinfo(host.c_str(), nullptr, &hints, &found); e != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve it: ", gai_strerror(e)));
+  }
+  char numeric[NI_MAXHOST] = {};
+  const int e = getnameinfo(found->ai_addr, found->ai_addrlen, numeric, sizeof(numeric), nullptr, 0,
+                            NI_NUMERICHOST);
+  freeaddrinfo(found);
+  if (e != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve it: ", gai_strerror(e)));
+  }
+  return std::string(numeric);
 }
 
 // Timeouts that keep a connection from holding the server's memory and threads for ever, and
@@ -179,9 +206,31 @@ void SetTransportLimits(const Options& options, grpc::ServerBuilder* builder) {
 
 }  // namespace
 
+absl::Status LuxServer::SetUpObservation() {
+  request_log_ = std::make_unique<RequestLog>(RequestLogger(), options_.log_format);
+  if (options_.metrics_port != 0) metrics_ = std::make_unique<ServerMetrics>();
+  observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get());
+  if (metrics_ == nullptr) return absl::OkStatus();
+  const std::string address = HostPort(options_.metrics_host, options_.metrics_port);
+  absl::StatusOr<std::string> numeric = NumericIpv4Host(options_.metrics_host);
+  if (!numeric.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics-host '", options_.metrics_host, "': ", numeric.status().message()));
+  }
+  if (absl::Status served = metrics_->Serve(*numeric, options_.metrics_port); !served.ok()) {
+    std::string reason = ListenFailure(options_.metrics_host, options_.metrics_port);
+    if (reason == kUnknownListenFailure) reason = std::string(served.message());
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address,
+                                               " (--metrics-port, --metrics-host): ", reason));
+  }
+  spdlog::info("serving metrics on http://{}/metrics", address);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& options) {
   const uint64_t max_message_bytes = uint64_t{options.max_message_mb} << 20;
   std::unique_ptr<LuxServer> server(new LuxServer(options));
+  if (absl::Status s = server->SetUpObservation(); !s.ok()) return s;
   if (absl::Status s = server->SetUpAuthentication(); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeCredentials(options, server->authenticator_);
@@ -194,7 +243,7 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   server->health_ = std::make_unique<HealthService>(kServiceName);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const std::string address = ListenAddress(options.host, options.port);
+  const std::string address = HostPort(options.host, options.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
   // Requests up to twice the cap reach the handlers, which refuse those above it with a
   // message naming the cap and a batch size that fits (gRPC's own refusal names neither).
@@ -217,12 +266,17 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   SetTransportLimits(options, &builder);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->health_.get());
+  if (server->observer_->active()) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(server->observer_->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ",
                                                ListenFailure(options.host, options.port)));
   }
-  spdlog::info("listening on {}", ListenAddress(options.host, server->port_));
+  spdlog::info("listening on {}", HostPort(options.host, server->port_));
   constexpr auto kTrimPeriod = std::chrono::seconds(1);
   constexpr size_t kTrimAboveBytes = size_t{16} << 20;
   server->trimmer_ = std::make_unique<MemoryTrimmer>(kTrimPeriod, kTrimAboveBytes);
@@ -269,7 +323,10 @@ void LuxServer::Load() {
     catalog = catalog_.get();  // valid until Shutdown, which joins this thread first
     // Calls are answered from now on: those on an index still loading get UNAVAILABLE.
     shutting_down = shut_down_;
-    if (!shutting_down) service_->AttachCatalog(catalog);
+    if (!shutting_down) {
+      service_->AttachCatalog(catalog);
+      if (metrics_ != nullptr) metrics_->AttachCatalog(catalog);
+    }
   }
   if (shutting_down) {  // began while storage was opening: do not load what nobody will use
     catalog->StopLoading();
@@ -343,6 +400,7 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
   if (loader_.joinable()) loader_.join();
   std::lock_guard lock(mu_);
   if (catalog_ == nullptr) return load_status_;
+  if (metrics_ != nullptr) metrics_->AttachCatalog(nullptr);
   absl::Status closed = catalog_->Close();
   service_->AttachCatalog(nullptr);
   catalog_.reset();

@@ -14,9 +14,12 @@
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
 #include "server/call_authenticator.h"
+#include "server/call_observer.h"
 #include "server/health_service.h"
 #include "server/memory_trimmer.h"
 #include "server/options.h"
+#include "server/request_log.h"
+#include "server/server_metrics.h"
 #include "server/service.h"
 
 namespace luxdb::server {
@@ -48,9 +51,17 @@ class LuxServer {
   explicit LuxServer(const Options& options);
   // Derives the key and sets up token checking, unless options_.insecure.
   absl::Status SetUpAuthentication();
+  // The metrics (unless Options::metrics_port is 0), the request log and the observer that
+  // feeds them; serves /metrics. Fails if the metrics port cannot be bound.
+  absl::Status SetUpObservation();
   void Load();
 
   const Options options_;
+  // Before everything that reports to them (the gRPC server's interceptors, the authenticator),
+  // so they are destroyed after it.
+  std::unique_ptr<ServerMetrics> metrics_;  // null when metrics are off
+  std::unique_ptr<RequestLog> request_log_;
+  std::unique_ptr<CallObserver> observer_;
   std::unique_ptr<auth::TokenVerifier> verifier_;     // null when insecure
   std::shared_ptr<CallAuthenticator> authenticator_;  // null when insecure
   std::unique_ptr<MemoryTrimmer> trimmer_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -307,10 +308,19 @@ absl::StatusOr<SnapshotFile> GraphSnapshots::Find(uint64_t cf_id) const {
     return absl::DataLossError(absl::StrCat("graph snapshot '", graph_path, "' has ", *size,
                                             " bytes; its sidecar records ", meta->graph.size));
   }
+  struct stat meta_stat {};
+  std::chrono::system_clock::time_point written;
+  if (stat(meta_path.c_str(), &meta_stat) == 0) {
+    written = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds(meta_stat.st_mtim.tv_sec) +
+            std::chrono::nanoseconds(meta_stat.st_mtim.tv_nsec)));
+  }
   return SnapshotFile{.path = graph_path,
                       .version = meta->version,
                       .size = meta->graph.size,
-                      .sha256_hex = meta->graph.sha256_hex};
+                      .sha256_hex = meta->graph.sha256_hex,
+                      .written = written};
 }
 
 absl::Status GraphSnapshots::Verify(const SnapshotFile& snapshot) const {

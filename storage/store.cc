@@ -990,6 +990,19 @@ absl::StatusOr<uint64_t> Store::Backup(const BackupTarget& target) const {
   return *bytes;
 }
 
+StoreStats Store::Stats() const {
+  StoreStats stats;
+  std::map<std::string, std::string> db_stats;
+  if (impl_->db->GetMapProperty(rocksdb::DB::Properties::kDBStats, &db_stats)) {
+    if (auto it = db_stats.find("db.user_bytes_written"); it != db_stats.end()) {
+      absl::SimpleAtoi(it->second, &stats.bytes_written);
+    }
+  }
+  impl_->db->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateLiveDataSize,
+                                      &stats.live_data_bytes);
+  return stats;
+}
+
 absl::Status Store::Flush() {
   std::vector<std::shared_ptr<IndexEntry>> entries;
   {

@@ -32,6 +32,7 @@
 // Thread safety: every method may be called concurrently from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -83,6 +84,16 @@ struct SnapshotFile {
   uint64_t version = 0;  // the IndexConfig::version the graph reflects
   uint64_t size = 0;
   std::string sha256_hex;
+  // When it was published (its sidecar's modification time).
+  std::chrono::system_clock::time_point written;
+};
+
+// What RocksDB reports about the whole store (Store::Stats).
+struct StoreStats {
+  // Bytes of keys and values written by LuxDB since this process opened the store.
+  uint64_t bytes_written = 0;
+  // RocksDB's estimate of the bytes its live data takes on disk, over every column family.
+  uint64_t live_data_bytes = 0;
 };
 
 // One stored item, for replaying history.
@@ -175,6 +186,9 @@ class Store {
   // written or linked; errors name target.path(). On error, what was written stays for the
   // caller's `target` to remove (BackupTarget::Remove, or its destructor).
   absl::StatusOr<uint64_t> Backup(const BackupTarget& target) const;
+
+  // RocksDB's counters (see StoreStats): cheap, for metrics scrapes.
+  StoreStats Stats() const;
 
   // Flushes memtables to disk. Called on clean shutdown, so that the next open has no log to
   // replay. Each column family's flush costs RocksDB 7.8 work over every column family: with

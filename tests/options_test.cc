@@ -296,6 +296,38 @@ TEST(ParseOptionsTest, TransportLimits) {
                         {"LUXDB_MAX_CONNECTION_IDLE_SECONDS", "soon"}));
 }
 
+TEST(ParseOptionsTest, MetricsAndLogFormat) {
+  absl::StatusOr<Options> defaults = Parse({"/data"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->metrics_port, 9484);
+  EXPECT_EQ(defaults->metrics_host, "127.0.0.1");  // as --host's default
+  EXPECT_EQ(defaults->log_format, LogFormat::kText);
+
+  absl::StatusOr<Options> set =
+      Parse({"--metrics-port", "9500", "--metrics-host=0.0.0.0", "--log-format", "JSON", "/data"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->metrics_port, 9500);
+  EXPECT_EQ(set->metrics_host, "0.0.0.0");
+  EXPECT_EQ(set->log_format, LogFormat::kJson);
+
+  absl::StatusOr<Options> from_env = Parse({"/data"}, {{"LUXDB_METRICS_PORT", "0"},
+                                                       {"LUXDB_METRICS_HOST", "10.0.0.1"},
+                                                       {"LUXDB_LOG_FORMAT", "json"}});
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->metrics_port, 0);  // metrics off
+  EXPECT_EQ(from_env->metrics_host, "10.0.0.1");
+  EXPECT_EQ(from_env->log_format, LogFormat::kJson);
+
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--log-format", "xml", "/data"}), {"--log-format", "text or json", "xml"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--metrics-port", "65536", "/data"}), {"--metrics-port", "65536"}));
+  EXPECT_TRUE(IsInvalid(Parse({"--metrics-host=", "/data"}), {"--metrics-host"}));
+  // The gRPC port and the metrics port cannot be the same on the same host.
+  EXPECT_TRUE(IsInvalid(Parse({"--port", "9484", "/data"}), {"--metrics-port 9484", "--port"}));
+  EXPECT_TRUE(Parse({"--port", "9484", "--metrics-port", "9485", "/data"}).ok());
+  EXPECT_TRUE(Parse({"--port", "9484", "--metrics-port", "0", "/data"}).ok());
+}
+
 TEST(ParseOptionsTest, SecretSources) {
   absl::StatusOr<Options> flag = Parse({"/data", "--secret", "s3"});
   ASSERT_TRUE(flag.ok()) << flag.status();
@@ -387,6 +419,15 @@ TEST(UsageTextTest, ListsEveryFlagWithItsVariable) {
                            "--import-name",
                            "--import-space",
                            "--import-dim",
+                           "--metrics-port",
+                           "LUXDB_METRICS_PORT",
+                           "default 9484",
+                           "--metrics-host",
+                           "LUXDB_METRICS_HOST",
+                           "default 127.0.0.1",
+                           "--log-format",
+                           "LUXDB_LOG_FORMAT",
+                           "default text",
                            "--help",
                            "PATH"}) {
     EXPECT_NE(usage.find(text), std::string::npos) << "usage text lacks " << text;

@@ -96,6 +96,7 @@ server::Options TestServer::DefaultOptions() {
   server::Options options;
   options.secret = kTestSecret;
   options.kdf.iterations = kTestKdfIterations;
+  options.metrics_port = 0;  // tests run servers side by side: none takes the metrics port
   return options;
 }
 

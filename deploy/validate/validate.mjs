@@ -85,6 +85,7 @@ const FIELDS = {
 // ---- LuxDB's expectations ----
 
 const PORT = 8484;
+const DEFAULT_METRICS_PORT = 9484;  // the server's --metrics-port default
 const DATA_DIR = "/data";
 const IMAGE_UID = 10001;  // the image's user `luxdb`
 const DEFAULT_GRACE_SECONDS = 25;  // the server's --grace-seconds default
@@ -217,6 +218,54 @@ function checkProbe(probe, name, container, env, problems) {
   }
 }
 
+// The pod must be annotated for Prometheus' pod discovery, and the annotations must lead to the
+// server's metrics endpoint: its port (LUXDB_METRICS_PORT, default 9484, also a containerPort),
+// its path, and an address reachable from outside the pod (LUXDB_METRICS_HOST; the server's
+// default 127.0.0.1 is not).
+function checkMetrics(template, container, env, problems) {
+  const at = `spec.template.spec.containers[${CONTAINER}]`;
+  const annotations = (template.metadata || {}).annotations || {};
+  const path = (key) => `spec.template.metadata.annotations["${key}"]`;
+  if (annotations["prometheus.io/scrape"] !== "true") {
+    problems.add(path("prometheus.io/scrape"), `must be "true", so that Prometheus scrapes ` +
+      `the server's metrics, got ${JSON.stringify(annotations["prometheus.io/scrape"])}`);
+    return;
+  }
+  const portVariable = env.get("LUXDB_METRICS_PORT");
+  let port = DEFAULT_METRICS_PORT;
+  if (portVariable !== undefined) {
+    if (!/^[0-9]+$/.test(String(portVariable.value))) {
+      problems.add(`${at}.env[LUXDB_METRICS_PORT]`,
+        `must be a port number, got ${JSON.stringify(portVariable.value)}`);
+      return;
+    }
+    port = Number(portVariable.value);
+  }
+  if (port === 0 || port === PORT) {
+    problems.add(`${at}.env[LUXDB_METRICS_PORT]`, port === 0
+      ? "is 0, which turns metrics off, but the pod is annotated for scraping"
+      : `must differ from the gRPC port ${PORT}`);
+    return;
+  }
+  if (annotations["prometheus.io/port"] !== String(port)) {
+    problems.add(path("prometheus.io/port"), `must be "${port}", the server's metrics port ` +
+      `(LUXDB_METRICS_PORT), got ${JSON.stringify(annotations["prometheus.io/port"])}`);
+  }
+  if (![undefined, "/metrics"].includes(annotations["prometheus.io/path"])) {
+    problems.add(path("prometheus.io/path"), `must be /metrics, the server's endpoint, got ` +
+      `${JSON.stringify(annotations["prometheus.io/path"])}`);
+  }
+  if (!(container.ports || []).some((p) => isObject(p) && p.containerPort === port)) {
+    problems.add(`${at}.ports`, `no containerPort ${port} for the metrics endpoint`);
+  }
+  const host = (env.get("LUXDB_METRICS_HOST") || {}).value;
+  if (typeof host !== "string" || /^(127\.|localhost$)/.test(host) || host.includes(":")) {
+    problems.add(`${at}.env[LUXDB_METRICS_HOST]`, "must be 0.0.0.0 (or another IPv4 address of " +
+      "the pod): the server's default, 127.0.0.1, cannot be scraped from outside the pod, and " +
+      `the metrics endpoint has no IPv6; got ${JSON.stringify(host)}`);
+  }
+}
+
 function mountFor(container, file) {
   return (container.volumeMounts || []).find((mount) => isObject(mount)
     && typeof mount.mountPath === "string"
@@ -330,6 +379,7 @@ function checkStatefulSet(object, problems) {
   if (args.some((arg) => arg === "--secret" || String(arg).startsWith("--secret="))) {
     problems.add(`${at}.args`, "--secret on the command line: use LUXDB_SECRET from a Secret");
   }
+  checkMetrics(template, container, env, problems);
   const dataDir = env.get("LUXDB_DATA_DIR");
   if (dataDir && dataDir.value !== DATA_DIR) {
     problems.add(`${at}.env[LUXDB_DATA_DIR]`, `must be ${DATA_DIR}, the mounted volume`);

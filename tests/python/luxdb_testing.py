@@ -46,10 +46,20 @@ CONNECTION_VARIABLES = ("LUXDB_ADDRESS", "LUXDB_HOST", "LUXDB_PORT", "LUXDB_SECR
                         "LUXDB_SECRET_FILE")
 
 
+def token_metadata(method):
+    """Call metadata with a fresh token of the test servers' key for `method`
+    ("/luxdb.v1.LuxDB/QueryStream"), for calls the test channel's interceptor does not sign
+    (it signs unary calls only)."""
+    return [("authorization", "Bearer " + auth.mint_token(_TEST_KEY, method))]
+
+
 def server_environment():
     """The environment luxdb-server (and its import mode) runs with in these tests."""
     env = dict(os.environ)
     env["KDF_ITERATIONS"] = str(TEST_KDF_ITERATIONS)
+    # Tests run servers side by side: none takes the default metrics port (9484). The metrics
+    # tests give --metrics-port, which wins over the variable.
+    env["LUXDB_METRICS_PORT"] = "0"
     env.pop("LUXDB_SALT", None)
     env.pop("LUXBD_SALT", None)
     # The tests give addresses and secrets explicitly: none of the caller's may add to them.
