@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "auth/token.h"
 #include "engine/memory_budget.h"
+#include "luxdb/connect_options.h"
 
 namespace luxdb::server {
 namespace {
@@ -101,30 +102,6 @@ Setter Text(std::string Options::*field, const char* unset = "none") {
           [=](const Options& options) {
             return (options.*field).empty() ? std::string(unset) : options.*field;
           }};
-}
-
-// "host:port" or "[v6]:port" (port 0 picks a free one); INVALID_ARGUMENT naming `what`.
-absl::StatusOr<std::pair<std::string, int>> ParseListenAddress(absl::string_view text,
-                                                               const std::string& what) {
-  absl::string_view host;
-  absl::string_view port;
-  const bool bracketed = absl::StartsWith(text, "[");
-  const size_t close = bracketed ? text.find(']') : absl::string_view::npos;
-  const size_t colon = bracketed ? close + 1 : text.rfind(':');
-  if ((bracketed && close == absl::string_view::npos) || colon >= text.size() ||
-      text[colon] != ':' || (!bracketed && text.find(':') != colon)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " must be HOST:PORT or [IPv6]:PORT, got '", text, "'"));
-  }
-  host = bracketed ? text.substr(1, close - 1) : text.substr(0, colon);
-  port = text.substr(colon + 1);
-  int number = 0;
-  if (host.empty() || port.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(port[0])) ||
-      !absl::SimpleAtoi(port, &number) || number > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " must be HOST:PORT with a port from 0 to 65535, got '", text, "'"));
-  }
-  return std::make_pair(std::string(host), number);
 }
 
 const std::vector<Flag>& Flags() {
@@ -354,7 +331,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       }
     }
     absl::StatusOr<std::pair<std::string, int>> address =
-        ParseListenAddress(options.address, source("address"));
+        client::ParseAddress(options.address, source("address"), /*min_port=*/0);
     if (!address.ok()) return address.status();
     options.host = address->first;
     options.port = address->second;
@@ -418,13 +395,6 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
         "import needs all of --import-path, --import-name, --import-space and --import-dim");
   }
   return options;
-}
-
-std::string HostPort(const std::string& host, int port) {
-  if (host.find(':') != std::string::npos && !host.starts_with("[")) {
-    return absl::StrCat("[", host, "]:", port);
-  }
-  return absl::StrCat(host, ":", port);
 }
 
 uint64_t TransportMemoryBytes(const Options& options) {

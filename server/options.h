@@ -105,10 +105,6 @@ struct Options {
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::map<std::string, std::string>& env, bool* help);
 
-// "host:port", with an IPv6 literal host in brackets ("[::1]:8484"), as gRPC and the metrics
-// endpoint take listening addresses.
-std::string HostPort(const std::string& host, int port);
-
 // Options::max_transport_memory_mb with its default applied.
 uint64_t TransportMemoryBytes(const Options& options);
 

@@ -20,6 +20,7 @@
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "luxdb/connect_options.h"
 #include "server/health_service.h"
 #include "server/logging.h"
 #include "server/memory_trimmer.h"
@@ -211,7 +212,7 @@ absl::Status LuxServer::SetUpObservation() {
   if (options_.metrics_port != 0) metrics_ = std::make_unique<ServerMetrics>();
   observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get());
   if (metrics_ == nullptr) return absl::OkStatus();
-  const std::string address = HostPort(options_.metrics_host, options_.metrics_port);
+  const std::string address = client::JoinHostPort(options_.metrics_host, options_.metrics_port);
   absl::StatusOr<std::string> numeric = NumericIpv4Host(options_.metrics_host);
   if (!numeric.ok()) {
     return absl::InvalidArgumentError(
@@ -243,7 +244,7 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   server->health_ = std::make_unique<HealthService>(kServiceName);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const std::string address = HostPort(options.host, options.port);
+  const std::string address = client::JoinHostPort(options.host, options.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
   // Requests up to twice the cap reach the handlers, which refuse those above it with a
   // message naming the cap and a batch size that fits (gRPC's own refusal names neither).
@@ -276,7 +277,7 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ",
                                                ListenFailure(options.host, options.port)));
   }
-  spdlog::info("listening on {}", HostPort(options.host, server->port_));
+  spdlog::info("listening on {}", client::JoinHostPort(options.host, server->port_));
   constexpr auto kTrimPeriod = std::chrono::seconds(1);
   constexpr size_t kTrimAboveBytes = size_t{16} << 20;
   server->trimmer_ = std::make_unique<MemoryTrimmer>(kTrimPeriod, kTrimAboveBytes);

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "luxdb/connect_options.h"
 #include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
-#include "server/options.h"
 
 namespace luxdb::server {
 namespace {
@@ -226,7 +226,7 @@ void ServerMetrics::AttachCatalog(engine::Catalog* catalog) {
 
 absl::Status ServerMetrics::Serve(const std::string& host, int port) {
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(HostPort(host, port));
+    exposer_ = std::make_unique<prometheus::Exposer>(client::JoinHostPort(host, port));
   } catch (const std::exception& error) {  // civetweb could not listen there
     return absl::UnavailableError(error.what());
   }

@@ -1081,6 +1081,40 @@ TEST(CommandLineTest, TheAddressComesFromTheFlagsElseTheEnvironment) {
   EXPECT_EQ(client::Target(health->connect), "health-host:9500");
 }
 
+// The one address parser of every LuxDB tool: clients need a real port, the server's listening
+// address may ask for a free one (0); JoinHostPort gives back what ParseAddress took apart.
+TEST(AddressTest, OneParserForClientsAndTheServer) {
+  using Parsed = std::pair<std::string, int>;
+  EXPECT_EQ(*client::ParseAddress("db.example:9000", "--address"), Parsed("db.example", 9000));
+  EXPECT_EQ(*client::ParseAddress("[::1]:8484", "--address"), Parsed("::1", 8484));
+  EXPECT_EQ(*client::ParseAddress("0.0.0.0:0", "--address", 0), Parsed("0.0.0.0", 0));
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"db:0", "--address needs a port from 1 to 65535, got 'db:0'"},
+      {"db:65536", "needs a port from 1 to 65535"},
+      {"db:+80", "needs a port from 1 to 65535"},
+      {"db:", "needs a port from 1 to 65535"},
+      {":80", "--address has no host"},
+      {"::1:80", "must be HOST:PORT or [IPv6]:PORT, got '::1:80'"},
+      {"[::1]80", "must be HOST:PORT or [IPv6]:PORT"},
+      {"[::1:80", "must be HOST:PORT or [IPv6]:PORT"},
+  };
+  for (const auto& [text, expected] : refused) {
+    absl::StatusOr<Parsed> parsed = client::ParseAddress(text, "--address");
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(parsed.status().message(), HasSubstr(expected)) << text;
+  }
+  EXPECT_THAT(client::ParseAddress("db:-1", "--address", 0).status().message(),
+              HasSubstr("needs a port from 0 to 65535"));
+  EXPECT_EQ(client::JoinHostPort("db.example", 9000), "db.example:9000");
+  EXPECT_EQ(client::JoinHostPort("::1", 0), "[::1]:0");
+  EXPECT_EQ(client::JoinHostPort("[::1]", 5), "[::1]:5");
+  for (const char* text : {"db.example:9000", "[::1]:8484", "[fe80::1%eth0]:1"}) {
+    absl::StatusOr<Parsed> parsed = client::ParseAddress(text, "x");
+    ASSERT_TRUE(parsed.ok()) << text;
+    EXPECT_EQ(client::JoinHostPort(parsed->first, parsed->second), text);
+  }
+}
+
 TEST(IdListTest, ParsesIdsAndRangesInOrder) {
   EXPECT_THAT(*cli::ParseIdList("1,5,10-13"), ElementsAre(1, 5, 10, 11, 12, 13));
   EXPECT_THAT(*cli::ParseIdList(" 7 , 3-3 "), ElementsAre(7, 3));

@@ -421,13 +421,13 @@ TEST(UsageTextTest, ListsEveryFlagWithItsVariable) {
                            "--import-dim",
                            "--metrics-port",
                            "LUXDB_METRICS_PORT",
-                           "default 9484",
+                           "(default: 9484)",
                            "--metrics-host",
                            "LUXDB_METRICS_HOST",
-                           "default 127.0.0.1",
+                           "(default: 127.0.0.1)",
                            "--log-format",
                            "LUXDB_LOG_FORMAT",
-                           "default text",
+                           "(default: text)",
                            "--help",
                            "PATH"}) {
     EXPECT_NE(usage.find(text), std::string::npos) << "usage text lacks " << text;

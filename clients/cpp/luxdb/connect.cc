@@ -75,12 +75,12 @@ std::map<std::string, std::string> Environment() {
   return env;
 }
 
-absl::StatusOr<int> ParsePort(absl::string_view text, absl::string_view what) {
+absl::StatusOr<int> ParsePort(absl::string_view text, absl::string_view what, int min_port) {
   int port = 0;
   if (text.empty() || text[0] == '+' || text[0] == '-' || !absl::SimpleAtoi(text, &port) ||
-      port < 1 || port > 65535) {
+      port < min_port || port > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " needs a port from 1 to 65535, got '", text, "'"));
+        absl::StrCat(what, " needs a port from ", min_port, " to 65535, got '", text, "'"));
   }
   return port;
 }
@@ -88,7 +88,7 @@ absl::StatusOr<int> ParsePort(absl::string_view text, absl::string_view what) {
 }  // namespace
 
 absl::StatusOr<std::pair<std::string, int>> ParseAddress(absl::string_view text,
-                                                         absl::string_view what) {
+                                                         absl::string_view what, int min_port) {
   absl::string_view host;
   absl::string_view port;
   if (absl::StartsWith(text, "[")) {  // [v6]:port
@@ -111,20 +111,31 @@ absl::StatusOr<std::pair<std::string, int>> ParseAddress(absl::string_view text,
   if (host.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " has no host: '", text, "'"));
   }
-  absl::StatusOr<int> number = ParsePort(port, what);
-  if (!number.ok()) return number.status();
+  absl::StatusOr<int> number = ParsePort(port, what, min_port);
+  if (!number.ok()) {  // the whole address in the message, not only its port
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " needs a port from ", min_port, " to 65535, got '", text, "'"));
+  }
   return std::make_pair(std::string(host), *number);
 }
 
-std::string Target(const ConnectOptions& options) {
-  const std::string host = options.host.empty() ? kDefaultHost : options.host;
-  const int port = options.port == 0 ? kDefaultPort : options.port;
-  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
-                                             : absl::StrCat(host, ":", port);
+std::string JoinHostPort(absl::string_view host, int port) {
+  if (host.find(':') != absl::string_view::npos && !absl::StartsWith(host, "[")) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
 }
 
-absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options) {
-  const std::map<std::string, std::string> env = Environment();
+std::string Target(const ConnectOptions& options) {
+  return JoinHostPort(options.host.empty() ? kDefaultHost : options.host,
+                      options.port == 0 ? kDefaultPort : options.port);
+}
+
+namespace {
+
+// AddressFromEnvironment with the environment already read.
+absl::StatusOr<ConnectOptions> AddressFrom(const std::map<std::string, std::string>& env,
+                                           ConnectOptions options) {
   const auto address = env.find("LUXDB_ADDRESS");
   const auto host = env.find("LUXDB_HOST");
   const auto port = env.find("LUXDB_PORT");
@@ -145,18 +156,24 @@ absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options) {
   }
   if (host != env.end() && options.host.empty()) options.host = host->second;
   if (port != env.end() && options.port == 0) {
-    absl::StatusOr<int> parsed = ParsePort(port->second, "LUXDB_PORT");
+    absl::StatusOr<int> parsed = ParsePort(port->second, "LUXDB_PORT", 1);
     if (!parsed.ok()) return parsed.status();
     options.port = *parsed;
   }
   return options;
 }
 
+}  // namespace
+
+absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options) {
+  return AddressFrom(Environment(), std::move(options));
+}
+
 absl::StatusOr<ConnectOptions> WithEnvironment(ConnectOptions options) {
-  absl::StatusOr<ConnectOptions> addressed = AddressFromEnvironment(std::move(options));
+  const std::map<std::string, std::string> env = Environment();
+  absl::StatusOr<ConnectOptions> addressed = AddressFrom(env, std::move(options));
   if (!addressed.ok()) return addressed.status();
   options = *std::move(addressed);
-  std::map<std::string, std::string> env = Environment();
   if (options.secret.empty()) {
     const auto secret = env.find("LUXDB_SECRET");
     const auto file = env.find("LUXDB_SECRET_FILE");

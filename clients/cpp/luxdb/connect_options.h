@@ -58,10 +58,15 @@ absl::StatusOr<ConnectOptions> AddressFromEnvironment(ConnectOptions options);
 // for an unreadable or empty LUXDB_SECRET_FILE (NOT_FOUND, FAILED_PRECONDITION, ...).
 absl::StatusOr<ConnectOptions> WithEnvironment(ConnectOptions options);
 
-// "host:port" or "[v6]:port" into host and port (1..65535); INVALID_ARGUMENT naming `what`
-// (e.g. "LUXDB_ADDRESS" or "--address") and the text.
+// "host:port" or "[v6]:port" into host and port (min_port..65535; the server's listening
+// address takes 0, "pick a free port"); INVALID_ARGUMENT naming `what` (e.g. "LUXDB_ADDRESS"
+// or "--address") and the text. Every LuxDB tool parses addresses with this.
 absl::StatusOr<std::pair<std::string, int>> ParseAddress(absl::string_view text,
-                                                         absl::string_view what);
+                                                         absl::string_view what, int min_port = 1);
+
+// "host:port", or "[host]:port" for an IPv6 host (one with a ':' and no brackets yet): the
+// inverse of ParseAddress, and a gRPC target.
+std::string JoinHostPort(absl::string_view host, int port);
 
 // The gRPC target of `options`, "host:port" ("[v6]:port"), with the defaults for what is
 // unset.
