@@ -92,9 +92,10 @@ TEST(CallsTest, IndexNameOfARawQuery) {
   EXPECT_EQ(InfoOf(Method::kQueryIndex).subject(&reordered).index, "later");
 
   // Bytes that are not a request: no name, and no crash.
+  // (Octal escapes: a hex escape would take the letters after it as digits.)
   for (const std::string& garbage :
-       {std::string("\x0a\xff\xff\xff\xff\x0f", 6), std::string("\x12\x05" "ab", 4),
-        std::string("\x0a\x04" "do", 4), std::string("\x07", 1), std::string()}) {
+       {std::string("\x0a\xff\xff\xff\xff\x0f", 6), std::string("\022\005ab", 4),
+        std::string("\012\004do", 4), std::string("\x07", 1), std::string()}) {
     grpc::ByteBuffer bad = Bytes(garbage);
     EXPECT_EQ(InfoOf(Method::kQueryIndex).subject(&bad).index, "");
   }
