@@ -38,9 +38,10 @@ LuxServer::LuxServer(const Options& options) : options_(options) {}
 absl::Status LuxServer::SetUpAuthentication() {
   if (options_.insecure) {
     spdlog::warn(
-        "--insecure: calls are not authenticated; anyone who can reach {}:{} can read, change "
+        "--insecure: calls are not authenticated; anyone who can reach {} can read, change "
         "and delete every index",
-        options_.host, options_.port);
+        // Port 0 is picked later ("listening on" names it).
+        options_.port == 0 ? options_.host : client::JoinHostPort(options_.host, options_.port));
     return absl::OkStatus();
   }
   std::string secret = options_.secret;
