@@ -995,7 +995,8 @@ StoreStats Store::Stats() const {
   std::map<std::string, std::string> db_stats;
   if (impl_->db->GetMapProperty(rocksdb::DB::Properties::kDBStats, &db_stats)) {
     if (auto it = db_stats.find("db.user_bytes_written"); it != db_stats.end()) {
-      absl::SimpleAtoi(it->second, &stats.bytes_written);
+      // RocksDB writes the figure as a decimal integer; anything else reads as 0.
+      if (!absl::SimpleAtoi(it->second, &stats.bytes_written)) stats.bytes_written = 0;
     }
   }
   impl_->db->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateLiveDataSize,
