@@ -67,6 +67,8 @@ void ToProto(const engine::IndexInfo& info, v1::IndexInfo* out) {
   out->set_tombstones(info.tombstones);
   out->set_memory_bytes(info.memory_bytes);
   out->set_compacting(info.compacting);
+  out->set_shards(1);
+  out->set_replicas(1);
 }
 
 template <typename T>
@@ -196,6 +198,12 @@ grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
   if (!space.ok()) {
     return ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("index '", request->name(), "': ", space.status().message())));
+  }
+  if (request->shards() > 1 || request->replicas() > 1) {
+    return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+        "index '", request->name(), "': ", request->shards(), " shards and ", request->replicas(),
+        " replicas need cluster mode (luxdb-server --cluster-etcd); this server is a single "
+        "node: leave both at 0 or 1")));
   }
   return ToGrpc((*catalog)->Create(request->name(), *space, request->dim()));
 }
