@@ -318,7 +318,22 @@ absl::Status LuxServer::JoinCluster() {
   c.peer.kdf = options_.kdf;
   c.peer.max_message_bytes = static_cast<int>(
       std::min<uint64_t>(uint64_t{options_.max_message_mb} << 21, uint64_t{2047} << 20));
+  // etcd may still be starting (pods start together), and a node restarted after a crash
+  // finds its old record until that lease expires (ClusterOptions::lease_ttl): both pass.
+  constexpr auto kJoinPatience = std::chrono::seconds(60);
+  const auto give_up = std::chrono::steady_clock::now() + kJoinPatience;
+  auto pause = std::chrono::milliseconds(250);
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> joined = cluster::Cluster::Join(c);
+  while (!joined.ok() && std::chrono::steady_clock::now() + pause < give_up &&
+         (joined.status().code() == absl::StatusCode::kUnavailable ||
+          joined.status().code() == absl::StatusCode::kDeadlineExceeded ||
+          joined.status().code() == absl::StatusCode::kAlreadyExists)) {
+    spdlog::warn("cannot join the cluster yet ({}); trying again in {} ms",
+                 joined.status().ToString(), pause.count());
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(2 * pause, std::chrono::seconds(4));
+    joined = cluster::Cluster::Join(c);
+  }
   if (!joined.ok()) {
     return absl::Status(joined.status().code(),
                         absl::StrCat("cannot join the cluster (--cluster-etcd ",
