@@ -31,6 +31,11 @@
 // LeaseKeeper and Watcher objects it returns each own one background thread, joined when the
 // object is destroyed; they keep what they need of the client alive, so they may outlive it.
 // Their callbacks run on that thread and must not destroy the object that runs them.
+//
+// Locks: the client itself has none (the current endpoint is an atomic). A keeper or watcher
+// has one lock (its stop request and open stream) and each open stream one (BidiStream, the
+// state gRPC's callbacks report); the two are never held together and no lock is held while
+// gRPC is waited on or a callback runs, so there is no order to keep.
 #pragma once
 
 #include <chrono>
