@@ -514,7 +514,8 @@ grpc::Status ClusterService::Query(grpc::ServerContext* context,
     if (!answered[s]) return last;
   }
   const uint32_t k = request.k();
-  const uint32_t rows = answers[0].k == 0 ? 0 : answers[0].ids_size() / answers[0].k();
+  // Every shard checked the query's shape against the same dimension.
+  const uint32_t rows = record.dim() == 0 ? 0 : request.vectors_size() / record.dim();
   std::vector<cluster::ShardAnswer> views;
   for (const v1::QueryIndexResponse& a : answers) {
     views.push_back({.ids = {a.ids().data(), static_cast<size_t>(a.ids_size())},

@@ -212,7 +212,8 @@ void SetTransportLimits(const Options& options, grpc::ServerBuilder* builder) {
 absl::Status LuxServer::SetUpObservation() {
   request_log_ = std::make_unique<RequestLog>(RequestLogger(), options_.log_format);
   if (options_.metrics_port != 0) metrics_ = std::make_unique<ServerMetrics>();
-  observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get());
+  observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get(),
+                                             /*parsed_requests=*/!options_.cluster_etcd.empty());
   if (metrics_ == nullptr) return absl::OkStatus();
   const std::string address = client::JoinHostPort(options_.metrics_host, options_.metrics_port);
   absl::StatusOr<std::string> numeric = NumericIpv4Host(options_.metrics_host);
