@@ -67,8 +67,6 @@ void ToProto(const engine::IndexInfo& info, v1::IndexInfo* out) {
   out->set_tombstones(info.tombstones);
   out->set_memory_bytes(info.memory_bytes);
   out->set_compacting(info.compacting);
-  out->set_shards(1);
-  out->set_replicas(1);
 }
 
 template <typename T>
