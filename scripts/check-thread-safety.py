@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""Checks engine/, server/ and clients/cpp/luxdb/ with clang's -Wthread-safety (the annotations
-in engine/mutex.h).
+"""Checks engine/, server/, cluster/ and clients/cpp/luxdb/ with clang's -Wthread-safety (the
+annotations in engine/mutex.h).
 
 Usage: check-thread-safety.py COMPILE_COMMANDS_JSON SOURCE_DIR [CLANGXX]
 
-Every engine/*.cc, server/*.cc and clients/cpp/luxdb/*.cc that the build compiles (taken from CMake's compile_commands.json, so new
-files are checked without listing them here) is compiled with clang++ -fsyntax-only
+Every engine/*.cc, server/*.cc, cluster/*.cc and clients/cpp/luxdb/*.cc that the build
+compiles (taken from CMake's compile_commands.json, so new files are checked without listing
+them here) is compiled with clang++ -fsyntax-only
 -Wthread-safety -Werror and the include paths and defines of the real build. Then
 tests/thread_safety/*.cc, each touching a guarded member without its lock, is compiled the
 same way and must FAIL with a thread-safety diagnostic: so a setup where the flags or the
-annotations do not reach clang cannot pass silently. Also fails if an engine/ file other
-than engine/mutex.h declares a lock of a standard type (std::mutex, std::shared_mutex,
+annotations do not reach clang cannot pass silently. Also fails if an engine/ or cluster/ file
+other than engine/mutex.h declares a lock of a standard type (std::mutex, std::shared_mutex,
 std::condition_variable, ...), which clang cannot check. Exits non-zero on any failure.
 """
 import glob
@@ -60,10 +61,11 @@ UNANNOTATED_LOCK = re.compile(
 
 
 def unannotated_locks(source_dir):
-    """Lines of engine/ (mutex.h aside) that declare a lock clang's analysis cannot see."""
+    """Lines of engine/ and cluster/ (mutex.h aside) that declare a lock clang's analysis cannot
+    see."""
     found = []
-    for path in sorted(glob.glob(os.path.join(source_dir, "engine", "*.h")) +
-                       glob.glob(os.path.join(source_dir, "engine", "*.cc"))):
+    for path in sorted(p for d in ("engine", "cluster") for ext in ("*.h", "*.cc")
+                       for p in glob.glob(os.path.join(source_dir, d, ext))):
         if os.path.basename(path) == "mutex.h":
             continue
         with open(path) as f:
@@ -90,9 +92,11 @@ def main():
     with open(commands_path) as f:
         entries = json.load(f)
     # engine/, server/ (the QueryStream reactors, the metrics and the request log lock
-    # engine::Mutex) and the C++ client library (its QueryStream's write lock is one too).
+    # engine::Mutex), cluster/ (the etcd client's streams, lease keepers and watchers) and the
+    # C++ client library (its QueryStream's write lock is one too).
     checked_dirs = tuple(os.path.join(source_dir, *parts) + os.sep
-                         for parts in (("engine",), ("server",), ("clients", "cpp", "luxdb")))
+                         for parts in (("engine",), ("server",), ("cluster",),
+                                       ("clients", "cpp", "luxdb")))
     engine = sorted((e for e in entries
                      if os.path.realpath(e["file"]).startswith(checked_dirs)
                      and e["file"].endswith(".cc")),

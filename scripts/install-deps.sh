@@ -11,6 +11,10 @@ packages=(
   # tests: promtool checks a scrape, and a real Prometheus scrapes a server (the tests run their
   # own on a free port; on a machine with systemd the package also enables its service, :9090)
   prometheus
+  # cluster mode: etcd holds membership, shard maps and leases; the tests start their own etcd
+  # on free ports with a temporary data directory and never use the etcd service that the
+  # package enables on a machine with systemd (:2379)
+  etcd-server etcd-client
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev llvm  # fuzz/: clang, its libFuzzer runtime, llvm-symbolizer
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-pytest-asyncio

@@ -65,7 +65,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
     if (message == nullptr) return;
     received_ = Clock::now();
     querying_ = true;
-    if (observer_->WantsSubjects()) subject_ = method_->subject(message);
+    if (observer_->WantsSubjects()) subject_ = observer_->SubjectOf(method_, message);
   }
 
   // A QueryStream's answer to the query it received last.

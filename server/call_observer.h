@@ -35,8 +35,10 @@ class CallObserver {
  public:
   // Either may be null (metrics off); both must outlive the observer, which must outlive the
   // gRPC server its interceptors serve and every CallAuthenticator it observes.
-  CallObserver(ServerMetrics* metrics, RequestLog* request_log)
-      : metrics_(metrics), request_log_(request_log) {}
+  // `parsed_requests`: the observed service takes QueryIndex and QueryStream requests parsed
+  // (cluster mode's ClusterService), not as raw bytes (LuxDBService).
+  CallObserver(ServerMetrics* metrics, RequestLog* request_log, bool parsed_requests = false)
+      : metrics_(metrics), request_log_(request_log), parsed_requests_(parsed_requests) {}
   CallObserver(const CallObserver&) = delete;
   CallObserver& operator=(const CallObserver&) = delete;
 
@@ -67,10 +69,15 @@ class CallObserver {
     return request_log_ != nullptr && request_log_->WritesLine(method, code);
   }
   void Record(const CallRecord& call);
+  // The subject of a request of `method` as the interceptor receives it.
+  CallSubject SubjectOf(const MethodInfo* method, const void* message) const {
+    return parsed_requests_ ? method->parsed_subject(message) : method->subject(message);
+  }
 
  private:
   ServerMetrics* const metrics_;
   RequestLog* const request_log_;
+  const bool parsed_requests_;
 };
 
 }  // namespace luxdb::server

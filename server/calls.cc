@@ -75,11 +75,13 @@ CallSubject QueryNameOf(const void* message) {
 std::array<MethodInfo, kMethodCount> MakeMethods() {
   const auto info = [](Method method, absl::string_view name, bool mutates,
                        CallSubject (*subject)(const void*)) {
+    const bool raw = method == Method::kQueryIndex || method == Method::kQueryStream;
     return MethodInfo{.method = method,
                       .name = name,
                       .path = absl::StrCat("/", v1::LuxDB::service_full_name(), "/", name),
                       .mutates = mutates,
-                      .subject = subject};
+                      .subject = subject,
+                      .parsed_subject = raw ? NameOf<v1::QueryIndexRequest> : subject};
   };
   // In the order of Method; CallsTest checks it against the service in luxdb.proto.
   return {

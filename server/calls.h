@@ -56,6 +56,9 @@ struct MethodInfo {
   // request of a sync method, a grpc::ByteBuffer for QueryIndex and QueryStream (raw methods;
   // only the index name is read from its bytes). An index name longer than 256 bytes is cut.
   CallSubject (*subject)(const void* message);
+  // The same for a service that takes every request parsed (cluster mode's ClusterService,
+  // whose QueryIndex and QueryStream are sync methods of parsed requests).
+  CallSubject (*parsed_subject)(const void* message);
 };
 
 // Every method, in the order of Method.

@@ -221,6 +221,14 @@ const std::vector<Flag>& Flags() {
       {"tls-key", "PEM private key of --tls-cert", false, Text(&Options::tls_key)},
       {"tls-client-ca", "PEM CA bundle: require client certificates it signed (mutual TLS)", false,
        Text(&Options::tls_client_ca)},
+      {"cluster-etcd",
+       "etcd endpoints HOST:PORT[,HOST:PORT...]: join the cluster they coordinate (README "
+       "\"Cluster mode\"); unset: a single server",
+       false, Text(&Options::cluster_etcd)},
+      {"node-id", "this node's id in the cluster, unique among its nodes", false,
+       Text(&Options::node_id, "the host name")},
+      {"advertise", "HOST:PORT other nodes reach this node at, in cluster mode", false,
+       Text(&Options::advertise, "the host name (or --host unless 0.0.0.0/::) and the bound port")},
       {"import-path", "import this hnswlib index file into PATH, then exit", false,
        Text(&Options::import_path)},
       {"import-name", "name of the imported index", false, Text(&Options::import_name)},
@@ -386,6 +394,15 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   if (!positional.empty()) options.data_dir = positional[0];
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("missing the data directory PATH; see --help");
+  }
+  if (!options.cluster_etcd.empty() && !options.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "--cluster-etcd with --tls-cert: TLS between cluster nodes is not supported yet");
+  }
+  if (options.cluster_etcd.empty() && (!options.node_id.empty() || !options.advertise.empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.node_id.empty() ? "--advertise" : "--node-id",
+                     " applies only to cluster mode: give --cluster-etcd too"));
   }
   const bool importing = !options.import_path.empty() || !options.import_name.empty() ||
                          !options.import_space.empty() || options.import_dim != 0;

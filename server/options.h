@@ -91,6 +91,11 @@ struct Options {
   std::string tls_key;
   std::string tls_client_ca;  // set: clients must present a certificate it signed
 
+  // Cluster mode (README "Cluster mode"): set cluster_etcd to join a cluster.
+  std::string cluster_etcd;  // etcd endpoints, host:port[,host:port...]
+  std::string node_id;       // this node's id in the cluster (default: the host name)
+  std::string advertise;     // host:port peers and clients reach it at (default: see --help)
+
   // Import mode: import an hnswlib file into data_dir and exit.
   std::string import_path;
   std::string import_name;

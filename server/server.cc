@@ -67,6 +67,7 @@ absl::Status LuxServer::SetUpAuthentication() {
     }
     secret = std::move(file->secret);
   }
+  peer_secret_ = secret;
   absl::StatusOr<auth::Key> key = auth::DeriveKey(secret, options_.kdf);
   if (!key.ok()) return key.status();
   verifier_ = std::make_unique<auth::TokenVerifier>(
@@ -211,7 +212,8 @@ void SetTransportLimits(const Options& options, grpc::ServerBuilder* builder) {
 absl::Status LuxServer::SetUpObservation() {
   request_log_ = std::make_unique<RequestLog>(RequestLogger(), options_.log_format);
   if (options_.metrics_port != 0) metrics_ = std::make_unique<ServerMetrics>();
-  observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get());
+  observer_ = std::make_unique<CallObserver>(metrics_.get(), request_log_.get(),
+                                             /*parsed_requests=*/!options_.cluster_etcd.empty());
   if (metrics_ == nullptr) return absl::OkStatus();
   const std::string address = client::JoinHostPort(options_.metrics_host, options_.metrics_port);
   absl::StatusOr<std::string> numeric = NumericIpv4Host(options_.metrics_host);
@@ -266,7 +268,12 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
   quota.Resize(TransportMemoryBytes(options));
   builder.SetResourceQuota(quota);
   SetTransportLimits(options, &builder);
-  builder.RegisterService(server->service_.get());
+  if (options.cluster_etcd.empty()) {
+    builder.RegisterService(server->service_.get());
+  } else {
+    server->cluster_service_ = std::make_unique<ClusterService>(server->service_.get());
+    builder.RegisterService(server->cluster_service_.get());
+  }
   builder.RegisterService(server->health_.get());
   if (server->observer_->active()) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
@@ -279,11 +286,63 @@ absl::StatusOr<std::unique_ptr<LuxServer>> LuxServer::Start(const Options& optio
                                                ListenFailure(options.host, options.port)));
   }
   spdlog::info("listening on {}", client::JoinHostPort(options.host, server->port_));
+  if (server->cluster_service_ != nullptr) {
+    if (absl::Status joined = server->JoinCluster(); !joined.ok()) return joined;
+  }
   constexpr auto kTrimPeriod = std::chrono::seconds(1);
   constexpr size_t kTrimAboveBytes = size_t{16} << 20;
   server->trimmer_ = std::make_unique<MemoryTrimmer>(kTrimPeriod, kTrimAboveBytes);
   server->loader_ = std::thread([s = server.get()] { s->Load(); });
   return server;
+}
+
+absl::Status LuxServer::JoinCluster() {
+  absl::StatusOr<std::vector<std::string>> endpoints =
+      cluster::EtcdClient::ParseEndpoints(options_.cluster_etcd);
+  if (!endpoints.ok()) return endpoints.status();
+  char hostname[256] = {};
+  if (gethostname(hostname, sizeof(hostname) - 1) != 0) hostname[0] = '\0';
+  cluster::ClusterOptions c;
+  c.etcd_endpoints = *std::move(endpoints);
+  c.node_id = options_.node_id.empty() ? std::string(hostname) : options_.node_id;
+  if (!options_.advertise.empty()) {
+    c.advertise = options_.advertise;
+  } else {
+    const bool every_interface = options_.host == "0.0.0.0" || options_.host == "::";
+    c.advertise = client::JoinHostPort(every_interface ? hostname : options_.host, port_);
+  }
+  if (c.node_id.empty()) {
+    return absl::InvalidArgumentError("--node-id is needed: this machine has no host name");
+  }
+  c.peer.secret = peer_secret_;
+  c.peer.insecure = options_.insecure;
+  c.peer.kdf = options_.kdf;
+  c.peer.max_message_bytes = static_cast<int>(
+      std::min<uint64_t>(uint64_t{options_.max_message_mb} << 21, uint64_t{2047} << 20));
+  // etcd may still be starting (pods start together), and a node restarted after a crash
+  // finds its old record until that lease expires (ClusterOptions::lease_ttl): both pass.
+  constexpr auto kJoinPatience = std::chrono::seconds(60);
+  const auto give_up = std::chrono::steady_clock::now() + kJoinPatience;
+  auto pause = std::chrono::milliseconds(250);
+  absl::StatusOr<std::unique_ptr<cluster::Cluster>> joined = cluster::Cluster::Join(c);
+  while (!joined.ok() && std::chrono::steady_clock::now() + pause < give_up &&
+         (joined.status().code() == absl::StatusCode::kUnavailable ||
+          joined.status().code() == absl::StatusCode::kDeadlineExceeded ||
+          joined.status().code() == absl::StatusCode::kAlreadyExists)) {
+    spdlog::warn("cannot join the cluster yet ({}); trying again in {} ms",
+                 joined.status().ToString(), pause.count());
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(2 * pause, std::chrono::seconds(4));
+    joined = cluster::Cluster::Join(c);
+  }
+  if (!joined.ok()) {
+    return absl::Status(joined.status().code(),
+                        absl::StrCat("cannot join the cluster (--cluster-etcd ",
+                                     options_.cluster_etcd, "): ", joined.status().message()));
+  }
+  cluster_ = *std::move(joined);
+  cluster_service_->AttachCluster(cluster_.get());
+  return absl::OkStatus();
 }
 
 void LuxServer::Load() {
@@ -392,6 +451,9 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
     });
     server_->Shutdown(deadline);
     server_->Wait();
+    // Leaves the cluster once no call of this node routes through it any more.
+    if (cluster_service_ != nullptr) cluster_service_->AttachCluster(nullptr);
+    cluster_.reset();
     {
       std::lock_guard lock(drained_mu);
       drained = true;

@@ -11,10 +11,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "auth/token.h"
+#include "cluster/cluster.h"
 #include "engine/catalog.h"
 #include "grpcpp/server.h"
 #include "server/call_authenticator.h"
 #include "server/call_observer.h"
+#include "server/cluster_service.h"
 #include "server/health_service.h"
 #include "server/memory_trimmer.h"
 #include "server/options.h"
@@ -66,6 +68,13 @@ class LuxServer {
   std::shared_ptr<CallAuthenticator> authenticator_;  // null when insecure
   std::unique_ptr<MemoryTrimmer> trimmer_;
   std::unique_ptr<LuxDBService> service_;
+  // Cluster mode (Options::cluster_etcd) only: the node's membership, and the service gRPC
+  // serves, which routes calls and answers forwarded ones from service_. peer_secret_ signs
+  // the calls this node forwards (the cluster's shared secret).
+  std::string peer_secret_;
+  std::unique_ptr<cluster::Cluster> cluster_;
+  std::unique_ptr<ClusterService> cluster_service_;
+  absl::Status JoinCluster();
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

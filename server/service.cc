@@ -197,6 +197,12 @@ grpc::Status LuxDBService::CreateIndex(grpc::ServerContext* context,
     return ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("index '", request->name(), "': ", space.status().message())));
   }
+  if (request->shards() > 1 || request->replicas() > 1) {
+    return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+        "index '", request->name(), "': ", request->shards(), " shards and ", request->replicas(),
+        " replicas need cluster mode (luxdb-server --cluster-etcd); this server is a single "
+        "node: leave both at 0 or 1")));
+  }
   return ToGrpc((*catalog)->Create(request->name(), *space, request->dim()));
 }
 

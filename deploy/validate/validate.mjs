@@ -12,9 +12,16 @@
 //     would pass it and leave the root filesystem writable. Where these checks look, every
 //     key is also checked against the API's field names (allow-lists taken from the pinned
 //     kubernetes-models, Kubernetes 1.32).
+// A render holds one LuxDB StatefulSet (container "luxdb") and, in cluster mode (deploy/cluster:
+// LUXDB_CLUSTER_ETCD set), an etcd StatefulSet (container "etcd"). There the checks follow the
+// names from object to object, as Kubernetes' DNS and Kubernetes' $(VAR) expansion would: the
+// nodes' etcd endpoints must be the members' client addresses, a node's advertised address its
+// own name under its governing Service, etcd's --initial-cluster exactly its replicas; each
+// PodDisruptionBudget must cover one StatefulSet's pods (etcd's keeping the quorum), and the
+// pods of each StatefulSet must be kept apart by anti-affinity.
 // Prints "ok NAME: KIND/NAME (API)" per valid object, and for each problem
 // "error NAME: KIND/NAME: PATH: MESSAGE" on stderr. Exit status 0 when everything is valid,
-// 1 when anything is not, 2 on a usage or read error.
+// 1 when anything is not, 2 on a usage or read error or a failure of the validator itself.
 
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
@@ -80,6 +87,14 @@ const FIELDS = {
     "loadBalancerSourceRanges", "ports", "publishNotReadyAddresses", "selector",
     "sessionAffinity", "sessionAffinityConfig", "trafficDistribution", "type"],
   servicePort: ["appProtocol", "name", "nodePort", "port", "protocol", "targetPort"],
+  objectFieldSelector: ["apiVersion", "fieldPath"],
+  affinity: ["nodeAffinity", "podAffinity", "podAntiAffinity"],
+  podAntiAffinity: ["preferredDuringSchedulingIgnoredDuringExecution",
+    "requiredDuringSchedulingIgnoredDuringExecution"],
+  weightedPodAffinityTerm: ["podAffinityTerm", "weight"],
+  podAffinityTerm: ["labelSelector", "matchLabelKeys", "mismatchLabelKeys", "namespaceSelector",
+    "namespaces", "topologyKey"],
+  budgetSpec: ["maxUnavailable", "minAvailable", "selector", "unhealthyPodEvictionPolicy"],
 };
 
 // ---- LuxDB's expectations ----
@@ -93,10 +108,21 @@ const DEFAULT_GRACE_SECONDS = 25;  // the server's --grace-seconds default
 // write its graph snapshots and flush storage.
 const SNAPSHOT_MARGIN_SECONDS = 15;
 const CONTAINER = "luxdb";
+// etcd, for cluster mode (deploy/cluster): its container's name, its image's user, and its
+// default ports.
+const ETCD_CONTAINER = "etcd";
+const ETCD_IMAGE_UID = 10002;
+const ETCD_CLIENT_PORT = 2379;
+const ETCD_PEER_PORT = 2380;
+// What Kubernetes puts for $(VAR) when VAR comes from the downward API: the pod's own name and
+// namespace. Neither can occur in a DNS name, so an address that holds one is recognised.
+const POD_NAME = "<pod>";
+const POD_NAMESPACE = "<namespace>";
 
 // ---- helpers ----
 
 const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const asList = (value) => (Array.isArray(value) ? value : []);  // the schema reports non-lists
 
 function editDistance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -155,6 +181,56 @@ function flagValue(args, flag) {
     }
   }
   return undefined;
+}
+
+// Kubernetes' $(VAR) expansion (env values, command, args): a name in `vars` is replaced by
+// its value, "$$" is an escaped "$", and any other reference is left as it is, after calling
+// unknown(name).
+function expand(text, vars, unknown) {
+  return String(text).replace(/\$\$|\$\(([^)]*)\)/g, (match, name) => {
+    if (match === "$$") return "$";
+    if (vars.has(name)) return vars.get(name);
+    unknown(name);
+    return match;
+  });
+}
+
+// Where HOST:PORT leads when HOST names a StatefulSet's pod through its governing Service:
+// POD.SERVICE[.NAMESPACE[.svc[.DOMAIN]]]. Returns {pod, service, port}, or {error}. The
+// namespace must be the pods' own: $(VAR) of metadata.namespace, or the manifests' namespace.
+function podAddress(address, namespace) {
+  const match = /^([^:/[\]]+):([0-9]+)$/.exec(address);
+  if (!match) return { error: "not HOST:PORT" };
+  const labels = match[1].split(".");
+  if (labels.length < 2) return { error: "not a pod's name under a Service (POD.SERVICE...)" };
+  if (labels.length >= 3 && labels[2] !== POD_NAMESPACE && labels[2] !== namespace) {
+    return { error: `"${labels[2]}" may not be the pods' namespace: use $(VAR) of fieldRef ` +
+      "metadata.namespace" };
+  }
+  if (labels.length >= 4 && labels[3] !== "svc") return { error: `"${labels[3]}" where "svc" belongs` };
+  return { pod: labels[0], service: labels[1], port: Number(match[2]) };
+}
+
+// http://HOST:PORT (etcd's URLs) as HOST:PORT.
+const urlAddress = (url) => (/^https?:\/\/([^/]+?)\/?$/.exec(String(url).trim()) || [])[1] || "";
+
+// Kubernetes' label selector (matchLabels and matchExpressions): an empty one selects every
+// pod, a missing one none.
+function selects(selector, labels) {
+  if (!isObject(selector)) return false;
+  const has = (key) => isObject(labels) && Object.prototype.hasOwnProperty.call(labels, key);
+  return Object.entries(selector.matchLabels || {})
+    .every(([key, value]) => has(key) && labels[key] === value)
+    && asList(selector.matchExpressions).every((e) => {
+      const values = (e || {}).values || [];
+      switch ((e || {}).operator) {
+        case "In": return has(e.key) && values.includes(labels[e.key]);
+        case "NotIn": return !has(e.key) || !values.includes(labels[e.key]);
+        case "Exists": return has(e.key);
+        case "DoesNotExist": return !has(e.key);
+        default: return false;
+      }
+    });
 }
 
 // ---- LuxDB's checks, one function per kind ----
@@ -272,14 +348,113 @@ function mountFor(container, file) {
     && (file === mount.mountPath || file.startsWith(`${mount.mountPath.replace(/\/$/, "")}/`)));
 }
 
+// The pod's security context: non-root as the image's user `uid`, with the default seccomp
+// profile.
+function checkPodSecurity(pod, uid, problems) {
+  const podSecurity = pod.securityContext || {};
+  problems.fields(pod.securityContext, "podSecurityContext", "spec.template.spec.securityContext");
+  problems.fields(podSecurity.seccompProfile, "seccompProfile",
+    "spec.template.spec.securityContext.seccompProfile");
+  if (podSecurity.runAsNonRoot !== true) {
+    problems.add("spec.template.spec.securityContext.runAsNonRoot", "must be true");
+  }
+  for (const field of ["runAsUser", "runAsGroup", "fsGroup"]) {
+    if (podSecurity[field] !== uid) {
+      problems.add(`spec.template.spec.securityContext.${field}`,
+        `must be ${uid} (the image's user), got ${JSON.stringify(podSecurity[field])}`);
+    }
+  }
+  if (!["RuntimeDefault", "Localhost"].includes((podSecurity.seccompProfile || {}).type)) {
+    problems.add("spec.template.spec.securityContext.seccompProfile.type", "must be RuntimeDefault");
+  }
+}
+
+// The container's variables: `env` maps each name to its EnvVar, `vars` to its value as
+// Kubernetes expands it (the tokens POD_NAME and POD_NAMESPACE for the pod's name and namespace,
+// "<NAME>" for other values from elsewhere). A $(VAR) that names no variable listed before is a problem:
+// Kubernetes would leave the text "$(VAR)" in the value.
+function readEnv(container, at, problems) {
+  const env = new Map();
+  const vars = new Map();
+  asList(container.env).forEach((variable, i) => {
+    problems.fields(variable, "envVar", `${at}.env[${i}]`);
+    if (!isObject(variable)) return;
+    const source = variable.valueFrom;
+    if (isObject(source)) {
+      problems.fields(source, "envVarSource", `${at}.env[${variable.name}].valueFrom`);
+      problems.fields(source.secretKeyRef, "secretKeySelector",
+        `${at}.env[${variable.name}].valueFrom.secretKeyRef`);
+      problems.fields(source.fieldRef, "objectFieldSelector", `${at}.env[${variable.name}].valueFrom.fieldRef`);
+    }
+    env.set(variable.name, variable);
+    const field = ((source || {}).fieldRef || {}).fieldPath;
+    let value = `<${variable.name}>`;
+    if (variable.value !== undefined) {
+      value = expand(variable.value, vars, (name) => problems.add(`${at}.env[${variable.name}]`,
+        `$(${name}) is not a variable listed before it: Kubernetes would leave "$(${name})" in the value`));
+    } else if (field === "metadata.name") {
+      value = POD_NAME;
+    } else if (field === "metadata.namespace") {
+      value = POD_NAMESPACE;
+    }
+    vars.set(variable.name, value);
+  });
+  return { env, vars };
+}
+
+// The container's command and args with $(VAR) expanded from its variables.
+function expandedArgs(container, vars, at, problems) {
+  return [...asList(container.command), ...asList(container.args)].map((arg) => expand(arg, vars,
+    (name) => problems.add(`${at}.args`, `$(${name}) is not a variable of the container: ` +
+      `Kubernetes would leave "$(${name})" in the argument`)));
+}
+
+function checkContainerSecurity(container, at, problems) {
+  const security = container.securityContext || {};
+  problems.fields(container.securityContext, "securityContext", `${at}.securityContext`);
+  problems.fields(security.capabilities, "capabilities", `${at}.securityContext.capabilities`);
+  if (security.readOnlyRootFilesystem !== true) {
+    problems.add(`${at}.securityContext.readOnlyRootFilesystem`, "must be true");
+  }
+  if (security.allowPrivilegeEscalation !== false) {
+    problems.add(`${at}.securityContext.allowPrivilegeEscalation`, "must be false");
+  }
+  if (security.privileged === true) problems.add(`${at}.securityContext.privileged`, "must not be true");
+  if (!((security.capabilities || {}).drop || []).includes("ALL")) {
+    problems.add(`${at}.securityContext.capabilities.drop`, "must include ALL");
+  }
+  if (((security.capabilities || {}).add || []).length > 0) {
+    problems.add(`${at}.securityContext.capabilities.add`, "the server needs no capabilities");
+  }
+}
+
+function checkResources(container, at, problems) {
+  const resources = container.resources || {};
+  problems.fields(container.resources, "resources", `${at}.resources`);
+  for (const kind of ["requests", "limits"]) {
+    for (const resource of ["cpu", "memory"]) {
+      const value = (resources[kind] || {})[resource];
+      if (value === undefined) {
+        problems.add(`${at}.resources.${kind}.${resource}`, "missing: size it (see the comment on resources)");
+      } else if (!(parseQuantity(value) > 0)) {
+        problems.add(`${at}.resources.${kind}.${resource}`, `not a quantity: ${JSON.stringify(value)}`);
+      }
+    }
+  }
+  for (const resource of ["cpu", "memory"]) {
+    const request = parseQuantity((resources.requests || {})[resource]);
+    const limit = parseQuantity((resources.limits || {})[resource]);
+    if (request > limit) problems.add(`${at}.resources.requests.${resource}`, "above its limit");
+  }
+}
+
+// A StatefulSet of LuxDB (its container is named luxdb) or of etcd (named etcd): the checks of
+// both, then those of its kind. Returns what the checks of the whole render need.
 function checkStatefulSet(object, problems) {
   problems.fields(object, "object", "");
   problems.fields(object.metadata, "objectMeta", "metadata");
   const spec = object.spec || {};
   problems.fields(spec, "statefulSetSpec", "spec");
-  if (spec.replicas !== 1) {
-    problems.add("spec.replicas", `must be 1 (one server owns the data volume), got ${JSON.stringify(spec.replicas)}`);
-  }
   if (!spec.serviceName) problems.add("spec.serviceName", "missing");
   problems.fields(spec.selector, "labelSelector", "spec.selector");
   const template = spec.template || {};
@@ -289,29 +464,20 @@ function checkStatefulSet(object, problems) {
   if (!labelsMatch((spec.selector || {}).matchLabels, labels)) {
     problems.add("spec.selector.matchLabels", "must be non-empty and match spec.template.metadata.labels");
   }
-
   const pod = template.spec || {};
   problems.fields(pod, "podSpec", "spec.template.spec");
-  const podSecurity = pod.securityContext || {};
-  problems.fields(pod.securityContext, "podSecurityContext", "spec.template.spec.securityContext");
-  problems.fields(podSecurity.seccompProfile, "seccompProfile",
-    "spec.template.spec.securityContext.seccompProfile");
-  if (podSecurity.runAsNonRoot !== true) {
-    problems.add("spec.template.spec.securityContext.runAsNonRoot", "must be true");
+  const info = { name: (object.metadata || {}).name, namespace: (object.metadata || {}).namespace,
+    labels, serviceName: spec.serviceName, replicas: spec.replicas, pod, env: new Map(), vars: new Map() };
+
+  const container = (pod.containers || []).find((c) => isObject(c)
+    && [CONTAINER, ETCD_CONTAINER].includes(c.name));
+  if (!container) {
+    problems.add("spec.template.spec.containers",
+      `no container named "${CONTAINER}" (a LuxDB server) or "${ETCD_CONTAINER}" (an etcd member)`);
+    return info;
   }
-  for (const field of ["runAsUser", "runAsGroup", "fsGroup"]) {
-    if (podSecurity[field] !== IMAGE_UID) {
-      problems.add(`spec.template.spec.securityContext.${field}`,
-        `must be ${IMAGE_UID} (the image's user), got ${JSON.stringify(podSecurity[field])}`);
-    }
-  }
-  if (!["RuntimeDefault", "Localhost"].includes((podSecurity.seccompProfile || {}).type)) {
-    problems.add("spec.template.spec.securityContext.seccompProfile.type", "must be RuntimeDefault");
-  }
-  if (pod.enableServiceLinks !== false) {
-    problems.add("spec.template.spec.enableServiceLinks", "must be false: a Service named luxdb " +
-      "would inject LUXDB_PORT=tcp://..., the server's --port variable");
-  }
+  info.kind = container.name;
+  checkPodSecurity(pod, info.kind === CONTAINER ? IMAGE_UID : ETCD_IMAGE_UID, problems);
 
   const claims = new Map();
   (spec.volumeClaimTemplates || []).forEach((claim, i) => {
@@ -343,30 +509,51 @@ function checkStatefulSet(object, problems) {
     volumes.set(volume.name, volume);
   });
 
-  const containers = pod.containers || [];
-  const container = containers.find((c) => isObject(c) && c.name === CONTAINER);
-  if (!container) {
-    problems.add("spec.template.spec.containers", `no container named "${CONTAINER}"`);
-    return { labels, serviceName: spec.serviceName };
-  }
-  const at = `spec.template.spec.containers[${CONTAINER}]`;
+  const at = `spec.template.spec.containers[${container.name}]`;
   problems.fields(container, "container", at);
   if (!container.image) problems.add(`${at}.image`, "missing");
   (container.ports || []).forEach((port, i) => problems.fields(port, "containerPort", `${at}.ports[${i}]`));
+  const { env, vars } = readEnv(container, at, problems);
+  Object.assign(info, { env, vars });
+  checkResources(container, at, problems);
+  checkContainerSecurity(container, at, problems);
+  const mounts = container.volumeMounts || [];
+  mounts.forEach((mount, i) => {
+    problems.fields(mount, "volumeMount", `${at}.volumeMounts[${i}]`);
+    if (!claims.has(mount.name) && !volumes.has(mount.name)) {
+      problems.add(`${at}.volumeMounts[${i}].name`,
+        `"${mount.name}" is neither a volume nor a volumeClaimTemplate`);
+    }
+  });
+  if (info.kind === CONTAINER) {
+    checkServer({ spec, template, pod, container, env, claims, volumes }, info, problems);
+  } else {
+    checkEtcdMember({ spec, container, vars, claims }, info, problems);
+  }
+  return info;
+}
+
+// The LuxDB server's container and pod. Sets info.clustered when it runs in cluster mode.
+function checkServer({ spec, template, pod, container, env, claims, volumes }, info, problems) {
+  const at = `spec.template.spec.containers[${CONTAINER}]`;
+  info.clustered = Boolean((env.get("LUXDB_CLUSTER_ETCD") || {}).value);
+  if (!info.clustered && spec.replicas !== 1) {
+    problems.add("spec.replicas", `must be 1 (one server owns the data volume; several servers ` +
+      `need cluster mode, deploy/cluster), got ${JSON.stringify(spec.replicas)}`);
+  }
+  if (info.clustered && env.has("LUXDB_TLS_CERT")) {
+    problems.add(`${at}.env[LUXDB_CLUSTER_ETCD]`, "with LUXDB_TLS_CERT: the server refuses " +
+      "--cluster-etcd with --tls-cert (cluster mode has no TLS between nodes yet), so a cluster " +
+      "builds on deploy/base, not deploy/tls");
+  }
+  if (pod.enableServiceLinks !== false) {
+    problems.add("spec.template.spec.enableServiceLinks", "must be false: a Service named luxdb " +
+      "would inject LUXDB_PORT=tcp://..., the server's --port variable");
+  }
   if (!(container.ports || []).some((port) => port.containerPort === PORT)) {
     problems.add(`${at}.ports`, `no containerPort ${PORT}`);
   }
 
-  const env = new Map();
-  (container.env || []).forEach((variable, i) => {
-    problems.fields(variable, "envVar", `${at}.env[${i}]`);
-    if (isObject(variable.valueFrom)) {
-      problems.fields(variable.valueFrom, "envVarSource", `${at}.env[${variable.name}].valueFrom`);
-      problems.fields(variable.valueFrom.secretKeyRef, "secretKeySelector",
-        `${at}.env[${variable.name}].valueFrom.secretKeyRef`);
-    }
-    env.set(variable.name, variable);
-  });
   const secret = env.get("LUXDB_SECRET");
   const secretRef = ((secret || {}).valueFrom || {}).secretKeyRef;
   if (!secret) {
@@ -409,55 +596,13 @@ function checkStatefulSet(object, problems) {
     }
   }
 
-  const resources = container.resources || {};
-  problems.fields(container.resources, "resources", `${at}.resources`);
-  for (const kind of ["requests", "limits"]) {
-    for (const resource of ["cpu", "memory"]) {
-      const value = (resources[kind] || {})[resource];
-      if (value === undefined) {
-        problems.add(`${at}.resources.${kind}.${resource}`, "missing: size it (see the comment on resources)");
-      } else if (!(parseQuantity(value) > 0)) {
-        problems.add(`${at}.resources.${kind}.${resource}`, `not a quantity: ${JSON.stringify(value)}`);
-      }
-    }
-  }
-  for (const resource of ["cpu", "memory"]) {
-    const request = parseQuantity((resources.requests || {})[resource]);
-    const limit = parseQuantity((resources.limits || {})[resource]);
-    if (request > limit) problems.add(`${at}.resources.requests.${resource}`, "above its limit");
-  }
-
   checkProbe(container.readinessProbe, "readinessProbe", container, env, problems);
   checkProbe(container.livenessProbe, "livenessProbe", container, env, problems);
   if (container.startupProbe != null) {
     checkProbe(container.startupProbe, "startupProbe", container, env, problems);
   }
 
-  const security = container.securityContext || {};
-  problems.fields(container.securityContext, "securityContext", `${at}.securityContext`);
-  problems.fields(security.capabilities, "capabilities", `${at}.securityContext.capabilities`);
-  if (security.readOnlyRootFilesystem !== true) {
-    problems.add(`${at}.securityContext.readOnlyRootFilesystem`, "must be true");
-  }
-  if (security.allowPrivilegeEscalation !== false) {
-    problems.add(`${at}.securityContext.allowPrivilegeEscalation`, "must be false");
-  }
-  if (security.privileged === true) problems.add(`${at}.securityContext.privileged`, "must not be true");
-  if (!((security.capabilities || {}).drop || []).includes("ALL")) {
-    problems.add(`${at}.securityContext.capabilities.drop`, "must include ALL");
-  }
-  if (((security.capabilities || {}).add || []).length > 0) {
-    problems.add(`${at}.securityContext.capabilities.add`, "the server needs no capabilities");
-  }
-
   const mounts = container.volumeMounts || [];
-  mounts.forEach((mount, i) => {
-    problems.fields(mount, "volumeMount", `${at}.volumeMounts[${i}]`);
-    if (!claims.has(mount.name) && !volumes.has(mount.name)) {
-      problems.add(`${at}.volumeMounts[${i}].name`,
-        `"${mount.name}" is neither a volume nor a volumeClaimTemplate`);
-    }
-  });
   const data = mounts.find((mount) => isObject(mount) && mount.mountPath === DATA_DIR);
   if (!data) {
     problems.add(`${at}.volumeMounts`, `none at ${DATA_DIR}, the data directory (found: ` +
@@ -468,7 +613,65 @@ function checkStatefulSet(object, problems) {
   } else if (data.readOnly === true || data.subPath) {
     problems.add(`${at}.volumeMounts[${data.name}]`, `${DATA_DIR} must be writable, without subPath`);
   }
-  return { labels, serviceName: spec.serviceName };
+}
+
+// An etcd member's flags (or their ETCD_* variables): the data on its claim, and an initial
+// cluster of exactly the StatefulSet's pods under its governing Service. Sets info.clientPort,
+// the port LuxDB must dial.
+function checkEtcdMember({ spec, container, vars, claims }, info, problems) {
+  const at = `spec.template.spec.containers[${ETCD_CONTAINER}]`;
+  const args = expandedArgs(container, vars, at, problems);
+  const setting = (flag) => flagValue(args, `--${flag}`)
+    ?? vars.get(`ETCD_${flag.toUpperCase().replace(/-/g, "_")}`);
+  const port = (flag, fallback) => {
+    const match = /:([0-9]+)\/?$/.exec(String(setting(flag) || "").split(",")[0]);
+    return match ? Number(match[1]) : fallback;
+  };
+  info.clientPort = port("listen-client-urls", ETCD_CLIENT_PORT);
+  const peerPort = port("listen-peer-urls", ETCD_PEER_PORT);
+
+  const dataDir = setting("data-dir");
+  const mount = dataDir !== undefined ? mountFor(container, dataDir) : undefined;
+  if (!mount || !claims.has(mount.name) || mount.readOnly === true) {
+    const where = dataDir ?? "unset (NAME.etcd in the working directory)";
+    problems.add(`${at}.args`, `--data-dir ${where} must be on the writable mount of a ` +
+      "volumeClaimTemplate: a member that restarts without its data comes back empty and " +
+      "cannot rejoin its cluster");
+  }
+
+  // The members the StatefulSet runs, and those --initial-cluster bootstraps: the same.
+  const members = Number.isInteger(spec.replicas)
+    ? Array.from({ length: spec.replicas }, (_, i) => `${info.name}-${i}`) : [];
+  const initial = String(setting("initial-cluster") || "").split(",").filter(Boolean)
+    .map((entry) => entry.split("="));
+  const named = initial.map(([name]) => name);
+  if ([...named].sort().join() !== [...members].sort().join()) {
+    problems.add(`${at}.args`, `--initial-cluster names ${named.join(", ") || "no member"}, but ` +
+      `the StatefulSet's ${spec.replicas} replicas are ${members.join(", ")}: it must list ` +
+      "exactly those (and a running cluster changes members with `etcdctl member add/remove`)");
+  }
+  for (const [name, url] of initial) {
+    const where = podAddress(urlAddress(url), info.namespace);
+    if (where.error || where.pod !== name || where.service !== info.serviceName
+        || where.port !== peerPort) {
+      problems.add(`${at}.args`, `--initial-cluster: ${name}=${url} must be ` +
+        `http://${name}.${info.serviceName}.$(POD_NAMESPACE).svc.cluster.local:${peerPort}, the ` +
+        `member's name through the StatefulSet's Service and its peer port` +
+        (where.error ? ` (${where.error})` : ""));
+    }
+  }
+
+  if (!isObject(container.readinessProbe)) {
+    problems.add(`${at}.readinessProbe`, "missing: a rolling update and the PodDisruptionBudget " +
+      "must count a member as up only once it is back in the quorum (etcd's /health)");
+  } else {
+    problems.fields(container.readinessProbe, "probe", `${at}.readinessProbe`);
+    if (spec.podManagementPolicy !== "Parallel") {
+      problems.add("spec.podManagementPolicy", "must be Parallel: a member is ready only once a " +
+        "quorum has met, so with OrderedReady the second member would wait for the first forever, " +
+        `got ${spec.podManagementPolicy ?? "OrderedReady (the default)"}`);
+    }
+  }
 }
 
 function checkService(object, problems) {
@@ -477,6 +680,14 @@ function checkService(object, problems) {
   const spec = object.spec || {};
   problems.fields(spec, "serviceSpec", "spec");
   (spec.ports || []).forEach((port, i) => problems.fields(port, "servicePort", `spec.ports[${i}]`));
+  if (!["ClusterIP", undefined].includes(spec.type)) {
+    problems.add("spec.type", `must be ClusterIP: expose LuxDB beyond the cluster deliberately, got ${spec.type}`);
+  }
+}
+
+// A Service in front of LuxDB's pods must lead to the gRPC port.
+function checkServerPorts(service, problems) {
+  const spec = service.spec || {};
   const port = (spec.ports || []).find((p) => isObject(p) && p.port === PORT);
   if (!port) {
     problems.add("spec.ports", `no port ${PORT}`);
@@ -484,32 +695,176 @@ function checkService(object, problems) {
     problems.add(`spec.ports[${port.name}].targetPort`,
       `must be ${PORT} or the container port's name grpc, got ${JSON.stringify(port.targetPort)}`);
   }
-  if (!["ClusterIP", undefined].includes(spec.type)) {
-    problems.add("spec.type", `must be ClusterIP: expose LuxDB beyond the cluster deliberately, got ${spec.type}`);
+}
+
+function checkBudget(object, problems) {
+  problems.fields(object, "object", "");
+  problems.fields(object.metadata, "objectMeta", "metadata");
+  problems.fields(object.spec, "budgetSpec", "spec");
+  problems.fields((object.spec || {}).selector, "labelSelector", "spec.selector");
+}
+
+// How many of `replicas` pods a PodDisruptionBudget lets voluntary disruptions take (Kubernetes
+// rounds percentages up), or undefined when it sets neither bound.
+function budgetAllows(spec, replicas) {
+  const scaled = (value) => (typeof value === "string" && value.endsWith("%")
+    ? Math.ceil((parseFloat(value) * replicas) / 100) : Number(value));
+  if (spec.maxUnavailable != null) return scaled(spec.maxUnavailable);
+  if (spec.minAvailable != null) return replicas - scaled(spec.minAvailable);
+  return undefined;
+}
+
+// Pods of a cluster must be spread by a podAntiAffinity term that selects their own labels.
+function checkAntiAffinity(set, problems) {
+  const path = "spec.template.spec.affinity";
+  const affinity = set.info.pod.affinity;
+  problems.fields(affinity, "affinity", path);
+  const anti = (affinity || {}).podAntiAffinity || {};
+  problems.fields((affinity || {}).podAntiAffinity, "podAntiAffinity", `${path}.podAntiAffinity`);
+  const weighted = asList(anti.preferredDuringSchedulingIgnoredDuringExecution);
+  weighted.forEach((term, i) => problems.fields(term, "weightedPodAffinityTerm",
+    `${path}.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[${i}]`));
+  const terms = [...asList(anti.requiredDuringSchedulingIgnoredDuringExecution),
+    ...weighted.map((term) => (term || {}).podAffinityTerm)];
+  terms.forEach((term, i) => problems.fields(term, "podAffinityTerm", `${path}.podAntiAffinity term ${i}`));
+  if (!terms.some((term) => isObject(term) && term.topologyKey
+      && selects(term.labelSelector, set.info.labels))) {
+    problems.add(`${path}.podAntiAffinity`, "no term selects this StatefulSet's own pods " +
+      `(${JSON.stringify(set.info.labels)}) by a topologyKey: its pods may all land on one ` +
+      "machine and go down with it");
+  }
+}
+
+// A cluster node's flags: every etcd member on its client port, its own name under the
+// StatefulSet's governing Service, and a node id unique per pod.
+function checkClusterNode(node, etcd, problems) {
+  const at = `spec.template.spec.containers[${CONTAINER}].env`;
+  const vars = node.info.vars;
+  const written = (name) => (node.info.env.get(name) || {}).value;  // before expansion
+  if (!etcd) {
+    problems.add(`${at}[LUXDB_CLUSTER_ETCD]`, "names etcd endpoints, but the render has no etcd " +
+      `StatefulSet (a container named "${ETCD_CONTAINER}")`);
+  } else if (Number.isInteger(etcd.info.replicas)) {
+    const members = Array.from({ length: etcd.info.replicas }, (_, i) => `${etcd.info.name}-${i}`);
+    const listed = new Set();
+    let wrong = false;
+    const endpoints = vars.get("LUXDB_CLUSTER_ETCD").split(",");
+    const texts = String(written("LUXDB_CLUSTER_ETCD")).split(",");
+    endpoints.forEach((endpoint, i) => {
+      const where = podAddress(endpoint.trim(), node.info.namespace);
+      if (where.error || !members.includes(where.pod) || where.service !== etcd.info.serviceName
+          || where.port !== etcd.info.clientPort) {
+        const text = texts.length === endpoints.length ? texts[i] : endpoint;
+        problems.add(`${at}[LUXDB_CLUSTER_ETCD]`, `"${text}" is not an etcd member's client ` +
+          `address: MEMBER.${etcd.info.serviceName}.$(POD_NAMESPACE).svc.cluster.local:` +
+          `${etcd.info.clientPort}, with MEMBER one of ${members.join(", ")}` +
+          (where.error ? ` (${where.error})` : ""));
+        wrong = true;
+      } else {
+        listed.add(where.pod);
+      }
+    });
+    const missing = members.filter((member) => !listed.has(member));
+    if (!wrong && missing.length > 0) {
+      problems.add(`${at}[LUXDB_CLUSTER_ETCD]`, `lists no endpoint of ${missing.join(", ")}: ` +
+        "a node would lose etcd with the members it lists, although the others keep the quorum");
+    }
+  }
+
+  const advertise = vars.get("LUXDB_ADVERTISE");
+  const where = advertise !== undefined ? podAddress(advertise, node.info.namespace)
+    : { error: "unset: the server's default, the pod's bare host name, does not resolve in other pods" };
+  if (where.error || where.pod !== POD_NAME || where.service !== node.info.serviceName
+      || where.port !== PORT) {
+    problems.add(`${at}[LUXDB_ADVERTISE]`, "must be this pod's name under the StatefulSet's " +
+      `governing Service and the gRPC port, $(POD_NAME).${node.info.serviceName}.$(POD_NAMESPACE)` +
+      `.svc.cluster.local:${PORT} (only that Service gives pods names the other nodes resolve), ` +
+      `got ${JSON.stringify(written("LUXDB_ADVERTISE"))}` + (where.error ? ` (${where.error})` : ""));
+  }
+  const id = vars.get("LUXDB_NODE_ID");
+  if (id !== undefined && id !== POD_NAME) {
+    problems.add(`${at}[LUXDB_NODE_ID]`, "must be the pod's name (fieldRef metadata.name), unique " +
+      `per node and kept across restarts like its volume, got ${JSON.stringify(written("LUXDB_NODE_ID"))}`);
   }
 }
 
 // Cross-object checks of one render.
 function checkRender(objects, problemsOf) {
-  const sets = objects.filter((o) => o.object.kind === "StatefulSet");
-  const services = objects.filter((o) => o.object.kind === "Service");
   const overall = new Problems();
-  if (sets.length !== 1) overall.add("", `expected one StatefulSet, found ${sets.length}`);
-  if (!services.some((s) => (s.object.spec || {}).clusterIP !== "None")) {
+  const sets = objects.filter((o) => o.object.kind === "StatefulSet" && o.info.kind);
+  const servers = sets.filter((s) => s.info.kind === CONTAINER);
+  const etcds = sets.filter((s) => s.info.kind === ETCD_CONTAINER);
+  const services = objects.filter((o) => o.object.kind === "Service");
+  const budgets = objects.filter((o) => o.object.kind === "PodDisruptionBudget");
+  if (servers.length !== 1) overall.add("", `expected one LuxDB StatefulSet, found ${servers.length}`);
+  if (etcds.length > 1) overall.add("", `expected at most one etcd StatefulSet, found ${etcds.length}`);
+  const clustered = servers.some((s) => s.info.clustered);
+  const podsOf = (list) => list
+    .map((s) => `${s.object.metadata.name} ${JSON.stringify(s.info.labels)}`).join(", ");
+
+  // Each Service leads to the pods of one StatefulSet.
+  for (const service of services) {
+    const fronted = sets.filter((s) => labelsMatch((service.object.spec || {}).selector, s.info.labels));
+    if (fronted.length !== 1) {
+      problemsOf(service).add("spec.selector", fronted.length === 0
+        ? `must be non-empty and match the pod labels of a StatefulSet: ${podsOf(sets)}`
+        : `selects the pods of several StatefulSets: ${podsOf(fronted)}`);
+    } else if (fronted[0].info.kind === CONTAINER) {
+      checkServerPorts(service.object, problemsOf(service));
+    }
+    service.info.fronts = fronted.length === 1 ? fronted[0] : undefined;
+  }
+  if (!services.some((s) => s.info.fronts && s.info.fronts.info.kind === CONTAINER
+      && (s.object.spec || {}).clusterIP !== "None")) {
     overall.add("", "expected a ClusterIP Service for clients");
   }
+
   for (const set of sets) {
-    for (const service of services) {
-      if (!labelsMatch((service.object.spec || {}).selector, set.info.labels)) {
-        problemsOf(service).add("spec.selector", `must be non-empty and match the pod labels of ` +
-          `StatefulSet ${set.object.metadata.name}, ${JSON.stringify(set.info.labels)}`);
-      }
-    }
     const governing = services.find((s) => s.object.metadata.name === set.info.serviceName);
     if (!governing) {
       problemsOf(set).add("spec.serviceName", `no Service "${set.info.serviceName}" in the render`);
     } else if ((governing.object.spec || {}).clusterIP !== "None") {
       problemsOf(set).add("spec.serviceName", `Service "${set.info.serviceName}" must be headless (clusterIP: None)`);
+    } else if ((clustered || set.info.kind === ETCD_CONTAINER)
+        && (governing.object.spec || {}).publishNotReadyAddresses !== true) {
+      problemsOf(governing).add("spec.publishNotReadyAddresses", "must be true: it names the pods " +
+        `of StatefulSet ${set.info.name}, which must find each other before they are ready ` +
+        (set.info.kind === ETCD_CONTAINER ? "(a member is ready only once a quorum has met)"
+          : "(a node loading its indexes still takes the others' calls)"));
+    }
+    if (clustered) checkAntiAffinity(set, problemsOf(set));
+  }
+  if (clustered && servers.length === 1) checkClusterNode(servers[0], etcds[0], problemsOf(servers[0]));
+
+  // Each PodDisruptionBudget covers the pods of one StatefulSet; in a cluster, each StatefulSet
+  // has one, and etcd's keeps the quorum.
+  for (const budget of budgets) {
+    const covered = sets.filter((s) => selects((budget.object.spec || {}).selector, s.info.labels));
+    if (covered.length !== 1) {
+      problemsOf(budget).add("spec.selector", covered.length === 0
+        ? `selects no pod of the render's StatefulSets (${podsOf(sets)}): it protects nothing`
+        : `selects the pods of several StatefulSets (${podsOf(covered)}): give each its own`);
+    }
+    budget.info.covers = covered.length === 1 ? covered[0] : undefined;
+  }
+  for (const set of sets) {
+    const own = budgets.filter((b) => b.info.covers === set);
+    if (own.length > 1) {
+      problemsOf(set).add("", `${own.length} PodDisruptionBudgets select its pods: Kubernetes ` +
+        "refuses to evict a pod that several select");
+    } else if (own.length === 0 && clustered) {
+      problemsOf(set).add("", "no PodDisruptionBudget selects its pods: a node drain may evict " +
+        "them all at once");
+    }
+    const replicas = set.info.replicas;
+    if (set.info.kind === ETCD_CONTAINER && own.length === 1 && Number.isInteger(replicas)) {
+      const quorum = Math.floor(replicas / 2) + 1;
+      const down = budgetAllows(own[0].object.spec || {}, replicas);
+      if (!(down <= replicas - quorum)) {
+        problemsOf(own[0]).add("spec", `lets voluntary disruptions take ${down ?? "any number"} of ` +
+          `the ${replicas} etcd members, but ${quorum} must stay up for the quorum: ` +
+          `maxUnavailable ${replicas - quorum} (or minAvailable ${quorum})`);
+      }
     }
   }
   return overall;
@@ -593,6 +948,7 @@ async function validateRender(name, file) {
     }
     if (object.kind === "StatefulSet") entry.info = checkStatefulSet(object, entry.problems);
     else if (object.kind === "Service") checkService(object, entry.problems);
+    else if (object.kind === "PodDisruptionBudget") checkBudget(object, entry.problems);
     else if (object.kind === "Secret") {
       entry.problems.add("", "a Secret in the manifests: secrets are created in the cluster " +
         "(kubectl create secret), never committed");
@@ -619,8 +975,14 @@ if (renders.length === 0 || renders.some((arg) => !arg.includes("="))) {
   process.exit(2);
 }
 let valid = true;
-for (const arg of renders) {
-  const at = arg.indexOf("=");
-  if (!(await validateRender(arg.slice(0, at), arg.slice(at + 1)))) valid = false;
+try {
+  for (const arg of renders) {
+    const at = arg.indexOf("=");
+    if (!(await validateRender(arg.slice(0, at), arg.slice(at + 1)))) valid = false;
+  }
+} catch (error) {
+  // A bug of the checks, not a verdict on the manifests: never exit 1 ("invalid") for it.
+  console.error(`validate: internal error: ${error.stack || error}`);
+  process.exit(2);
 }
 process.exit(valid ? 0 : 1);

@@ -409,11 +409,16 @@ class Operations:
         return self._call(_message_call("IndexExists", pb.IndexExistsRequest(name=name),
                                         lambda reply: reply.exists))
 
-    def create_index(self, name: str, space: str, dim: int) -> bool:
+    def create_index(self, name: str, space: str, dim: int, shards: int = 1,
+                     replicas: int = 1) -> bool:
         """Creates an index of `dim`-dimensional vectors compared by `space` ("l2", "ip" or
-        "cosine"); returns True. It takes items once init_index has sized it."""
+        "cosine"); returns True. It takes items once init_index has sized it. `shards` and
+        `replicas` split it over the nodes of a cluster (README "Cluster mode"); a single
+        server takes only 1 and 1."""
         request = pb.CreateIndexRequest(name=name, space=_space_value(space, name),
-                                        dim=_whole(dim, "dim", 32))
+                                        dim=_whole(dim, "dim", 32),
+                                        shards=_whole(shards, "shards", 32),
+                                        replicas=_whole(replicas, "replicas", 32))
         return self._call(_message_call("CreateIndex", request, lambda reply: True))
 
     def init_index(self, name: str, max_elements: int, ef_construction: int = 200, M: int = 16,

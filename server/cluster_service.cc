@@ -1,0 +1,677 @@
+#include "server/cluster_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "cluster/shard_map.h"
+#include "engine/limits.h"
+#include "engine/resources.h"
+
+namespace luxdb::server {
+namespace {
+
+using cluster::ShardIndexName;
+using cluster::v1::IndexRecord;
+using Stub = luxdb::v1::LuxDB::Stub;
+
+grpc::Status Grpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+bool Forwarded(const grpc::ServerContext* context) {
+  auto it = context->client_metadata().find(kRouteHeader);
+  return it != context->client_metadata().end() && it->second == "local";
+}
+
+grpc::Status NoIndex(const std::string& name) {
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      absl::StrCat("index '", name, "' does not exist"));
+}
+
+// The capacity of each of `shards` shards for an index of `max_elements`: an even share plus
+// room for the hash's unevenness (four standard deviations of a shard's count, and 64).
+uint64_t ShardCapacity(uint64_t max_elements, uint32_t shards) {
+  if (shards <= 1 || max_elements == 0) return max_elements;
+  const double share = std::ceil(static_cast<double>(max_elements) / shards);
+  const double room = std::ceil(4 * std::sqrt(share)) + 64;
+  return std::min<uint64_t>(engine::kMaxElements, static_cast<uint64_t>(share + room));
+}
+
+// One call to one node, run by RunAll.
+template <typename Request, typename Response>
+struct PeerCall {
+  std::string node;
+  uint32_t shard = 0;
+  Request request;
+  Response response;
+  grpc::Status status;
+};
+
+// Runs every call at once (gRPC's callback API) and waits for all: each carries kRouteHeader
+// and the caller's deadline. `start(async, context, request, response, done)` starts one.
+template <typename Request, typename Response, typename Start>
+void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
+            std::vector<PeerCall<Request, Response>>* calls, Start start) {
+  std::mutex mu;
+  std::condition_variable all_done;
+  size_t pending = 0;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::shared_ptr<Stub>> stubs;
+  for (PeerCall<Request, Response>& call : *calls) {
+    absl::StatusOr<std::shared_ptr<Stub>> stub = cluster->Peer(call.node);
+    if (!stub.ok()) {
+      call.status = Grpc(stub.status());
+      continue;
+    }
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata(kRouteHeader, "local");
+    if (caller->deadline() != std::chrono::system_clock::time_point::max()) {
+      context->set_deadline(caller->deadline());
+    }
+    {
+      std::lock_guard lock(mu);
+      ++pending;
+    }
+    start((*stub)->async(), context.get(), &call.request, &call.response,
+          [&mu, &all_done, &pending, status = &call.status](grpc::Status s) {
+            std::lock_guard lock(mu);
+            *status = std::move(s);
+            if (--pending == 0) all_done.notify_all();
+          });
+    contexts.push_back(std::move(context));
+    stubs.push_back(*std::move(stub));
+  }
+  std::unique_lock lock(mu);
+  all_done.wait(lock, [&] { return pending == 0; });
+}
+
+// A node's answer about shard `shard` of `name`, in the cluster's terms: the shard's local name
+// becomes the index's, and a node that could not be reached is named.
+grpc::Status InClusterTerms(const grpc::Status& status, const std::string& name, uint32_t shard,
+                            const std::string& node) {
+  if (status.ok()) return status;
+  std::string message = absl::StrReplaceAll(
+      status.error_message(),
+      {{absl::StrCat("'", ShardIndexName(name, shard), "'"), absl::StrCat("'", name, "'")}});
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      status.error_code() == grpc::StatusCode::INTERNAL) {
+    absl::StrAppend(&message, " (shard ", shard, " of '", name, "' on node '", node, "')");
+  }
+  return grpc::Status(status.error_code(), message);
+}
+
+// The first failure among `calls`, in cluster terms; OK if none failed.
+template <typename Call>
+grpc::Status FirstFailure(const std::vector<Call>& calls, const std::string& name) {
+  for (const Call& call : calls) {
+    if (!call.status.ok()) return InClusterTerms(call.status, name, call.shard, call.node);
+  }
+  return grpc::Status::OK;
+}
+
+// Calls on every replica of every shard: `fill(shard, request)` sets the request's fields
+// except the name.
+template <typename Request, typename Response, typename Fill>
+std::vector<PeerCall<Request, Response>> EveryReplica(const IndexRecord& record, Fill fill) {
+  std::vector<PeerCall<Request, Response>> calls;
+  for (int s = 0; s < record.shards_size(); ++s) {
+    for (const std::string& node : record.shards(s).nodes()) {
+      PeerCall<Request, Response>& call = calls.emplace_back();
+      call.node = node;
+      call.shard = static_cast<uint32_t>(s);
+      fill(call.shard, &call.request);
+      call.request.set_name(ShardIndexName(record.name(), call.shard));
+    }
+  }
+  return calls;
+}
+
+grpc::Status Joining() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "this node is joining its cluster (or leaving it); retry");
+}
+
+}  // namespace
+
+// Every handler starts here: a forwarded call is answered from the local catalog; any other
+// needs the cluster (`cluster` in the handler).
+#define LUXDB_FORWARDED(method)                                              \
+  if (Forwarded(context)) return local_->method(context, request, response); \
+  cluster::Cluster* const cluster = cluster_.load();                         \
+  if (cluster == nullptr) return Joining()
+
+#define LUXDB_FIND(record, name)                                                        \
+  absl::StatusOr<std::optional<IndexRecord>> found_##record = cluster->FindIndex(name); \
+  if (!found_##record.ok()) return Grpc(found_##record.status());                       \
+  if (!found_##record->has_value()) return NoIndex(name);                               \
+  const IndexRecord& record = **found_##record
+
+grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
+                                         const v1::CreateIndexRequest* request,
+                                         v1::CreateIndexResponse* response) {
+  LUXDB_FORWARDED(CreateIndex);
+  const std::string& name = request->name();
+  if (absl::Status valid = engine::ValidateIndexName(name); !valid.ok()) return Grpc(valid);
+  if (name.size() > engine::kMaxNameBytes - cluster::kMaxShardSuffixBytes) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("index name is ", name.size(), " bytes long; in cluster mode the limit is ",
+                     engine::kMaxNameBytes - cluster::kMaxShardSuffixBytes));
+  }
+  if (request->space() != v1::L2 && request->space() != v1::IP && request->space() != v1::COSINE) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("index '", name, "': space must be L2, IP or COSINE, got ",
+                                     static_cast<int>(request->space())));
+  }
+  constexpr uint32_t kMaxShards = 1024;
+  const uint32_t shards = std::max(1u, request->shards());
+  const uint32_t replicas = std::max(1u, request->replicas());
+  if (shards > kMaxShards) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("index '", name, "': ", shards, " shards; the limit is ", kMaxShards));
+  }
+  std::vector<std::string> nodes;
+  std::vector<uint64_t> load;
+  std::map<std::string, uint64_t> held;
+  absl::StatusOr<std::vector<IndexRecord>> existing = cluster->ListIndexes();
+  if (!existing.ok()) return Grpc(existing.status());
+  for (const IndexRecord& r : *existing) {
+    for (const cluster::v1::ShardRecord& shard : r.shards()) {
+      for (const std::string& node : shard.nodes()) ++held[node];
+    }
+  }
+  for (const auto& [id, node] : cluster->Nodes()) {
+    nodes.push_back(id);
+    load.push_back(held[id]);
+  }
+  absl::StatusOr<std::vector<std::vector<std::string>>> placed =
+      cluster::PlaceShards(nodes, load, shards, replicas);
+  if (!placed.ok()) {
+    return Grpc(absl::Status(placed.status().code(),
+                             absl::StrCat("index '", name, "': ", placed.status().message())));
+  }
+  IndexRecord record;
+  record.set_name(name);
+  record.set_space(request->space());
+  record.set_dim(request->dim());
+  record.set_replicas(replicas);
+  for (const std::vector<std::string>& shard_nodes : *placed) {
+    cluster::v1::ShardRecord* shard = record.add_shards();
+    for (const std::string& node : shard_nodes) shard->add_nodes(node);
+  }
+  absl::StatusOr<bool> created = cluster->CreateIndexRecord(record);
+  if (!created.ok()) return Grpc(created.status());
+  if (!*created) {
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                        absl::StrCat("index '", name, "' already exists"));
+  }
+  auto calls = EveryReplica<v1::CreateIndexRequest, v1::CreateIndexResponse>(
+      record, [&](uint32_t, v1::CreateIndexRequest* r) {
+        r->set_space(request->space());
+        r->set_dim(request->dim());
+      });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->CreateIndex(c, req, resp, std::move(done));
+  });
+  grpc::Status failed = FirstFailure(calls, name);
+  if (!failed.ok()) {
+    // Nothing half-made stays: the shards that were created go, and the record.
+    auto undo = EveryReplica<v1::DeleteIndexRequest, v1::DeleteIndexResponse>(
+        record, [](uint32_t, v1::DeleteIndexRequest*) {});
+    RunAll(cluster, context, &undo, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+      async->DeleteIndex(c, req, resp, std::move(done));
+    });
+    (void)cluster->DeleteIndexRecord(name);
+    return failed;
+  }
+  (void)response;
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::InitIndex(grpc::ServerContext* context,
+                                       const v1::InitIndexRequest* request,
+                                       v1::InitIndexResponse* response) {
+  LUXDB_FORWARDED(InitIndex);
+  LUXDB_FIND(record, request->name());
+  if (request->max_elements() > engine::kMaxElements) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("index '", record.name(), "': max_elements ",
+                                     request->max_elements(), " exceeds ", engine::kMaxElements));
+  }
+  auto calls = EveryReplica<v1::InitIndexRequest, v1::InitIndexResponse>(
+      record, [&](uint32_t, v1::InitIndexRequest* r) {
+        *r = *request;
+        r->set_max_elements(ShardCapacity(request->max_elements(), record.shards_size()));
+      });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->InitIndex(c, req, resp, std::move(done));
+  });
+  return FirstFailure(calls, record.name());
+}
+
+grpc::Status ClusterService::DeleteIndex(grpc::ServerContext* context,
+                                         const v1::DeleteIndexRequest* request,
+                                         v1::DeleteIndexResponse* response) {
+  LUXDB_FORWARDED(DeleteIndex);
+  LUXDB_FIND(record, request->name());
+  auto calls = EveryReplica<v1::DeleteIndexRequest, v1::DeleteIndexResponse>(
+      record, [](uint32_t, v1::DeleteIndexRequest*) {});
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->DeleteIndex(c, req, resp, std::move(done));
+  });
+  for (const auto& call : calls) {
+    // A shard already gone (an earlier delete that failed half-way) is what was asked.
+    if (!call.status.ok() && call.status.error_code() != grpc::StatusCode::NOT_FOUND) {
+      return InClusterTerms(call.status, record.name(), call.shard, call.node);
+    }
+  }
+  return Grpc(cluster->DeleteIndexRecord(record.name()));
+}
+
+grpc::Status ClusterService::IndexExists(grpc::ServerContext* context,
+                                         const v1::IndexExistsRequest* request,
+                                         v1::IndexExistsResponse* response) {
+  LUXDB_FORWARDED(IndexExists);
+  absl::StatusOr<std::optional<IndexRecord>> found = cluster->FindIndex(request->name());
+  if (!found.ok()) return Grpc(found.status());
+  response->set_exists(found->has_value());
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Describe(grpc::ServerContext* context, const IndexRecord& record,
+                                      v1::IndexInfo* info) {
+  cluster::Cluster* const cluster = cluster_.load();
+  if (cluster == nullptr) return Joining();
+  // One replica of each shard; the next one if it does not answer.
+  const uint32_t shards = record.shards_size();
+  std::vector<v1::IndexInfo> answers(shards);
+  std::vector<bool> answered(shards, false);
+  grpc::Status last = grpc::Status::OK;
+  for (uint32_t attempt = 0; attempt < std::max(1u, record.replicas()); ++attempt) {
+    std::vector<PeerCall<v1::DescribeIndexRequest, v1::DescribeIndexResponse>> calls;
+    for (uint32_t s = 0; s < shards; ++s) {
+      const auto& nodes = record.shards(s).nodes();
+      if (answered[s] || attempt >= static_cast<uint32_t>(nodes.size())) continue;
+      auto& call = calls.emplace_back();
+      call.node = nodes[attempt];
+      call.shard = s;
+      call.request.set_name(ShardIndexName(record.name(), s));
+    }
+    RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+      async->DescribeIndex(c, req, resp, std::move(done));
+    });
+    for (auto& call : calls) {
+      if (call.status.ok()) {
+        answers[call.shard] = call.response.info();
+        answered[call.shard] = true;
+      } else {
+        last = InClusterTerms(call.status, record.name(), call.shard, call.node);
+      }
+    }
+  }
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (!answered[s]) return last;
+  }
+  *info = answers[0];
+  info->set_name(record.name());
+  info->set_shards(shards);
+  info->set_replicas(record.replicas());
+  for (uint32_t s = 1; s < shards; ++s) {
+    info->set_max_elements(info->max_elements() + answers[s].max_elements());
+    info->set_element_count(info->element_count() + answers[s].element_count());
+    info->set_deleted_count(info->deleted_count() + answers[s].deleted_count());
+    info->set_tombstones(info->tombstones() + answers[s].tombstones());
+    info->set_memory_bytes(info->memory_bytes() + answers[s].memory_bytes());
+    info->set_initialized(info->initialized() && answers[s].initialized());
+    info->set_compacting(info->compacting() || answers[s].compacting());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::ListIndexes(grpc::ServerContext* context,
+                                         const v1::ListIndexesRequest* request,
+                                         v1::ListIndexesResponse* response) {
+  LUXDB_FORWARDED(ListIndexes);
+  absl::StatusOr<std::vector<IndexRecord>> records = cluster->ListIndexes();
+  if (!records.ok()) return Grpc(records.status());
+  for (const IndexRecord& record : *records) {
+    grpc::Status described = Describe(context, record, response->add_indexes());
+    if (!described.ok()) return described;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::DescribeIndex(grpc::ServerContext* context,
+                                           const v1::DescribeIndexRequest* request,
+                                           v1::DescribeIndexResponse* response) {
+  LUXDB_FORWARDED(DescribeIndex);
+  LUXDB_FIND(record, request->name());
+  return Describe(context, record, response->mutable_info());
+}
+
+grpc::Status ClusterService::SetEf(grpc::ServerContext* context, const v1::SetEfRequest* request,
+                                   v1::SetEfResponse* response) {
+  LUXDB_FORWARDED(SetEf);
+  LUXDB_FIND(record, request->name());
+  auto calls = EveryReplica<v1::SetEfRequest, v1::SetEfResponse>(
+      record, [&](uint32_t, v1::SetEfRequest* r) { r->set_ef(request->ef()); });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->SetEf(c, req, resp, std::move(done));
+  });
+  return FirstFailure(calls, record.name());
+}
+
+grpc::Status ClusterService::AddItems(grpc::ServerContext* context,
+                                      const v1::AddItemsRequest* request,
+                                      v1::AddItemsResponse* response) {
+  LUXDB_FORWARDED(AddItems);
+  LUXDB_FIND(record, request->name());
+  const uint64_t n = request->ids_size();
+  const uint64_t dim = record.dim();
+  if (dim == 0 || static_cast<uint64_t>(request->vectors_size()) != n * dim) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("index '", record.name(), "': ", request->vectors_size(), " floats for ", n,
+                     " ids of dimension ", dim, " (expected ", n * dim, ")"));
+  }
+  if (request->attributes_size() != 0 && static_cast<uint64_t>(request->attributes_size()) != n) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("index '", record.name(), "': ", request->attributes_size(),
+                                     " attribute sets for ", n, " ids"));
+  }
+  const uint32_t shards = record.shards_size();
+  std::vector<v1::AddItemsRequest> parts(shards);
+  for (uint64_t i = 0; i < n; ++i) {
+    v1::AddItemsRequest& part = parts[cluster::ShardOf(request->ids(i), shards)];
+    part.add_ids(request->ids(i));
+    part.mutable_vectors()->Add(request->vectors().begin() + i * dim,
+                                request->vectors().begin() + (i + 1) * dim);
+    if (request->attributes_size() != 0) *part.add_attributes() = request->attributes(i);
+  }
+  auto calls = EveryReplica<v1::AddItemsRequest, v1::AddItemsResponse>(
+      record, [&](uint32_t s, v1::AddItemsRequest* r) { *r = parts[s]; });
+  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->AddItems(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<uint64_t> added(shards, 0);
+  for (const auto& call : calls) added[call.shard] = call.response.added();
+  uint64_t total = 0;
+  for (uint64_t a : added) total += a;
+  response->set_added(total);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::DeleteItems(grpc::ServerContext* context,
+                                         const v1::DeleteItemsRequest* request,
+                                         v1::DeleteItemsResponse* response) {
+  LUXDB_FORWARDED(DeleteItems);
+  LUXDB_FIND(record, request->name());
+  const uint32_t shards = record.shards_size();
+  std::vector<v1::DeleteItemsRequest> parts(shards);
+  for (uint64_t id : request->ids()) parts[cluster::ShardOf(id, shards)].add_ids(id);
+  auto calls = EveryReplica<v1::DeleteItemsRequest, v1::DeleteItemsResponse>(
+      record, [&](uint32_t s, v1::DeleteItemsRequest* r) { *r = parts[s]; });
+  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->DeleteItems(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<uint64_t> deleted(shards, 0);
+  for (const auto& call : calls) deleted[call.shard] = call.response.deleted();
+  uint64_t total = 0;
+  for (uint64_t d : deleted) total += d;
+  response->set_deleted(total);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::SetAttributes(grpc::ServerContext* context,
+                                           const v1::SetAttributesRequest* request,
+                                           v1::SetAttributesResponse* response) {
+  LUXDB_FORWARDED(SetAttributes);
+  LUXDB_FIND(record, request->name());
+  if (request->attributes_size() != request->ids_size()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("index '", record.name(), "': ", request->attributes_size(),
+                                     " attribute sets for ", request->ids_size(), " ids"));
+  }
+  const uint32_t shards = record.shards_size();
+  std::vector<v1::SetAttributesRequest> parts(shards);
+  for (int i = 0; i < request->ids_size(); ++i) {
+    v1::SetAttributesRequest& part = parts[cluster::ShardOf(request->ids(i), shards)];
+    part.add_ids(request->ids(i));
+    *part.add_attributes() = request->attributes(i);
+  }
+  auto calls = EveryReplica<v1::SetAttributesRequest, v1::SetAttributesResponse>(
+      record, [&](uint32_t s, v1::SetAttributesRequest* r) { *r = parts[s]; });
+  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->SetAttributes(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<uint64_t> updated(shards, 0);
+  for (const auto& call : calls) updated[call.shard] = call.response.updated();
+  uint64_t total = 0;
+  for (uint64_t u : updated) total += u;
+  response->set_updated(total);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Query(grpc::ServerContext* context,
+                                   const v1::QueryIndexRequest& request,
+                                   v1::QueryIndexResponse* response) {
+  cluster::Cluster* const cluster = cluster_.load();
+  if (cluster == nullptr) return Joining();
+  LUXDB_FIND(record, request.name());
+  const uint32_t shards = record.shards_size();
+  std::vector<v1::QueryIndexResponse> answers(shards);
+  std::vector<bool> answered(shards, false);
+  grpc::Status last = grpc::Status::OK;
+  // Start each shard at a different replica, round-robin over calls; on failure the next.
+  const uint64_t turn = next_replica_.fetch_add(1, std::memory_order_relaxed);
+  for (uint32_t attempt = 0; attempt < std::max(1u, record.replicas()); ++attempt) {
+    std::vector<PeerCall<v1::QueryIndexRequest, v1::QueryIndexResponse>> calls;
+    for (uint32_t s = 0; s < shards; ++s) {
+      const auto& nodes = record.shards(s).nodes();
+      if (answered[s] || attempt >= static_cast<uint32_t>(nodes.size())) continue;
+      auto& call = calls.emplace_back();
+      call.node = nodes[(turn + attempt) % nodes.size()];
+      call.shard = s;
+      call.request = request;
+      call.request.set_name(ShardIndexName(record.name(), s));
+    }
+    RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+      async->QueryIndex(c, req, resp, std::move(done));
+    });
+    for (auto& call : calls) {
+      if (call.status.ok()) {
+        answers[call.shard] = std::move(call.response);
+        answered[call.shard] = true;
+        continue;
+      }
+      last = InClusterTerms(call.status, record.name(), call.shard, call.node);
+      // A refused request is refused by every replica alike: no point asking the next.
+      const grpc::StatusCode code = call.status.error_code();
+      if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::DEADLINE_EXCEEDED &&
+          code != grpc::StatusCode::INTERNAL) {
+        return last;
+      }
+    }
+  }
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (!answered[s]) return last;
+  }
+  const uint32_t k = request.k();
+  // Every shard checked the query's shape against the same dimension.
+  const uint32_t rows = record.dim() == 0 ? 0 : request.vectors_size() / record.dim();
+  std::vector<cluster::ShardAnswer> views;
+  for (const v1::QueryIndexResponse& a : answers) {
+    views.push_back({.ids = {a.ids().data(), static_cast<size_t>(a.ids_size())},
+                     .distances = {a.distances().data(), static_cast<size_t>(a.distances_size())},
+                     .k = a.k()});
+  }
+  std::vector<uint64_t> ids;
+  std::vector<float> distances;
+  cluster::MergeNearest(views, rows, k, &ids, &distances);
+  response->mutable_ids()->Assign(ids.begin(), ids.end());
+  response->mutable_distances()->Assign(distances.begin(), distances.end());
+  response->set_k(k);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::QueryIndex(grpc::ServerContext* context,
+                                        const v1::QueryIndexRequest* request,
+                                        v1::QueryIndexResponse* response) {
+  if (Forwarded(context)) return local_->Query(context, request, response);
+  return Query(context, *request, response);
+}
+
+grpc::Status ClusterService::QueryStream(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::QueryIndexResponse, v1::QueryIndexRequest>* stream) {
+  v1::QueryIndexRequest request;
+  while (stream->Read(&request)) {
+    v1::QueryIndexResponse response;
+    grpc::Status status = Forwarded(context) ? local_->Query(context, &request, &response)
+                                             : Query(context, request, &response);
+    if (!status.ok()) return status;
+    if (!stream->Write(response)) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::ResizeIndex(grpc::ServerContext* context,
+                                         const v1::ResizeIndexRequest* request,
+                                         v1::ResizeIndexResponse* response) {
+  LUXDB_FORWARDED(ResizeIndex);
+  LUXDB_FIND(record, request->name());
+  auto calls = EveryReplica<v1::ResizeIndexRequest, v1::ResizeIndexResponse>(
+      record, [&](uint32_t, v1::ResizeIndexRequest* r) {
+        r->set_new_max_elements(ShardCapacity(request->new_max_elements(), record.shards_size()));
+      });
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->ResizeIndex(c, req, resp, std::move(done));
+  });
+  return FirstFailure(calls, record.name());
+}
+
+grpc::Status ClusterService::GetIds(grpc::ServerContext* context, const v1::GetIdsRequest* request,
+                                    v1::GetIdsResponse* response) {
+  LUXDB_FORWARDED(GetIds);
+  LUXDB_FIND(record, request->name());
+  const uint32_t shards = record.shards_size();
+  std::vector<PeerCall<v1::GetIdsRequest, v1::GetIdsResponse>> calls(shards);
+  for (uint32_t s = 0; s < shards; ++s) {
+    calls[s].node = record.shards(s).nodes(0);
+    calls[s].shard = s;
+    calls[s].request = *request;
+    calls[s].request.set_name(ShardIndexName(record.name(), s));
+  }
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->GetIds(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<std::vector<uint64_t>> lists;
+  std::vector<bool> more;
+  uint64_t total = 0;
+  for (const auto& call : calls) {
+    lists.emplace_back(call.response.ids().begin(), call.response.ids().end());
+    more.push_back(call.response.has_next_start_after());
+    total += call.response.ids_size();
+  }
+  const uint32_t limit = request->has_limit()
+                             ? request->limit()
+                             : static_cast<uint32_t>(std::min<uint64_t>(total, UINT32_MAX));
+  bool more_left = false;
+  std::vector<uint64_t> ids = cluster::MergeIds(lists, more, limit, &more_left);
+  response->mutable_ids()->Assign(ids.begin(), ids.end());
+  if (more_left && !ids.empty()) response->set_next_start_after(ids.back());
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::GetElements(grpc::ServerContext* context,
+                                         const v1::GetElementsRequest* request,
+                                         v1::GetElementsResponse* response) {
+  LUXDB_FORWARDED(GetElements);
+  LUXDB_FIND(record, request->name());
+  const uint32_t shards = record.shards_size();
+  std::vector<PeerCall<v1::GetElementsRequest, v1::GetElementsResponse>> calls(shards);
+  std::vector<std::vector<int>> positions(shards);  // where each shard's answers go
+  for (uint32_t s = 0; s < shards; ++s) {
+    calls[s].node = record.shards(s).nodes(0);
+    calls[s].shard = s;
+    calls[s].request.set_name(ShardIndexName(record.name(), s));
+    calls[s].request.set_with_attributes(request->with_attributes());
+  }
+  for (int i = 0; i < request->ids_size(); ++i) {
+    const uint32_t s = cluster::ShardOf(request->ids(i), shards);
+    calls[s].request.add_ids(request->ids(i));
+    positions[s].push_back(i);
+  }
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->GetElements(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  const uint64_t dim = record.dim();
+  response->set_dim(static_cast<uint32_t>(dim));
+  response->mutable_vectors()->Resize(static_cast<int>(request->ids_size() * dim), 0.0f);
+  if (request->with_attributes()) {
+    for (int i = 0; i < request->ids_size(); ++i) response->add_attributes();
+  }
+  for (uint32_t s = 0; s < shards; ++s) {
+    const v1::GetElementsResponse& part = calls[s].response;
+    for (size_t j = 0; j < positions[s].size(); ++j) {
+      std::copy_n(part.vectors().begin() + j * dim, dim,
+                  response->mutable_vectors()->begin() + positions[s][j] * dim);
+      if (request->with_attributes() && static_cast<int>(j) < part.attributes_size()) {
+        *response->mutable_attributes(positions[s][j]) = part.attributes(static_cast<int>(j));
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::Backup(grpc::ServerContext* context, const v1::BackupRequest* request,
+                                    v1::BackupResponse* response) {
+  LUXDB_FORWARDED(Backup);
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "Backup is not supported in cluster mode yet: back up each node's data "
+                      "directory (README \"Backup and restore\")");
+}
+
+grpc::Status ClusterService::CompactIndex(grpc::ServerContext* context,
+                                          const v1::CompactIndexRequest* request,
+                                          v1::CompactIndexResponse* response) {
+  LUXDB_FORWARDED(CompactIndex);
+  LUXDB_FIND(record, request->name());
+  auto calls = EveryReplica<v1::CompactIndexRequest, v1::CompactIndexResponse>(
+      record, [](uint32_t, v1::CompactIndexRequest*) {});
+  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+    async->CompactIndex(c, req, resp, std::move(done));
+  });
+  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<bool> counted(record.shards_size(), false);
+  for (const auto& call : calls) {
+    if (counted[call.shard]) continue;  // one replica's figures per shard
+    counted[call.shard] = true;
+    response->set_tombstones_removed(response->tombstones_removed() +
+                                     call.response.tombstones_removed());
+    response->set_live(response->live() + call.response.live());
+    response->set_seconds(std::max(response->seconds(), call.response.seconds()));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace luxdb::server

@@ -1,0 +1,79 @@
+// ClusterService: the LuxDB service of a node in cluster mode (README "Cluster mode"). Any node
+// answers any call: it looks the index up in the shard map (cluster::Cluster), sends each
+// shard's part of the call to the nodes holding that shard, and merges their answers. The
+// nodes answer those forwarded calls from their own catalog (the LuxDBService this class wraps)
+// under the shard's local name; a forwarded call is marked by the metadata kRouteHeader.
+//
+// Writes go to every replica of the shards they touch and are acknowledged when all have
+// applied them; queries go to one replica of every shard, the next one if it fails.
+//
+// Locks: none of its own (next_replica_ is an atomic); cluster::Cluster has its own.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "cluster/cluster.h"
+#include "luxdb/v1/luxdb.grpc.pb.h"
+#include "server/service.h"
+
+namespace luxdb::server {
+
+// Metadata of a call one node forwards to another: "local" means "answer from your own
+// catalog, the index name is a shard's local name".
+inline constexpr char kRouteHeader[] = "luxdb-route";
+
+class ClusterService final : public luxdb::v1::LuxDB::Service {
+ public:
+  // `local` must outlive the service's last call.
+  explicit ClusterService(LuxDBService* local) : local_(local) {}
+  // Until a cluster is attached (the node joins once it listens), calls that need routing
+  // answer UNAVAILABLE; forwarded calls are answered. `cluster` must stay until detached
+  // (nullptr) after the last call.
+  void AttachCluster(cluster::Cluster* cluster) { cluster_.store(cluster); }
+
+  grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*,
+                           v1::CreateIndexResponse*) override;
+  grpc::Status InitIndex(grpc::ServerContext*, const v1::InitIndexRequest*,
+                         v1::InitIndexResponse*) override;
+  grpc::Status DeleteIndex(grpc::ServerContext*, const v1::DeleteIndexRequest*,
+                           v1::DeleteIndexResponse*) override;
+  grpc::Status IndexExists(grpc::ServerContext*, const v1::IndexExistsRequest*,
+                           v1::IndexExistsResponse*) override;
+  grpc::Status ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*,
+                           v1::ListIndexesResponse*) override;
+  grpc::Status DescribeIndex(grpc::ServerContext*, const v1::DescribeIndexRequest*,
+                             v1::DescribeIndexResponse*) override;
+  grpc::Status SetEf(grpc::ServerContext*, const v1::SetEfRequest*, v1::SetEfResponse*) override;
+  grpc::Status AddItems(grpc::ServerContext*, const v1::AddItemsRequest*,
+                        v1::AddItemsResponse*) override;
+  grpc::Status DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest*,
+                           v1::DeleteItemsResponse*) override;
+  grpc::Status SetAttributes(grpc::ServerContext*, const v1::SetAttributesRequest*,
+                             v1::SetAttributesResponse*) override;
+  grpc::Status QueryIndex(grpc::ServerContext*, const v1::QueryIndexRequest*,
+                          v1::QueryIndexResponse*) override;
+  grpc::Status QueryStream(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::QueryIndexResponse, v1::QueryIndexRequest>*) override;
+  grpc::Status ResizeIndex(grpc::ServerContext*, const v1::ResizeIndexRequest*,
+                           v1::ResizeIndexResponse*) override;
+  grpc::Status GetIds(grpc::ServerContext*, const v1::GetIdsRequest*, v1::GetIdsResponse*) override;
+  grpc::Status GetElements(grpc::ServerContext*, const v1::GetElementsRequest*,
+                           v1::GetElementsResponse*) override;
+  grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest*, v1::BackupResponse*) override;
+  grpc::Status CompactIndex(grpc::ServerContext*, const v1::CompactIndexRequest*,
+                            v1::CompactIndexResponse*) override;
+
+ private:
+  grpc::Status Query(grpc::ServerContext* context, const v1::QueryIndexRequest& request,
+                     v1::QueryIndexResponse* response);
+  grpc::Status Describe(grpc::ServerContext* context, const cluster::v1::IndexRecord& record,
+                        v1::IndexInfo* info);
+
+  LuxDBService* const local_;
+  std::atomic<cluster::Cluster*> cluster_{nullptr};
+  std::atomic<uint64_t> next_replica_{0};  // round-robin over a shard's replicas for reads
+};
+
+}  // namespace luxdb::server

@@ -1,0 +1,256 @@
+"""Cluster mode (README "Cluster mode") on localhost: Debian's etcd and three luxdb-server
+nodes on free ports. An index of 3 shards x 2 replicas gets Fashion-MNIST through every node in
+turn; any node answers queries, descriptions, id listings and element reads, and the recall@10
+at ef 40 is held against one server with the same parameters."""
+
+import os
+import socket
+import subprocess
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from luxdb.v1 import luxdb_pb2
+from luxdb_testing import LuxServer, add_items_request, free_port, query
+from test_recall import (EF_CONSTRUCTION, M, TEST, TRAIN, exact_kth_distances, load_idx_images,
+                         recall)
+
+ETCD = "/usr/bin/etcd"
+NODES = 3
+SHARDS = 3
+REPLICAS = 2
+EF = 40
+K = 10
+QUERIES = 1000
+BATCH = 5_000
+MAX_RECALL_GAP = 0.005
+ETCD_START_TIMEOUT_S = 20
+
+
+class Etcd:
+    """A one-member etcd on 127.0.0.1 with free client and peer ports, in `data_dir`."""
+
+    def __init__(self, data_dir, log_path):
+        self.data_dir = str(data_dir)
+        self.log_path = str(log_path)
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.process = None
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self):
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [ETCD, "--name", "luxdb-test", "--data-dir", self.data_dir,
+                 "--listen-client-urls", client, "--advertise-client-urls", client,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"luxdb-test={peer}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + ETCD_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"etcd exited while starting:\n{self.log()}"
+            try:
+                socket.create_connection(("127.0.0.1", self.client_port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"etcd not listening on {self.endpoint} within {ETCD_START_TIMEOUT_S} s:\n"
+                    f"{self.log()}")
+
+    def log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-4000:]
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    if not os.path.exists(ETCD):
+        pytest.fail(f"{ETCD} is missing: install Debian's etcd-server (scripts/install-deps.sh)")
+    base = tmp_path_factory.mktemp("etcd")
+    server = Etcd(base / "data", base / "etcd.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(etcd, luxdb_server_bin, tmp_path_factory):
+    """NODES luxdb-server nodes of one cluster, started and serving; stopped (SIGTERM, exit 0)
+    at teardown."""
+    base = tmp_path_factory.mktemp("cluster")
+    nodes = [LuxServer(luxdb_server_bin, base / f"node{i}", log_dir=base,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"node{i}"])
+             for i in range(NODES)]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    missing = [p for p in (TRAIN, TEST) if not os.path.exists(p)]
+    if missing:
+        pytest.fail(f"Fashion-MNIST not installed (package dataset-fashion-mnist): missing "
+                    f"{', '.join(missing)}")
+    train = load_idx_images(TRAIN)
+    queries = load_idx_images(TEST)[:QUERIES]
+    return train, queries, exact_kth_distances(train, queries, K)
+
+
+def build(stubs, name, train, **create):
+    """Creates and fills `name` through `stubs` in turn (the first creates it); returns the
+    seconds the adds took."""
+    stubs[0].CreateIndex(luxdb_pb2.CreateIndexRequest(
+        name=name, space=luxdb_pb2.L2, dim=train.shape[1], **create), timeout=30)
+    stubs[-1].InitIndex(luxdb_pb2.InitIndexRequest(
+        name=name, max_elements=len(train), ef_construction=EF_CONSTRUCTION, m=M), timeout=60)
+    start = time.monotonic()
+    for turn, first in enumerate(range(0, len(train), BATCH)):
+        ids = np.arange(first, min(first + BATCH, len(train)), dtype=np.uint64)
+        response = stubs[turn % len(stubs)].AddItems(add_items_request(name, train[ids], ids),
+                                                     timeout=600)
+        assert response.added == len(ids)
+    seconds = time.monotonic() - start
+    stubs[0].SetEf(luxdb_pb2.SetEfRequest(name=name, ef=EF), timeout=30)
+    return seconds
+
+
+def test_sharded_index_answers_through_every_node_with_single_server_recall(
+        cluster, fashion, luxdb_server, capsys):
+    train, queries, kth = fashion
+    stubs = [node.stub for node in cluster]
+    name = "fashion"
+    cluster_build_s = build(stubs, name, train, shards=SHARDS, replicas=REPLICAS)
+    single_build_s = build([luxdb_server.stub], name, train)
+
+    for stub in stubs:
+        info = stub.DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name), timeout=30).info
+        assert (info.name, info.element_count, info.shards, info.replicas, info.ef, info.m) == (
+            name, len(train), SHARDS, REPLICAS, EF, M)
+        assert info.max_elements >= len(train)
+        assert stub.IndexExists(luxdb_pb2.IndexExistsRequest(name=name), timeout=30).exists
+        listed = stub.ListIndexes(luxdb_pb2.ListIndexesRequest(), timeout=30).indexes
+        assert [i.name for i in listed] == [name]
+
+    results = {}
+    for label, stub in (("cluster", stubs[1]), ("single", luxdb_server.stub)):
+        start = time.monotonic()
+        ids, distances = query(stub, name, queries, k=K, timeout=600)
+        seconds = time.monotonic() - start
+        assert np.all(np.diff(distances, axis=1) >= 0), f"{label}: not nearest first"
+        results[label] = (recall(train, queries, ids, kth), seconds)
+    # Every node gives the same answer (each shard's replicas hold the same items).
+    ids_a, _ = query(stubs[0], name, queries[:50], k=K)
+    ids_b, _ = query(stubs[2], name, queries[:50], k=K)
+    assert np.mean(ids_a == ids_b) > 0.98
+
+    with capsys.disabled():
+        print(f"\n[cluster] Fashion-MNIST {len(train)} x {train.shape[1]}, {len(queries)} queries,"
+              f" l2, M={M}, ef_construction={EF_CONSTRUCTION}, ef={EF}, k={K}; {NODES} nodes on "
+              f"this machine's cores\n"
+              f"[cluster] {SHARDS} shards x {REPLICAS} replicas: recall@{K} "
+              f"{results['cluster'][0]:.4f}  add {cluster_build_s:.1f} s  query "
+              f"{results['cluster'][1]:.2f} s\n"
+              f"[cluster] one server:            recall@{K} {results['single'][0]:.4f}  add "
+              f"{single_build_s:.1f} s  query {results['single'][1]:.2f} s", flush=True)
+    # Sharding searches each shard's smaller graph with the full ef, so its recall may be higher;
+    # it must not be lower.
+    assert results["cluster"][0] >= results["single"][0] - MAX_RECALL_GAP
+
+    # Elements come back in the order asked, from whichever shards hold them.
+    wanted = np.array([59_999, 0, 31_337, 7, 12_345], dtype=np.uint64)
+    got = stubs[2].GetElements(luxdb_pb2.GetElementsRequest(name=name, ids=wanted.tolist()),
+                               timeout=30)
+    assert got.dim == train.shape[1]
+    np.testing.assert_array_equal(np.array(got.vectors, dtype=np.float32).reshape(len(wanted), -1),
+                                  train[wanted.astype(np.int64)])
+
+    # Ids page through all shards in ascending order.
+    seen = []
+    start_after = None
+    while True:
+        request = luxdb_pb2.GetIdsRequest(name=name, limit=25_000)
+        if start_after is not None:
+            request.start_after = start_after
+        page = stubs[0].GetIds(request, timeout=60)
+        seen.extend(page.ids)
+        if not page.HasField("next_start_after"):
+            break
+        start_after = page.next_start_after
+    assert seen == list(range(len(train)))
+
+    # A delete through one node is seen by queries through another.
+    gone = np.arange(0, 100, dtype=np.uint64)
+    deleted = stubs[2].DeleteItems(luxdb_pb2.DeleteItemsRequest(name=name, ids=gone.tolist()),
+                                   timeout=60)
+    assert deleted.deleted == len(gone)
+    ids, _ = query(stubs[0], name, train[:100], k=K)
+    assert not np.isin(ids, gone).any()
+    info = stubs[1].DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name), timeout=30).info
+    assert info.element_count == len(train) - len(gone)
+
+    stubs[1].DeleteIndex(luxdb_pb2.DeleteIndexRequest(name=name), timeout=60)
+    for stub in stubs:
+        assert not stub.IndexExists(luxdb_pb2.IndexExistsRequest(name=name), timeout=30).exists
+
+
+def test_cluster_refusals_name_the_problem(cluster, luxdb_server):
+    stub = cluster[0].stub
+    with pytest.raises(grpc.RpcError) as error:
+        stub.CreateIndex(luxdb_pb2.CreateIndexRequest(name="wide", space=luxdb_pb2.L2, dim=4,
+                                                      shards=2, replicas=NODES + 1), timeout=30)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{NODES + 1} replicas need as many live nodes; the cluster has {NODES}" in \
+        error.value.details()
+    assert not stub.IndexExists(luxdb_pb2.IndexExistsRequest(name="wide"), timeout=30).exists
+
+    stub.CreateIndex(luxdb_pb2.CreateIndexRequest(name="twice", space=luxdb_pb2.L2, dim=4,
+                                                  shards=2), timeout=30)
+    with pytest.raises(grpc.RpcError) as error:
+        cluster[1].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name="twice", space=luxdb_pb2.L2, dim=4), timeout=30)
+    assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as error:
+        cluster[2].stub.QueryIndex(luxdb_pb2.QueryIndexRequest(name="nope", vectors=[0] * 4, k=1),
+                                   timeout=30)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "index 'nope' does not exist" in error.value.details()
+    # A shard's own refusal names the cluster index, not the shard.
+    cluster[2].stub.InitIndex(luxdb_pb2.InitIndexRequest(name="twice", max_elements=10),
+                              timeout=30)
+    with pytest.raises(grpc.RpcError) as error:
+        cluster[2].stub.QueryIndex(luxdb_pb2.QueryIndexRequest(name="twice", vectors=[0] * 3,
+                                                               k=1), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'twice'" in error.value.details() and "shard-" not in error.value.details()
+    stub.DeleteIndex(luxdb_pb2.DeleteIndexRequest(name="twice"), timeout=30)
+
+    # A single server refuses what needs a cluster.
+    with pytest.raises(grpc.RpcError) as error:
+        luxdb_server.stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name="solo", space=luxdb_pb2.L2, dim=4, shards=3), timeout=30)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "need cluster mode (luxdb-server --cluster-etcd)" in error.value.details()
