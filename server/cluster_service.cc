@@ -218,7 +218,10 @@ grpc::Status SettleWrite(cluster::Cluster* cluster, const std::vector<Call>& cal
       unreachable[call.shard].push_back(call.node);
     }
   }
-  for (const auto& [shard, nodes] : unreachable) {
+  for (const auto& entry : unreachable) {
+    // (Not a structured binding: clang does not let the lambda below capture one.)
+    const uint32_t shard = entry.first;
+    const std::vector<std::string>& nodes = entry.second;
     if (!applied[shard]) {
       const Call& failed = *std::find_if(calls.begin(), calls.end(), [&](const Call& c) {
         return c.shard == shard && !c.status.ok();
@@ -275,13 +278,19 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
                         absl::StrCat("index '", name, "': space must be L2, IP or COSINE, got ",
                                      static_cast<int>(request->space())));
   }
-  constexpr uint32_t kMaxShards = 1024;
+  using engine::kMaxReplicas;
+  using engine::kMaxShards;
   const uint32_t shards = std::max(1u, request->shards());
   const uint32_t replicas = std::max(1u, request->replicas());
   if (shards > kMaxShards) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("index '", name, "': ", shards, " shards; the limit is ", kMaxShards));
+  }
+  if (replicas > kMaxReplicas) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("index '", name, "': ", replicas, " replicas; the limit is ", kMaxReplicas));
   }
   std::vector<std::string> nodes;
   std::vector<uint64_t> load;

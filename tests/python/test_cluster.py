@@ -357,3 +357,33 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
         for node in nodes:
             node.abandon()
         etcd.stop()
+
+
+def test_the_cli_and_the_python_client_create_sharded_indexes(cluster, luxdb_server,
+                                                               client_environment):
+    from test_cli import luxdb  # the CLI runner of test_cli (LUXDB_CLI_BIN)
+
+    created = luxdb(cluster[0], "create", "cli-sharded", "--space", "l2", "--dim", "8",
+                    "--shards", "3", "--replicas", "2")
+    assert "created index 'cli-sharded' (l2, dim 8, 3 shards x 2 replicas)" in created.stdout
+    luxdb(cluster[1], "init", "cli-sharded", "--max-elements", "1000")
+    info = luxdb(cluster[2], "info", "cli-sharded").stdout
+    assert "shards:          3 x 2 replicas" in info
+    refused = luxdb(luxdb_server, "create", "solo", "--space", "l2", "--dim", "8", "--shards",
+                    "2", check=False)
+    assert refused.returncode != 0 and "need cluster mode" in refused.stderr
+    bad = luxdb(cluster[0], "create", "x", "--space", "l2", "--dim", "8", "--shards", "0",
+                check=False)
+    assert bad.returncode == 2 and "--shards" in bad.stderr
+
+    import luxdb as luxdb_package
+    from luxdb_testing import TEST_SECRET
+    with luxdb_package.sync_client.SyncClient(
+            address=cluster[1].address, secret=TEST_SECRET) as client:
+        assert client.create_index("py-sharded", "ip", 4, shards=2, replicas=2)
+        client.init_index("py-sharded", max_elements=100)
+        client.add_items("py-sharded", np.eye(4, dtype=np.float32), np.arange(4))
+        labels, _ = client.query_index("py-sharded", np.eye(4, dtype=np.float32), k=1)
+        assert labels[:, 0].tolist() == [0, 1, 2, 3]
+        client.delete_index("py-sharded")
+    luxdb(cluster[0], "drop", "cli-sharded")
