@@ -346,6 +346,9 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
         info = stubs[survivors[1]].DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name),
                                                  timeout=30).info
         assert info.element_count >= len(acked)
+        # The writes that missed the killed node took it out of its shards' in-sync replicas.
+        logs = "".join(nodes[i].stderr_text() for i in survivors)
+        assert f"f{victim} left the in-sync replicas" in logs
 
         # The killed node comes back under its id (once its old lease expires) and answers.
         nodes[victim].start()
