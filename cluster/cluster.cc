@@ -1,5 +1,6 @@
 #include "cluster/cluster.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -197,6 +198,53 @@ absl::Status Cluster::DeleteIndexRecord(const std::string& name) {
     indexes_.erase(name);
   }
   return deleted;
+}
+
+absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard,
+                                  const std::vector<std::string>& failed, v1::IndexRecord* record) {
+  const std::string key = absl::StrCat(kIndexesPrefix, name);
+  constexpr int kAttempts = 20;  // each lost race means another change went in first
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    absl::StatusOr<std::optional<KeyValue>> kv = etcd_->Get(key);
+    if (!kv.ok()) return kv.status();
+    if (!kv->has_value()) {
+      return absl::NotFoundError(absl::StrCat("index '", name, "' does not exist"));
+    }
+    std::optional<v1::IndexRecord> current = FromJson<v1::IndexRecord>(key, (*kv)->value);
+    if (!current.has_value() || static_cast<int>(shard) >= current->shards_size()) {
+      return absl::InternalError(absl::StrCat("etcd key '", key, "' is not a shard map"));
+    }
+    v1::ShardRecord* s = current->mutable_shards(static_cast<int>(shard));
+    std::vector<std::string> keep;
+    for (const std::string& node : s->in_sync()) {
+      if (std::find(failed.begin(), failed.end(), node) == failed.end()) keep.push_back(node);
+    }
+    if (keep.size() == static_cast<size_t>(s->in_sync_size())) {
+      *record = *std::move(current);
+      return absl::OkStatus();
+    }
+    if (keep.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", shard, " of '", name, "' has no replica left that holds every write"));
+    }
+    s->clear_in_sync();
+    for (const std::string& node : keep) s->add_in_sync(node);
+    absl::StatusOr<bool> written = etcd_->CompareAndPut(key, (*kv)->mod_revision, ToJson(*current));
+    if (!written.ok()) return written.status();
+    if (*written) {
+      spdlog::warn(
+          "cluster: shard {} of '{}': {} left the in-sync replicas (a write to it "
+          "failed); in sync now: {}",
+          shard, name, absl::StrJoin(failed, ","), absl::StrJoin(keep, ","));
+      {
+        engine::MutexLock lock(&mu_);
+        indexes_[name] = *current;
+      }
+      *record = *std::move(current);
+      return absl::OkStatus();
+    }
+  }
+  return absl::AbortedError(absl::StrCat("shard map of '", name, "' kept changing; retry"));
 }
 
 absl::StatusOr<std::shared_ptr<luxdb::v1::LuxDB::Stub>> Cluster::Peer(const std::string& node_id) {

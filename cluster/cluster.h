@@ -60,6 +60,12 @@ class Cluster {
   // Stores a new index's record; false if the name is taken.
   absl::StatusOr<bool> CreateIndexRecord(const v1::IndexRecord& record);
   absl::Status DeleteIndexRecord(const std::string& name);
+  // Takes `failed` out of shard `shard`'s in-sync replicas of index `name` (a guarded write,
+  // retried against concurrent changes of the record), unless that would leave none: then
+  // FAILED_PRECONDITION, and nothing changes. OK when none of them is in the set any more.
+  // The updated record in `*record`.
+  absl::Status LeaveInSync(const std::string& name, uint32_t shard,
+                           const std::vector<std::string>& failed, v1::IndexRecord* record);
 
   // A stub on a signed channel to `node_id` (channels are kept per address). UNAVAILABLE
   // naming the node if it is not a live member.

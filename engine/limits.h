@@ -15,6 +15,9 @@ inline constexpr size_t kMaxNameBytes = 255;
 inline constexpr uint32_t kMaxDimension = 65536;
 // Neighbours per query. A k above the live count is allowed; missing slots are padded.
 inline constexpr uint32_t kMaxK = 10000;
+// Cluster mode: shards of an index, replicas of a shard (CreateIndexRequest).
+inline constexpr uint32_t kMaxShards = 1024;
+inline constexpr uint32_t kMaxReplicas = 64;
 // Search breadth, per index (SetEf) and per query.
 inline constexpr uint32_t kMaxEf = 100000;
 // hnswlib graph degree. Above this the graph's memory explodes without helping recall.

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cluster/shard_map.h"
 #include "engine/limits.h"
@@ -119,13 +121,30 @@ grpc::Status FirstFailure(const std::vector<Call>& calls, const std::string& nam
   return grpc::Status::OK;
 }
 
-// Calls on every replica of every shard: `fill(shard, request)` sets the request's fields
-// except the name.
+// The replicas of shard `s` that hold every acknowledged write (ShardRecord::in_sync).
+const google::protobuf::RepeatedPtrField<std::string>& InSync(const IndexRecord& record,
+                                                              uint32_t s) {
+  const cluster::v1::ShardRecord& shard = record.shards(static_cast<int>(s));
+  return shard.in_sync_size() > 0 ? shard.in_sync() : shard.nodes();
+}
+
+// A failure that says nothing about the request: the node could not be reached or did not
+// answer in time. Another replica may answer; a write it missed takes it out of sync.
+bool Unreachable(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+// Calls on every in-sync replica of every shard (with `all_nodes`, on every replica placed,
+// in sync or not): `fill(shard, request)` sets the request's fields except the name.
 template <typename Request, typename Response, typename Fill>
-std::vector<PeerCall<Request, Response>> EveryReplica(const IndexRecord& record, Fill fill) {
+std::vector<PeerCall<Request, Response>> EveryReplica(const IndexRecord& record, Fill fill,
+                                                      bool all_nodes = false) {
   std::vector<PeerCall<Request, Response>> calls;
   for (int s = 0; s < record.shards_size(); ++s) {
-    for (const std::string& node : record.shards(s).nodes()) {
+    const auto& nodes =
+        all_nodes ? record.shards(s).nodes() : InSync(record, static_cast<uint32_t>(s));
+    for (const std::string& node : nodes) {
       PeerCall<Request, Response>& call = calls.emplace_back();
       call.node = node;
       call.shard = static_cast<uint32_t>(s);
@@ -134,6 +153,92 @@ std::vector<PeerCall<Request, Response>> EveryReplica(const IndexRecord& record,
     }
   }
   return calls;
+}
+
+// One in-sync replica of each shard answers `fill(shard, request)` (the name set here),
+// starting at replica `turn` and moving to the next one of a shard whose replica cannot be
+// reached. The answers by shard, or the first refusal (in cluster terms).
+template <typename Request, typename Response, typename Fill, typename Start>
+grpc::Status ReadEveryShard(cluster::Cluster* cluster, const grpc::ServerContext* context,
+                            const IndexRecord& record, uint64_t turn, Fill fill, Start start,
+                            std::vector<Response>* answers) {
+  const uint32_t shards = record.shards_size();
+  answers->assign(shards, Response());
+  std::vector<bool> answered(shards, false);
+  grpc::Status last = grpc::Status::OK;
+  for (uint32_t attempt = 0;; ++attempt) {
+    std::vector<PeerCall<Request, Response>> calls;
+    for (uint32_t s = 0; s < shards; ++s) {
+      const auto& nodes = InSync(record, s);
+      if (answered[s] || attempt >= static_cast<uint32_t>(nodes.size())) continue;
+      auto& call = calls.emplace_back();
+      call.node = nodes[static_cast<int>((turn + attempt) % nodes.size())];
+      call.shard = s;
+      fill(s, &call.request);
+      call.request.set_name(ShardIndexName(record.name(), s));
+    }
+    if (calls.empty()) break;
+    RunAll(cluster, context, &calls, start);
+    for (auto& call : calls) {
+      if (call.status.ok()) {
+        (*answers)[call.shard] = std::move(call.response);
+        answered[call.shard] = true;
+        continue;
+      }
+      last = InClusterTerms(call.status, record.name(), call.shard, call.node);
+      // A refused request is refused by every replica alike: no point asking the next.
+      if (!Unreachable(call.status)) return last;
+    }
+  }
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (!answered[s]) return last;
+  }
+  return grpc::Status::OK;
+}
+
+// The outcome of a write sent to every in-sync replica of the shards it touches: a refusal
+// (every replica refuses alike) is the answer; a replica that could not be reached leaves its
+// shard's in-sync set before the write is acknowledged, so that no later read can miss it;
+// a shard none of whose replicas took the write fails the call (UNAVAILABLE: retrying is
+// safe, a write applies the same way twice).
+template <typename Call>
+grpc::Status SettleWrite(cluster::Cluster* cluster, const std::vector<Call>& calls,
+                         const IndexRecord& record) {
+  for (const Call& call : calls) {
+    if (!call.status.ok() && !Unreachable(call.status)) {
+      return InClusterTerms(call.status, record.name(), call.shard, call.node);
+    }
+  }
+  std::map<uint32_t, std::vector<std::string>> unreachable;
+  std::map<uint32_t, bool> applied;
+  for (const Call& call : calls) {
+    if (call.status.ok()) {
+      applied[call.shard] = true;
+    } else {
+      unreachable[call.shard].push_back(call.node);
+    }
+  }
+  for (const auto& entry : unreachable) {
+    // (Not a structured binding: clang does not let the lambda below capture one.)
+    const uint32_t shard = entry.first;
+    const std::vector<std::string>& nodes = entry.second;
+    if (!applied[shard]) {
+      const Call& failed = *std::find_if(calls.begin(), calls.end(), [&](const Call& c) {
+        return c.shard == shard && !c.status.ok();
+      });
+      return InClusterTerms(failed.status, record.name(), shard, failed.node);
+    }
+    IndexRecord updated;
+    absl::Status left = cluster->LeaveInSync(record.name(), shard, nodes, &updated);
+    if (!left.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("index '", record.name(), "': a write missed shard ", shard,
+                                       "'s replica on ", absl::StrJoin(nodes, ", "),
+                                       " and the shard map could not record it (", left.message(),
+                                       "); the write may be partly applied: retry it"));
+    }
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status Joining() {
@@ -173,13 +278,19 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
                         absl::StrCat("index '", name, "': space must be L2, IP or COSINE, got ",
                                      static_cast<int>(request->space())));
   }
-  constexpr uint32_t kMaxShards = 1024;
+  using engine::kMaxReplicas;
+  using engine::kMaxShards;
   const uint32_t shards = std::max(1u, request->shards());
   const uint32_t replicas = std::max(1u, request->replicas());
   if (shards > kMaxShards) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("index '", name, "': ", shards, " shards; the limit is ", kMaxShards));
+  }
+  if (replicas > kMaxReplicas) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("index '", name, "': ", replicas, " replicas; the limit is ", kMaxReplicas));
   }
   std::vector<std::string> nodes;
   std::vector<uint64_t> load;
@@ -208,7 +319,10 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
   record.set_replicas(replicas);
   for (const std::vector<std::string>& shard_nodes : *placed) {
     cluster::v1::ShardRecord* shard = record.add_shards();
-    for (const std::string& node : shard_nodes) shard->add_nodes(node);
+    for (const std::string& node : shard_nodes) {
+      shard->add_nodes(node);
+      shard->add_in_sync(node);
+    }
   }
   absl::StatusOr<bool> created = cluster->CreateIndexRecord(record);
   if (!created.ok()) return Grpc(created.status());
@@ -228,7 +342,7 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
   if (!failed.ok()) {
     // Nothing half-made stays: the shards that were created go, and the record.
     auto undo = EveryReplica<v1::DeleteIndexRequest, v1::DeleteIndexResponse>(
-        record, [](uint32_t, v1::DeleteIndexRequest*) {});
+        record, [](uint32_t, v1::DeleteIndexRequest*) {}, /*all_nodes=*/true);
     RunAll(cluster, context, &undo, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
       async->DeleteIndex(c, req, resp, std::move(done));
     });
@@ -266,13 +380,17 @@ grpc::Status ClusterService::DeleteIndex(grpc::ServerContext* context,
   LUXDB_FORWARDED(DeleteIndex);
   LUXDB_FIND(record, request->name());
   auto calls = EveryReplica<v1::DeleteIndexRequest, v1::DeleteIndexResponse>(
-      record, [](uint32_t, v1::DeleteIndexRequest*) {});
+      record, [](uint32_t, v1::DeleteIndexRequest*) {}, /*all_nodes=*/true);
   RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
     async->DeleteIndex(c, req, resp, std::move(done));
   });
   for (const auto& call : calls) {
-    // A shard already gone (an earlier delete that failed half-way) is what was asked.
-    if (!call.status.ok() && call.status.error_code() != grpc::StatusCode::NOT_FOUND) {
+    // A shard already gone (an earlier delete that failed half-way) is what was asked. A replica
+    // out of sync that cannot be reached keeps its copy (README "Cluster mode").
+    const auto& in_sync = InSync(record, call.shard);
+    const bool out_of_sync = std::find(in_sync.begin(), in_sync.end(), call.node) == in_sync.end();
+    if (!call.status.ok() && call.status.error_code() != grpc::StatusCode::NOT_FOUND &&
+        !(out_of_sync && Unreachable(call.status))) {
       return InClusterTerms(call.status, record.name(), call.shard, call.node);
     }
   }
@@ -293,36 +411,18 @@ grpc::Status ClusterService::Describe(grpc::ServerContext* context, const IndexR
                                       v1::IndexInfo* info) {
   cluster::Cluster* const cluster = cluster_.load();
   if (cluster == nullptr) return Joining();
-  // One replica of each shard; the next one if it does not answer.
   const uint32_t shards = record.shards_size();
-  std::vector<v1::IndexInfo> answers(shards);
-  std::vector<bool> answered(shards, false);
-  grpc::Status last = grpc::Status::OK;
-  for (uint32_t attempt = 0; attempt < std::max(1u, record.replicas()); ++attempt) {
-    std::vector<PeerCall<v1::DescribeIndexRequest, v1::DescribeIndexResponse>> calls;
-    for (uint32_t s = 0; s < shards; ++s) {
-      const auto& nodes = record.shards(s).nodes();
-      if (answered[s] || attempt >= static_cast<uint32_t>(nodes.size())) continue;
-      auto& call = calls.emplace_back();
-      call.node = nodes[attempt];
-      call.shard = s;
-      call.request.set_name(ShardIndexName(record.name(), s));
-    }
-    RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-      async->DescribeIndex(c, req, resp, std::move(done));
-    });
-    for (auto& call : calls) {
-      if (call.status.ok()) {
-        answers[call.shard] = call.response.info();
-        answered[call.shard] = true;
-      } else {
-        last = InClusterTerms(call.status, record.name(), call.shard, call.node);
-      }
-    }
-  }
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (!answered[s]) return last;
-  }
+  std::vector<v1::DescribeIndexResponse> described;
+  grpc::Status read = ReadEveryShard<v1::DescribeIndexRequest>(
+      cluster, context, record, next_replica_.fetch_add(1, std::memory_order_relaxed),
+      [](uint32_t, v1::DescribeIndexRequest*) {},
+      [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+        async->DescribeIndex(c, req, resp, std::move(done));
+      },
+      &described);
+  if (!read.ok()) return read;
+  std::vector<v1::IndexInfo> answers;
+  for (v1::DescribeIndexResponse& d : described) answers.push_back(std::move(*d.mutable_info()));
   *info = answers[0];
   info->set_name(record.name());
   info->set_shards(shards);
@@ -405,7 +505,7 @@ grpc::Status ClusterService::AddItems(grpc::ServerContext* context,
   RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
     async->AddItems(c, req, resp, std::move(done));
   });
-  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
   std::vector<uint64_t> added(shards, 0);
   for (const auto& call : calls) added[call.shard] = call.response.added();
   uint64_t total = 0;
@@ -428,7 +528,7 @@ grpc::Status ClusterService::DeleteItems(grpc::ServerContext* context,
   RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
     async->DeleteItems(c, req, resp, std::move(done));
   });
-  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
   std::vector<uint64_t> deleted(shards, 0);
   for (const auto& call : calls) deleted[call.shard] = call.response.deleted();
   uint64_t total = 0;
@@ -460,7 +560,7 @@ grpc::Status ClusterService::SetAttributes(grpc::ServerContext* context,
   RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
     async->SetAttributes(c, req, resp, std::move(done));
   });
-  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
   std::vector<uint64_t> updated(shards, 0);
   for (const auto& call : calls) updated[call.shard] = call.response.updated();
   uint64_t total = 0;
@@ -475,44 +575,15 @@ grpc::Status ClusterService::Query(grpc::ServerContext* context,
   cluster::Cluster* const cluster = cluster_.load();
   if (cluster == nullptr) return Joining();
   LUXDB_FIND(record, request.name());
-  const uint32_t shards = record.shards_size();
-  std::vector<v1::QueryIndexResponse> answers(shards);
-  std::vector<bool> answered(shards, false);
-  grpc::Status last = grpc::Status::OK;
-  // Start each shard at a different replica, round-robin over calls; on failure the next.
-  const uint64_t turn = next_replica_.fetch_add(1, std::memory_order_relaxed);
-  for (uint32_t attempt = 0; attempt < std::max(1u, record.replicas()); ++attempt) {
-    std::vector<PeerCall<v1::QueryIndexRequest, v1::QueryIndexResponse>> calls;
-    for (uint32_t s = 0; s < shards; ++s) {
-      const auto& nodes = record.shards(s).nodes();
-      if (answered[s] || attempt >= static_cast<uint32_t>(nodes.size())) continue;
-      auto& call = calls.emplace_back();
-      call.node = nodes[(turn + attempt) % nodes.size()];
-      call.shard = s;
-      call.request = request;
-      call.request.set_name(ShardIndexName(record.name(), s));
-    }
-    RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-      async->QueryIndex(c, req, resp, std::move(done));
-    });
-    for (auto& call : calls) {
-      if (call.status.ok()) {
-        answers[call.shard] = std::move(call.response);
-        answered[call.shard] = true;
-        continue;
-      }
-      last = InClusterTerms(call.status, record.name(), call.shard, call.node);
-      // A refused request is refused by every replica alike: no point asking the next.
-      const grpc::StatusCode code = call.status.error_code();
-      if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::DEADLINE_EXCEEDED &&
-          code != grpc::StatusCode::INTERNAL) {
-        return last;
-      }
-    }
-  }
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (!answered[s]) return last;
-  }
+  std::vector<v1::QueryIndexResponse> answers;
+  grpc::Status read = ReadEveryShard<v1::QueryIndexRequest>(
+      cluster, context, record, next_replica_.fetch_add(1, std::memory_order_relaxed),
+      [&](uint32_t, v1::QueryIndexRequest* r) { *r = request; },
+      [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+        async->QueryIndex(c, req, resp, std::move(done));
+      },
+      &answers);
+  if (!read.ok()) return read;
   const uint32_t k = request.k();
   // Every shard checked the query's shape against the same dimension.
   const uint32_t rows = record.dim() == 0 ? 0 : request.vectors_size() / record.dim();
@@ -571,25 +642,22 @@ grpc::Status ClusterService::GetIds(grpc::ServerContext* context, const v1::GetI
                                     v1::GetIdsResponse* response) {
   LUXDB_FORWARDED(GetIds);
   LUXDB_FIND(record, request->name());
-  const uint32_t shards = record.shards_size();
-  std::vector<PeerCall<v1::GetIdsRequest, v1::GetIdsResponse>> calls(shards);
-  for (uint32_t s = 0; s < shards; ++s) {
-    calls[s].node = record.shards(s).nodes(0);
-    calls[s].shard = s;
-    calls[s].request = *request;
-    calls[s].request.set_name(ShardIndexName(record.name(), s));
-  }
-  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-    async->GetIds(c, req, resp, std::move(done));
-  });
-  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<v1::GetIdsResponse> answers;
+  grpc::Status read = ReadEveryShard<v1::GetIdsRequest>(
+      cluster, context, record, next_replica_.fetch_add(1, std::memory_order_relaxed),
+      [&](uint32_t, v1::GetIdsRequest* r) { *r = *request; },
+      [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+        async->GetIds(c, req, resp, std::move(done));
+      },
+      &answers);
+  if (!read.ok()) return read;
   std::vector<std::vector<uint64_t>> lists;
   std::vector<bool> more;
   uint64_t total = 0;
-  for (const auto& call : calls) {
-    lists.emplace_back(call.response.ids().begin(), call.response.ids().end());
-    more.push_back(call.response.has_next_start_after());
-    total += call.response.ids_size();
+  for (const v1::GetIdsResponse& answer : answers) {
+    lists.emplace_back(answer.ids().begin(), answer.ids().end());
+    more.push_back(answer.has_next_start_after());
+    total += answer.ids_size();
   }
   const uint32_t limit = request->has_limit()
                              ? request->limit()
@@ -607,23 +675,25 @@ grpc::Status ClusterService::GetElements(grpc::ServerContext* context,
   LUXDB_FORWARDED(GetElements);
   LUXDB_FIND(record, request->name());
   const uint32_t shards = record.shards_size();
-  std::vector<PeerCall<v1::GetElementsRequest, v1::GetElementsResponse>> calls(shards);
+  std::vector<v1::GetElementsRequest> parts(shards);
   std::vector<std::vector<int>> positions(shards);  // where each shard's answers go
-  for (uint32_t s = 0; s < shards; ++s) {
-    calls[s].node = record.shards(s).nodes(0);
-    calls[s].shard = s;
-    calls[s].request.set_name(ShardIndexName(record.name(), s));
-    calls[s].request.set_with_attributes(request->with_attributes());
-  }
   for (int i = 0; i < request->ids_size(); ++i) {
     const uint32_t s = cluster::ShardOf(request->ids(i), shards);
-    calls[s].request.add_ids(request->ids(i));
+    parts[s].add_ids(request->ids(i));
     positions[s].push_back(i);
   }
-  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-    async->GetElements(c, req, resp, std::move(done));
-  });
-  if (grpc::Status failed = FirstFailure(calls, record.name()); !failed.ok()) return failed;
+  std::vector<v1::GetElementsResponse> answers;
+  grpc::Status read = ReadEveryShard<v1::GetElementsRequest>(
+      cluster, context, record, next_replica_.fetch_add(1, std::memory_order_relaxed),
+      [&](uint32_t s, v1::GetElementsRequest* r) {
+        *r = parts[s];
+        r->set_with_attributes(request->with_attributes());
+      },
+      [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+        async->GetElements(c, req, resp, std::move(done));
+      },
+      &answers);
+  if (!read.ok()) return read;
   const uint64_t dim = record.dim();
   response->set_dim(static_cast<uint32_t>(dim));
   response->mutable_vectors()->Resize(static_cast<int>(request->ids_size() * dim), 0.0f);
@@ -631,7 +701,7 @@ grpc::Status ClusterService::GetElements(grpc::ServerContext* context,
     for (int i = 0; i < request->ids_size(); ++i) response->add_attributes();
   }
   for (uint32_t s = 0; s < shards; ++s) {
-    const v1::GetElementsResponse& part = calls[s].response;
+    const v1::GetElementsResponse& part = answers[s];
     for (size_t j = 0; j < positions[s].size(); ++j) {
       std::copy_n(part.vectors().begin() + j * dim, dim,
                   response->mutable_vectors()->begin() + positions[s][j] * dim);

@@ -5,7 +5,9 @@ at ef 40 is held against one server with the same parameters."""
 
 import os
 import socket
+import signal
 import subprocess
+import threading
 import time
 
 import grpc
@@ -254,3 +256,137 @@ def test_cluster_refusals_name_the_problem(cluster, luxdb_server):
             name="solo", space=luxdb_pb2.L2, dim=4, shards=3), timeout=30)
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "need cluster mode (luxdb-server --cluster-etcd)" in error.value.details()
+
+
+@pytest.mark.parametrize("victim", range(NODES))
+def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bin, tmp_path,
+                                                                 victim):
+    """SIGKILL of one node of three while a writer adds batches through every node and a reader
+    queries through the others: writes resume within 10 s, the reader never fails, and every
+    acknowledged item is there afterwards. The killed node, restarted, rejoins and routes."""
+    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
+    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"f{i}", log_dir=tmp_path,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"f{i}"])
+             for i in range(NODES)]
+    try:
+        for node in nodes:
+            node.start()
+        stubs = [node.stub for node in nodes]
+        dim, name, batch = 16, "churn", 50
+        stubs[0].CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
+        stubs[0].InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
+                           timeout=30)
+        survivors = [i for i in range(NODES) if i != victim]
+        rng = np.random.default_rng(5)
+        acked = {}         # id -> vector
+        ack_times = []
+        write_errors = []
+        read_errors = []
+        stop = threading.Event()
+        killed = threading.Event()
+
+        def writer():
+            next_id, turn = 0, 0
+            while not stop.is_set():
+                ids = np.arange(next_id, next_id + batch, dtype=np.uint64)
+                vectors = rng.standard_normal((batch, dim), dtype=np.float32)
+                # Through every node in turn; the killed one only until it is killed.
+                order = survivors if killed.is_set() else list(range(NODES))
+                entry = order[turn % len(order)]
+                turn += 1
+                try:
+                    stubs[entry].AddItems(add_items_request(name, vectors, ids), timeout=10)
+                except grpc.RpcError as error:
+                    write_errors.append((time.monotonic(), entry, error.code().name,
+                                         error.details()))
+                    continue  # the same ids again, through the next node
+                for i, v in zip(ids, vectors):
+                    acked[int(i)] = v
+                ack_times.append(time.monotonic())
+                next_id += batch
+
+        def reader():
+            turn = 0
+            while not stop.is_set():
+                entry = survivors[turn % len(survivors)]
+                turn += 1
+                try:
+                    query(stubs[entry], name, rng.standard_normal((1, dim), dtype=np.float32),
+                          k=5, timeout=10)
+                except grpc.RpcError as error:
+                    read_errors.append((entry, error.code().name, error.details()))
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        killed_at = time.monotonic()
+        nodes[victim].signal_and_wait(signal.SIGKILL)
+        killed.set()
+        time.sleep(6)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        after_kill = [t for t in ack_times if t > killed_at]
+        assert after_kill, f"no write acknowledged after the kill; errors: {write_errors[-5:]}"
+        resumed = after_kill[0] - killed_at
+        print(f"\n[cluster] SIGKILL of node f{victim}: {len(acked)} items acknowledged, "
+              f"first write after the kill acknowledged in {resumed:.2f} s, "
+              f"{len(write_errors)} write calls failed (retried), {len(read_errors)} reads failed")
+        assert resumed <= 10, f"writes resumed {resumed:.1f} s after the kill"
+        assert not read_errors, f"queries through surviving nodes failed: {read_errors[:5]}"
+
+        ids = np.array(sorted(acked), dtype=np.uint64)
+        got = stubs[survivors[0]].GetElements(
+            luxdb_pb2.GetElementsRequest(name=name, ids=ids.tolist()), timeout=60)
+        np.testing.assert_array_equal(np.array(got.vectors, dtype=np.float32).reshape(-1, dim),
+                                      np.stack([acked[int(i)] for i in ids]))
+        info = stubs[survivors[1]].DescribeIndex(luxdb_pb2.DescribeIndexRequest(name=name),
+                                                 timeout=30).info
+        assert info.element_count >= len(acked)
+        # The writes that missed the killed node took it out of its shards' in-sync replicas.
+        logs = "".join(nodes[i].stderr_text() for i in survivors)
+        assert f"f{victim} left the in-sync replicas" in logs
+
+        # The killed node comes back under its id (once its old lease expires) and answers.
+        nodes[victim].start()
+        ids_back, _ = query(nodes[victim].stub, name, np.stack([acked[0]]), k=1, ef=200)
+        assert ids_back[0][0] == 0
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
+
+
+def test_the_cli_and_the_python_client_create_sharded_indexes(cluster, luxdb_server,
+                                                               client_environment):
+    from test_cli import luxdb  # the CLI runner of test_cli (LUXDB_CLI_BIN)
+
+    created = luxdb(cluster[0], "create", "cli-sharded", "--space", "l2", "--dim", "8",
+                    "--shards", "3", "--replicas", "2")
+    assert "created index 'cli-sharded' (l2, dim 8, 3 shards x 2 replicas)" in created.stdout
+    luxdb(cluster[1], "init", "cli-sharded", "--max-elements", "1000")
+    info = luxdb(cluster[2], "info", "cli-sharded").stdout
+    assert "shards:          3 x 2 replicas" in info
+    refused = luxdb(luxdb_server, "create", "solo", "--space", "l2", "--dim", "8", "--shards",
+                    "2", check=False)
+    assert refused.returncode != 0 and "need cluster mode" in refused.stderr
+    bad = luxdb(cluster[0], "create", "x", "--space", "l2", "--dim", "8", "--shards", "0",
+                check=False)
+    assert bad.returncode == 2 and "--shards" in bad.stderr
+
+    import luxdb as luxdb_package
+    from luxdb_testing import TEST_SECRET
+    with luxdb_package.sync_client.SyncClient(
+            address=cluster[1].address, secret=TEST_SECRET) as client:
+        assert client.create_index("py-sharded", "ip", 4, shards=2, replicas=2)
+        client.init_index("py-sharded", max_elements=100)
+        client.add_items("py-sharded", np.eye(4, dtype=np.float32), np.arange(4))
+        labels, _ = client.query_index("py-sharded", np.eye(4, dtype=np.float32), k=1)
+        assert labels[:, 0].tolist() == [0, 1, 2, 3]
+        client.delete_index("py-sharded")
+    luxdb(cluster[0], "drop", "cli-sharded")

@@ -21,8 +21,9 @@ const char kUsage[] =
 Commands:
   list                                  every index, with its size and parameters
   info NAME                             one index's configuration and counts
-  create NAME --space l2|ip|cosine --dim D
+  create NAME --space l2|ip|cosine --dim D [--shards S] [--replicas R]
                                         create an empty index of D-dimensional vectors
+                                        (S shards of R replicas on a cluster; default 1, 1)
   init NAME --max-elements N [--m M] [--ef-construction E]
                                         give an index its capacity and graph parameters
                                         (M default 16, E default 200)
@@ -145,6 +146,8 @@ const std::vector<OptionSpec>& Options() {
       {"--timeout", true, {}},
       {"--space", true, {"create"}},
       {"--dim", true, {"create"}},
+      {"--shards", true, {"create"}},
+      {"--replicas", true, {"create"}},
       {"--max-elements", true, {"init"}},
       {"--m", true, {"init"}},
       {"--ef-construction", true, {"init"}},
@@ -388,6 +391,16 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     absl::StatusOr<uint32_t> d = ParseNumber<uint32_t>("--dim", *dim, 1, engine::kMaxDimension);
     if (!d.ok()) return d.status();
     inv.dim = *d;
+    if (const std::string* s = option("--shards")) {
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--shards", *s, 1, engine::kMaxShards);
+      if (!v.ok()) return v.status();
+      inv.shards = *v;
+    }
+    if (const std::string* r = option("--replicas")) {
+      absl::StatusOr<uint32_t> v = ParseNumber<uint32_t>("--replicas", *r, 1, engine::kMaxReplicas);
+      if (!v.ok()) return v.status();
+      inv.replicas = *v;
+    }
   } else if (inv.command == "init") {
     absl::StatusOr<std::string> max = require("--max-elements");
     if (!max.ok()) return max.status();

@@ -28,6 +28,8 @@ struct Invocation {
   // Typed arguments, by command.
   Space space = Space::kL2;
   uint32_t dim = 0;
+  uint32_t shards = 1;    // create --shards (cluster mode)
+  uint32_t replicas = 1;  // create --replicas (cluster mode)
   InitOptions init;
   uint64_t number = 0;  // resize N, set-ef EF
   uint64_t ids_from = 0;

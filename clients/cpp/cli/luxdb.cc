@@ -126,6 +126,9 @@ absl::Status RunInfo(Client& db, const Invocation& inv) {
             << "space:           " << SpaceName(info->space) << "\n"
             << "dim:             " << info->dim << "\n"
             << "initialized:     " << (info->initialized ? "yes" : "no (run luxdb init)") << "\n";
+  if (info->shards > 1 || info->replicas > 1) {
+    std::cout << "shards:          " << info->shards << " x " << info->replicas << " replicas\n";
+  }
   if (info->initialized) {
     std::cout << "items:           " << info->element_count << "\n"
               << "tombstones:      " << info->tombstones
@@ -494,9 +497,14 @@ absl::Status Run(const Invocation& inv) {
   if (inv.command == "ids") return RunIds(**db, inv);
   if (inv.command == "delete") return RunDelete(**db, inv);
   if (inv.command == "create") {
-    if (absl::Status s = (*db)->CreateIndex(name, inv.space, inv.dim); !s.ok()) return s;
-    std::cout << "created index '" << name << "' (" << SpaceName(inv.space) << ", dim " << inv.dim
-              << ")\n";
+    const bool sharded = inv.shards > 1 || inv.replicas > 1;
+    absl::Status created =
+        sharded ? (*db)->CreateShardedIndex(name, inv.space, inv.dim, inv.shards, inv.replicas)
+                : (*db)->CreateIndex(name, inv.space, inv.dim);
+    if (!created.ok()) return created;
+    std::cout << "created index '" << name << "' (" << SpaceName(inv.space) << ", dim " << inv.dim;
+    if (sharded) std::cout << ", " << inv.shards << " shards x " << inv.replicas << " replicas";
+    std::cout << ")\n";
   } else if (inv.command == "init") {
     if (absl::Status s = (*db)->InitIndex(name, inv.init); !s.ok()) return s;
     absl::StatusOr<IndexInfo> info = (*db)->DescribeIndex(name);

@@ -1,5 +1,6 @@
 #include "luxdb/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <type_traits>
@@ -64,7 +65,9 @@ absl::StatusOr<IndexInfo> FromProto(const v1::IndexInfo& info) {
                    .deleted_count = info.deleted_count(),
                    .memory_bytes = info.memory_bytes(),
                    .compacting = info.compacting(),
-                   .initialized = info.initialized()};
+                   .initialized = info.initialized(),
+                   .shards = std::max(1u, info.shards()),
+                   .replicas = std::max(1u, info.replicas())};
 }
 
 // The QueryResult in `response`, or INTERNAL naming `target` if its fields do not agree.
@@ -393,6 +396,19 @@ absl::Status Client::CreateIndex(const std::string& name, Space space, uint32_t 
   request.set_name(name);
   request.set_space(ToProto(space));
   request.set_dim(dim);
+  v1::CreateIndexResponse response;
+  return impl_->Call(&Stub::CreateIndex, request, &response, call);
+}
+
+absl::Status Client::CreateShardedIndex(const std::string& name, Space space, uint32_t dim,
+                                        uint32_t shards, uint32_t replicas,
+                                        const CallOptions& call) {
+  v1::CreateIndexRequest request;
+  request.set_name(name);
+  request.set_space(ToProto(space));
+  request.set_dim(dim);
+  request.set_shards(shards);
+  request.set_replicas(replicas);
   v1::CreateIndexResponse response;
   return impl_->Call(&Stub::CreateIndex, request, &response, call);
 }

@@ -64,6 +64,10 @@ struct IndexInfo {
   uint64_t memory_bytes = 0;
   bool compacting = false;  // a compaction is building a new graph
   bool initialized = false;
+  // Cluster mode (README "Cluster mode"): the index's shards and replicas per shard; 1 and 1
+  // on a single server. The counts above are then sums over the shards.
+  uint32_t shards = 1;
+  uint32_t replicas = 1;
 };
 
 // What Client::CompactIndex did.
@@ -324,6 +328,11 @@ class Client {
   // ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT for a bad name or dimension.
   absl::Status CreateIndex(const std::string& name, Space space, uint32_t dim,
                            const CallOptions& call = {});
+  // CreateIndex for a server in cluster mode: the index is split into `shards` shards by id,
+  // each held by `replicas` nodes (README "Cluster mode"). A single server refuses more than 1
+  // of either with FAILED_PRECONDITION; a cluster with fewer live nodes than `replicas` too.
+  absl::Status CreateShardedIndex(const std::string& name, Space space, uint32_t dim,
+                                  uint32_t shards, uint32_t replicas, const CallOptions& call = {});
 
   // Gives index `name` its capacity and graph parameters; once per index.
   // NOT_FOUND for an unknown index; FAILED_PRECONDITION if already initialised;
