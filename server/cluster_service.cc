@@ -24,11 +24,6 @@ using cluster::ShardIndexName;
 using cluster::v1::IndexRecord;
 using Stub = luxdb::v1::LuxDB::Stub;
 
-grpc::Status Grpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
 bool Forwarded(const grpc::ServerContext* context) {
   auto it = context->client_metadata().find(kRouteHeader);
   return it != context->client_metadata().end() && it->second == "local";
@@ -71,7 +66,7 @@ void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
   for (PeerCall<Request, Response>& call : *calls) {
     absl::StatusOr<std::shared_ptr<Stub>> stub = cluster->Peer(call.node);
     if (!stub.ok()) {
-      call.status = Grpc(stub.status());
+      call.status = ToGrpc(stub.status());
       continue;
     }
     auto context = std::make_unique<grpc::ClientContext>();
@@ -241,6 +236,19 @@ grpc::Status SettleWrite(cluster::Cluster* cluster, const std::vector<Call>& cal
   return grpc::Status::OK;
 }
 
+// The sum over shards of `count(response)` of one replica that applied a write (a shard's
+// replicas apply it alike; one that could not be reached answered nothing).
+template <typename Call, typename Count>
+uint64_t SumOverShards(const std::vector<Call>& calls, uint32_t shards, Count count) {
+  std::vector<uint64_t> per_shard(shards, 0);
+  for (const Call& call : calls) {
+    if (call.status.ok()) per_shard[call.shard] = count(call.response);
+  }
+  uint64_t total = 0;
+  for (uint64_t n : per_shard) total += n;
+  return total;
+}
+
 grpc::Status Joining() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "this node is joining its cluster (or leaving it); retry");
@@ -257,7 +265,7 @@ grpc::Status Joining() {
 
 #define LUXDB_FIND(record, name)                                                        \
   absl::StatusOr<std::optional<IndexRecord>> found_##record = cluster->FindIndex(name); \
-  if (!found_##record.ok()) return Grpc(found_##record.status());                       \
+  if (!found_##record.ok()) return ToGrpc(found_##record.status());                     \
   if (!found_##record->has_value()) return NoIndex(name);                               \
   const IndexRecord& record = **found_##record
 
@@ -266,7 +274,7 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
                                          v1::CreateIndexResponse* response) {
   LUXDB_FORWARDED(CreateIndex);
   const std::string& name = request->name();
-  if (absl::Status valid = engine::ValidateIndexName(name); !valid.ok()) return Grpc(valid);
+  if (absl::Status valid = engine::ValidateIndexName(name); !valid.ok()) return ToGrpc(valid);
   if (name.size() > engine::kMaxNameBytes - cluster::kMaxShardSuffixBytes) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
@@ -296,7 +304,7 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
   std::vector<uint64_t> load;
   std::map<std::string, uint64_t> held;
   absl::StatusOr<std::vector<IndexRecord>> existing = cluster->ListIndexes();
-  if (!existing.ok()) return Grpc(existing.status());
+  if (!existing.ok()) return ToGrpc(existing.status());
   for (const IndexRecord& r : *existing) {
     for (const cluster::v1::ShardRecord& shard : r.shards()) {
       for (const std::string& node : shard.nodes()) ++held[node];
@@ -309,8 +317,8 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
   absl::StatusOr<std::vector<std::vector<std::string>>> placed =
       cluster::PlaceShards(nodes, load, shards, replicas);
   if (!placed.ok()) {
-    return Grpc(absl::Status(placed.status().code(),
-                             absl::StrCat("index '", name, "': ", placed.status().message())));
+    return ToGrpc(absl::Status(placed.status().code(),
+                               absl::StrCat("index '", name, "': ", placed.status().message())));
   }
   IndexRecord record;
   record.set_name(name);
@@ -325,7 +333,7 @@ grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
     }
   }
   absl::StatusOr<bool> created = cluster->CreateIndexRecord(record);
-  if (!created.ok()) return Grpc(created.status());
+  if (!created.ok()) return ToGrpc(created.status());
   if (!*created) {
     return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                         absl::StrCat("index '", name, "' already exists"));
@@ -394,7 +402,7 @@ grpc::Status ClusterService::DeleteIndex(grpc::ServerContext* context,
       return InClusterTerms(call.status, record.name(), call.shard, call.node);
     }
   }
-  return Grpc(cluster->DeleteIndexRecord(record.name()));
+  return ToGrpc(cluster->DeleteIndexRecord(record.name()));
 }
 
 grpc::Status ClusterService::IndexExists(grpc::ServerContext* context,
@@ -402,7 +410,7 @@ grpc::Status ClusterService::IndexExists(grpc::ServerContext* context,
                                          v1::IndexExistsResponse* response) {
   LUXDB_FORWARDED(IndexExists);
   absl::StatusOr<std::optional<IndexRecord>> found = cluster->FindIndex(request->name());
-  if (!found.ok()) return Grpc(found.status());
+  if (!found.ok()) return ToGrpc(found.status());
   response->set_exists(found->has_value());
   return grpc::Status::OK;
 }
@@ -444,7 +452,7 @@ grpc::Status ClusterService::ListIndexes(grpc::ServerContext* context,
                                          v1::ListIndexesResponse* response) {
   LUXDB_FORWARDED(ListIndexes);
   absl::StatusOr<std::vector<IndexRecord>> records = cluster->ListIndexes();
-  if (!records.ok()) return Grpc(records.status());
+  if (!records.ok()) return ToGrpc(records.status());
   for (const IndexRecord& record : *records) {
     grpc::Status described = Describe(context, record, response->add_indexes());
     if (!described.ok()) return described;
@@ -506,11 +514,7 @@ grpc::Status ClusterService::AddItems(grpc::ServerContext* context,
     async->AddItems(c, req, resp, std::move(done));
   });
   if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  std::vector<uint64_t> added(shards, 0);
-  for (const auto& call : calls) added[call.shard] = call.response.added();
-  uint64_t total = 0;
-  for (uint64_t a : added) total += a;
-  response->set_added(total);
+  response->set_added(SumOverShards(calls, shards, [](const auto& r) { return r.added(); }));
   return grpc::Status::OK;
 }
 
@@ -529,11 +533,7 @@ grpc::Status ClusterService::DeleteItems(grpc::ServerContext* context,
     async->DeleteItems(c, req, resp, std::move(done));
   });
   if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  std::vector<uint64_t> deleted(shards, 0);
-  for (const auto& call : calls) deleted[call.shard] = call.response.deleted();
-  uint64_t total = 0;
-  for (uint64_t d : deleted) total += d;
-  response->set_deleted(total);
+  response->set_deleted(SumOverShards(calls, shards, [](const auto& r) { return r.deleted(); }));
   return grpc::Status::OK;
 }
 
@@ -561,11 +561,7 @@ grpc::Status ClusterService::SetAttributes(grpc::ServerContext* context,
     async->SetAttributes(c, req, resp, std::move(done));
   });
   if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  std::vector<uint64_t> updated(shards, 0);
-  for (const auto& call : calls) updated[call.shard] = call.response.updated();
-  uint64_t total = 0;
-  for (uint64_t u : updated) total += u;
-  response->set_updated(total);
+  response->set_updated(SumOverShards(calls, shards, [](const auto& r) { return r.updated(); }));
   return grpc::Status::OK;
 }
 

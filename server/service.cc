@@ -17,13 +17,13 @@
 #include "storage/backup_target.h"
 
 namespace luxdb::server {
-namespace {
-
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   // absl::StatusCode uses gRPC's numbering.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
+
+namespace {
 
 absl::StatusOr<storage::Space> FromProto(v1::Space space) {
   switch (space) {

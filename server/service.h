@@ -10,11 +10,15 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "engine/catalog.h"
 #include "engine/mutex.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 
 namespace luxdb::server {
+
+// `status` as gRPC's (absl::StatusCode uses gRPC's numbering).
+grpc::Status ToGrpc(const absl::Status& status);
 
 // Lock order: streams_mu_, then a QueryStreamReactor's own lock (service.cc); attach_mu_ is
 // taken alone.
