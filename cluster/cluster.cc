@@ -1,6 +1,7 @@
 #include "cluster/cluster.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -42,30 +43,46 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Join(ClusterOptions options) {
       EtcdClient::Connect({.endpoints = o.etcd_endpoints});
   if (!etcd.ok()) return etcd.status();
   cluster->etcd_ = *std::move(etcd);
-  absl::StatusOr<int64_t> lease = cluster->etcd_->GrantLease(o.lease_ttl);
-  if (!lease.ok()) return lease.status();
-  cluster->lease_ = *lease;
-  v1::NodeRecord self;
-  self.set_node_id(o.node_id);
-  self.set_address(o.advertise);
-  absl::StatusOr<bool> created =
-      cluster->etcd_->Create(absl::StrCat(kNodesPrefix, o.node_id), ToJson(self), *lease);
-  if (!created.ok()) return created.status();
-  if (!*created) {
-    (void)cluster->etcd_->RevokeLease(*lease);
-    return absl::AlreadyExistsError(
-        absl::StrCat("--node-id '", o.node_id,
-                     "' is taken by a live node of the cluster; give every node its own"));
-  }
-  cluster->keeper_ = cluster->etcd_->KeepAlive(*lease, o.lease_ttl, [id = o.node_id] {
-    // The cluster now counts this node as gone; its shards are served by their other replicas.
-    spdlog::critical("cluster: node '{}' lost its etcd lease; it no longer counts as a member", id);
-  });
+  if (absl::Status registered = cluster->Register(); !registered.ok()) return registered;
   cluster->Reload();
   cluster->maintainer_ = std::thread([c = cluster.get()] { c->Maintain(); });
   spdlog::info("cluster: node '{}' joined at {} (etcd {})", o.node_id, o.advertise,
                absl::StrJoin(o.etcd_endpoints, ","));
   return cluster;
+}
+
+absl::Status Cluster::Register() {
+  const ClusterOptions& o = options_;
+  absl::StatusOr<int64_t> lease = etcd_->GrantLease(o.lease_ttl);
+  if (!lease.ok()) return lease.status();
+  v1::NodeRecord self;
+  self.set_node_id(o.node_id);
+  self.set_address(o.advertise);
+  absl::StatusOr<bool> created =
+      etcd_->Create(absl::StrCat(kNodesPrefix, o.node_id), ToJson(self), *lease);
+  if (!created.ok() || !*created) {
+    (void)etcd_->RevokeLease(*lease);
+    if (!created.ok()) return created.status();
+    return absl::AlreadyExistsError(
+        absl::StrCat("--node-id '", o.node_id,
+                     "' is taken by a live node of the cluster; give every node its own"));
+  }
+  std::shared_ptr<EtcdClient::LeaseKeeper> keeper =
+      etcd_->KeepAlive(*lease, o.lease_ttl, [this, id = o.node_id] {
+        // The cluster now counts this node as gone: its shards are led and served by their
+        // other replicas, and it leads nothing (LeaseHeld). maintainer_ registers it again.
+        spdlog::critical(
+            "cluster: node '{}' lost its etcd lease; it no longer counts as a member and "
+            "leads no shard until it registers again",
+            id);
+        engine::MutexLock lock(&mu_);
+        lease_lost_ = true;
+        changed_.SignalAll();
+      });
+  engine::MutexLock lock(&mu_);
+  lease_ = *lease;
+  keeper_ = std::move(keeper);
+  return absl::OkStatus();
 }
 
 void Cluster::Reload() {
@@ -79,6 +96,7 @@ void Cluster::Reload() {
     engine::MutexLock lock(&mu_);
     nodes_.clear();
     indexes_.clear();
+    leaders_.clear();
   }
   std::vector<WatchEvent> events;
   for (KeyValue& kv : *all) events.push_back({.type = WatchEvent::Type::kPut, .kv = std::move(kv)});
@@ -94,15 +112,106 @@ void Cluster::Reload() {
 }
 
 void Cluster::Maintain() {
+  // Campaigns also run every second without a change: a campaign etcd could not answer is
+  // tried again.
+  constexpr auto kCampaignRetry = std::chrono::seconds(1);
   while (true) {
+    bool reload = false;
+    bool reregister = false;
+    std::shared_ptr<EtcdClient::LeaseKeeper> lost_keeper;
     {
       engine::MutexLock lock(&mu_);
-      while (!stopping_ && !reload_) changed_.Wait(&mu_);
+      const auto until = std::chrono::steady_clock::now() + kCampaignRetry;
+      while (!stopping_ && !reload_ && !lease_lost_ && !campaign_) {
+        if (!changed_.WaitUntil(&mu_, until)) break;
+      }
       if (stopping_) return;
-      reload_ = false;
+      reload = std::exchange(reload_, false);
+      reregister = std::exchange(lease_lost_, false);
+      campaign_ = false;
+      if (reregister) lost_keeper = std::move(keeper_);
     }
-    spdlog::warn("cluster: etcd compacted the watched history; reading /luxdb/ afresh");
-    Reload();
+    if (reload) {
+      spdlog::warn("cluster: etcd compacted the watched history; reading /luxdb/ afresh");
+      Reload();
+    }
+    if (reregister) {
+      lost_keeper.reset();  // its thread has ended (on_lost was its last act)
+      // The old lease's keys (node record, leader keys) are gone or going: etcd expired it.
+      if (absl::Status registered = Register(); registered.ok()) {
+        spdlog::warn("cluster: node '{}' registered again under a new lease", options_.node_id);
+      } else {
+        spdlog::error("cluster: node '{}' cannot register again yet: {}", options_.node_id,
+                      registered.ToString());
+        engine::MutexLock lock(&mu_);
+        lease_lost_ = true;  // tried again after kCampaignRetry
+      }
+    }
+    Campaign();
+  }
+}
+
+namespace {
+
+std::string LeaderKey(const std::string& name, uint32_t shard) {
+  return absl::StrCat(kLeadersPrefix, name, "/", shard);
+}
+
+// The replicas of `shard` that hold every acknowledged write (ShardRecord::in_sync; a record
+// without the field counts every replica).
+const google::protobuf::RepeatedPtrField<std::string>& InSyncOf(const v1::ShardRecord& shard) {
+  return shard.in_sync_size() > 0 ? shard.in_sync() : shard.nodes();
+}
+
+bool Holds(const google::protobuf::RepeatedPtrField<std::string>& nodes, const std::string& id) {
+  return std::find(nodes.begin(), nodes.end(), id) != nodes.end();
+}
+
+}  // namespace
+
+void Cluster::Campaign() {
+  // The shards this node could lead: it holds them in sync, and the cache knows no leader.
+  std::vector<std::pair<std::string, uint32_t>> candidates;
+  int64_t lease = 0;
+  {
+    engine::MutexLock lock(&mu_);
+    if (lease_lost_ || keeper_ == nullptr || keeper_->lost()) return;
+    lease = lease_;
+    for (const auto& [name, record] : indexes_) {
+      for (int s = 0; s < record.shards_size(); ++s) {
+        if (Holds(InSyncOf(record.shards(s)), options_.node_id) &&
+            !leaders_.contains(absl::StrCat(name, "/", s))) {
+          candidates.emplace_back(name, static_cast<uint32_t>(s));
+        }
+      }
+    }
+  }
+  for (const auto& [name, shard] : candidates) {
+    // Leads only if the shard map read now (not the cache, which may lag) holds it in sync:
+    // the leader key is created in one transaction with a check that the map is unchanged.
+    const std::string index_key = absl::StrCat(kIndexesPrefix, name);
+    absl::StatusOr<std::optional<KeyValue>> kv = etcd_->Get(index_key);
+    if (!kv.ok() || !kv->has_value()) continue;
+    std::optional<v1::IndexRecord> record = FromJson<v1::IndexRecord>(index_key, (*kv)->value);
+    if (!record.has_value() || static_cast<int>(shard) >= record->shards_size() ||
+        !Holds(InSyncOf(record->shards(static_cast<int>(shard))), options_.node_id)) {
+      continue;
+    }
+    v1::LeaderRecord leader;
+    leader.set_node_id(options_.node_id);
+    absl::StatusOr<bool> won = etcd_->CompareAndPutAll({
+        {.key = index_key, .expected_mod_revision = (*kv)->mod_revision, .check_only = true},
+        {.key = LeaderKey(name, shard),
+         .value = ToJson(leader),
+         .expected_mod_revision = 0,
+         .lease = lease},
+    });
+    if (won.ok() && *won) {
+      spdlog::info("cluster: node '{}' leads shard {} of '{}'", options_.node_id, shard, name);
+    } else if (!won.ok()) {
+      spdlog::warn("cluster: campaign for shard {} of '{}': {}", shard, name,
+                   won.status().ToString());
+    }
   }
 }
 
@@ -129,8 +238,21 @@ void Cluster::Apply(const std::vector<WatchEvent>& events) {
       if (std::optional<v1::IndexRecord> index = FromJson<v1::IndexRecord>(key, event.kv.value)) {
         indexes_[name] = *std::move(index);
       }
+    } else if (absl::StartsWith(key, kLeadersPrefix)) {
+      const std::string shard = key.substr(sizeof(kLeadersPrefix) - 1);  // "<name>/<s>"
+      leaders_changed_.SignalAll();
+      if (!put) {
+        leaders_.erase(shard);
+        continue;
+      }
+      if (std::optional<v1::LeaderRecord> leader =
+              FromJson<v1::LeaderRecord>(key, event.kv.value)) {
+        leaders_[shard] = Leader{.node = leader->node_id(), .epoch = event.kv.create_revision};
+      }
     }
   }
+  campaign_ = true;
+  changed_.SignalAll();
 }
 
 Cluster::~Cluster() {
@@ -143,9 +265,16 @@ Cluster::~Cluster() {
     maintainer_.join();
   }
   watcher_.reset();
-  keeper_.reset();
-  if (etcd_ != nullptr && lease_ != 0) {
-    if (absl::Status revoked = etcd_->RevokeLease(lease_); !revoked.ok()) {
+  int64_t lease = 0;
+  std::shared_ptr<EtcdClient::LeaseKeeper> keeper;
+  {
+    engine::MutexLock lock(&mu_);
+    lease = lease_;
+    keeper = std::move(keeper_);
+  }
+  keeper.reset();  // joins its thread, whose on_lost takes mu_
+  if (etcd_ != nullptr && lease != 0) {
+    if (absl::Status revoked = etcd_->RevokeLease(lease); !revoked.ok()) {
       spdlog::warn("cluster: leaving: cannot revoke the node's lease ({}); it expires in {} s",
                    revoked.ToString(), options_.lease_ttl.count());
     }
@@ -194,13 +323,45 @@ absl::StatusOr<bool> Cluster::CreateIndexRecord(const v1::IndexRecord& record) {
 absl::Status Cluster::DeleteIndexRecord(const std::string& name) {
   absl::Status deleted = etcd_->Delete(absl::StrCat(kIndexesPrefix, name));
   if (deleted.ok()) {
-    engine::MutexLock lock(&mu_);
-    indexes_.erase(name);
+    {
+      engine::MutexLock lock(&mu_);
+      indexes_.erase(name);
+    }
+    // No campaign can make a leader key again: it checks the record, which is gone.
+    deleted = etcd_->DeletePrefix(absl::StrCat(kLeadersPrefix, name, "/"));
   }
   return deleted;
 }
 
-absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard,
+std::optional<Leader> Cluster::LeaderOf(const std::string& name, uint32_t shard) const {
+  engine::MutexLock lock(&mu_);
+  auto it = leaders_.find(absl::StrCat(name, "/", shard));
+  if (it == leaders_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<Leader> Cluster::AwaitLeaderChange(
+    const std::string& name, uint32_t shard, const std::optional<Leader>& seen,
+    std::chrono::steady_clock::time_point deadline) const {
+  const std::string key = absl::StrCat(name, "/", shard);
+  engine::MutexLock lock(&mu_);
+  while (true) {
+    auto it = leaders_.find(key);
+    std::optional<Leader> now;
+    if (it != leaders_.end()) now = it->second;
+    const bool same =
+        now.has_value() == seen.has_value() && (!now.has_value() || now->epoch == seen->epoch);
+    if (!same || !leaders_changed_.WaitUntil(&mu_, deadline)) return now;
+  }
+}
+
+bool Cluster::LeaseHeld(std::chrono::steady_clock::duration margin) const {
+  engine::MutexLock lock(&mu_);
+  return keeper_ != nullptr && !lease_lost_ &&
+         keeper_->valid_until() > std::chrono::steady_clock::now() + margin;
+}
+
+absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard, int64_t epoch,
                                   const std::vector<std::string>& failed, v1::IndexRecord* record) {
   const std::string key = absl::StrCat(kIndexesPrefix, name);
   constexpr int kAttempts = 20;  // each lost race means another change went in first
@@ -229,20 +390,32 @@ absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard,
     }
     s->clear_in_sync();
     for (const std::string& node : keep) s->add_in_sync(node);
-    absl::StatusOr<bool> written = etcd_->CompareAndPut(key, (*kv)->mod_revision, ToJson(*current));
+    // Fenced: written only while the leader key is still the one of `epoch` (never updated, so
+    // its mod revision is its create revision).
+    absl::StatusOr<bool> written = etcd_->CompareAndPutAll({
+        {.key = key, .value = ToJson(*current), .expected_mod_revision = (*kv)->mod_revision},
+        {.key = LeaderKey(name, shard), .expected_mod_revision = epoch, .check_only = true},
+    });
     if (!written.ok()) return written.status();
-    if (*written) {
-      spdlog::warn(
-          "cluster: shard {} of '{}': {} left the in-sync replicas (a write to it "
-          "failed); in sync now: {}",
-          shard, name, absl::StrJoin(failed, ","), absl::StrJoin(keep, ","));
-      {
-        engine::MutexLock lock(&mu_);
-        indexes_[name] = *current;
+    if (!*written) {
+      absl::StatusOr<std::optional<KeyValue>> leader = etcd_->Get(LeaderKey(name, shard));
+      if (!leader.ok()) return leader.status();
+      if (!leader->has_value() || (*leader)->mod_revision != epoch) {
+        return absl::AbortedError(absl::StrCat(
+            "node '", options_.node_id, "' no longer leads shard ", shard, " of '", name, "'"));
       }
-      *record = *std::move(current);
-      return absl::OkStatus();
+      continue;  // the record changed: read it again
     }
+    spdlog::warn(
+        "cluster: shard {} of '{}': {} left the in-sync replicas (a write to it "
+        "failed); in sync now: {}",
+        shard, name, absl::StrJoin(failed, ","), absl::StrJoin(keep, ","));
+    {
+      engine::MutexLock lock(&mu_);
+      indexes_[name] = *current;
+    }
+    *record = *std::move(current);
+    return absl::OkStatus();
   }
   return absl::AbortedError(absl::StrCat("shard map of '", name, "' kept changing; retry"));
 }

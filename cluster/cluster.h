@@ -1,11 +1,16 @@
 // Cluster: a node's membership of a LuxDB cluster (README "Cluster mode"). etcd holds who is a
-// member (/luxdb/nodes/<id>, on the node's lease) and where each index's shards live
-// (/luxdb/indexes/<name>); this class registers the node, keeps a cache of both prefixes
-// current with one watch, and keeps one signed channel per peer.
+// member (/luxdb/nodes/<id>, on the node's lease), where each index's shards live
+// (/luxdb/indexes/<name>) and which node leads each shard (/luxdb/leaders/<name>/<shard>, on
+// the leader's lease); this class registers the node, keeps a cache of the three prefixes
+// current with one watch, campaigns for the leadership of the shards it holds in sync, and
+// keeps one signed channel per peer.
 //
-// Lock order: mu_ only (the watch's callback takes it; nothing is called with it held).
-// Threads: the watch's (Apply), and maintainer_, which starts a new watch from a fresh read
-// when etcd says the old one's revision was compacted away.
+// Lock order: mu_, then the lease keeper's own (lost() and valid_until() are called with mu_
+// held); nothing else is called with mu_ held. The watch's callback and the keeper's on_lost
+// take mu_ holding no lock of ours.
+// Threads: the watch's (Apply), the lease keeper's (on_lost), and maintainer_, which starts a
+// new watch from a fresh read when etcd says the old one's revision was compacted away,
+// registers the node again under a new lease when the old one was lost, and campaigns.
 #pragma once
 
 #include <chrono>
@@ -39,6 +44,13 @@ struct ClusterOptions {
 // The etcd keys (README "Cluster mode").
 inline constexpr char kNodesPrefix[] = "/luxdb/nodes/";
 inline constexpr char kIndexesPrefix[] = "/luxdb/indexes/";
+inline constexpr char kLeadersPrefix[] = "/luxdb/leaders/";
+
+// A shard's leader, as the cache last saw it.
+struct Leader {
+  std::string node;
+  int64_t epoch = 0;  // the leader key's create revision: a later leader has a higher one
+};
 
 class Cluster {
  public:
@@ -63,9 +75,21 @@ class Cluster {
   // Takes `failed` out of shard `shard`'s in-sync replicas of index `name` (a guarded write,
   // retried against concurrent changes of the record), unless that would leave none: then
   // FAILED_PRECONDITION, and nothing changes. OK when none of them is in the set any more.
+  // Only the shard's leader of epoch `epoch` may: ABORTED if its leader key is gone or newer.
   // The updated record in `*record`.
-  absl::Status LeaveInSync(const std::string& name, uint32_t shard,
+  absl::Status LeaveInSync(const std::string& name, uint32_t shard, int64_t epoch,
                            const std::vector<std::string>& failed, v1::IndexRecord* record);
+
+  // The leader of shard `shard` of `name` in the cache; nullopt if it has none (yet).
+  std::optional<Leader> LeaderOf(const std::string& name, uint32_t shard) const;
+  // Waits until the cache's leader of the shard differs from `seen` (nullopt: none) or
+  // `deadline` passes; the leader then.
+  std::optional<Leader> AwaitLeaderChange(const std::string& name, uint32_t shard,
+                                          const std::optional<Leader>& seen,
+                                          std::chrono::steady_clock::time_point deadline) const;
+  // Whether this node's lease surely still exists for `margin` more: a leader acknowledges
+  // nothing otherwise (another node may lead by then).
+  bool LeaseHeld(std::chrono::steady_clock::duration margin) const;
 
   // A stub on a signed channel to `node_id` (channels are kept per address). UNAVAILABLE
   // naming the node if it is not a live member.
@@ -74,23 +98,34 @@ class Cluster {
  private:
   explicit Cluster(ClusterOptions options) : options_(std::move(options)) {}
   void Apply(const std::vector<WatchEvent>& events);
-  // Reads both prefixes into the caches and (re)starts the watch after what it read. Only
-  // Join and maintainer_ call it.
+  // Reads /luxdb/ into the caches and (re)starts the watch after what it read. Only Join and
+  // maintainer_ call it.
   void Reload();
   void Maintain();
+  // Grants a lease, registers /luxdb/nodes/<id> on it and starts its keeper. ALREADY_EXISTS
+  // if a live node holds the id. Join and maintainer_ only.
+  absl::Status Register();
+  // Tries to lead every shard this node holds in sync that has no leader. maintainer_ only.
+  void Campaign();
 
   const ClusterOptions options_;
   std::unique_ptr<EtcdClient> etcd_;
-  int64_t lease_ = 0;
-  std::unique_ptr<EtcdClient::LeaseKeeper> keeper_;
-  // Guards the caches and channels below; held only to read or update them.
+  // Guards the caches, channels, lease and flags below; held only to read or update them.
   mutable engine::Mutex mu_;
+  int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
+  // Replaced only by maintainer_ (and Join), after the old one reported the lease lost.
+  std::shared_ptr<EtcdClient::LeaseKeeper> keeper_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::IndexRecord> indexes_ ABSL_GUARDED_BY(mu_);
+  // By "<name>/<shard>".
+  std::map<std::string, Leader> leaders_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<luxdb::v1::LuxDB::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
-  bool reload_ ABSL_GUARDED_BY(mu_) = false;    // the watch was reset: Reload
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // the destructor runs
-  engine::CondVar changed_;                     // reload_ or stopping_ set
+  bool reload_ ABSL_GUARDED_BY(mu_) = false;      // the watch was reset: Reload
+  bool lease_lost_ ABSL_GUARDED_BY(mu_) = false;  // the keeper lost the lease: Register
+  bool campaign_ ABSL_GUARDED_BY(mu_) = false;    // the caches changed: Campaign
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;    // the destructor runs
+  engine::CondVar changed_;                  // reload_, lease_lost_, campaign_ or stopping_ set
+  mutable engine::CondVar leaders_changed_;  // leaders_ changed (AwaitLeaderChange)
   std::thread maintainer_;
   // Last: destroyed (its thread joined) first, before what its callback touches.
   std::unique_ptr<EtcdClient::Watcher> watcher_;

@@ -216,6 +216,7 @@ absl::StatusOr<bool> EtcdClient::CompareAndPutAll(const std::vector<Write>& writ
     }
     *request.add_compare() =
         Condition(write.key, etcdserverpb::Compare::MOD, write.expected_mod_revision);
+    if (write.check_only) continue;
     if (write.erase) {
       request.add_success()->mutable_request_delete_range()->set_key(write.key);
     } else {

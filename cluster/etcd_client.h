@@ -124,13 +124,15 @@ class EtcdClient {
   absl::StatusOr<bool> CompareAndPut(absl::string_view key, int64_t mod_revision,
                                      absl::string_view value, int64_t lease = 0);
 
-  // One write of CompareAndPutAll: put `value` (with `lease`), or delete the key if `erase`.
+  // One write of CompareAndPutAll: put `value` (with `lease`), or delete the key if `erase`, or
+  // (with `check_only`) leave the key as it is: only its expected_mod_revision is a condition.
   struct Write {
     std::string key;
-    std::string value;
+    std::string value = {};
     int64_t expected_mod_revision;  // the key's mod_revision now; 0: it must not exist
     int64_t lease = 0;
     bool erase = false;
+    bool check_only = false;
   };
   // Applies every write if every key still has its expected_mod_revision, else none (one
   // transaction). true if written; true for no writes. INVALID_ARGUMENT naming a key given
@@ -158,6 +160,11 @@ class EtcdClient {
     virtual ~LeaseKeeper() = default;
     // Whether on_lost has run (or is running).
     virtual bool lost() const = 0;
+    // Until when the lease surely exists: the sending of the last renewal etcd confirmed (or
+    // the keeper's start) plus the TTL. etcd counts the TTL from receiving that renewal, so
+    // etcd cannot expire the lease before this (clocks running at the same rate).
+    // time_point::min() once lost.
+    virtual std::chrono::steady_clock::time_point valid_until() const = 0;
   };
   // Starts a thread that sends a keepalive for `lease` at once and then every ttl/3 on one
   // LeaseKeepAlive stream, reopened (on the next endpoint, after a short pause) when it

@@ -12,6 +12,10 @@ namespace luxdb::cluster {
 EtcdLeaseKeeper::EtcdLeaseKeeper(std::shared_ptr<EtcdEndpoints> endpoints, int64_t lease,
                                  std::chrono::seconds ttl, std::function<void()> on_lost)
     : endpoints_(std::move(endpoints)), lease_(lease), ttl_(ttl), on_lost_(std::move(on_lost)) {
+  {
+    engine::MutexLock lock(&mu_);
+    renewed_ = Clock::now();  // the lease was just granted or renewed
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -28,6 +32,11 @@ EtcdLeaseKeeper::~EtcdLeaseKeeper() {
 bool EtcdLeaseKeeper::lost() const {
   engine::MutexLock lock(&mu_);
   return lost_;
+}
+
+std::chrono::steady_clock::time_point EtcdLeaseKeeper::valid_until() const {
+  engine::MutexLock lock(&mu_);
+  return lost_ ? Clock::time_point::min() : renewed_ + ttl_;
 }
 
 bool EtcdLeaseKeeper::SleepUntil(Clock::time_point until) {
@@ -101,6 +110,10 @@ void EtcdLeaseKeeper::Run() {
         break;
       }
       renewed = sent;
+      {
+        engine::MutexLock lock(&mu_);
+        renewed_ = sent;
+      }
       next_send = sent + interval;
       pause.Reset();
       continue;

@@ -31,6 +31,7 @@ class EtcdLeaseKeeper final : public EtcdClient::LeaseKeeper {
   EtcdLeaseKeeper& operator=(const EtcdLeaseKeeper&) = delete;
 
   bool lost() const override;
+  std::chrono::steady_clock::time_point valid_until() const override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -51,11 +52,13 @@ class EtcdLeaseKeeper final : public EtcdClient::LeaseKeeper {
   const std::chrono::seconds ttl_;
   const std::function<void()> on_lost_;
 
-  // Guards the stop request, the lost flag and the stream in use; stop_ wakes a sleep.
+  // Guards the stop request, the lost flag, the last renewal and the stream in use; stop_ wakes a
+  // sleep.
   mutable engine::Mutex mu_;
   engine::CondVar stop_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
+  Clock::time_point renewed_ ABSL_GUARDED_BY(mu_);  // see valid_until()
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   std::thread thread_;  // started last in the constructor

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/limits.h"
 
@@ -49,6 +50,20 @@ absl::StatusOr<std::vector<std::vector<std::string>>> PlaceShards(
 
 std::string ShardIndexName(const std::string& name, uint32_t shard) {
   return absl::StrCat(name, ".shard-", shard);
+}
+
+bool ParseShardIndexName(const std::string& local, std::string* name, uint32_t* shard) {
+  constexpr absl::string_view kSuffix = ".shard-";
+  const size_t at = absl::string_view(local).rfind(kSuffix);
+  if (at == std::string::npos || at == 0) return false;
+  const absl::string_view digits = absl::string_view(local).substr(at + kSuffix.size());
+  if (digits.empty() || digits.size() > 9 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      (digits.size() > 1 && digits[0] == '0') || !absl::SimpleAtoi(digits, shard)) {
+    return false;
+  }
+  *name = local.substr(0, at);
+  return true;
 }
 
 void MergeNearest(const std::vector<ShardAnswer>& answers, uint32_t rows, uint32_t k,

@@ -38,6 +38,8 @@ absl::StatusOr<std::vector<std::vector<std::string>>> PlaceShards(
 // kMaxShardSuffixBytes is what a cluster index's name gives up of the engine's name limit.
 inline constexpr size_t kMaxShardSuffixBytes = 16;  // ".shard-" + up to 9 digits
 std::string ShardIndexName(const std::string& name, uint32_t shard);
+// The cluster index and shard a local name names; false if it is not a shard's name.
+bool ParseShardIndexName(const std::string& local, std::string* name, uint32_t* shard);
 
 // One shard's answer to a query of `rows` rows: ids and distances, `k` per row (padded with
 // kMissingId / +inf).

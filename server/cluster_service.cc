@@ -10,12 +10,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cluster/shard_map.h"
 #include "engine/limits.h"
 #include "engine/resources.h"
+#include "spdlog/spdlog.h"
 
 namespace luxdb::server {
 namespace {
@@ -24,9 +26,24 @@ using cluster::ShardIndexName;
 using cluster::v1::IndexRecord;
 using Stub = luxdb::v1::LuxDB::Stub;
 
+// How a leader waits for a follower at most, whatever the caller's deadline: a shard's writes
+// wait for its leader's write in flight.
+constexpr auto kFollowerWait = std::chrono::seconds(10);
+// How long a write waits at most for a shard to have a leader that answers: a dead leader's
+// lease expires (ClusterOptions::lease_ttl, 5 s) and an in-sync replica takes its place.
+constexpr auto kLeaderWait = std::chrono::seconds(15);
+// A leader acknowledges a write only if its lease is sure to last this much longer.
+constexpr auto kLeaseMargin = std::chrono::milliseconds(500);
+
+// The value of a call's metadata `key` ("" if none).
+absl::string_view Metadata(const grpc::ServerContext* context, absl::string_view key) {
+  auto it = context->client_metadata().find(grpc::string_ref(key.data(), key.size()));
+  if (it == context->client_metadata().end()) return "";
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
 bool Forwarded(const grpc::ServerContext* context) {
-  auto it = context->client_metadata().find(kRouteHeader);
-  return it != context->client_metadata().end() && it->second == "local";
+  return Metadata(context, kRouteHeader) == "local";
 }
 
 grpc::Status NoIndex(const std::string& name) {
@@ -48,16 +65,24 @@ template <typename Request, typename Response>
 struct PeerCall {
   std::string node;
   uint32_t shard = 0;
+  std::string route = "local";  // kRouteHeader
+  int64_t epoch = 0;            // kEpochHeader, if not 0
   Request request;
   Response response;
   grpc::Status status;
 };
 
-// Runs every call at once (gRPC's callback API) and waits for all: each carries kRouteHeader
-// and the caller's deadline. `start(async, context, request, response, done)` starts one.
+// Runs every call at once (gRPC's callback API) and waits for all: each carries its route and
+// the caller's deadline (or `max_wait` from now, if sooner). `start(async, context, request,
+// response, done)` starts one.
 template <typename Request, typename Response, typename Start>
 void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
-            std::vector<PeerCall<Request, Response>>* calls, Start start) {
+            std::vector<PeerCall<Request, Response>>* calls, Start start,
+            std::chrono::seconds max_wait = std::chrono::seconds::max()) {
+  std::chrono::system_clock::time_point deadline = caller->deadline();
+  if (max_wait != std::chrono::seconds::max()) {
+    deadline = std::min(deadline, std::chrono::system_clock::now() + max_wait);
+  }
   std::mutex mu;
   std::condition_variable all_done;
   size_t pending = 0;
@@ -70,10 +95,9 @@ void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
       continue;
     }
     auto context = std::make_unique<grpc::ClientContext>();
-    context->AddMetadata(kRouteHeader, "local");
-    if (caller->deadline() != std::chrono::system_clock::time_point::max()) {
-      context->set_deadline(caller->deadline());
-    }
+    context->AddMetadata(kRouteHeader, call.route);
+    if (call.epoch != 0) context->AddMetadata(kEpochHeader, absl::StrCat(call.epoch));
+    if (deadline != std::chrono::system_clock::time_point::max()) context->set_deadline(deadline);
     {
       std::lock_guard lock(mu);
       ++pending;
@@ -191,63 +215,99 @@ grpc::Status ReadEveryShard(cluster::Cluster* cluster, const grpc::ServerContext
   return grpc::Status::OK;
 }
 
-// The outcome of a write sent to every in-sync replica of the shards it touches: a refusal
-// (every replica refuses alike) is the answer; a replica that could not be reached leaves its
-// shard's in-sync set before the write is acknowledged, so that no later read can miss it;
-// a shard none of whose replicas took the write fails the call (UNAVAILABLE: retrying is
-// safe, a write applies the same way twice).
-template <typename Call>
-grpc::Status SettleWrite(cluster::Cluster* cluster, const std::vector<Call>& calls,
-                         const IndexRecord& record) {
-  for (const Call& call : calls) {
-    if (!call.status.ok() && !Unreachable(call.status)) {
-      return InClusterTerms(call.status, record.name(), call.shard, call.node);
-    }
+// Sends each shard's part of an item write (`parts[s]`; one without ids is not sent) to the
+// shard's leader and puts its answer in `(*answers)[s]`. A leader that cannot be reached, or
+// that does not (or no longer) lead the shard, is replaced by the one etcd names next: the
+// part is sent again (a part applies the same way twice) until kLeaderWait or the caller's
+// deadline passes. A refusal is the call's answer (every replica refuses alike).
+template <typename Request, typename Response, typename Start>
+grpc::Status RouteWrite(cluster::Cluster* cluster, const grpc::ServerContext* context,
+                        const IndexRecord& record, const std::vector<Request>& parts, Start start,
+                        std::vector<Response>* answers) {
+  const uint32_t shards = record.shards_size();
+  answers->assign(shards, Response());
+  std::vector<bool> pending(shards, false);
+  for (uint32_t s = 0; s < shards; ++s) pending[s] = parts[s].ids_size() > 0;
+  auto give_up = std::chrono::steady_clock::now() + kLeaderWait;
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    give_up = std::min(give_up, std::chrono::steady_clock::now() +
+                                    (context->deadline() - std::chrono::system_clock::now()));
   }
-  std::map<uint32_t, std::vector<std::string>> unreachable;
-  std::map<uint32_t, bool> applied;
-  for (const Call& call : calls) {
-    if (call.status.ok()) {
-      applied[call.shard] = true;
-    } else {
-      unreachable[call.shard].push_back(call.node);
+  std::vector<std::optional<cluster::Leader>> tried(shards);
+  grpc::Status last = grpc::Status::OK;
+  uint32_t last_shard = 0;
+  while (true) {
+    std::vector<PeerCall<Request, Response>> calls;
+    for (uint32_t s = 0; s < shards; ++s) {
+      if (!pending[s]) continue;
+      tried[s] = cluster->LeaderOf(record.name(), s);
+      if (!tried[s].has_value()) continue;  // none yet: wait below
+      PeerCall<Request, Response>& call = calls.emplace_back();
+      call.node = tried[s]->node;
+      call.shard = s;
+      call.route = "lead";
+      call.request = parts[s];
+      call.request.set_name(ShardIndexName(record.name(), s));
     }
-  }
-  for (const auto& entry : unreachable) {
-    // (Not a structured binding: clang does not let the lambda below capture one.)
-    const uint32_t shard = entry.first;
-    const std::vector<std::string>& nodes = entry.second;
-    if (!applied[shard]) {
-      const Call& failed = *std::find_if(calls.begin(), calls.end(), [&](const Call& c) {
-        return c.shard == shard && !c.status.ok();
-      });
-      return InClusterTerms(failed.status, record.name(), shard, failed.node);
+    RunAll(cluster, context, &calls, start);
+    for (PeerCall<Request, Response>& call : calls) {
+      if (call.status.ok()) {
+        (*answers)[call.shard] = std::move(call.response);
+        pending[call.shard] = false;
+        continue;
+      }
+      grpc::Status status = InClusterTerms(call.status, record.name(), call.shard, call.node);
+      if (!Unreachable(call.status) && call.status.error_code() != grpc::StatusCode::ABORTED) {
+        return status;
+      }
+      last = std::move(status);
+      last_shard = call.shard;
     }
-    IndexRecord updated;
-    absl::Status left = cluster->LeaveInSync(record.name(), shard, nodes, &updated);
-    if (!left.ok()) {
+    uint32_t waiting = shards;
+    for (uint32_t s = 0; s < shards && waiting == shards; ++s) {
+      if (pending[s]) waiting = s;
+    }
+    if (waiting == shards) return grpc::Status::OK;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= give_up) {
+      const std::string why = last.ok()
+                                  ? absl::StrCat("shard ", waiting, " has no leader")
+                                  : absl::StrCat("shard ", last_shard, ": ", last.error_message());
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("index '", record.name(), "': a write missed shard ", shard,
-                                       "'s replica on ", absl::StrJoin(nodes, ", "),
-                                       " and the shard map could not record it (", left.message(),
-                                       "); the write may be partly applied: retry it"));
+                          absl::StrCat("index '", record.name(), "': ", why,
+                                       "; the write may be partly applied: retry it"));
     }
+    // A new leader shows up in the cache (the old one's lease expired); a leader that only
+    // lagged behind its own election is asked again shortly.
+    (void)cluster->AwaitLeaderChange(record.name(), waiting, tried[waiting],
+                                     std::min(give_up, now + std::chrono::milliseconds(200)));
   }
-  return grpc::Status::OK;
 }
 
-// The sum over shards of `count(response)` of one replica that applied a write (a shard's
-// replicas apply it alike; one that could not be reached answered nothing).
-template <typename Call, typename Count>
-uint64_t SumOverShards(const std::vector<Call>& calls, uint32_t shards, Count count) {
-  std::vector<uint64_t> per_shard(shards, 0);
-  for (const Call& call : calls) {
-    if (call.status.ok()) per_shard[call.shard] = count(call.response);
-  }
+// The sum over shards of `count(answer)`.
+template <typename Response, typename Count>
+uint64_t SumOverShards(const std::vector<Response>& answers, Count count) {
   uint64_t total = 0;
-  for (uint64_t n : per_shard) total += n;
+  for (const Response& answer : answers) total += count(answer);
   return total;
 }
+
+// A forwarded item write: to be ordered by the shard's leader or applied by a follower.
+bool IsShardWrite(const grpc::ServerContext* context) {
+  const absl::string_view route = Metadata(context, kRouteHeader);
+  return route == "lead" || route == "follow";
+}
+
+// How RunAll starts each item write.
+constexpr auto kStartAddItems = [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+  async->AddItems(c, req, resp, std::move(done));
+};
+constexpr auto kStartDeleteItems = [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+  async->DeleteItems(c, req, resp, std::move(done));
+};
+constexpr auto kStartSetAttributes = [](auto* async, auto* c, auto* req, auto* resp, auto done) {
+  async->SetAttributes(c, req, resp, std::move(done));
+};
 
 grpc::Status Joining() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -268,6 +328,104 @@ grpc::Status Joining() {
   if (!found_##record.ok()) return ToGrpc(found_##record.status());                     \
   if (!found_##record->has_value()) return NoIndex(name);                               \
   const IndexRecord& record = **found_##record
+
+engine::Mutex* ShardLocks::Get(const std::string& shard) {
+  engine::MutexLock lock(&mu_);
+  std::unique_ptr<engine::Mutex>& slot = locks_[shard];
+  if (slot == nullptr) slot = std::make_unique<engine::Mutex>();
+  return slot.get();
+}
+
+template <typename Request, typename Response, typename Apply, typename Start>
+grpc::Status ClusterService::ShardWrite(grpc::ServerContext* context, const Request& request,
+                                        Apply apply, Start start) {
+  cluster::Cluster* const cluster = cluster_.load();
+  if (cluster == nullptr) return Joining();
+  std::string name;
+  uint32_t shard = 0;
+  if (!cluster::ParseShardIndexName(request.name(), &name, &shard)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("'", request.name(), "' is not the name of a shard"));
+  }
+  const std::optional<cluster::Leader> leader = cluster->LeaderOf(name, shard);
+  const absl::string_view route = Metadata(context, kRouteHeader);
+  if (route == "follow") {
+    // Fencing: a leader that lost its lease (and so its leader key) may not know it yet.
+    int64_t epoch = 0;
+    if (!absl::SimpleAtoi(Metadata(context, kEpochHeader), &epoch) || epoch <= 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("a follower's write needs ", kEpochHeader));
+    }
+    if (leader.has_value() && leader->epoch > epoch) {
+      return grpc::Status(
+          grpc::StatusCode::ABORTED,
+          absl::StrCat("shard ", shard, " of '", name, "' has a newer leader ('", leader->node,
+                       "', epoch ", leader->epoch, ") than the sender's epoch ", epoch));
+    }
+    return apply();
+  }
+  // route == "lead"
+  engine::MutexLock lock(shard_locks_.Get(request.name()));
+  const std::optional<cluster::Leader> now = cluster->LeaderOf(name, shard);
+  if (!now.has_value() || now->node != cluster->node_id()) {
+    return grpc::Status(
+        grpc::StatusCode::ABORTED,
+        absl::StrCat("node '", cluster->node_id(), "' does not lead shard ", shard, " of '", name,
+                     "' (leader: ", now.has_value() ? now->node : "none yet", ")"));
+  }
+  if (!cluster->LeaseHeld(kLeaseMargin)) {
+    return grpc::Status(grpc::StatusCode::ABORTED,
+                        absl::StrCat("node '", cluster->node_id(),
+                                     "' is not sure to hold its etcd lease; it leads nothing"));
+  }
+  LUXDB_FIND(record, name);
+  if (grpc::Status applied = apply(); !applied.ok()) return applied;
+  std::vector<PeerCall<Request, Response>> calls;
+  for (const std::string& node : InSync(record, shard)) {
+    if (node == cluster->node_id()) continue;
+    PeerCall<Request, Response>& call = calls.emplace_back();
+    call.node = node;
+    call.shard = shard;
+    call.route = "follow";
+    call.epoch = now->epoch;
+    call.request = request;
+  }
+  RunAll(cluster, context, &calls, start, kFollowerWait);
+  std::vector<std::string> failed;
+  for (const auto& call : calls) {
+    if (call.status.ok()) continue;
+    if (call.status.error_code() == grpc::StatusCode::ABORTED) {
+      return grpc::Status(
+          grpc::StatusCode::ABORTED,
+          absl::StrCat("node '", cluster->node_id(), "' was deposed as leader of ", "shard ", shard,
+                       " of '", name, "': ", call.status.error_message()));
+    }
+    if (!Unreachable(call.status)) {
+      // Applied here, refused there: that replica no longer holds what this one does.
+      spdlog::error(
+          "cluster: shard {} of '{}': replica '{}' refused a write its leader applied: {}", shard,
+          name, call.node, call.status.error_message());
+    }
+    failed.push_back(call.node);
+  }
+  if (!failed.empty()) {
+    IndexRecord updated;
+    absl::Status left = cluster->LeaveInSync(name, shard, now->epoch, failed, &updated);
+    if (!left.ok()) {
+      return grpc::Status(
+          absl::IsAborted(left) ? grpc::StatusCode::ABORTED : grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("index '", name, "': a write missed shard ", shard, "'s replica on ",
+                       absl::StrJoin(failed, ", "), " and the shard map could not record it (",
+                       left.message(), "); the write may be partly applied: retry it"));
+    }
+  }
+  if (!cluster->LeaseHeld(std::chrono::milliseconds(0))) {
+    return grpc::Status(grpc::StatusCode::ABORTED,
+                        absl::StrCat("node '", cluster->node_id(),
+                                     "' lost its etcd lease during the write; it leads nothing"));
+  }
+  return grpc::Status::OK;
+}
 
 grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
                                          const v1::CreateIndexRequest* request,
@@ -483,6 +641,11 @@ grpc::Status ClusterService::SetEf(grpc::ServerContext* context, const v1::SetEf
 grpc::Status ClusterService::AddItems(grpc::ServerContext* context,
                                       const v1::AddItemsRequest* request,
                                       v1::AddItemsResponse* response) {
+  if (IsShardWrite(context)) {
+    return ShardWrite<v1::AddItemsRequest, v1::AddItemsResponse>(
+        context, *request, [&] { return local_->AddItems(context, request, response); },
+        kStartAddItems);
+  }
   LUXDB_FORWARDED(AddItems);
   LUXDB_FIND(record, request->name());
   const uint64_t n = request->ids_size();
@@ -507,39 +670,41 @@ grpc::Status ClusterService::AddItems(grpc::ServerContext* context,
                                 request->vectors().begin() + (i + 1) * dim);
     if (request->attributes_size() != 0) *part.add_attributes() = request->attributes(i);
   }
-  auto calls = EveryReplica<v1::AddItemsRequest, v1::AddItemsResponse>(
-      record, [&](uint32_t s, v1::AddItemsRequest* r) { *r = parts[s]; });
-  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
-  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-    async->AddItems(c, req, resp, std::move(done));
-  });
-  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  response->set_added(SumOverShards(calls, shards, [](const auto& r) { return r.added(); }));
+  std::vector<v1::AddItemsResponse> answers;
+  grpc::Status written = RouteWrite(cluster, context, record, parts, kStartAddItems, &answers);
+  if (!written.ok()) return written;
+  response->set_added(SumOverShards(answers, [](const auto& r) { return r.added(); }));
   return grpc::Status::OK;
 }
 
 grpc::Status ClusterService::DeleteItems(grpc::ServerContext* context,
                                          const v1::DeleteItemsRequest* request,
                                          v1::DeleteItemsResponse* response) {
+  if (IsShardWrite(context)) {
+    return ShardWrite<v1::DeleteItemsRequest, v1::DeleteItemsResponse>(
+        context, *request, [&] { return local_->DeleteItems(context, request, response); },
+        kStartDeleteItems);
+  }
   LUXDB_FORWARDED(DeleteItems);
   LUXDB_FIND(record, request->name());
   const uint32_t shards = record.shards_size();
   std::vector<v1::DeleteItemsRequest> parts(shards);
   for (uint64_t id : request->ids()) parts[cluster::ShardOf(id, shards)].add_ids(id);
-  auto calls = EveryReplica<v1::DeleteItemsRequest, v1::DeleteItemsResponse>(
-      record, [&](uint32_t s, v1::DeleteItemsRequest* r) { *r = parts[s]; });
-  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
-  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-    async->DeleteItems(c, req, resp, std::move(done));
-  });
-  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  response->set_deleted(SumOverShards(calls, shards, [](const auto& r) { return r.deleted(); }));
+  std::vector<v1::DeleteItemsResponse> answers;
+  grpc::Status written = RouteWrite(cluster, context, record, parts, kStartDeleteItems, &answers);
+  if (!written.ok()) return written;
+  response->set_deleted(SumOverShards(answers, [](const auto& r) { return r.deleted(); }));
   return grpc::Status::OK;
 }
 
 grpc::Status ClusterService::SetAttributes(grpc::ServerContext* context,
                                            const v1::SetAttributesRequest* request,
                                            v1::SetAttributesResponse* response) {
+  if (IsShardWrite(context)) {
+    return ShardWrite<v1::SetAttributesRequest, v1::SetAttributesResponse>(
+        context, *request, [&] { return local_->SetAttributes(context, request, response); },
+        kStartSetAttributes);
+  }
   LUXDB_FORWARDED(SetAttributes);
   LUXDB_FIND(record, request->name());
   if (request->attributes_size() != request->ids_size()) {
@@ -554,14 +719,10 @@ grpc::Status ClusterService::SetAttributes(grpc::ServerContext* context,
     part.add_ids(request->ids(i));
     *part.add_attributes() = request->attributes(i);
   }
-  auto calls = EveryReplica<v1::SetAttributesRequest, v1::SetAttributesResponse>(
-      record, [&](uint32_t s, v1::SetAttributesRequest* r) { *r = parts[s]; });
-  std::erase_if(calls, [](const auto& call) { return call.request.ids_size() == 0; });
-  RunAll(cluster, context, &calls, [](auto* async, auto* c, auto* req, auto* resp, auto done) {
-    async->SetAttributes(c, req, resp, std::move(done));
-  });
-  if (grpc::Status failed = SettleWrite(cluster, calls, record); !failed.ok()) return failed;
-  response->set_updated(SumOverShards(calls, shards, [](const auto& r) { return r.updated(); }));
+  std::vector<v1::SetAttributesResponse> answers;
+  grpc::Status written = RouteWrite(cluster, context, record, parts, kStartSetAttributes, &answers);
+  if (!written.ok()) return written;
+  response->set_updated(SumOverShards(answers, [](const auto& r) { return r.updated(); }));
   return grpc::Status::OK;
 }
 

@@ -4,24 +4,46 @@
 // nodes answer those forwarded calls from their own catalog (the LuxDBService this class wraps)
 // under the shard's local name; a forwarded call is marked by the metadata kRouteHeader.
 //
-// Writes go to every replica of the shards they touch and are acknowledged when all have
-// applied them; queries go to one replica of every shard, the next one if it fails.
+// Item writes (AddItems, DeleteItems, SetAttributes) go, split by shard, to each shard's
+// leader, which applies them, sends them to the shard's other in-sync replicas and
+// acknowledges when all have applied them; queries go to one in-sync replica of every shard,
+// the next one if it fails.
 //
-// Locks: none of its own (next_replica_ is an atomic); cluster::Cluster has its own.
+// Lock order: a shard's write lock (ShardLocks; held by the shard's leader across one write's
+// local apply, replication and shard-map update), then cluster::Cluster's and LuxDBService's
+// locks. ShardLocks::mu_ is held only to find a shard's lock.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "cluster/cluster.h"
+#include "engine/mutex.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
 #include "server/service.h"
 
 namespace luxdb::server {
 
-// Metadata of a call one node forwards to another: "local" means "answer from your own
-// catalog, the index name is a shard's local name".
+// Metadata of a call one node forwards to another; the index name is a shard's local name.
+// "local": answer from your own catalog. "lead": you lead this shard: order, apply and
+// replicate this write. "follow": apply this write from the shard's leader of epoch
+// kEpochHeader (refused if a later leader is known).
 inline constexpr char kRouteHeader[] = "luxdb-route";
+inline constexpr char kEpochHeader[] = "luxdb-epoch";
+
+// One lock per shard: its leader applies and replicates the shard's writes one at a time, so
+// that every replica applies them in the leader's order.
+class ShardLocks {
+ public:
+  // The lock of the shard of local name `shard`; it lives as long as this object.
+  engine::Mutex* Get(const std::string& shard);
+
+ private:
+  engine::Mutex mu_;  // guards locks_
+  std::map<std::string, std::unique_ptr<engine::Mutex>> locks_ ABSL_GUARDED_BY(mu_);
+};
 
 class ClusterService final : public luxdb::v1::LuxDB::Service {
  public:
@@ -71,8 +93,15 @@ class ClusterService final : public luxdb::v1::LuxDB::Service {
   grpc::Status Describe(grpc::ServerContext* context, const cluster::v1::IndexRecord& record,
                         v1::IndexInfo* info);
 
+  // A forwarded item write (route "lead" or "follow"; see kRouteHeader): `apply()` applies it
+  // to the local shard, `start` sends it to a peer (RunAll).
+  template <typename Request, typename Response, typename Apply, typename Start>
+  grpc::Status ShardWrite(grpc::ServerContext* context, const Request& request, Apply apply,
+                          Start start);
+
   LuxDBService* const local_;
   std::atomic<cluster::Cluster*> cluster_{nullptr};
+  ShardLocks shard_locks_;
   std::atomic<uint64_t> next_replica_{0};  // round-robin over a shard's replicas for reads
 };
 

@@ -79,6 +79,23 @@ TEST(ShardMapTest, ShardNamesAreDistinctAndFitTheSuffixBudget) {
   }
 }
 
+// A leader learns which cluster index and shard a forwarded write is for from its local name.
+TEST(ShardMapTest, ShardNamesParseBackIntoIndexAndShard) {
+  std::string name;
+  uint32_t shard = 0;
+  for (const std::string base : {"docs", "a.shard-1", "x.shard-", "é"}) {
+    for (uint32_t s : {0u, 7u, 999999999u}) {
+      ASSERT_TRUE(ParseShardIndexName(ShardIndexName(base, s), &name, &shard)) << base << s;
+      EXPECT_EQ(name, base);
+      EXPECT_EQ(shard, s);
+    }
+  }
+  for (const std::string bad : {"docs", "docs.shard-", ".shard-1", "docs.shard-01", "docs.shard-x",
+                                "docs.shard-1234567890", "docs.shard--1"}) {
+    EXPECT_FALSE(ParseShardIndexName(bad, &name, &shard)) << bad;
+  }
+}
+
 // Random per-shard answers against the sorted union: the merge is what one server would answer.
 TEST(ShardMapTest, MergingShardAnswersGivesTheNearestOfAll) {
   std::mt19937_64 random(7);
