@@ -363,6 +363,47 @@ bool Cluster::LeaseHeld(std::chrono::steady_clock::duration margin) const {
 
 absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard, int64_t epoch,
                                   const std::vector<std::string>& failed, v1::IndexRecord* record) {
+  return EditInSync(
+      name, shard, epoch,
+      [&](const v1::ShardRecord& s) -> absl::StatusOr<std::optional<std::vector<std::string>>> {
+        std::vector<std::string> keep;
+        for (const std::string& node : s.in_sync()) {
+          if (std::find(failed.begin(), failed.end(), node) == failed.end()) keep.push_back(node);
+        }
+        if (keep.size() == static_cast<size_t>(s.in_sync_size())) return std::nullopt;
+        if (keep.empty()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "shard ", shard, " of '", name, "' has no replica left that holds every write"));
+        }
+        return keep;
+      },
+      absl::StrCat(absl::StrJoin(failed, ","), " left the in-sync replicas (a write to it failed)"),
+      record);
+}
+
+absl::Status Cluster::JoinInSync(const std::string& name, uint32_t shard, int64_t epoch,
+                                 const std::string& node) {
+  v1::IndexRecord record;
+  return EditInSync(
+      name, shard, epoch,
+      [&](const v1::ShardRecord& s) -> absl::StatusOr<std::optional<std::vector<std::string>>> {
+        if (Holds(s.in_sync(), node)) return std::nullopt;
+        if (!Holds(s.nodes(), node)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "node '", node, "' holds no replica of shard ", shard, " of '", name, "'"));
+        }
+        std::vector<std::string> in_sync(s.in_sync().begin(), s.in_sync().end());
+        in_sync.push_back(node);
+        return in_sync;
+      },
+      absl::StrCat(node, " is in sync again (caught up)"), &record);
+}
+
+absl::Status Cluster::EditInSync(
+    const std::string& name, uint32_t shard, int64_t epoch,
+    const std::function<
+        absl::StatusOr<std::optional<std::vector<std::string>>>(const v1::ShardRecord&)>& edit,
+    const std::string& what, v1::IndexRecord* record) {
   const std::string key = absl::StrCat(kIndexesPrefix, name);
   constexpr int kAttempts = 20;  // each lost race means another change went in first
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
@@ -376,20 +417,15 @@ absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard, int64
       return absl::InternalError(absl::StrCat("etcd key '", key, "' is not a shard map"));
     }
     v1::ShardRecord* s = current->mutable_shards(static_cast<int>(shard));
-    std::vector<std::string> keep;
-    for (const std::string& node : s->in_sync()) {
-      if (std::find(failed.begin(), failed.end(), node) == failed.end()) keep.push_back(node);
-    }
-    if (keep.size() == static_cast<size_t>(s->in_sync_size())) {
+    if (s->in_sync_size() == 0) *s->mutable_in_sync() = s->nodes();  // an old record: all
+    absl::StatusOr<std::optional<std::vector<std::string>>> edited = edit(*s);
+    if (!edited.ok()) return edited.status();
+    if (!edited->has_value()) {
       *record = *std::move(current);
       return absl::OkStatus();
     }
-    if (keep.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", shard, " of '", name, "' has no replica left that holds every write"));
-    }
     s->clear_in_sync();
-    for (const std::string& node : keep) s->add_in_sync(node);
+    for (const std::string& node : **edited) s->add_in_sync(node);
     // Fenced: written only while the leader key is still the one of `epoch` (never updated, so
     // its mod revision is its create revision).
     absl::StatusOr<bool> written = etcd_->CompareAndPutAll({
@@ -406,10 +442,8 @@ absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard, int64
       }
       continue;  // the record changed: read it again
     }
-    spdlog::warn(
-        "cluster: shard {} of '{}': {} left the in-sync replicas (a write to it "
-        "failed); in sync now: {}",
-        shard, name, absl::StrJoin(failed, ","), absl::StrJoin(keep, ","));
+    spdlog::warn("cluster: shard {} of '{}': {}; in sync now: {}", shard, name, what,
+                 absl::StrJoin(s->in_sync(), ","));
     {
       engine::MutexLock lock(&mu_);
       indexes_[name] = *current;
@@ -418,6 +452,11 @@ absl::Status Cluster::LeaveInSync(const std::string& name, uint32_t shard, int64
     return absl::OkStatus();
   }
   return absl::AbortedError(absl::StrCat("shard map of '", name, "' kept changing; retry"));
+}
+
+std::map<std::string, v1::IndexRecord> Cluster::Indexes() const {
+  engine::MutexLock lock(&mu_);
+  return indexes_;
 }
 
 absl::StatusOr<std::shared_ptr<luxdb::v1::LuxDB::Stub>> Cluster::Peer(const std::string& node_id) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,14 @@ class Cluster {
   absl::Status LeaveInSync(const std::string& name, uint32_t shard, int64_t epoch,
                            const std::vector<std::string>& failed, v1::IndexRecord* record);
 
+  // Puts `node` back into shard `shard`'s in-sync replicas of index `name` (it is one of the
+  // shard's nodes and holds every write the shard's leader acknowledged): fenced like
+  // LeaveInSync. OK if it is there already.
+  absl::Status JoinInSync(const std::string& name, uint32_t shard, int64_t epoch,
+                          const std::string& node);
+
+  // Every cluster index in the cache, by name.
+  std::map<std::string, v1::IndexRecord> Indexes() const;
   // The leader of shard `shard` of `name` in the cache; nullopt if it has none (yet).
   std::optional<Leader> LeaderOf(const std::string& name, uint32_t shard) const;
   // Waits until the cache's leader of the shard differs from `seen` (nullopt: none) or
@@ -107,6 +116,14 @@ class Cluster {
   absl::Status Register();
   // Tries to lead every shard this node holds in sync that has no leader. maintainer_ only.
   void Campaign();
+  // Rewrites shard `shard`'s in-sync set of index `name` to `edit(in_sync)` (nullopt: leave it
+  // as it is), guarded against concurrent changes and fenced by the leader key of `epoch`.
+  // `what` describes the change for the log.
+  absl::Status EditInSync(
+      const std::string& name, uint32_t shard, int64_t epoch,
+      const std::function<
+          absl::StatusOr<std::optional<std::vector<std::string>>>(const v1::ShardRecord&)>& edit,
+      const std::string& what, v1::IndexRecord* record);
 
   const ClusterOptions options_;
   std::unique_ptr<EtcdClient> etcd_;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -295,7 +296,47 @@ uint64_t SumOverShards(const std::vector<Response>& answers, Count count) {
 // A forwarded item write: to be ordered by the shard's leader or applied by a follower.
 bool IsShardWrite(const grpc::ServerContext* context) {
   const absl::string_view route = Metadata(context, kRouteHeader);
-  return route == "lead" || route == "follow";
+  return route == "lead" || route == "follow" || route == "catch-up" || route == "copy";
+}
+
+// A replica's check of a write from its shard's leader: `*name` and `*shard` from the shard's
+// local name, and ABORTED if the cache knows a later leader than the sender's epoch
+// (kEpochHeader): a leader that lost its lease may not know it yet.
+grpc::Status CheckLeader(cluster::Cluster* cluster, const grpc::ServerContext* context,
+                         const std::string& local, std::string* name, uint32_t* shard) {
+  if (!cluster::ParseShardIndexName(local, name, shard)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("'", local, "' is not the name of a shard"));
+  }
+  int64_t epoch = 0;
+  if (!absl::SimpleAtoi(Metadata(context, kEpochHeader), &epoch) || epoch <= 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("a write from a shard's leader needs ", kEpochHeader));
+  }
+  const std::optional<cluster::Leader> leader = cluster->LeaderOf(*name, *shard);
+  if (leader.has_value() && leader->epoch > epoch) {
+    return grpc::Status(
+        grpc::StatusCode::ABORTED,
+        absl::StrCat("shard ", *shard, " of '", *name, "' has a newer leader ('", leader->node,
+                     "', epoch ", leader->epoch, ") than the sender's epoch ", epoch));
+  }
+  return grpc::Status::OK;
+}
+
+// A call from the catch-up thread (no caller to take a deadline from) to `node`.
+template <typename Request, typename Response, typename Call>
+absl::Status CallNode(cluster::Cluster* cluster, const std::string& node, const std::string& route,
+                      int64_t epoch, const Request& request, Response* response, Call call) {
+  absl::StatusOr<std::shared_ptr<Stub>> stub = cluster->Peer(node);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext context;
+  context.AddMetadata(kRouteHeader, route);
+  if (epoch != 0) context.AddMetadata(kEpochHeader, absl::StrCat(epoch));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  const grpc::Status status = call(stub->get(), &context, request, response);
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat("node '", node, "': ", status.error_message()));
 }
 
 // How RunAll starts each item write.
@@ -347,22 +388,27 @@ grpc::Status ClusterService::ShardWrite(grpc::ServerContext* context, const Requ
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("'", request.name(), "' is not the name of a shard"));
   }
-  const std::optional<cluster::Leader> leader = cluster->LeaderOf(name, shard);
   const absl::string_view route = Metadata(context, kRouteHeader);
-  if (route == "follow") {
-    // Fencing: a leader that lost its lease (and so its leader key) may not know it yet.
-    int64_t epoch = 0;
-    if (!absl::SimpleAtoi(Metadata(context, kEpochHeader), &epoch) || epoch <= 0) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("a follower's write needs ", kEpochHeader));
+  if (route != "lead") {
+    if (grpc::Status fenced = CheckLeader(cluster, context, request.name(), &name, &shard);
+        !fenced.ok()) {
+      return fenced;
     }
-    if (leader.has_value() && leader->epoch > epoch) {
-      return grpc::Status(
-          grpc::StatusCode::ABORTED,
-          absl::StrCat("shard ", shard, " of '", name, "' has a newer leader ('", leader->node,
-                       "', epoch ", leader->epoch, ") than the sender's epoch ", epoch));
+    if (route == "follow") {
+      {
+        engine::MutexLock lock(&catch_up_mu_);
+        touched_.erase(request.name());  // in sync: its catch-up is over
+      }
+      return apply();
     }
-    return apply();
+    if constexpr (std::is_same_v<Request, v1::AddItemsRequest>) {
+      return CatchUpAdd(context, request, static_cast<v1::AddItemsResponse*>(nullptr),
+                        route == "copy");
+    } else if constexpr (std::is_same_v<Request, v1::DeleteItemsRequest>) {
+      if (route == "catch-up") return CatchUpDelete(context, request, nullptr);
+    }
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("route '", route, "' is not for this call"));
   }
   // route == "lead"
   engine::MutexLock lock(shard_locks_.Get(request.name()));
@@ -419,12 +465,354 @@ grpc::Status ClusterService::ShardWrite(grpc::ServerContext* context, const Requ
                        left.message(), "); the write may be partly applied: retry it"));
     }
   }
+  ForwardToCatchingUp(context, cluster, request, shard, now->epoch);
   if (!cluster->LeaseHeld(std::chrono::milliseconds(0))) {
     return grpc::Status(grpc::StatusCode::ABORTED,
                         absl::StrCat("node '", cluster->node_id(),
                                      "' lost its etcd lease during the write; it leads nothing"));
   }
   return grpc::Status::OK;
+}
+
+template <typename Request>
+void ClusterService::ForwardToCatchingUp(grpc::ServerContext* context, cluster::Cluster* cluster,
+                                         const Request& request, uint32_t shard, int64_t epoch) {
+  std::vector<std::string> nodes;
+  {
+    engine::MutexLock lock(&catch_up_mu_);
+    auto it = catching_up_.find(request.name());
+    if (it == catching_up_.end() || it->second.empty()) return;
+    nodes.assign(it->second.begin(), it->second.end());
+  }
+  std::vector<std::string> failed;
+  auto forward = [&](auto& calls, auto start) {
+    for (auto& call : calls) {
+      call.shard = shard;
+      call.route = "catch-up";
+      call.epoch = epoch;
+    }
+    RunAll(cluster, context, &calls, start, kFollowerWait);
+    for (const auto& call : calls) {
+      if (!call.status.ok()) {
+        spdlog::warn("cluster: '{}' stops catching up {}: a write to it failed: {}", call.node,
+                     request.name(), call.status.error_message());
+        failed.push_back(call.node);
+      }
+    }
+  };
+  if constexpr (std::is_same_v<Request, v1::DeleteItemsRequest>) {
+    std::vector<PeerCall<v1::DeleteItemsRequest, v1::DeleteItemsResponse>> calls(nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      calls[i].node = nodes[i];
+      calls[i].request = request;
+    }
+    forward(calls, kStartDeleteItems);
+  } else {
+    // The items as they are now (vector and attributes): the write's outcome, whatever it was.
+    v1::GetElementsRequest read;
+    read.set_name(request.name());
+    *read.mutable_ids() = request.ids();
+    read.set_with_attributes(true);
+    v1::GetElementsResponse items;
+    const grpc::Status got = local_->GetElements(context, &read, &items);
+    if (!got.ok()) {
+      spdlog::warn("cluster: cannot read back a write to {} for the replicas catching up: {}",
+                   request.name(), got.error_message());
+      failed = nodes;
+    } else {
+      std::vector<PeerCall<v1::AddItemsRequest, v1::AddItemsResponse>> calls(nodes.size());
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        calls[i].node = nodes[i];
+        v1::AddItemsRequest& add = calls[i].request;
+        add.set_name(request.name());
+        *add.mutable_ids() = request.ids();
+        *add.mutable_vectors() = items.vectors();
+        *add.mutable_attributes() = items.attributes();
+      }
+      forward(calls, kStartAddItems);
+    }
+  }
+  if (failed.empty()) return;
+  engine::MutexLock lock(&catch_up_mu_);
+  for (const std::string& node : failed) catching_up_[request.name()].erase(node);
+}
+
+grpc::Status ClusterService::CatchUpAdd(grpc::ServerContext* context,
+                                        const v1::AddItemsRequest& request,
+                                        v1::AddItemsResponse* response, bool copy) {
+  v1::AddItemsResponse ignored;
+  if (response == nullptr) response = &ignored;
+  engine::MutexLock shard_lock(shard_locks_.Get(request.name()));
+  if (!copy) {
+    grpc::Status applied = local_->AddItems(context, &request, response);
+    if (applied.ok()) {
+      engine::MutexLock lock(&catch_up_mu_);
+      touched_[request.name()].insert(request.ids().begin(), request.ids().end());
+    }
+    return applied;
+  }
+  // A copied item the leader's writes touched since the copy began is newer here already.
+  v1::AddItemsRequest fresh;
+  fresh.set_name(request.name());
+  const int n = request.ids_size();
+  const int dim = n == 0 ? 0 : request.vectors_size() / n;
+  {
+    engine::MutexLock lock(&catch_up_mu_);
+    const absl::flat_hash_set<uint64_t>& touched = touched_[request.name()];
+    for (int i = 0; i < n; ++i) {
+      if (touched.contains(request.ids(i))) continue;
+      fresh.add_ids(request.ids(i));
+      fresh.mutable_vectors()->Add(request.vectors().begin() + i * dim,
+                                   request.vectors().begin() + (i + 1) * dim);
+      if (request.attributes_size() == n) *fresh.add_attributes() = request.attributes(i);
+    }
+  }
+  if (fresh.ids_size() == 0) return grpc::Status::OK;
+  return local_->AddItems(context, &fresh, response);
+}
+
+grpc::Status ClusterService::CatchUpDelete(grpc::ServerContext* context,
+                                           const v1::DeleteItemsRequest& request,
+                                           v1::DeleteItemsResponse* response) {
+  engine::MutexLock shard_lock(shard_locks_.Get(request.name()));
+  {
+    engine::MutexLock lock(&catch_up_mu_);
+    touched_[request.name()].insert(request.ids().begin(), request.ids().end());
+  }
+  // One at a time: an id the copy has not brought yet is not here to delete (and will not be
+  // copied: it is touched).
+  for (uint64_t id : request.ids()) {
+    v1::DeleteItemsRequest one;
+    one.set_name(request.name());
+    one.add_ids(id);
+    v1::DeleteItemsResponse deleted;
+    grpc::Status status = local_->DeleteItems(context, &one, &deleted);
+    if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) return status;
+    if (response != nullptr) response->set_deleted(response->deleted() + deleted.deleted());
+  }
+  return grpc::Status::OK;
+}
+
+ClusterService::~ClusterService() { AttachCluster(nullptr); }
+
+void ClusterService::AttachCluster(cluster::Cluster* cluster) {
+  if (cluster == nullptr) {
+    {
+      engine::MutexLock lock(&catch_up_mu_);
+      stopping_ = true;
+      stop_.SignalAll();
+    }
+    if (catch_up_thread_.joinable()) catch_up_thread_.join();
+    cluster_.store(nullptr);
+    return;
+  }
+  cluster_.store(cluster);
+  {
+    engine::MutexLock lock(&catch_up_mu_);
+    stopping_ = false;
+  }
+  if (!catch_up_thread_.joinable()) catch_up_thread_ = std::thread([this] { CatchUpLoop(); });
+}
+
+bool ClusterService::Stopping() {
+  engine::MutexLock lock(&catch_up_mu_);
+  return stopping_;
+}
+
+void ClusterService::CatchUpLoop() {
+  // A replica whose catch-up failed is tried again after this.
+  constexpr auto kRetry = std::chrono::seconds(5);
+  std::map<std::string, std::chrono::steady_clock::time_point> not_before;  // "<shard>/<node>"
+  while (true) {
+    {
+      engine::MutexLock lock(&catch_up_mu_);
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      while (!stopping_ && stop_.WaitUntil(&catch_up_mu_, until)) {
+      }
+      if (stopping_) return;
+    }
+    cluster::Cluster* const cluster = cluster_.load();
+    if (cluster == nullptr) continue;
+    const std::map<std::string, cluster::v1::NodeRecord> live = cluster->Nodes();
+    for (const auto& [name, record] : cluster->Indexes()) {
+      for (uint32_t s = 0; s < static_cast<uint32_t>(record.shards_size()); ++s) {
+        const std::optional<cluster::Leader> leader = cluster->LeaderOf(name, s);
+        if (!leader.has_value() || leader->node != cluster->node_id()) continue;
+        const auto& in_sync = InSync(record, s);
+        for (const std::string& node : record.shards(static_cast<int>(s)).nodes()) {
+          if (std::find(in_sync.begin(), in_sync.end(), node) != in_sync.end() ||
+              !live.contains(node)) {
+            continue;
+          }
+          const std::string key = absl::StrCat(ShardIndexName(name, s), "/", node);
+          if (std::chrono::steady_clock::now() < not_before[key]) continue;
+          if (Stopping()) return;
+          if (absl::Status caught = CatchUp(cluster, record, s, node, leader->epoch);
+              !caught.ok()) {
+            spdlog::warn(
+                "cluster: catching up '{}' on shard {} of '{}' failed (tried again in {} s): {}",
+                node, s, name, kRetry.count(), caught.ToString());
+            not_before[key] = std::chrono::steady_clock::now() + kRetry;
+          }
+        }
+      }
+    }
+  }
+}
+
+absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecord& record,
+                                     uint32_t shard, const std::string& node, int64_t epoch) {
+  const std::string local = ShardIndexName(record.name(), shard);
+  const std::string& self = cluster->node_id();
+  const auto started = std::chrono::steady_clock::now();
+  spdlog::info("cluster: catching up '{}' on shard {} of '{}'", node, shard, record.name());
+  // This node's replica: its parameters.
+  v1::DescribeIndexRequest describe;
+  describe.set_name(local);
+  v1::DescribeIndexResponse described;
+  if (absl::Status s = CallNode(
+          cluster, self, "local", 0, describe, &described,
+          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->DescribeIndex(c, q, a); });
+      !s.ok()) {
+    return s;
+  }
+  const v1::IndexInfo& info = described.info();
+  // The replica starts empty, with the same parameters (and forgets what a catch-up before
+  // this one touched).
+  v1::DeleteIndexRequest drop;
+  drop.set_name(local);
+  v1::DeleteIndexResponse dropped;
+  if (absl::Status s = CallNode(
+          cluster, node, "catch-up", epoch, drop, &dropped,
+          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->DeleteIndex(c, q, a); });
+      !s.ok() && !absl::IsNotFound(s)) {
+    return s;
+  }
+  v1::CreateIndexRequest create;
+  create.set_name(local);
+  create.set_space(info.space());
+  create.set_dim(info.dim());
+  v1::CreateIndexResponse created;
+  if (absl::Status s = CallNode(
+          cluster, node, "local", 0, create, &created,
+          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->CreateIndex(c, q, a); });
+      !s.ok()) {
+    return s;
+  }
+  if (info.initialized()) {
+    v1::InitIndexRequest init;
+    init.set_name(local);
+    init.set_max_elements(info.max_elements());
+    init.set_ef_construction(info.ef_construction());
+    init.set_m(info.m());
+    v1::InitIndexResponse inited;
+    if (absl::Status s = CallNode(
+            cluster, node, "local", 0, init, &inited,
+            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->InitIndex(c, q, a); });
+        !s.ok()) {
+      return s;
+    }
+    v1::SetEfRequest ef;
+    ef.set_name(local);
+    ef.set_ef(info.ef());
+    v1::SetEfResponse ef_set;
+    if (absl::Status s = CallNode(
+            cluster, node, "local", 0, ef, &ef_set,
+            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->SetEf(c, q, a); });
+        !s.ok()) {
+      return s;
+    }
+  }
+  // From here on every write of the shard reaches the replica too.
+  auto still_catching_up = [&] {
+    engine::MutexLock lock(&catch_up_mu_);
+    auto it = catching_up_.find(local);
+    return it != catching_up_.end() && it->second.contains(node);
+  };
+  auto give_up = [&] {
+    engine::MutexLock lock(&catch_up_mu_);
+    catching_up_[local].erase(node);
+  };
+  {
+    engine::MutexLock lock(shard_locks_.Get(local));
+    const std::optional<cluster::Leader> leader = cluster->LeaderOf(record.name(), shard);
+    if (!leader.has_value() || leader->epoch != epoch) {
+      return absl::AbortedError("this node no longer leads the shard");
+    }
+    engine::MutexLock catching(&catch_up_mu_);
+    catching_up_[local].insert(node);
+  }
+  // The copy, in pages of about 2 MiB.
+  const uint32_t page =
+      std::max<uint32_t>(1, (2u << 20) / (std::max<uint32_t>(info.dim(), 1) * sizeof(float) + 64));
+  std::optional<uint64_t> after;
+  uint64_t copied = 0;
+  auto last_report = std::chrono::steady_clock::now();
+  while (true) {
+    if (Stopping() || !still_catching_up()) {
+      give_up();
+      return absl::AbortedError("stopped, or a write to the replica failed during the copy");
+    }
+    v1::GetIdsRequest list;
+    list.set_name(local);
+    list.set_limit(page);
+    if (after.has_value()) list.set_start_after(*after);
+    v1::GetIdsResponse ids;
+    v1::GetElementsResponse items;
+    absl::Status read;
+    for (int attempt = 0; attempt < 5; ++attempt) {  // an item deleted between the two reads
+      read = CallNode(
+          cluster, self, "local", 0, list, &ids,
+          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->GetIds(c, q, a); });
+      if (!read.ok() || ids.ids_size() == 0) break;
+      v1::GetElementsRequest get;
+      get.set_name(local);
+      *get.mutable_ids() = ids.ids();
+      get.set_with_attributes(true);
+      read = CallNode(
+          cluster, self, "local", 0, get, &items,
+          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->GetElements(c, q, a); });
+      if (!absl::IsNotFound(read)) break;
+    }
+    if (!read.ok()) {
+      give_up();
+      return read;
+    }
+    if (ids.ids_size() == 0) break;
+    v1::AddItemsRequest add;
+    add.set_name(local);
+    *add.mutable_ids() = ids.ids();
+    *add.mutable_vectors() = items.vectors();
+    *add.mutable_attributes() = items.attributes();
+    v1::AddItemsResponse added;
+    if (absl::Status s = CallNode(
+            cluster, node, "copy", epoch, add, &added,
+            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->AddItems(c, q, a); });
+        !s.ok()) {
+      give_up();
+      return s;
+    }
+    copied += ids.ids_size();
+    if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(10)) {
+      last_report = std::chrono::steady_clock::now();
+      spdlog::info("cluster: catching up '{}' on shard {} of '{}': {} items copied", node, shard,
+                   record.name(), copied);
+    }
+    if (!ids.has_next_start_after()) break;
+    after = ids.next_start_after();
+  }
+  // Complete: back into the in-sync set, between two writes of the shard.
+  engine::MutexLock lock(shard_locks_.Get(local));
+  if (!still_catching_up()) return absl::AbortedError("a write to the replica failed");
+  give_up();  // whatever happens next, the leader stops sending it catch-up writes
+  if (!cluster->LeaseHeld(kLeaseMargin)) return absl::AbortedError("this node's lease is in doubt");
+  if (absl::Status joined = cluster->JoinInSync(record.name(), shard, epoch, node); !joined.ok()) {
+    return joined;
+  }
+  spdlog::info("cluster: '{}' caught up on shard {} of '{}' ({} items copied in {:.1f} s)", node,
+               shard, record.name(), copied,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return absl::OkStatus();
 }
 
 grpc::Status ClusterService::CreateIndex(grpc::ServerContext* context,
@@ -543,6 +931,22 @@ grpc::Status ClusterService::InitIndex(grpc::ServerContext* context,
 grpc::Status ClusterService::DeleteIndex(grpc::ServerContext* context,
                                          const v1::DeleteIndexRequest* request,
                                          v1::DeleteIndexResponse* response) {
+  if (Metadata(context, kRouteHeader) == "catch-up") {
+    // A replica about to be caught up: its shard starts empty.
+    cluster::Cluster* const cluster = cluster_.load();
+    if (cluster == nullptr) return Joining();
+    std::string name;
+    uint32_t shard = 0;
+    if (grpc::Status fenced = CheckLeader(cluster, context, request->name(), &name, &shard);
+        !fenced.ok()) {
+      return fenced;
+    }
+    {
+      engine::MutexLock lock(&catch_up_mu_);
+      touched_.erase(request->name());
+    }
+    return local_->DeleteIndex(context, request, response);
+  }
   LUXDB_FORWARDED(DeleteIndex);
   LUXDB_FIND(record, request->name());
   auto calls = EveryReplica<v1::DeleteIndexRequest, v1::DeleteIndexResponse>(

@@ -10,15 +10,25 @@
 // the next one if it fails.
 //
 // Lock order: a shard's write lock (ShardLocks; held by the shard's leader across one write's
-// local apply, replication and shard-map update), then cluster::Cluster's and LuxDBService's
-// locks. ShardLocks::mu_ is held only to find a shard's lock.
+// local apply, replication and shard-map update, and by a replica being caught up across one
+// catch-up write), then catch_up_mu_, cluster::Cluster's and LuxDBService's locks.
+// ShardLocks::mu_ and catch_up_mu_ are held only to read or update what they guard.
+//
+// Catch-up (README "Cluster mode"): a shard's leader brings a live replica that is out of sync
+// back: it empties the replica's shard, sends it every write from then on ("catch-up"),
+// copies its own items to it ("copy"), and puts it back in the in-sync set under the shard's
+// write lock once the copy is complete.
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "cluster/cluster.h"
 #include "engine/mutex.h"
 #include "luxdb/v1/luxdb.grpc.pb.h"
@@ -49,10 +59,11 @@ class ClusterService final : public luxdb::v1::LuxDB::Service {
  public:
   // `local` must outlive the service's last call.
   explicit ClusterService(LuxDBService* local) : local_(local) {}
+  ~ClusterService() override;
   // Until a cluster is attached (the node joins once it listens), calls that need routing
   // answer UNAVAILABLE; forwarded calls are answered. `cluster` must stay until detached
-  // (nullptr) after the last call.
-  void AttachCluster(cluster::Cluster* cluster) { cluster_.store(cluster); }
+  // (nullptr) after the last call. Attaching starts the catch-up thread; detaching stops it.
+  void AttachCluster(cluster::Cluster* cluster);
 
   grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*,
                            v1::CreateIndexResponse*) override;
@@ -98,10 +109,37 @@ class ClusterService final : public luxdb::v1::LuxDB::Service {
   template <typename Request, typename Response, typename Apply, typename Start>
   grpc::Status ShardWrite(grpc::ServerContext* context, const Request& request, Apply apply,
                           Start start);
+  // The leader's part of catch-up during a write: sends the write's outcome to the replicas
+  // of the shard being caught up (kCatchingUp); a replica that misses it stops catching up.
+  template <typename Request>
+  void ForwardToCatchingUp(grpc::ServerContext* context, cluster::Cluster* cluster,
+                           const Request& request, uint32_t shard, int64_t epoch);
+  // The replica's part: a write of route "catch-up" (from the leader, during the copy) or
+  // "copy" (an item of the copy, applied unless a "catch-up" write touched its id).
+  grpc::Status CatchUpAdd(grpc::ServerContext* context, const v1::AddItemsRequest& request,
+                          v1::AddItemsResponse* response, bool copy);
+  grpc::Status CatchUpDelete(grpc::ServerContext* context, const v1::DeleteItemsRequest& request,
+                             v1::DeleteItemsResponse* response);
+  // Every second: catches up, one at a time, the live replicas out of sync of the shards this
+  // node leads.
+  void CatchUpLoop();
+  absl::Status CatchUp(cluster::Cluster* cluster, const cluster::v1::IndexRecord& record,
+                       uint32_t shard, const std::string& node, int64_t epoch);
+  bool Stopping();
 
   LuxDBService* const local_;
   std::atomic<cluster::Cluster*> cluster_{nullptr};
   ShardLocks shard_locks_;
+  // Guards the catch-up state below; held only to read or update it.
+  engine::Mutex catch_up_mu_;
+  // Leader: the replicas being caught up, by shard local name.
+  std::map<std::string, std::set<std::string>> catching_up_ ABSL_GUARDED_BY(catch_up_mu_);
+  // Replica being caught up: the ids the leader's writes touched during the copy, by shard
+  // local name (the copy must not overwrite them with what it read before).
+  std::map<std::string, absl::flat_hash_set<uint64_t>> touched_ ABSL_GUARDED_BY(catch_up_mu_);
+  bool stopping_ ABSL_GUARDED_BY(catch_up_mu_) = false;
+  engine::CondVar stop_;  // stopping_ set
+  std::thread catch_up_thread_;
   std::atomic<uint64_t> next_replica_{0};  // round-robin over a shard's replicas for reads
 };
 

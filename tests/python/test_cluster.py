@@ -3,6 +3,7 @@ nodes on free ports. An index of 3 shards x 2 replicas gets Fashion-MNIST throug
 turn; any node answers queries, descriptions, id listings and element reads, and the recall@10
 at ef 40 is held against one server with the same parameters."""
 
+import json
 import os
 import socket
 import signal
@@ -20,6 +21,7 @@ from test_recall import (EF_CONSTRUCTION, M, TEST, TRAIN, exact_kth_distances, l
                          recall)
 
 ETCD = "/usr/bin/etcd"
+ETCDCTL = "/usr/bin/etcdctl"
 NODES = 3
 SHARDS = 3
 REPLICAS = 2
@@ -66,6 +68,13 @@ class Etcd:
         self.stop()
         pytest.fail(f"etcd not listening on {self.endpoint} within {ETCD_START_TIMEOUT_S} s:\n"
                     f"{self.log()}")
+
+    def get_json(self, key):
+        """The value of `key` as JSON (etcdctl), or None if there is no such key."""
+        out = subprocess.run([ETCDCTL, "--endpoints", self.endpoint, "get", key,
+                              "--print-value-only"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.strip()
+        return json.loads(out) if out else None
 
     def log(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -354,6 +363,123 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
         nodes[victim].start()
         ids_back, _ = query(nodes[victim].stub, name, np.stack([acked[0]]), k=1, ef=200)
         assert ids_back[0][0] == 0
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
+
+
+def replica_contents(stub, name, shard):
+    """What one node's replica of shard `shard` of `name` holds: {id: vector bytes}, read from
+    the node's own catalog (the route header a node uses to forward a call)."""
+    local = f"{name}.shard-{shard}"
+    route = (("luxdb-route", "local"),)
+    ids = list(stub.GetIds(luxdb_pb2.GetIdsRequest(name=local), timeout=60, metadata=route).ids)
+    if not ids:
+        return {}
+    got = stub.GetElements(luxdb_pb2.GetElementsRequest(name=local, ids=ids), timeout=60,
+                           metadata=route)
+    vectors = np.array(got.vectors, dtype=np.float32).reshape(len(ids), -1)
+    return {i: v.tobytes() for i, v in zip(ids, vectors)}
+
+
+def test_a_restarted_node_catches_up_while_writes_go_on(luxdb_server_bin, tmp_path):
+    """A node killed during writes and restarted is caught up by its shards' leaders (a copy of
+    the leader's replica plus the writes made meanwhile, adds and deletes) and rejoins every
+    in-sync set within 60 s, while the writes go on; afterwards every replica of every shard
+    holds exactly what was acknowledged."""
+    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
+    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"c{i}", log_dir=tmp_path,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"c{i}"])
+             for i in range(NODES)]
+    try:
+        for node in nodes:
+            node.start()
+        stub0 = nodes[0].stub
+        dim, name, batch, victim = 8, "rejoin", 40, 1
+        stub0.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
+        stub0.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
+                           timeout=30)
+        rng = np.random.default_rng(11)
+        expected = {}  # id -> vector bytes, as acknowledged
+        errors = []
+        stop = threading.Event()
+        down = threading.Event()
+
+        def writer():
+            next_id, turn = 0, 0
+            while not stop.is_set():
+                entry = [i for i in range(NODES) if not (down.is_set() and i == victim)]
+                stub = nodes[entry[turn % len(entry)]].stub  # a restart makes a new one
+                turn += 1
+                try:
+                    if turn % 4 == 0 and len(expected) > 20:
+                        # Delete some acknowledged items, and rewrite others with new vectors.
+                        gone = sorted(expected)[turn % 7::13][:10]
+                        stub.DeleteItems(luxdb_pb2.DeleteItemsRequest(name=name, ids=gone),
+                                         timeout=20)
+                        for i in gone:
+                            del expected[i]
+                        again = np.array(sorted(expected)[turn % 5::17][:10], dtype=np.uint64)
+                        vectors = rng.standard_normal((len(again), dim), dtype=np.float32)
+                        stub.AddItems(add_items_request(name, vectors, again), timeout=20)
+                    else:
+                        again = np.arange(next_id, next_id + batch, dtype=np.uint64)
+                        vectors = rng.standard_normal((batch, dim), dtype=np.float32)
+                        stub.AddItems(add_items_request(name, vectors, again), timeout=20)
+                        next_id += batch
+                except grpc.RpcError as error:
+                    errors.append((error.code().name, error.details()))
+                    continue
+                for i, v in zip(again, vectors):
+                    expected[int(i)] = v.tobytes()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            time.sleep(1.5)
+            down.set()
+            nodes[victim].signal_and_wait(signal.SIGKILL)
+            time.sleep(3)
+            # Its replicas are out of sync now (the writes since missed them).
+            nodes[victim].start()
+            down.clear()
+            restarted = time.monotonic()
+            deadline = restarted + 60
+            while True:
+                record = etcd.get_json(f"/luxdb/indexes/{name}")
+                lagging = [s for s, shard in enumerate(record["shards"])
+                           if f"c{victim}" in shard["nodes"]
+                           and f"c{victim}" not in shard["inSync"]]
+                if not lagging:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"c{victim} not back in sync on shards {lagging} 60 s after its restart:\n"
+                    f"{nodes[victim].stderr_text()[-3000:]}")
+                time.sleep(0.2)
+            caught_up = time.monotonic() - restarted
+            time.sleep(1)  # writes go on to the caught-up replicas as followers
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        print(f"\n[cluster] c{victim} restarted and back in every in-sync set in "
+              f"{caught_up:.1f} s; {len(expected)} items acknowledged, {len(errors)} write "
+              f"calls failed (retried)")
+        logs = "".join(node.stderr_text() for node in nodes)
+        assert f"'c{victim}' caught up on shard" in logs
+
+        union = {}
+        for s, shard in enumerate(record["shards"]):
+            replicas = [replica_contents(nodes[int(node[1:])].stub, name, s) for node in shard["nodes"]]
+            assert all(r == replicas[0] for r in replicas), (
+                f"the replicas of shard {s} differ: "
+                f"{[len(r) for r in replicas]} items on {shard['nodes']}")
+            union.update(replicas[0])
+        assert union.keys() == expected.keys()
+        assert union == expected
         for node in nodes:
             node.stop()
     finally:
