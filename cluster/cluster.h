@@ -40,6 +40,8 @@ struct ClusterOptions {
   client::ConnectOptions peer;
   // The node's lease: a node that stops renewing it leaves the cluster this long after.
   std::chrono::seconds lease_ttl{5};
+  // --write-quorum: replicas of a shard that must hold a write before it is acknowledged.
+  uint32_t write_quorum = 1;
 };
 
 // The etcd keys (README "Cluster mode").
@@ -62,6 +64,7 @@ class Cluster {
   ~Cluster();
 
   const std::string& node_id() const { return options_.node_id; }
+  uint32_t write_quorum() const { return options_.write_quorum; }
 
   // The live nodes, by id.
   std::map<std::string, v1::NodeRecord> Nodes() const;

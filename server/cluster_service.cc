@@ -425,6 +425,16 @@ grpc::Status ClusterService::ShardWrite(grpc::ServerContext* context, const Requ
                                      "' is not sure to hold its etcd lease; it leads nothing"));
   }
   LUXDB_FIND(record, name);
+  // --write-quorum, at most the index's replicas.
+  const uint32_t quorum =
+      std::min<uint32_t>(cluster->write_quorum(), std::max(1u, record.replicas()));
+  const uint32_t in_sync = static_cast<uint32_t>(InSync(record, shard).size());
+  if (in_sync < quorum) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("shard ", shard, " of '", name, "' has ", in_sync,
+                                     " replica(s) in sync and --write-quorum needs ", quorum,
+                                     ": nothing was written (a replica back in sync lifts this)"));
+  }
   if (grpc::Status applied = apply(); !applied.ok()) return applied;
   std::vector<PeerCall<Request, Response>> calls;
   for (const std::string& node : InSync(record, shard)) {
@@ -466,6 +476,13 @@ grpc::Status ClusterService::ShardWrite(grpc::ServerContext* context, const Requ
     }
   }
   ForwardToCatchingUp(context, cluster, request, shard, now->epoch);
+  const uint32_t holders = static_cast<uint32_t>(1 + calls.size() - failed.size());
+  if (holders < quorum) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("shard ", shard, " of '", name, "': the write reached ",
+                                     holders, " replica(s) and --write-quorum needs ", quorum,
+                                     "; it may be partly applied: retry it"));
+  }
   if (!cluster->LeaseHeld(std::chrono::milliseconds(0))) {
     return grpc::Status(grpc::StatusCode::ABORTED,
                         absl::StrCat("node '", cluster->node_id(),

@@ -14,6 +14,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "auth/token.h"
+#include "engine/limits.h"
 #include "engine/memory_budget.h"
 #include "luxdb/connect_options.h"
 
@@ -229,6 +230,10 @@ const std::vector<Flag>& Flags() {
        Text(&Options::node_id, "the host name")},
       {"advertise", "HOST:PORT other nodes reach this node at, in cluster mode", false,
        Text(&Options::advertise, "the host name (or --host unless 0.0.0.0/::) and the bound port")},
+      {"write-quorum",
+       "replicas of a shard that must hold a write before it is acknowledged, in cluster mode "
+       "(an index with fewer replicas needs all of them)",
+       false, Number(&Options::write_quorum, 1, engine::kMaxReplicas, "write-quorum")},
       {"import-path", "import this hnswlib index file into PATH, then exit", false,
        Text(&Options::import_path)},
       {"import-name", "name of the imported index", false, Text(&Options::import_name)},
@@ -399,9 +404,12 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
     return absl::InvalidArgumentError(
         "--cluster-etcd with --tls-cert: TLS between cluster nodes is not supported yet");
   }
-  if (options.cluster_etcd.empty() && (!options.node_id.empty() || !options.advertise.empty())) {
+  if (options.cluster_etcd.empty() &&
+      (!options.node_id.empty() || !options.advertise.empty() || options.write_quorum != 1)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(options.node_id.empty() ? "--advertise" : "--node-id",
+        absl::StrCat(!options.node_id.empty()     ? "--node-id"
+                     : !options.advertise.empty() ? "--advertise"
+                                                  : "--write-quorum",
                      " applies only to cluster mode: give --cluster-etcd too"));
   }
   const bool importing = !options.import_path.empty() || !options.import_name.empty() ||

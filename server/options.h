@@ -95,6 +95,9 @@ struct Options {
   std::string cluster_etcd;  // etcd endpoints, host:port[,host:port...]
   std::string node_id;       // this node's id in the cluster (default: the host name)
   std::string advertise;     // host:port peers and clients reach it at (default: see --help)
+  // Replicas of a shard that must hold a write before it is acknowledged (at most the index's
+  // replica count).
+  uint32_t write_quorum = 1;
 
   // Import mode: import an hnswlib file into data_dir and exit.
   std::string import_path;

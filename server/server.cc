@@ -305,6 +305,7 @@ absl::Status LuxServer::JoinCluster() {
   cluster::ClusterOptions c;
   c.etcd_endpoints = *std::move(endpoints);
   c.node_id = options_.node_id.empty() ? std::string(hostname) : options_.node_id;
+  c.write_quorum = options_.write_quorum;
   if (!options_.advertise.empty()) {
     c.advertise = options_.advertise;
   } else {

@@ -488,6 +488,55 @@ def test_a_restarted_node_catches_up_while_writes_go_on(luxdb_server_bin, tmp_pa
         etcd.stop()
 
 
+def test_write_quorum_refuses_writes_until_a_replica_is_back(luxdb_server_bin, tmp_path):
+    """With --write-quorum 2, a shard of two replicas one of which is dead takes no writes (a
+    clear refusal, nothing written); once the node is back and caught up, writes go on."""
+    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
+    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"q{i}", log_dir=tmp_path,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"q{i}",
+                                   "--write-quorum", "2"])
+             for i in range(NODES)]
+    try:
+        for node in nodes:
+            node.start()
+        dim, name = 4, "quorum"
+        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name=name, space=luxdb_pb2.L2, dim=dim, shards=1, replicas=2), timeout=30)
+        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=1000),
+                                timeout=30)
+        vectors = np.eye(dim, dtype=np.float32)
+        ids = np.arange(dim, dtype=np.uint64)
+        nodes[0].stub.AddItems(add_items_request(name, vectors, ids), timeout=30)
+        holders = etcd.get_json(f"/luxdb/indexes/{name}")["shards"][0]["nodes"]
+        victim = int(holders[0][1:])
+        entry = next(i for i in range(NODES) if i != victim)
+        nodes[victim].signal_and_wait(signal.SIGKILL)
+        with pytest.raises(grpc.RpcError) as refused:
+            nodes[entry].stub.AddItems(add_items_request(name, vectors, ids + 10), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
+        assert "--write-quorum needs 2" in refused.value.details()
+        nodes[victim].start()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                nodes[entry].stub.AddItems(add_items_request(name, vectors, ids + 20), timeout=30)
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+                assert time.monotonic() < deadline, "writes refused 60 s after the restart"
+                time.sleep(0.2)
+        got = nodes[victim].stub.GetElements(
+            luxdb_pb2.GetElementsRequest(name=name, ids=(ids + 20).tolist()), timeout=30)
+        np.testing.assert_array_equal(np.array(got.vectors, dtype=np.float32).reshape(-1, dim),
+                                      vectors)
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
+
+
 def test_the_cli_and_the_python_client_create_sharded_indexes(cluster, luxdb_server,
                                                                client_environment):
     from test_cli import luxdb  # the CLI runner of test_cli (LUXDB_CLI_BIN)
