@@ -281,6 +281,11 @@ Cluster::~Cluster() {
   }
 }
 
+bool Cluster::IsMember(const std::string& node_id) const {
+  engine::MutexLock lock(&mu_);
+  return nodes_.contains(node_id);
+}
+
 std::map<std::string, v1::NodeRecord> Cluster::Nodes() const {
   engine::MutexLock lock(&mu_);
   return nodes_;

@@ -68,6 +68,8 @@ class Cluster {
 
   // The live nodes, by id.
   std::map<std::string, v1::NodeRecord> Nodes() const;
+  // Whether `node_id` is a live member (in the cache).
+  bool IsMember(const std::string& node_id) const;
   // A cluster index's record: from the cache, else (a call that arrives right after its
   // creation elsewhere, before the watch told this node) from etcd. nullopt if none.
   absl::StatusOr<std::optional<v1::IndexRecord>> FindIndex(const std::string& name);

@@ -73,13 +73,27 @@ struct PeerCall {
   grpc::Status status;
 };
 
+// How often RunAll looks for calls to give up on.
+constexpr auto kAbandonCheck = std::chrono::milliseconds(100);
+
+// Never gives up on a call to a live member (RunAll's default).
+struct KeepWaiting {
+  template <typename Call>
+  bool operator()(const Call&) const {
+    return false;
+  }
+};
+
 // Runs every call at once (gRPC's callback API) and waits for all: each carries its route and
 // the caller's deadline (or `max_wait` from now, if sooner). `start(async, context, request,
-// response, done)` starts one.
-template <typename Request, typename Response, typename Start>
+// response, done)` starts one. A call to a node that stops being a live member (its lease
+// expired: it is dead or hung), or for which `abandon(call)` becomes true, is cancelled
+// (CANCELLED) rather than waited for until the deadline.
+template <typename Request, typename Response, typename Start, typename Abandon = KeepWaiting>
 void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
             std::vector<PeerCall<Request, Response>>* calls, Start start,
-            std::chrono::seconds max_wait = std::chrono::seconds::max()) {
+            std::chrono::seconds max_wait = std::chrono::seconds::max(),
+            Abandon abandon = KeepWaiting()) {
   std::chrono::system_clock::time_point deadline = caller->deadline();
   if (max_wait != std::chrono::seconds::max()) {
     deadline = std::min(deadline, std::chrono::system_clock::now() + max_wait);
@@ -88,6 +102,7 @@ void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
   std::condition_variable all_done;
   size_t pending = 0;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<const PeerCall<Request, Response>*> started;
   std::vector<std::shared_ptr<Stub>> stubs;
   for (PeerCall<Request, Response>& call : *calls) {
     absl::StatusOr<std::shared_ptr<Stub>> stub = cluster->Peer(call.node);
@@ -110,10 +125,18 @@ void RunAll(cluster::Cluster* cluster, const grpc::ServerContext* caller,
             if (--pending == 0) all_done.notify_all();
           });
     contexts.push_back(std::move(context));
+    started.push_back(&call);
     stubs.push_back(*std::move(stub));
   }
   std::unique_lock lock(mu);
-  all_done.wait(lock, [&] { return pending == 0; });
+  while (!all_done.wait_for(lock, kAbandonCheck, [&] { return pending == 0; })) {
+    lock.unlock();
+    for (size_t i = 0; i < started.size(); ++i) {
+      // (A finished call's context ignores the cancel.)
+      if (!cluster->IsMember(started[i]->node) || abandon(*started[i])) contexts[i]->TryCancel();
+    }
+    lock.lock();
+  }
 }
 
 // A node's answer about shard `shard` of `name`, in the cluster's terms: the shard's local name
@@ -152,7 +175,8 @@ const google::protobuf::RepeatedPtrField<std::string>& InSync(const IndexRecord&
 // answer in time. Another replica may answer; a write it missed takes it out of sync.
 bool Unreachable(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         status.error_code() == grpc::StatusCode::CANCELLED;  // by RunAll: gone or deposed
 }
 
 // Calls on every in-sync replica of every shard (with `all_nodes`, on every replica placed,
@@ -250,7 +274,13 @@ grpc::Status RouteWrite(cluster::Cluster* cluster, const grpc::ServerContext* co
       call.request = parts[s];
       call.request.set_name(ShardIndexName(record.name(), s));
     }
-    RunAll(cluster, context, &calls, start);
+    // A leader that is replaced while the call waits (it hung; its lease expired) is given up.
+    RunAll(cluster, context, &calls, start, std::chrono::seconds::max(),
+           [&](const PeerCall<Request, Response>& call) {
+             const std::optional<cluster::Leader> now =
+                 cluster->LeaderOf(record.name(), call.shard);
+             return !now.has_value() || now->epoch != tried[call.shard]->epoch;
+           });
     for (PeerCall<Request, Response>& call : calls) {
       if (call.status.ok()) {
         (*answers)[call.shard] = std::move(call.response);

@@ -267,9 +267,11 @@ def test_cluster_refusals_name_the_problem(cluster, luxdb_server):
     assert "need cluster mode (luxdb-server --cluster-etcd)" in error.value.details()
 
 
-@pytest.mark.parametrize("victim", range(NODES))
+# Each node in turn, each at another moment of the write loop (a write is in flight at any of
+# them: the loop sends one after the other without pause).
+@pytest.mark.parametrize("victim,kill_after", [(0, 0.7), (1, 1.9), (2, 3.1)])
 def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bin, tmp_path,
-                                                                 victim):
+                                                                 victim, kill_after):
     """SIGKILL of one node of three while a writer adds batches through every node and a reader
     queries through the others: writes resume within 10 s, the reader never fails, and every
     acknowledged item is there afterwards. The killed node, restarted, rejoins and routes."""
@@ -330,21 +332,24 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
         threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
         for t in threads:
             t.start()
-        time.sleep(2)
+        time.sleep(kill_after)
         killed_at = time.monotonic()
         nodes[victim].signal_and_wait(signal.SIGKILL)
         killed.set()
-        time.sleep(6)
+        time.sleep(9)
         stop.set()
         for t in threads:
             t.join(timeout=60)
-        after_kill = [t for t in ack_times if t > killed_at]
-        assert after_kill, f"no write acknowledged after the kill; errors: {write_errors[-5:]}"
-        resumed = after_kill[0] - killed_at
-        print(f"\n[cluster] SIGKILL of node f{victim}: {len(acked)} items acknowledged, "
-              f"first write after the kill acknowledged in {resumed:.2f} s, "
+        after_kill = [killed_at] + [t for t in ack_times if t > killed_at]
+        assert len(after_kill) > 1, (
+            f"no write acknowledged after the kill; errors: {write_errors[-5:]}")
+        # The longest time without an acknowledged write, from the kill on (a write to a shard
+        # the killed node led waits for its lease to expire and a new leader).
+        stall = max(b - a for a, b in zip(after_kill, after_kill[1:]))
+        print(f"\n[cluster] SIGKILL of node f{victim} {kill_after} s into the writes: "
+              f"{len(acked)} items acknowledged, writes stalled at most {stall:.2f} s, "
               f"{len(write_errors)} write calls failed (retried), {len(read_errors)} reads failed")
-        assert resumed <= 10, f"writes resumed {resumed:.1f} s after the kill"
+        assert stall <= 10, f"writes stalled {stall:.1f} s after the kill"
         assert not read_errors, f"queries through surviving nodes failed: {read_errors[:5]}"
 
         ids = np.array(sorted(acked), dtype=np.uint64)
@@ -385,101 +390,188 @@ def replica_contents(stub, name, shard):
     return {i: v.tobytes() for i, v in zip(ids, vectors)}
 
 
+class ChurnWriter(threading.Thread):
+    """Writes to `name` through the nodes not in `down`, in turn: batches of new items, and now
+    and then deletes of acknowledged items and new vectors for others. `expected` holds what
+    was acknowledged (id -> vector bytes), `ack_times` when."""
+
+    def __init__(self, nodes, name, dim, batch=40, seed=11):
+        super().__init__()
+        self.nodes, self.name, self.dim, self.batch = nodes, name, dim, batch
+        self.rng = np.random.default_rng(seed)
+        self.expected = {}
+        self.ack_times = []
+        self.errors = []
+        self.down = set()
+        self.halt = threading.Event()
+
+    def run(self):
+        next_id, turn = 0, 0
+        while not self.halt.is_set():
+            entry = [i for i in range(len(self.nodes)) if i not in self.down]
+            stub = self.nodes[entry[turn % len(entry)]].stub  # a restart makes a new one
+            turn += 1
+            try:
+                if turn % 4 == 0 and len(self.expected) > 20:
+                    gone = sorted(self.expected)[turn % 7::13][:10]
+                    stub.DeleteItems(luxdb_pb2.DeleteItemsRequest(name=self.name, ids=gone),
+                                     timeout=20)
+                    for i in gone:
+                        del self.expected[i]
+                    ids = np.array(sorted(self.expected)[turn % 5::17][:10], dtype=np.uint64)
+                else:
+                    ids = np.arange(next_id, next_id + self.batch, dtype=np.uint64)
+                    next_id += self.batch
+                vectors = self.rng.standard_normal((len(ids), self.dim), dtype=np.float32)
+                stub.AddItems(add_items_request(self.name, vectors, ids), timeout=20)
+            except grpc.RpcError as error:
+                self.errors.append((time.monotonic(), error.code().name, error.details()))
+                continue
+            for i, v in zip(ids, vectors):
+                self.expected[int(i)] = v.tobytes()
+            self.ack_times.append(time.monotonic())
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=60)
+        assert not self.is_alive()
+
+    def longest_stall(self, since):
+        """The longest time after `since` without an acknowledged write."""
+        times = [since] + [t for t in self.ack_times if t > since]
+        return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else float("inf")
+
+
+def wait_in_sync(etcd, nodes, name, node_id, timeout=60):
+    """Waits until `node_id` is in the in-sync set of every shard of `name` it holds; returns the
+    shard map then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = etcd.get_json(f"/luxdb/indexes/{name}")
+        lagging = [s for s, shard in enumerate(record["shards"])
+                   if node_id in shard["nodes"] and node_id not in shard["inSync"]]
+        if not lagging:
+            return record
+        assert time.monotonic() < deadline, (
+            f"{node_id} not back in sync on shards {lagging} after {timeout} s:\n"
+            + "".join(node.stderr_text()[-2000:] for node in nodes))
+        time.sleep(0.2)
+
+
+def assert_every_replica_holds(nodes, record, expected):
+    """Every replica of every shard holds exactly the acknowledged items."""
+    union = {}
+    by_id = {f"{node.node_id}": node for node in nodes}
+    for s, shard in enumerate(record["shards"]):
+        replicas = [replica_contents(by_id[n].stub, record["name"], s) for n in shard["nodes"]]
+        assert all(r == replicas[0] for r in replicas), (
+            f"the replicas of shard {s} differ: {[len(r) for r in replicas]} items on "
+            f"{shard['nodes']}")
+        union.update(replicas[0])
+    assert union.keys() == expected.keys()
+    assert union == expected
+
+
+def start_cluster(luxdb_server_bin, tmp_path, prefix, extra=()):
+    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
+    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"{prefix}{i}", log_dir=tmp_path,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"{prefix}{i}",
+                                   *extra])
+             for i in range(NODES)]
+    for i, node in enumerate(nodes):
+        node.node_id = f"{prefix}{i}"
+    return etcd, nodes
+
+
 def test_a_restarted_node_catches_up_while_writes_go_on(luxdb_server_bin, tmp_path):
     """A node killed during writes and restarted is caught up by its shards' leaders (a copy of
     the leader's replica plus the writes made meanwhile, adds and deletes) and rejoins every
     in-sync set within 60 s, while the writes go on; afterwards every replica of every shard
     holds exactly what was acknowledged."""
-    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
-    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"c{i}", log_dir=tmp_path,
-                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"c{i}"])
-             for i in range(NODES)]
+    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "c")
     try:
         for node in nodes:
             node.start()
-        stub0 = nodes[0].stub
-        dim, name, batch, victim = 8, "rejoin", 40, 1
-        stub0.CreateIndex(luxdb_pb2.CreateIndexRequest(
+        dim, name, victim = 8, "rejoin", 1
+        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
             name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
-        stub0.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
-                           timeout=30)
-        rng = np.random.default_rng(11)
-        expected = {}  # id -> vector bytes, as acknowledged
-        errors = []
-        stop = threading.Event()
-        down = threading.Event()
-
-        def writer():
-            next_id, turn = 0, 0
-            while not stop.is_set():
-                entry = [i for i in range(NODES) if not (down.is_set() and i == victim)]
-                stub = nodes[entry[turn % len(entry)]].stub  # a restart makes a new one
-                turn += 1
-                try:
-                    if turn % 4 == 0 and len(expected) > 20:
-                        # Delete some acknowledged items, and rewrite others with new vectors.
-                        gone = sorted(expected)[turn % 7::13][:10]
-                        stub.DeleteItems(luxdb_pb2.DeleteItemsRequest(name=name, ids=gone),
-                                         timeout=20)
-                        for i in gone:
-                            del expected[i]
-                        again = np.array(sorted(expected)[turn % 5::17][:10], dtype=np.uint64)
-                        vectors = rng.standard_normal((len(again), dim), dtype=np.float32)
-                        stub.AddItems(add_items_request(name, vectors, again), timeout=20)
-                    else:
-                        again = np.arange(next_id, next_id + batch, dtype=np.uint64)
-                        vectors = rng.standard_normal((batch, dim), dtype=np.float32)
-                        stub.AddItems(add_items_request(name, vectors, again), timeout=20)
-                        next_id += batch
-                except grpc.RpcError as error:
-                    errors.append((error.code().name, error.details()))
-                    continue
-                for i, v in zip(again, vectors):
-                    expected[int(i)] = v.tobytes()
-
-        thread = threading.Thread(target=writer)
-        thread.start()
+        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
+                                timeout=30)
+        writer = ChurnWriter(nodes, name, dim)
+        writer.start()
         try:
             time.sleep(1.5)
-            down.set()
+            writer.down.add(victim)
             nodes[victim].signal_and_wait(signal.SIGKILL)
-            time.sleep(3)
-            # Its replicas are out of sync now (the writes since missed them).
+            time.sleep(3)  # its replicas fall out of sync: the writes since missed them
             nodes[victim].start()
-            down.clear()
+            writer.down.clear()
             restarted = time.monotonic()
-            deadline = restarted + 60
-            while True:
-                record = etcd.get_json(f"/luxdb/indexes/{name}")
-                lagging = [s for s, shard in enumerate(record["shards"])
-                           if f"c{victim}" in shard["nodes"]
-                           and f"c{victim}" not in shard["inSync"]]
-                if not lagging:
-                    break
-                assert time.monotonic() < deadline, (
-                    f"c{victim} not back in sync on shards {lagging} 60 s after its restart:\n"
-                    f"{nodes[victim].stderr_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_in_sync(etcd, nodes, name, f"c{victim}")
             caught_up = time.monotonic() - restarted
             time.sleep(1)  # writes go on to the caught-up replicas as followers
         finally:
-            stop.set()
-            thread.join(timeout=60)
+            writer.stop()
         print(f"\n[cluster] c{victim} restarted and back in every in-sync set in "
-              f"{caught_up:.1f} s; {len(expected)} items acknowledged, {len(errors)} write "
-              f"calls failed (retried)")
+              f"{caught_up:.1f} s; {len(writer.expected)} items acknowledged, "
+              f"{len(writer.errors)} write calls failed (retried)")
         logs = "".join(node.stderr_text() for node in nodes)
         assert f"'c{victim}' caught up on shard" in logs
+        assert_every_replica_holds(nodes, etcd.get_json(f"/luxdb/indexes/{name}"),
+                                   writer.expected)
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
 
-        union = {}
-        for s, shard in enumerate(record["shards"]):
-            replicas = [replica_contents(nodes[int(node[1:])].stub, name, s) for node in shard["nodes"]]
-            assert all(r == replicas[0] for r in replicas), (
-                f"the replicas of shard {s} differ: "
-                f"{[len(r) for r in replicas]} items on {shard['nodes']}")
-            union.update(replicas[0])
-        assert union.keys() == expected.keys()
-        assert union == expected
+
+def test_a_hung_leader_is_replaced_and_fenced(luxdb_server_bin, tmp_path):
+    """SIGSTOP of a shard's leader during writes: its lease expires, the other replica leads
+    within 10 s and the writes go on; the old leader, resumed, acknowledges nothing of what it
+    held (its follower refuses its old epoch, its lease is gone), registers again, is caught up,
+    and every replica holds exactly what was acknowledged."""
+    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "h")
+    try:
+        for node in nodes:
+            node.start()
+        dim, name = 8, "hung"
+        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name=name, space=luxdb_pb2.L2, dim=dim, shards=1, replicas=2), timeout=30)
+        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
+                                timeout=30)
+        deadline = time.monotonic() + 10
+        while (leader := etcd.get_json(f"/luxdb/leaders/{name}/0")) is None:
+            assert time.monotonic() < deadline, "shard 0 has no leader 10 s after its creation"
+            time.sleep(0.1)
+        victim = int(leader["nodeId"][1:])
+        writer = ChurnWriter(nodes, name, dim)
+        writer.down.add(victim)  # clients write through the other nodes
+        writer.start()
+        try:
+            time.sleep(1.5)
+            stopped_at = time.monotonic()
+            nodes[victim].process.send_signal(signal.SIGSTOP)
+            time.sleep(8)
+            nodes[victim].process.send_signal(signal.SIGCONT)
+            wait_in_sync(etcd, nodes, name, f"h{victim}")
+            time.sleep(1)
+        finally:
+            nodes[victim].process.send_signal(signal.SIGCONT)
+            writer.stop()
+        stall = writer.longest_stall(stopped_at)
+        new_leader = etcd.get_json(f"/luxdb/leaders/{name}/0")["nodeId"]
+        print(f"\n[cluster] SIGSTOP of leader h{victim} for 8 s: writes stalled at most "
+              f"{stall:.2f} s, leader now {new_leader}; {len(writer.expected)} items "
+              f"acknowledged, {len(writer.errors)} write calls failed (retried)")
+        assert stall <= 10, f"writes stalled {stall:.1f} s after the leader hung"
+        assert new_leader != f"h{victim}"
+        log = nodes[victim].stderr_text()
+        assert "lost its etcd lease" in log
+        assert "registered again under a new lease" in log
+        assert_every_replica_holds(nodes, etcd.get_json(f"/luxdb/indexes/{name}"),
+                                   writer.expected)
         for node in nodes:
             node.stop()
     finally:
