@@ -314,6 +314,25 @@ TEST_F(EtcdClientTest, CompareAndPutAllIsAllOrNothing) {
   EXPECT_EQ((*keys)[1].value, "b1");
   EXPECT_EQ((*keys)[0].mod_revision, (*keys)[1].mod_revision) << "one transaction, one revision";
 
+  // A check-only entry is a condition and nothing else: the key keeps its value and revision.
+  const int64_t a3 = (*keys)[0].mod_revision;
+  absl::StatusOr<bool> checked = client_->CompareAndPutAll(
+      {{.key = "/all/a", .expected_mod_revision = a3, .check_only = true},
+       {.key = "/all/d", .value = "d1", .expected_mod_revision = 0}});
+  ASSERT_TRUE(checked.ok()) << checked.status();
+  EXPECT_TRUE(*checked);
+  absl::StatusOr<bool> stale_check = client_->CompareAndPutAll(
+      {{.key = "/all/a", .expected_mod_revision = *a2, .check_only = true},
+       {.key = "/all/e", .value = "e1", .expected_mod_revision = 0}});
+  ASSERT_TRUE(stale_check.ok()) << stale_check.status();
+  EXPECT_FALSE(*stale_check) << "a check-only entry's condition was not applied";
+  keys = client_->GetPrefix("/all/");
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 3u);  // a, b, d
+  EXPECT_EQ((*keys)[0].value, "a3");
+  EXPECT_EQ((*keys)[0].mod_revision, a3);
+  EXPECT_EQ((*keys)[2].value, "d1");
+
   absl::StatusOr<bool> twice = client_->CompareAndPutAll({{"/all/x", "1", 0}, {"/all/x", "2", 0}});
   EXPECT_EQ(twice.status().code(), absl::StatusCode::kInvalidArgument) << twice.status();
   EXPECT_TRUE(absl::StrContains(twice.status().message(), "/all/x")) << twice.status();
@@ -327,6 +346,10 @@ TEST_F(EtcdClientTest, KeepAliveKeepsAKeyPastItsTtl) {
   std::unique_ptr<EtcdClient::LeaseKeeper> keeper =
       client_->KeepAlive(*lease, kTtl, [&] { lost.fetch_add(1); });
   std::this_thread::sleep_for(kTtl * 3);
+  // Renewed within the last ttl/3 (and a bit): sure to last most of a TTL more, never more.
+  const Clock::time_point valid_until = keeper->valid_until();
+  EXPECT_GT(valid_until, Clock::now() + kTtl / 3);
+  EXPECT_LE(valid_until, Clock::now() + kTtl);
   absl::StatusOr<std::optional<KeyValue>> key = client_->Get("/leased");
   ASSERT_TRUE(key.ok()) << key.status();
   ASSERT_TRUE(key->has_value()) << "the key expired although its lease was kept alive";
@@ -365,6 +388,7 @@ void ExpectLostWhenRevoked(EtcdClient& client, const std::function<void(int64_t)
   // The next keepalive, at most ttl/3 later, hears that the lease is gone.
   EXPECT_TRUE(Eventually([&] { return lost.load() > 0; }, seconds(4)));
   EXPECT_TRUE(keeper->lost());
+  EXPECT_EQ(keeper->valid_until(), Clock::time_point::min()) << "a lost lease is valid no more";
   EXPECT_FALSE(client.Get("/leased").value().has_value());
   std::this_thread::sleep_for(milliseconds(500));
   EXPECT_EQ(lost.load(), 1) << "on_lost runs once";
