@@ -96,6 +96,7 @@ void Cluster::Reload() {
     engine::MutexLock lock(&mu_);
     nodes_.clear();
     indexes_.clear();
+    index_revisions_.clear();
     leaders_.clear();
   }
   std::vector<WatchEvent> events;
@@ -232,11 +233,11 @@ void Cluster::Apply(const std::vector<WatchEvent>& events) {
     } else if (absl::StartsWith(key, kIndexesPrefix)) {
       const std::string name = key.substr(sizeof(kIndexesPrefix) - 1);
       if (!put) {
-        indexes_.erase(name);
+        CacheIndex(name, std::nullopt, event.kv.mod_revision);
         continue;
       }
       if (std::optional<v1::IndexRecord> index = FromJson<v1::IndexRecord>(key, event.kv.value)) {
-        indexes_[name] = *std::move(index);
+        CacheIndex(name, *std::move(index), event.kv.mod_revision);
       }
     } else if (absl::StartsWith(key, kLeadersPrefix)) {
       const std::string shard = key.substr(sizeof(kLeadersPrefix) - 1);  // "<name>/<s>"
@@ -319,10 +320,23 @@ absl::StatusOr<bool> Cluster::CreateIndexRecord(const v1::IndexRecord& record) {
   absl::StatusOr<bool> created =
       etcd_->Create(absl::StrCat(kIndexesPrefix, record.name()), ToJson(record));
   if (created.ok() && *created) {
+    // Revision 0: only if the cache knows nothing of the name (not even a deletion).
     engine::MutexLock lock(&mu_);
-    indexes_[record.name()] = record;
+    CacheIndex(record.name(), record, 0);
   }
   return created;
+}
+
+void Cluster::CacheIndex(const std::string& name, std::optional<v1::IndexRecord> record,
+                         int64_t revision) {
+  int64_t& known = index_revisions_[name];
+  if (revision < known) return;
+  known = revision;
+  if (record.has_value()) {
+    indexes_[name] = *std::move(record);
+  } else {
+    indexes_.erase(name);
+  }
 }
 
 absl::Status Cluster::DeleteIndexRecord(const std::string& name) {
@@ -450,8 +464,10 @@ absl::Status Cluster::EditInSync(
     spdlog::warn("cluster: shard {} of '{}': {}; in sync now: {}", shard, name, what,
                  absl::StrJoin(s->in_sync(), ","));
     {
+      // This node's next write must see the change (a replica back in sync must get it). The
+      // write's revision is past the one read, and nothing else changed the key in between.
       engine::MutexLock lock(&mu_);
-      indexes_[name] = *current;
+      CacheIndex(name, *current, (*kv)->mod_revision + 1);
     }
     *record = *std::move(current);
     return absl::OkStatus();

@@ -119,6 +119,10 @@ class Cluster {
   // Grants a lease, registers /luxdb/nodes/<id> on it and starts its keeper. ALREADY_EXISTS
   // if a live node holds the id. Join and maintainer_ only.
   absl::Status Register();
+  // Caches index `name`'s record (nullopt: deleted) as of etcd revision `revision`, unless the
+  // cache holds a later one.
+  void CacheIndex(const std::string& name, std::optional<v1::IndexRecord> record, int64_t revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tries to lead every shard this node holds in sync that has no leader. maintainer_ only.
   void Campaign();
   // Rewrites shard `shard`'s in-sync set of index `name` to `edit(in_sync)` (nullopt: leave it
@@ -139,6 +143,9 @@ class Cluster {
   std::shared_ptr<EtcdClient::LeaseKeeper> keeper_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::IndexRecord> indexes_ ABSL_GUARDED_BY(mu_);
+  // The etcd revision of each index's cached record (of its deletion, once deleted): an
+  // update from a write of this node's own never replaces a newer one the watch delivered.
+  std::map<std::string, int64_t> index_revisions_ ABSL_GUARDED_BY(mu_);
   // By "<name>/<shard>".
   std::map<std::string, Leader> leaders_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<luxdb::v1::LuxDB::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
