@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cluster/shard_map.h"
 #include "google/protobuf/util/json_util.h"
 #include "luxdb/connect.h"
 #include "spdlog/spdlog.h"
@@ -170,13 +171,53 @@ bool Holds(const google::protobuf::RepeatedPtrField<std::string>& nodes, const s
 
 }  // namespace
 
+void Cluster::StartLeading(const std::function<bool(const std::string&)>& holds_shard) {
+  const std::string& self = options_.node_id;
+  for (const auto& [name, record] : Indexes()) {
+    for (int s = 0; s < record.shards_size(); ++s) {
+      if (!Holds(InSyncOf(record.shards(s)), self) ||
+          holds_shard(ShardIndexName(name, static_cast<uint32_t>(s)))) {
+        continue;
+      }
+      v1::IndexRecord updated;
+      const absl::Status left = EditInSync(
+          name, static_cast<uint32_t>(s), /*epoch=*/0,
+          [&](const v1::ShardRecord& shard)
+              -> absl::StatusOr<std::optional<std::vector<std::string>>> {
+            std::vector<std::string> keep;
+            for (const std::string& node : shard.in_sync()) {
+              if (node != self) keep.push_back(node);
+            }
+            if (keep.size() == static_cast<size_t>(shard.in_sync_size())) return std::nullopt;
+            if (keep.empty()) {
+              return absl::DataLossError(absl::StrCat(
+                  "this node was its only replica in sync, and its data directory does not "
+                  "hold it: the shard's acknowledged writes are lost"));
+            }
+            return keep;
+          },
+          absl::StrCat(self,
+                       " left the in-sync replicas (its data directory does not hold the "
+                       "shard; it will be caught up)"),
+          &updated);
+      if (!left.ok()) {
+        spdlog::error("cluster: shard {} of '{}': {}", s, name, left.ToString());
+      }
+    }
+  }
+  engine::MutexLock lock(&mu_);
+  may_lead_ = true;
+  campaign_ = true;
+  changed_.SignalAll();
+}
+
 void Cluster::Campaign() {
   // The shards this node could lead: it holds them in sync, and the cache knows no leader.
   std::vector<std::pair<std::string, uint32_t>> candidates;
   int64_t lease = 0;
   {
     engine::MutexLock lock(&mu_);
-    if (lease_lost_ || keeper_ == nullptr || keeper_->lost()) return;
+    if (!may_lead_ || lease_lost_ || keeper_ == nullptr || keeper_->lost()) return;
     lease = lease_;
     for (const auto& [name, record] : indexes_) {
       for (int s = 0; s < record.shards_size(); ++s) {
@@ -447,17 +488,22 @@ absl::Status Cluster::EditInSync(
     for (const std::string& node : **edited) s->add_in_sync(node);
     // Fenced: written only while the leader key is still the one of `epoch` (never updated, so
     // its mod revision is its create revision).
-    absl::StatusOr<bool> written = etcd_->CompareAndPutAll({
-        {.key = key, .value = ToJson(*current), .expected_mod_revision = (*kv)->mod_revision},
-        {.key = LeaderKey(name, shard), .expected_mod_revision = epoch, .check_only = true},
-    });
+    std::vector<EtcdClient::Write> writes = {
+        {.key = key, .value = ToJson(*current), .expected_mod_revision = (*kv)->mod_revision}};
+    if (epoch != 0) {
+      writes.push_back(
+          {.key = LeaderKey(name, shard), .expected_mod_revision = epoch, .check_only = true});
+    }
+    absl::StatusOr<bool> written = etcd_->CompareAndPutAll(writes);
     if (!written.ok()) return written.status();
     if (!*written) {
-      absl::StatusOr<std::optional<KeyValue>> leader = etcd_->Get(LeaderKey(name, shard));
-      if (!leader.ok()) return leader.status();
-      if (!leader->has_value() || (*leader)->mod_revision != epoch) {
-        return absl::AbortedError(absl::StrCat(
-            "node '", options_.node_id, "' no longer leads shard ", shard, " of '", name, "'"));
+      if (epoch != 0) {
+        absl::StatusOr<std::optional<KeyValue>> leader = etcd_->Get(LeaderKey(name, shard));
+        if (!leader.ok()) return leader.status();
+        if (!leader->has_value() || (*leader)->mod_revision != epoch) {
+          return absl::AbortedError(absl::StrCat(
+              "node '", options_.node_id, "' no longer leads shard ", shard, " of '", name, "'"));
+        }
       }
       continue;  // the record changed: read it again
     }

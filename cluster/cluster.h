@@ -63,6 +63,12 @@ class Cluster {
   // Leaves: revokes the lease, so the node's record goes at once.
   ~Cluster();
 
+  // Lets this node lead shards (campaign), once its data directory is open: first it takes
+  // itself out of the in-sync set of every shard it is counted in sync for but does not hold
+  // (`holds_shard(local name)` false: its data directory was lost or replaced), so that it
+  // leads and serves only what it holds. Until then it leads nothing.
+  void StartLeading(const std::function<bool(const std::string& local_name)>& holds_shard);
+
   const std::string& node_id() const { return options_.node_id; }
   uint32_t write_quorum() const { return options_.write_quorum; }
 
@@ -126,7 +132,8 @@ class Cluster {
   // Tries to lead every shard this node holds in sync that has no leader. maintainer_ only.
   void Campaign();
   // Rewrites shard `shard`'s in-sync set of index `name` to `edit(in_sync)` (nullopt: leave it
-  // as it is), guarded against concurrent changes and fenced by the leader key of `epoch`.
+  // as it is), guarded against concurrent changes and fenced by the leader key of `epoch` (0:
+  // not fenced; only for a node taking itself out).
   // `what` describes the change for the log.
   absl::Status EditInSync(
       const std::string& name, uint32_t shard, int64_t epoch,
@@ -152,6 +159,7 @@ class Cluster {
   bool reload_ ABSL_GUARDED_BY(mu_) = false;      // the watch was reset: Reload
   bool lease_lost_ ABSL_GUARDED_BY(mu_) = false;  // the keeper lost the lease: Register
   bool campaign_ ABSL_GUARDED_BY(mu_) = false;    // the caches changed: Campaign
+  bool may_lead_ ABSL_GUARDED_BY(mu_) = false;    // StartLeading ran
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;    // the destructor runs
   engine::CondVar changed_;                  // reload_, lease_lost_, campaign_ or stopping_ set
   mutable engine::CondVar leaders_changed_;  // leaders_ changed (AwaitLeaderChange)

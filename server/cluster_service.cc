@@ -230,8 +230,12 @@ grpc::Status ReadEveryShard(cluster::Cluster* cluster, const grpc::ServerContext
         continue;
       }
       last = InClusterTerms(call.status, record.name(), call.shard, call.node);
-      // A refused request is refused by every replica alike: no point asking the next.
-      if (!Unreachable(call.status)) return last;
+      // A refused request is refused by every replica alike: no point asking the next. But
+      // NOT_FOUND may be one replica's (a node whose data directory lost the shard answers
+      // it until its in-sync change reaches this node's cache): the next one settles it.
+      if (!Unreachable(call.status) && call.status.error_code() != grpc::StatusCode::NOT_FOUND) {
+        return last;
+      }
     }
   }
   for (uint32_t s = 0; s < shards; ++s) {

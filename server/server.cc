@@ -368,6 +368,13 @@ void LuxServer::Load() {
   if (tune_trim) mallopt(M_TRIM_THRESHOLD, kLoadingTrimThresholdBytes);
   absl::StatusOr<std::unique_ptr<engine::Catalog>> opened =
       engine::Catalog::Open(options_.data_dir, catalog_options);
+  if (opened.ok() && cluster_ != nullptr) {
+    // Its shards are known now: it may lead those it holds, and leaves the in-sync sets of
+    // those its data directory lost before it answers calls about them.
+    cluster_->StartLeading([catalog = opened->get()](const std::string& local_name) {
+      return catalog->Exists(local_name);
+    });
+  }
   engine::Catalog* catalog = nullptr;
   bool shutting_down = false;
   {
@@ -452,9 +459,8 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
     });
     server_->Shutdown(deadline);
     server_->Wait();
-    // Leaves the cluster once no call of this node routes through it any more.
+    // No call of this node routes through the cluster any more.
     if (cluster_service_ != nullptr) cluster_service_->AttachCluster(nullptr);
-    cluster_.reset();
     {
       std::lock_guard lock(drained_mu);
       drained = true;
@@ -463,6 +469,8 @@ absl::Status LuxServer::Shutdown(std::chrono::milliseconds grace) {
     aborter.join();
   }
   if (loader_.joinable()) loader_.join();
+  // Leaves the cluster: after the loader, which may have called StartLeading.
+  cluster_.reset();
   std::lock_guard lock(mu_);
   if (catalog_ == nullptr) return load_status_;
   if (metrics_ != nullptr) metrics_->AttachCatalog(nullptr);

@@ -5,6 +5,7 @@ at ef 40 is held against one server with the same parameters."""
 
 import json
 import os
+import shutil
 import socket
 import signal
 import subprocess
@@ -392,8 +393,9 @@ def replica_contents(stub, name, shard):
 
 class ChurnWriter(threading.Thread):
     """Writes to `name` through the nodes not in `down`, in turn: batches of new items, and now
-    and then deletes of acknowledged items and new vectors for others. `expected` holds what
-    was acknowledged (id -> vector bytes), `ack_times` when."""
+    and then deletes of acknowledged items and new vectors for others. A write that fails is
+    sent again until acknowledged (a failed write may be partly applied; its retry settles
+    it). `expected` holds what was acknowledged (id -> vector bytes), `ack_times` when."""
 
     def __init__(self, nodes, name, dim, batch=40, seed=11):
         super().__init__()
@@ -407,26 +409,35 @@ class ChurnWriter(threading.Thread):
 
     def run(self):
         next_id, turn = 0, 0
+        pending = None  # a write that failed: sent again as it was (it may be partly applied)
         while not self.halt.is_set():
             entry = [i for i in range(len(self.nodes)) if i not in self.down]
             stub = self.nodes[entry[turn % len(entry)]].stub  # a restart makes a new one
             turn += 1
-            try:
+            if pending is None:
+                gone = []
                 if turn % 4 == 0 and len(self.expected) > 20:
+                    # Deletes of acknowledged items, and new vectors for others.
                     gone = sorted(self.expected)[turn % 7::13][:10]
-                    stub.DeleteItems(luxdb_pb2.DeleteItemsRequest(name=self.name, ids=gone),
-                                     timeout=20)
-                    for i in gone:
-                        del self.expected[i]
-                    ids = np.array(sorted(self.expected)[turn % 5::17][:10], dtype=np.uint64)
+                    kept = sorted(set(self.expected) - set(gone))
+                    ids = np.array(kept[turn % 5::17][:10], dtype=np.uint64)
                 else:
                     ids = np.arange(next_id, next_id + self.batch, dtype=np.uint64)
                     next_id += self.batch
                 vectors = self.rng.standard_normal((len(ids), self.dim), dtype=np.float32)
+                pending = (gone, ids, vectors)
+            gone, ids, vectors = pending
+            try:
+                if gone:
+                    stub.DeleteItems(luxdb_pb2.DeleteItemsRequest(name=self.name, ids=gone),
+                                     timeout=20)
                 stub.AddItems(add_items_request(self.name, vectors, ids), timeout=20)
             except grpc.RpcError as error:
                 self.errors.append((time.monotonic(), error.code().name, error.details()))
                 continue
+            pending = None
+            for i in gone:
+                del self.expected[i]
             for i, v in zip(ids, vectors):
                 self.expected[int(i)] = v.tobytes()
             self.ack_times.append(time.monotonic())
@@ -468,8 +479,14 @@ def assert_every_replica_holds(nodes, record, expected):
             f"the replicas of shard {s} differ: {[len(r) for r in replicas]} items on "
             f"{shard['nodes']}")
         union.update(replicas[0])
-    assert union.keys() == expected.keys()
-    assert union == expected
+    missing = sorted(expected.keys() - union.keys())
+    extra = sorted(union.keys() - expected.keys())
+    assert not missing and not extra, (
+        f"{len(missing)} acknowledged items missing ({missing[:10]}), {len(extra)} items "
+        f"deleted or never acknowledged present ({extra[:10]})")
+    changed = sorted(i for i in expected if union[i] != expected[i])
+    assert not changed, f"{len(changed)} items hold another vector than acknowledged: {changed[:10]}"
+
 
 
 def start_cluster(luxdb_server_bin, tmp_path, prefix, extra=()):
@@ -572,6 +589,53 @@ def test_a_hung_leader_is_replaced_and_fenced(luxdb_server_bin, tmp_path):
         assert "registered again under a new lease" in log
         assert_every_replica_holds(nodes, etcd.get_json(f"/luxdb/indexes/{name}"),
                                    writer.expected)
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
+
+
+def test_a_node_back_with_an_empty_data_directory_is_caught_up(luxdb_server_bin, tmp_path):
+    """A node that comes back under its id with its data directory lost (a replaced disk), while
+    no write missed it, takes itself out of the in-sync sets of the shards it no longer holds
+    before it may lead them or be read from; its shards' leaders catch it up, reads through
+    every node answer throughout, and every replica then holds what was acknowledged."""
+    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "w")
+    try:
+        for node in nodes:
+            node.start()
+        dim, name, victim = 8, "wiped", 2
+        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
+        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=100_000),
+                                timeout=30)
+        writer = ChurnWriter(nodes, name, dim)
+        writer.start()
+        time.sleep(1.5)
+        writer.stop()
+        nodes[victim].stop()
+        shutil.rmtree(nodes[victim].data_dir)
+        os.makedirs(nodes[victim].data_dir)
+        nodes[victim].start()
+        ids = sorted(writer.expected)
+        deadline = time.monotonic() + 60
+        while True:
+            # Every acknowledged item, through every node, while the node is caught up.
+            for node in nodes:
+                got = node.stub.GetElements(luxdb_pb2.GetElementsRequest(name=name, ids=ids),
+                                            timeout=60)
+                assert len(got.vectors) == len(ids) * dim
+            record = etcd.get_json(f"/luxdb/indexes/{name}")
+            if all(f"w{victim}" in shard["inSync"] for shard in record["shards"]
+                   if f"w{victim}" in shard["nodes"]):
+                break
+            assert time.monotonic() < deadline, "w2 not back in sync 60 s after its restart"
+            time.sleep(0.2)
+        log = nodes[victim].stderr_text()
+        assert "its data directory does not hold the shard" in log
+        assert_every_replica_holds(nodes, record, writer.expected)
         for node in nodes:
             node.stop()
     finally:
