@@ -357,17 +357,20 @@ grpc::Status CheckLeader(cluster::Cluster* cluster, const grpc::ServerContext* c
   return grpc::Status::OK;
 }
 
-// A call from the catch-up thread (no caller to take a deadline from) to `node`.
-template <typename Request, typename Response, typename Call>
+// A call from the catch-up thread (no caller to take a deadline from) to `node`: `method` is
+// the stub's blocking method, e.g. &Stub::GetIds.
+template <typename Request, typename Response>
 absl::Status CallNode(cluster::Cluster* cluster, const std::string& node, const std::string& route,
-                      int64_t epoch, const Request& request, Response* response, Call call) {
+                      int64_t epoch, const Request& request, Response* response,
+                      grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                   Response*)) {
   absl::StatusOr<std::shared_ptr<Stub>> stub = cluster->Peer(node);
   if (!stub.ok()) return stub.status();
   grpc::ClientContext context;
   context.AddMetadata(kRouteHeader, route);
   if (epoch != 0) context.AddMetadata(kEpochHeader, absl::StrCat(epoch));
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  const grpc::Status status = call(stub->get(), &context, request, response);
+  const grpc::Status status = ((*stub).get()->*method)(&context, request, response);
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat("node '", node, "': ", status.error_message()));
@@ -721,9 +724,8 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
   v1::DescribeIndexRequest describe;
   describe.set_name(local);
   v1::DescribeIndexResponse described;
-  if (absl::Status s = CallNode(
-          cluster, self, "local", 0, describe, &described,
-          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->DescribeIndex(c, q, a); });
+  if (absl::Status s =
+          CallNode(cluster, self, "local", 0, describe, &described, &Stub::DescribeIndex);
       !s.ok()) {
     return s;
   }
@@ -733,9 +735,8 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
   v1::DeleteIndexRequest drop;
   drop.set_name(local);
   v1::DeleteIndexResponse dropped;
-  if (absl::Status s = CallNode(
-          cluster, node, "catch-up", epoch, drop, &dropped,
-          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->DeleteIndex(c, q, a); });
+  if (absl::Status s =
+          CallNode(cluster, node, "catch-up", epoch, drop, &dropped, &Stub::DeleteIndex);
       !s.ok() && !absl::IsNotFound(s)) {
     return s;
   }
@@ -744,9 +745,7 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
   create.set_space(info.space());
   create.set_dim(info.dim());
   v1::CreateIndexResponse created;
-  if (absl::Status s = CallNode(
-          cluster, node, "local", 0, create, &created,
-          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->CreateIndex(c, q, a); });
+  if (absl::Status s = CallNode(cluster, node, "local", 0, create, &created, &Stub::CreateIndex);
       !s.ok()) {
     return s;
   }
@@ -757,9 +756,7 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
     init.set_ef_construction(info.ef_construction());
     init.set_m(info.m());
     v1::InitIndexResponse inited;
-    if (absl::Status s = CallNode(
-            cluster, node, "local", 0, init, &inited,
-            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->InitIndex(c, q, a); });
+    if (absl::Status s = CallNode(cluster, node, "local", 0, init, &inited, &Stub::InitIndex);
         !s.ok()) {
       return s;
     }
@@ -767,10 +764,7 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
     ef.set_name(local);
     ef.set_ef(info.ef());
     v1::SetEfResponse ef_set;
-    if (absl::Status s = CallNode(
-            cluster, node, "local", 0, ef, &ef_set,
-            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->SetEf(c, q, a); });
-        !s.ok()) {
+    if (absl::Status s = CallNode(cluster, node, "local", 0, ef, &ef_set, &Stub::SetEf); !s.ok()) {
       return s;
     }
   }
@@ -812,17 +806,13 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
     v1::GetElementsResponse items;
     absl::Status read;
     for (int attempt = 0; attempt < 5; ++attempt) {  // an item deleted between the two reads
-      read = CallNode(
-          cluster, self, "local", 0, list, &ids,
-          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->GetIds(c, q, a); });
+      read = CallNode(cluster, self, "local", 0, list, &ids, &Stub::GetIds);
       if (!read.ok() || ids.ids_size() == 0) break;
       v1::GetElementsRequest get;
       get.set_name(local);
       *get.mutable_ids() = ids.ids();
       get.set_with_attributes(true);
-      read = CallNode(
-          cluster, self, "local", 0, get, &items,
-          [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->GetElements(c, q, a); });
+      read = CallNode(cluster, self, "local", 0, get, &items, &Stub::GetElements);
       if (!absl::IsNotFound(read)) break;
     }
     if (!read.ok()) {
@@ -836,9 +826,7 @@ absl::Status ClusterService::CatchUp(cluster::Cluster* cluster, const IndexRecor
     *add.mutable_vectors() = items.vectors();
     *add.mutable_attributes() = items.attributes();
     v1::AddItemsResponse added;
-    if (absl::Status s = CallNode(
-            cluster, node, "copy", epoch, add, &added,
-            [](Stub* stub, auto* c, const auto& q, auto* a) { return stub->AddItems(c, q, a); });
+    if (absl::Status s = CallNode(cluster, node, "copy", epoch, add, &added, &Stub::AddItems);
         !s.ok()) {
       give_up();
       return s;
