@@ -3,6 +3,7 @@ nodes on free ports. An index of 3 shards x 2 replicas gets Fashion-MNIST throug
 turn; any node answers queries, descriptions, id listings and element reads, and the recall@10
 at ef 40 is held against one server with the same parameters."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -268,6 +269,38 @@ def test_cluster_refusals_name_the_problem(cluster, luxdb_server):
     assert "need cluster mode (luxdb-server --cluster-etcd)" in error.value.details()
 
 
+@contextlib.contextmanager
+def running_cluster(luxdb_server_bin, tmp_path, prefix, extra=()):
+    """etcd and NODES nodes with ids `<prefix>0`... on free ports, started; yields (etcd, nodes).
+    The nodes are stopped at the end of the block (SIGTERM, exit 0), and every process is gone
+    however the block ends."""
+    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
+    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"{prefix}{i}", log_dir=tmp_path,
+                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"{prefix}{i}",
+                                   *extra])
+             for i in range(NODES)]
+    for i, node in enumerate(nodes):
+        node.node_id = f"{prefix}{i}"
+    try:
+        for node in nodes:
+            node.start()
+        yield etcd, nodes
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.abandon()
+        etcd.stop()
+
+
+def create_index(node, name, dim, shards, replicas, max_elements):
+    """Creates and initialises `name` (l2) through `node`."""
+    node.stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
+        name=name, space=luxdb_pb2.L2, dim=dim, shards=shards, replicas=replicas), timeout=30)
+    node.stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=max_elements),
+                        timeout=30)
+
+
 # Each node in turn, each at another moment of the write loop (a write is in flight at any of
 # them: the loop sends one after the other without pause).
 @pytest.mark.parametrize("victim,kill_after", [(0, 0.7), (1, 1.9), (2, 3.1)])
@@ -276,19 +309,10 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
     """SIGKILL of one node of three while a writer adds batches through every node and a reader
     queries through the others: writes resume within 10 s, the reader never fails, and every
     acknowledged item is there afterwards. The killed node, restarted, rejoins and routes."""
-    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
-    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"f{i}", log_dir=tmp_path,
-                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"f{i}"])
-             for i in range(NODES)]
-    try:
-        for node in nodes:
-            node.start()
+    with running_cluster(luxdb_server_bin, tmp_path, "f") as (etcd, nodes):
         stubs = [node.stub for node in nodes]
         dim, name, batch = 16, "churn", 50
-        stubs[0].CreateIndex(luxdb_pb2.CreateIndexRequest(
-            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
-        stubs[0].InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
-                           timeout=30)
+        create_index(nodes[0], name, dim, SHARDS, REPLICAS, 200_000)
         survivors = [i for i in range(NODES) if i != victim]
         rng = np.random.default_rng(5)
         acked = {}         # id -> vector
@@ -369,12 +393,6 @@ def test_a_node_killed_during_writes_loses_no_acknowledged_write(luxdb_server_bi
         nodes[victim].start()
         ids_back, _ = query(nodes[victim].stub, name, np.stack([acked[0]]), k=1, ef=200)
         assert ids_back[0][0] == 0
-        for node in nodes:
-            node.stop()
-    finally:
-        for node in nodes:
-            node.abandon()
-        etcd.stop()
 
 
 def replica_contents(stub, name, shard):
@@ -489,31 +507,14 @@ def assert_every_replica_holds(nodes, record, expected):
 
 
 
-def start_cluster(luxdb_server_bin, tmp_path, prefix, extra=()):
-    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
-    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"{prefix}{i}", log_dir=tmp_path,
-                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"{prefix}{i}",
-                                   *extra])
-             for i in range(NODES)]
-    for i, node in enumerate(nodes):
-        node.node_id = f"{prefix}{i}"
-    return etcd, nodes
-
-
 def test_a_restarted_node_catches_up_while_writes_go_on(luxdb_server_bin, tmp_path):
     """A node killed during writes and restarted is caught up by its shards' leaders (a copy of
     the leader's replica plus the writes made meanwhile, adds and deletes) and rejoins every
     in-sync set within 60 s, while the writes go on; afterwards every replica of every shard
     holds exactly what was acknowledged."""
-    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "c")
-    try:
-        for node in nodes:
-            node.start()
+    with running_cluster(luxdb_server_bin, tmp_path, "c") as (etcd, nodes):
         dim, name, victim = 8, "rejoin", 1
-        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
-            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
-        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
-                                timeout=30)
+        create_index(nodes[0], name, dim, SHARDS, REPLICAS, 200_000)
         writer = ChurnWriter(nodes, name, dim)
         writer.start()
         try:
@@ -536,12 +537,6 @@ def test_a_restarted_node_catches_up_while_writes_go_on(luxdb_server_bin, tmp_pa
         assert f"'c{victim}' caught up on shard" in logs
         assert_every_replica_holds(nodes, etcd.get_json(f"/luxdb/indexes/{name}"),
                                    writer.expected)
-        for node in nodes:
-            node.stop()
-    finally:
-        for node in nodes:
-            node.abandon()
-        etcd.stop()
 
 
 def test_a_hung_leader_is_replaced_and_fenced(luxdb_server_bin, tmp_path):
@@ -549,15 +544,9 @@ def test_a_hung_leader_is_replaced_and_fenced(luxdb_server_bin, tmp_path):
     within 10 s and the writes go on; the old leader, resumed, acknowledges nothing of what it
     held (its follower refuses its old epoch, its lease is gone), registers again, is caught up,
     and every replica holds exactly what was acknowledged."""
-    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "h")
-    try:
-        for node in nodes:
-            node.start()
+    with running_cluster(luxdb_server_bin, tmp_path, "h") as (etcd, nodes):
         dim, name = 8, "hung"
-        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
-            name=name, space=luxdb_pb2.L2, dim=dim, shards=1, replicas=2), timeout=30)
-        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=200_000),
-                                timeout=30)
+        create_index(nodes[0], name, dim, 1, 2, 200_000)
         deadline = time.monotonic() + 10
         while (leader := etcd.get_json(f"/luxdb/leaders/{name}/0")) is None:
             assert time.monotonic() < deadline, "shard 0 has no leader 10 s after its creation"
@@ -589,12 +578,6 @@ def test_a_hung_leader_is_replaced_and_fenced(luxdb_server_bin, tmp_path):
         assert "registered again under a new lease" in log
         assert_every_replica_holds(nodes, etcd.get_json(f"/luxdb/indexes/{name}"),
                                    writer.expected)
-        for node in nodes:
-            node.stop()
-    finally:
-        for node in nodes:
-            node.abandon()
-        etcd.stop()
 
 
 def test_a_node_back_with_an_empty_data_directory_is_caught_up(luxdb_server_bin, tmp_path):
@@ -602,15 +585,9 @@ def test_a_node_back_with_an_empty_data_directory_is_caught_up(luxdb_server_bin,
     no write missed it, takes itself out of the in-sync sets of the shards it no longer holds
     before it may lead them or be read from; its shards' leaders catch it up, reads through
     every node answer throughout, and every replica then holds what was acknowledged."""
-    etcd, nodes = start_cluster(luxdb_server_bin, tmp_path, "w")
-    try:
-        for node in nodes:
-            node.start()
+    with running_cluster(luxdb_server_bin, tmp_path, "w") as (etcd, nodes):
         dim, name, victim = 8, "wiped", 2
-        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
-            name=name, space=luxdb_pb2.L2, dim=dim, shards=SHARDS, replicas=REPLICAS), timeout=30)
-        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=100_000),
-                                timeout=30)
+        create_index(nodes[0], name, dim, SHARDS, REPLICAS, 100_000)
         writer = ChurnWriter(nodes, name, dim)
         writer.start()
         time.sleep(1.5)
@@ -636,30 +613,15 @@ def test_a_node_back_with_an_empty_data_directory_is_caught_up(luxdb_server_bin,
         log = nodes[victim].stderr_text()
         assert "its data directory does not hold the shard" in log
         assert_every_replica_holds(nodes, record, writer.expected)
-        for node in nodes:
-            node.stop()
-    finally:
-        for node in nodes:
-            node.abandon()
-        etcd.stop()
 
 
 def test_write_quorum_refuses_writes_until_a_replica_is_back(luxdb_server_bin, tmp_path):
     """With --write-quorum 2, a shard of two replicas one of which is dead takes no writes (a
     clear refusal, nothing written); once the node is back and caught up, writes go on."""
-    etcd = Etcd(tmp_path / "etcd", tmp_path / "etcd.log").start()
-    nodes = [LuxServer(luxdb_server_bin, tmp_path / f"q{i}", log_dir=tmp_path,
-                       extra_args=["--cluster-etcd", etcd.endpoint, "--node-id", f"q{i}",
-                                   "--write-quorum", "2"])
-             for i in range(NODES)]
-    try:
-        for node in nodes:
-            node.start()
+    with running_cluster(luxdb_server_bin, tmp_path, "q", extra=["--write-quorum", "2"]) as (
+            etcd, nodes):
         dim, name = 4, "quorum"
-        nodes[0].stub.CreateIndex(luxdb_pb2.CreateIndexRequest(
-            name=name, space=luxdb_pb2.L2, dim=dim, shards=1, replicas=2), timeout=30)
-        nodes[0].stub.InitIndex(luxdb_pb2.InitIndexRequest(name=name, max_elements=1000),
-                                timeout=30)
+        create_index(nodes[0], name, dim, 1, 2, 1000)
         vectors = np.eye(dim, dtype=np.float32)
         ids = np.arange(dim, dtype=np.uint64)
         nodes[0].stub.AddItems(add_items_request(name, vectors, ids), timeout=30)
@@ -685,12 +647,6 @@ def test_write_quorum_refuses_writes_until_a_replica_is_back(luxdb_server_bin, t
             luxdb_pb2.GetElementsRequest(name=name, ids=(ids + 20).tolist()), timeout=30)
         np.testing.assert_array_equal(np.array(got.vectors, dtype=np.float32).reshape(-1, dim),
                                       vectors)
-        for node in nodes:
-            node.stop()
-    finally:
-        for node in nodes:
-            node.abandon()
-        etcd.stop()
 
 
 def test_the_cli_and_the_python_client_create_sharded_indexes(cluster, luxdb_server,
